@@ -1,0 +1,19 @@
+"""Shared building blocks for message models."""
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+
+class Frozen(BaseModel):
+    """An immutable message part that rejects unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+CampaignId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+"""ISO 4217 code, upper case. One currency per coupon."""
+MinorUnits = Annotated[int, "integer minor units (cents)"]

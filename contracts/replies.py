@@ -1,0 +1,27 @@
+"""The decider's answer to one command, on the short-lived replies topic."""
+
+from typing import Literal
+from uuid import UUID
+
+from contracts.base import Frozen
+from contracts.reasons import Reason
+
+
+class EventPosition(Frozen):
+    """Where an appended event sits in the event log."""
+
+    partition: int
+    offset: int
+
+
+class Reply(Frozen):
+    """`accepted` appended events; `rejected` appended a CommandRejected; either may be a
+    `duplicate`: the same idempotency key was decided before and this is that first outcome."""
+
+    type: Literal["coupon.command_decided.v1"] = "coupon.command_decided.v1"
+    command_id: UUID
+    outcome: Literal["accepted", "rejected"]
+    duplicate: bool = False
+    reason: Reason | None = None
+    detail: str | None = None
+    events: tuple[EventPosition, ...] = ()

@@ -1,0 +1,1 @@
+"""Kafka adapters: clients, topics, the command gateway and the decider's transactions."""

@@ -1,0 +1,40 @@
+"""Unreadable messages go to the dead-letter topic, with why and where they came from."""
+
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+from contracts.topics import Topics
+
+log = structlog.get_logger(__name__)
+
+
+async def dead_letter(
+    producer: AIOKafkaProducer,
+    topics: Topics,
+    record: ConsumerRecord[Any, Any],
+    reason: str,
+    detail: str,
+) -> None:
+    """Park `record` with its reason. Awaited to the broker's ack before the caller moves on."""
+    headers = [
+        ("reason", reason.encode()),
+        ("detail", detail[:1000].encode()),
+        ("source_topic", record.topic.encode()),
+        ("source_partition", str(record.partition).encode()),
+        ("source_offset", str(record.offset).encode()),
+    ]
+    sent = await producer.send(
+        topics.dead_letters.name, record.value, key=record.key, headers=headers
+    )
+    await sent
+    log.warning(
+        "message.dead_lettered",
+        reason=reason,
+        detail=detail,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+    )

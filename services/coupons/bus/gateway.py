@@ -1,0 +1,93 @@
+"""The API's side of the decider: send a command durably, then await its reply.
+
+Every API replica tails the replies topic from the moment it starts and resolves the waits of
+the commands it sent. A command is durable once `send` returned (acks=all), whether or not the
+reply arrives in time: a client that times out can retry with the same Idempotency-Key and
+gets the first outcome back.
+"""
+
+import asyncio
+from uuid import UUID
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from contracts.codec import REPLIES, MalformedMessage
+from contracts.commands import Command
+from contracts.envelope import Envelope
+from contracts.replies import Reply
+from contracts.topics import Topics
+from services.coupons.bus import kafka
+
+log = structlog.get_logger(__name__)
+
+
+class DecisionPending(TimeoutError):
+    """The command is durably queued but the decider has not answered in time."""
+
+
+class CommandGateway:
+    def __init__(
+        self, bootstrap: str, topics: Topics, partitions: dict[str, int], timeout_s: float
+    ) -> None:
+        self._topics = topics
+        self._partitions = partitions[topics.commands.name]
+        self._reply_partitions = partitions[topics.replies.name]
+        self._timeout_s = timeout_s
+        self._producer = kafka.producer(bootstrap)
+        self._replies: AIOKafkaConsumer = kafka.reader(bootstrap)
+        self._waiting: dict[UUID, asyncio.Future[Reply]] = {}
+        self._tail: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._producer.start()
+        await self._replies.start()
+        tps = [TopicPartition(self._topics.replies.name, p) for p in range(self._reply_partitions)]
+        self._replies.assign(tps)
+        await self._replies.seek_to_end(*tps)
+        for tp in tps:  # resolve the end offsets now, so no reply sent after start is skipped
+            await self._replies.position(tp)
+        self._tail = asyncio.create_task(self._read_replies(), name="gateway.replies")
+
+    async def stop(self) -> None:
+        if self._tail is not None:
+            self._tail.cancel()
+        await self._replies.stop()
+        await self._producer.stop()
+
+    def healthy(self) -> bool:
+        return self._tail is not None and not self._tail.done()
+
+    async def decide(self, command: Envelope[Command]) -> Reply:
+        """Append `command` (durably) and wait for the decider's reply."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting[command.id] = waiter
+        try:
+            await self._producer.send_and_wait(
+                self._topics.commands.name,
+                command.to_bytes(),
+                key=command.key.encode(),
+                partition=kafka.partition_for(command.key, self._partitions),
+                headers=[("type", command.type.encode())],
+            )
+            return await asyncio.wait_for(waiter, self._timeout_s)
+        except TimeoutError as error:
+            raise DecisionPending(str(command.id)) from error
+        finally:
+            self._waiting.pop(command.id, None)
+
+    async def _read_replies(self) -> None:
+        while True:
+            batches = await self._replies.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        reply = REPLIES.decode(record.value).data
+                    except MalformedMessage as error:
+                        log.error(
+                            "gateway.unreadable_reply", reason=error.reason, offset=record.offset
+                        )
+                        continue
+                    waiter = self._waiting.get(reply.command_id)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(reply)

@@ -1,0 +1,33 @@
+"""Kafka client factories with the project's durability settings, and key partitioning."""
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2), so every client agrees where a campaign lives."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def producer(bootstrap: str, *, transactional_id: str | None = None) -> AIOKafkaProducer:
+    """acks=all and idempotence: a send that returned is durable and never duplicated."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        transactional_id=transactional_id,
+        linger_ms=1,
+        request_timeout_ms=30_000,
+    )
+
+
+def reader(bootstrap: str, *, group_id: str | None = None) -> AIOKafkaConsumer:
+    """A consumer that sees only committed transactions and never commits by itself."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_poll_records=1000,
+    )

@@ -1,0 +1,48 @@
+"""Create the declared topics at start-up, and refuse to run on a mismatched layout."""
+
+import contextlib
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from contracts.topics import Topics
+
+log = structlog.get_logger(__name__)
+
+
+class TopicLayoutError(RuntimeError):
+    pass
+
+
+async def ensure_topics(bootstrap: str, topics: Topics, replication_factor: int) -> dict[str, int]:
+    """Create missing topics; return every declared topic's actual partition count."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics.all() if t.name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another replica was first
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            t.name,
+                            t.partitions,
+                            replication_factor,
+                            topic_configs=t.config(replication_factor),
+                        )
+                        for t in missing
+                    ]
+                )
+            log.info("topics.created", topics=[t.name for t in missing])
+        described = await admin.describe_topics([t.name for t in topics.all()])
+        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        if counts[topics.commands.name] != counts[topics.events.name]:
+            raise TopicLayoutError(
+                f"{topics.commands.name} and {topics.events.name} must have the same partition "
+                f"count (found {counts}); the decider of command partition p owns event partition p"
+            )
+        return counts
+    finally:
+        await admin.close()

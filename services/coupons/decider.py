@@ -1,0 +1,249 @@
+"""The campaign decider: the single writer of each command partition.
+
+For every batch of commands on partition p it decides each one against the state folded from
+event partition p, then appends the events (to event partition p), the replies and the
+consumed command offsets in ONE Kafka transaction. A crash anywhere before the commit leaves
+no trace; after it, everything is there. On assignment, a transactional producer with the id
+`...decider.p{p}` fences any zombie writer of p, then the state is rebuilt from the log.
+"""
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from contracts.codec import COMMANDS, EVENTS, MalformedMessage
+from contracts.commands import Command
+from contracts.envelope import Envelope
+from contracts.events import Event
+from contracts.reasons import Reason
+from contracts.replies import EventPosition, Reply
+from contracts.topics import Topics
+from services.coupons.bus import kafka
+from services.coupons.bus.dead_letters import dead_letter
+from services.coupons.domain import campaign as aggregate
+from services.coupons.domain.idempotency import KeyReused, Memo, request_hash
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class PartitionState:
+    """Everything the writer of one partition knows, folded from its event partition."""
+
+    campaigns: dict[str, aggregate.Campaign] = field(default_factory=dict)
+    memo: Memo = field(default_factory=Memo)
+
+    def apply(self, event: Envelope[Event], position: EventPosition | None) -> None:
+        folded = aggregate.evolve(self.campaigns.get(event.key), event.data, event.occurred_at)
+        if folded is not None:
+            self.campaigns[event.key] = folded
+        if position is not None:
+            self.memo.replay(event, position)
+
+
+@dataclass
+class Writer:
+    partition: int
+    producer: AIOKafkaProducer
+    state: PartitionState
+
+
+@dataclass
+class Outcome:
+    command: Envelope[Command]
+    duplicate: bool = False
+    reply: Reply | None = None  # set for refusals that append nothing
+
+
+class Decider:
+    def __init__(self, bootstrap: str, topics: Topics, partitions: int) -> None:
+        self._bootstrap = bootstrap
+        self._topics = topics
+        self._partitions = partitions
+        self._group = f"{topics.commands.name}.decider"
+        self._writers: dict[int, Writer] = {}
+
+    async def run(self) -> None:
+        consumer = kafka.reader(self._bootstrap, group_id=self._group)
+        await consumer.start()
+        consumer.subscribe([self._topics.commands.name], listener=_Rebalance(self))
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                for tp, records in batches.items():
+                    await self._decide_batch(self._writers[tp.partition], tp, records)
+        finally:
+            await consumer.stop()
+            await self._release(list(self._writers))
+
+    async def _acquire(self, partitions: list[int]) -> None:
+        for p in partitions:
+            producer = kafka.producer(
+                self._bootstrap, transactional_id=f"{self._topics.commands.name}.decider.p{p}"
+            )
+            await producer.start()  # init_transactions: fences the previous writer of p
+            state = await self._load(p)
+            self._writers[p] = Writer(p, producer, state)
+            log.info("decider.partition_acquired", partition=p, campaigns=len(state.campaigns))
+
+    async def _release(self, partitions: list[int]) -> None:
+        for p in partitions:
+            writer = self._writers.pop(p, None)
+            if writer is not None:
+                await writer.producer.stop()
+
+    async def _load(self, partition: int) -> PartitionState:
+        """Fold event partition p from offset 0 to its last committed record."""
+        state = PartitionState()
+        tp = TopicPartition(self._topics.events.name, partition)
+        consumer = kafka.reader(self._bootstrap)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            while await consumer.position(tp) < end:
+                for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                    try:
+                        event = EVENTS.decode(record.value)
+                    except MalformedMessage as error:
+                        log.error(
+                            "decider.unreadable_event", offset=record.offset, reason=error.reason
+                        )
+                        continue
+                    state.apply(event, EventPosition(partition=partition, offset=record.offset))
+        finally:
+            await consumer.stop()
+        return state
+
+    async def _decide_batch(
+        self, writer: Writer, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]
+    ) -> None:
+        producer, state = writer.producer, writer.state
+        async with producer.transaction():
+            outcomes: list[Outcome] = []
+            appended: list[tuple[Envelope[Event], asyncio.Future[Any]]] = []
+            for record in records:
+                command = await self._read(producer, record)
+                if command is None:
+                    continue
+                outcome = Outcome(command)
+                outcomes.append(outcome)
+                structlog.contextvars.bind_contextvars(correlation_id=command.correlation_id)
+                try:
+                    if state.memo.recall(command) is not None:
+                        outcome.duplicate = True  # a retry: answered below from the memo
+                        continue
+                except KeyReused:
+                    outcome.reply = _refusal(command, Reason.IDEMPOTENCY_KEY_REUSED)
+                    continue
+                events = aggregate.decide(state.campaigns.get(command.key), command.data)
+                state.memo.begin(command, events)
+                for event in events:
+                    envelope = _event_envelope(command, event)
+                    state.apply(envelope, None)
+                    appended.append(
+                        (envelope, await self._append(producer, writer.partition, envelope))
+                    )
+                log.info(
+                    "decider.decided", command=command.data.type, events=[e.type for e in events]
+                )
+            structlog.contextvars.unbind_contextvars("correlation_id")
+            for envelope, acked in appended:
+                metadata = await acked
+                state.memo.place(
+                    envelope, EventPosition(partition=metadata.partition, offset=metadata.offset)
+                )
+            for outcome in outcomes:
+                await self._reply(producer, outcome, state.memo)
+            await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, self._group)
+
+    async def _read(
+        self, producer: AIOKafkaProducer, record: ConsumerRecord[Any, Any]
+    ) -> Envelope[Command] | None:
+        try:
+            command = COMMANDS.decode(record.value)
+        except MalformedMessage as error:
+            await dead_letter(producer, self._topics, record, error.reason, error.detail)
+            return None
+        if kafka.partition_for(command.key, self._partitions) != record.partition:
+            detail = f"key {command.key!r} belongs to another partition"
+            await dead_letter(producer, self._topics, record, "wrong_partition", detail)
+            return None
+        if command.idempotency_key is None:  # every decision is remembered under some key
+            command = command.model_copy(update={"idempotency_key": str(command.id)})
+        return command
+
+    async def _append(
+        self, producer: AIOKafkaProducer, partition: int, envelope: Envelope[Event]
+    ) -> asyncio.Future[Any]:
+        return await producer.send(
+            self._topics.events.name,
+            envelope.to_bytes(),
+            key=envelope.key.encode(),
+            partition=partition,
+            headers=[("type", envelope.type.encode())],
+        )
+
+    async def _reply(self, producer: AIOKafkaProducer, outcome: Outcome, memo: Memo) -> None:
+        command = outcome.command
+        reply = outcome.reply or _from_memo(command, memo, duplicate=outcome.duplicate)
+        envelope = Envelope[Reply](
+            key=str(command.id),
+            causation_id=command.id,
+            correlation_id=command.correlation_id,
+            idempotency_key=command.idempotency_key,
+            actor=command.actor,
+            data=reply,
+        )
+        await producer.send(
+            self._topics.replies.name, envelope.to_bytes(), key=str(command.id).encode()
+        )
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, decider: Decider) -> None:
+        self._decider = decider
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._decider._release([tp.partition for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._decider._acquire(sorted(tp.partition for tp in assigned))
+
+
+def _event_envelope(command: Envelope[Command], event: Event) -> Envelope[Event]:
+    return Envelope[Event](
+        key=command.key,
+        occurred_at=datetime.now(UTC),
+        causation_id=command.id,
+        correlation_id=command.correlation_id,
+        idempotency_key=command.idempotency_key,
+        request_hash=request_hash(command.data),
+        actor=command.actor,
+        data=event,
+    )
+
+
+def _refusal(command: Envelope[Command], reason: Reason) -> Reply:
+    detail = "this Idempotency-Key was already used with a different request"
+    return Reply(command_id=command.id, outcome="rejected", reason=reason, detail=detail)
+
+
+def _from_memo(command: Envelope[Command], memo: Memo, *, duplicate: bool) -> Reply:
+    decided = memo.get(command)
+    if decided is None:
+        raise RuntimeError(f"command {command.id} was neither decided nor refused")
+    return Reply(
+        command_id=command.id,
+        outcome=decided.outcome,
+        duplicate=duplicate,
+        reason=decided.reason,
+        detail=decided.detail,
+        events=decided.events,
+    )

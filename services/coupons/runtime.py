@@ -1,0 +1,90 @@
+"""The composition root: builds every connection and component from Settings, in the
+application's lifespan (never at import time), and tears them down in reverse order."""
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from contracts.topics import Topics, declare
+from projections import campaigns
+from projections.migrate import migrate
+from projections.runner import Projection, ProjectionRunner, stored_offsets
+from projections.watermarks import Watermarks
+from services.coupons.bus import kafka
+from services.coupons.bus.gateway import CommandGateway
+from services.coupons.bus.topics import ensure_topics
+from services.coupons.decider import Decider
+from services.coupons.settings import Settings
+from services.coupons.supervise import Supervised
+
+log = structlog.get_logger(__name__)
+
+PROJECTIONS = (Projection(campaigns.NAME, campaigns.apply),)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    topics: Topics
+    partitions: int
+    pool: asyncpg.Pool
+    gateway: CommandGateway
+    watermarks: Watermarks
+    offsets: AIOKafkaConsumer  # reads end offsets, for lag
+    components: list[Supervised]
+
+    async def lag(self) -> dict[str, int]:
+        """Events appended but not yet applied, per projection (all partitions summed)."""
+        tps = [TopicPartition(self.topics.events.name, p) for p in range(self.partitions)]
+        ends = await self.offsets.end_offsets(tps)
+        lags = {}
+        async with self.pool.acquire() as conn:
+            for projection in PROJECTIONS:
+                stored = await stored_offsets(conn, projection.name, self.topics.events.name)
+                lags[projection.name] = sum(
+                    max(0, ends[tp] - stored.get(tp.partition, 0)) for tp in tps
+                )
+        return lags
+
+    def unhealthy_components(self) -> list[str]:
+        return [c.name for c in self.components if not c.healthy]
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Runtime]:
+    """Start everything `settings.components` asks for; stop it all, in reverse, on exit."""
+    topics = declare(settings.topic_prefix, settings.partitions)
+    bootstrap = settings.kafka_bootstrap_servers
+    layout = await ensure_topics(bootstrap, topics, settings.replication_factor)
+    partitions = layout[topics.events.name]
+    async with contextlib.AsyncExitStack() as stack:
+        pool = await asyncpg.create_pool(settings.database_url, min_size=2, max_size=10)
+        stack.push_async_callback(pool.close)
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        offsets = kafka.reader(bootstrap)
+        await offsets.start()
+        stack.push_async_callback(offsets.stop)
+        watermarks = Watermarks(settings.database_url, topics.events.name, pool)
+        await watermarks.start()
+        stack.push_async_callback(watermarks.stop)
+        gateway = CommandGateway(bootstrap, topics, layout, settings.command_timeout_s)
+        await gateway.start()
+        stack.push_async_callback(gateway.stop)
+        components = []
+        if "decider" in settings.components:
+            components.append(Supervised("decider", Decider(bootstrap, topics, partitions).run))
+        if "projector" in settings.components:
+            for projection in PROJECTIONS:
+                runner = ProjectionRunner(projection, bootstrap, topics, pool)
+                components.append(Supervised(f"projection.{projection.name}", runner.run))
+        for component in components:
+            component.start()
+            stack.push_async_callback(component.stop)
+        log.info("runtime.started", components=settings.components, partitions=partitions)
+        yield Runtime(settings, topics, partitions, pool, gateway, watermarks, offsets, components)
+    log.info("runtime.stopped")

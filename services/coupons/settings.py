@@ -1,0 +1,27 @@
+"""Configuration, from the environment only. Every variable is listed in the README."""
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Component = Literal["api", "decider", "projector"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    database_url: str = Field(validation_alias="DATABASE_URL")
+    host: str = Field("127.0.0.1", validation_alias="COUPONS_HOST")
+    port: int = Field(8000, validation_alias="COUPONS_PORT")
+    components: tuple[Component, ...] = Field(
+        ("api", "decider", "projector"), validation_alias="COUPONS_COMPONENTS"
+    )
+    topic_prefix: str = Field("", validation_alias="COUPONS_TOPIC_PREFIX")
+    partitions: int = Field(6, ge=1, validation_alias="COUPONS_PARTITIONS")
+    replication_factor: int = Field(1, ge=1, validation_alias="COUPONS_REPLICATION_FACTOR")
+    command_timeout_s: float = Field(10.0, gt=0, validation_alias="COUPONS_COMMAND_TIMEOUT_S")
+    ready_max_lag: int = Field(100, ge=0, validation_alias="COUPONS_READY_MAX_LAG")
+    log_level: str = Field("INFO", validation_alias="COUPONS_LOG_LEVEL")
+    log_format: Literal["json", "console"] = Field("json", validation_alias="COUPONS_LOG_FORMAT")
