@@ -7,11 +7,12 @@ import asyncpg
 
 from contracts.envelope import Envelope
 from contracts.events import CampaignDefined, CommandRejected, Event
+from projections.db import Connection
 
 NAME = "campaigns"
 
 
-async def apply(conn: asyncpg.Connection, envelope: Envelope[Event]) -> None:
+async def apply(conn: Connection, envelope: Envelope[Event]) -> None:
     match envelope.data:
         case CampaignDefined() as event:
             await conn.execute(
@@ -40,14 +41,12 @@ def _row(record: asyncpg.Record) -> dict[str, Any]:
     return row
 
 
-async def get(conn: asyncpg.Connection, campaign_id: str) -> dict[str, Any] | None:
+async def get(conn: Connection, campaign_id: str) -> dict[str, Any] | None:
     record = await conn.fetchrow(f"SELECT {COLUMNS} FROM campaigns WHERE id = $1", campaign_id)
     return None if record is None else _row(record)
 
 
-async def page(
-    conn: asyncpg.Connection, limit: int, after: tuple[Any, str] | None
-) -> list[dict[str, Any]]:
+async def page(conn: Connection, limit: int, after: tuple[Any, str] | None) -> list[dict[str, Any]]:
     """Newest first, keyset-paginated by (defined_at, id)."""
     if after is None:
         records = await conn.fetch(

@@ -9,8 +9,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import structlog
+
+from projections.db import Connection
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +45,7 @@ def discover(folder: Path = MIGRATIONS) -> list[Migration]:
     return found
 
 
-async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None = None) -> list[int]:
+async def migrate(conn: Connection, migrations: list[Migration] | None = None) -> list[int]:
     """Apply what is missing; return the versions applied now."""
     pending = discover() if migrations is None else migrations
     await conn.execute("SELECT pg_advisory_lock($1)", LOCK_ID)

@@ -20,6 +20,7 @@ from contracts.codec import EVENTS, MalformedMessage
 from contracts.envelope import Envelope
 from contracts.events import Event
 from contracts.topics import Topics
+from projections.db import Connection
 from services.coupons.bus import kafka
 from services.coupons.bus.dead_letters import dead_letter
 
@@ -31,10 +32,10 @@ PROGRESS_CHANNEL = "projection_progress"
 @dataclass(frozen=True)
 class Projection:
     name: str
-    apply: Callable[[asyncpg.Connection, Envelope[Event]], Awaitable[None]]
+    apply: Callable[[Connection, Envelope[Event]], Awaitable[None]]
 
 
-async def stored_offsets(conn: asyncpg.Connection, projection: str, topic: str) -> dict[int, int]:
+async def stored_offsets(conn: Connection, projection: str, topic: str) -> dict[int, int]:
     rows = await conn.fetch(
         """SELECT partition, next_offset FROM projection_offsets
            WHERE projection = $1 AND topic = $2""",
@@ -44,21 +45,32 @@ async def stored_offsets(conn: asyncpg.Connection, projection: str, topic: str) 
     return {r["partition"]: r["next_offset"] for r in rows}
 
 
+class LostOwnership(RuntimeError):
+    """Another consumer advanced this partition's offset: our batch must not commit."""
+
+
 class ProjectionRunner:
     def __init__(
-        self, projection: Projection, bootstrap: str, topics: Topics, pool: asyncpg.Pool
+        self,
+        projection: Projection,
+        bootstrap: str,
+        topics: Topics,
+        pool: asyncpg.Pool,
+        group_id: str | None = None,
     ) -> None:
         self.projection = projection
+        self._group_id = group_id or f"{topics.events.name}.projection.{projection.name}"
         self._bootstrap = bootstrap
         self._topics = topics
         self._pool = pool
+        # next offset per owned partition, as stored; a partition is absent until its
+        # assignment has loaded this from PostgreSQL and sought the consumer to it
         self._stored: dict[int, int] = {}
+        self._rebalance_error: Exception | None = None
 
     async def run(self) -> None:
         topic = self._topics.events.name
-        consumer = kafka.reader(
-            self._bootstrap, group_id=f"{topic}.projection.{self.projection.name}"
-        )
+        consumer = kafka.reader(self._bootstrap, group_id=self._group_id)
         producer = kafka.producer(self._bootstrap)
         await producer.start()
         await consumer.start()
@@ -66,26 +78,63 @@ class ProjectionRunner:
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                if self._rebalance_error is not None:
+                    raise self._rebalance_error
                 for tp in consumer.assignment():
-                    # The position moves past transaction markers too, which hold offsets
-                    # but no records: storing it keeps the reported lag exact.
-                    position = await consumer.position(tp)
-                    records = batches.get(tp, [])
-                    if records or position > self._stored.get(tp.partition, 0):
-                        await self._apply_batch(producer, tp, records, position)
+                    await self._advance(consumer, producer, tp, batches.get(tp, []))
         finally:
             await consumer.stop()
             await producer.stop()
+
+    async def _advance(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        tp: TopicPartition,
+        records: list[ConsumerRecord[Any, Any]],
+    ) -> None:
+        expected = self._stored.get(tp.partition)
+        if expected is None:
+            return  # fetched before the assignment was sought: the seek re-reads them
+        records = [r for r in records if r.offset >= expected]
+        if records:
+            next_offset = records[-1].offset + 1
+        else:
+            # The position moves past transaction markers too, which hold offsets but no
+            # records: storing it keeps the reported lag exact.
+            next_offset = await consumer.position(tp)
+            if next_offset <= expected:
+                return
+        try:
+            await self._apply_batch(producer, tp, records, expected, next_offset)
+        except LostOwnership:
+            log.warning(
+                "projection.lost_ownership", projection=self.projection.name, partition=tp.partition
+            )
+            await self.seek_to_stored(consumer, {tp} & consumer.assignment())
 
     async def _apply_batch(
         self,
         producer: AIOKafkaProducer,
         tp: TopicPartition,
         records: list[ConsumerRecord[Any, Any]],
+        expected: int,
         next_offset: int,
     ) -> None:
         name = self.projection.name
         async with self._pool.acquire() as conn, conn.transaction():
+            moved = await conn.fetchval(
+                """UPDATE projection_offsets SET next_offset = $5, updated_at = now()
+                   WHERE projection = $1 AND topic = $2 AND partition = $3 AND next_offset = $4
+                   RETURNING next_offset""",
+                name,
+                tp.topic,
+                tp.partition,
+                expected,
+                next_offset,
+            )
+            if moved is None:
+                raise LostOwnership(f"{name} {tp.topic}[{tp.partition}] is not at {expected}")
             for record in records:
                 try:
                     envelope = EVENTS.decode(record.value)
@@ -94,18 +143,8 @@ class ProjectionRunner:
                     continue
                 structlog.contextvars.bind_contextvars(correlation_id=envelope.correlation_id)
                 await self.projection.apply(conn, envelope)
-                log.debug("projection.applied", projection=name, type=envelope.type)
+                log.info("projection.applied", projection=name, type=envelope.type)
             structlog.contextvars.unbind_contextvars("correlation_id")
-            await conn.execute(
-                """INSERT INTO projection_offsets (projection, topic, partition, next_offset)
-                   VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (projection, topic, partition)
-                   DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()""",
-                name,
-                tp.topic,
-                tp.partition,
-                next_offset,
-            )
             await conn.execute(
                 "SELECT pg_notify($1, $2)", PROGRESS_CHANNEL, f"{name}:{tp.partition}:{next_offset}"
             )
@@ -114,15 +153,26 @@ class ProjectionRunner:
     async def seek_to_stored(
         self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
     ) -> None:
-        async with self._pool.acquire() as conn:
-            stored = await stored_offsets(conn, self.projection.name, self._topics.events.name)
-        self._stored = dict(stored)
+        """Load the stored offsets (creating rows at 0 for new partitions), seek to them,
+        and only then accept records of these partitions."""
+        name, topic = self.projection.name, self._topics.events.name
         for tp in assigned:
-            if tp.partition in stored:
-                consumer.seek(tp, stored[tp.partition])
-            else:
-                await consumer.seek_to_beginning(tp)
-        log.info("projection.assigned", projection=self.projection.name, stored=stored)
+            self._stored.pop(tp.partition, None)
+        async with self._pool.acquire() as conn:
+            await conn.executemany(
+                """INSERT INTO projection_offsets (projection, topic, partition, next_offset)
+                   VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING""",
+                [(name, topic, tp.partition) for tp in assigned],
+            )
+            stored = await stored_offsets(conn, name, topic)
+        for tp in assigned:
+            consumer.seek(tp, stored[tp.partition])
+            self._stored[tp.partition] = stored[tp.partition]
+        log.info("projection.assigned", projection=name, stored=stored)
+
+    def forget(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:
+            self._stored.pop(tp.partition, None)
 
 
 class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -131,7 +181,11 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
         self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        pass
+        self._runner.forget(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._runner.seek_to_stored(self._consumer, assigned)
+        # aiokafka logs and swallows a listener's exception: hand it to the run loop.
+        try:
+            await self._runner.seek_to_stored(self._consumer, assigned)
+        except Exception as error:  # noqa: BLE001 - re-raised by the run loop
+            self._runner._rebalance_error = error

@@ -11,6 +11,7 @@ from collections import defaultdict
 import asyncpg
 import structlog
 
+from projections.db import Connection
 from projections.runner import PROGRESS_CHANNEL, stored_offsets
 
 log = structlog.get_logger(__name__)
@@ -43,7 +44,8 @@ class Watermarks:
         if self._conn is not None:
             await self._conn.close()
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, _conn: Connection, _pid: int, _channel: str, payload: object) -> None:
+        assert isinstance(payload, str)
         name, partition, offset = payload.rsplit(":", 2)
         self._advance(name, int(partition), int(offset))
 

@@ -55,7 +55,7 @@ def run_local() -> None:
     ) as endpoints:
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = endpoints.kafka_bootstrap_servers
         os.environ["DATABASE_URL"] = endpoints.database_url
-        serve(Settings())  # type: ignore[call-arg]
+        serve(Settings())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "run":
         run_local()
     else:
-        serve(Settings())  # type: ignore[call-arg]
+        serve(Settings())
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ class Decider:
         self._partitions = partitions
         self._group = f"{topics.commands.name}.decider"
         self._writers: dict[int, Writer] = {}
+        self._rebalance_error: Exception | None = None
 
     async def run(self) -> None:
         consumer = kafka.reader(self._bootstrap, group_id=self._group)
@@ -75,8 +76,17 @@ class Decider:
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                if self._rebalance_error is not None:
+                    raise self._rebalance_error
                 for tp, records in batches.items():
-                    await self._decide_batch(self._writers[tp.partition], tp, records)
+                    writer = self._writers.get(tp.partition)
+                    if writer is None:
+                        # Fetched before a rebalance took the partition away; whoever owns it
+                        # next starts from the committed offset. If it comes back to us, we do.
+                        if tp in consumer.assignment():
+                            consumer.seek(tp, records[0].offset)
+                        continue
+                    await self._decide_batch(writer, tp, records)
         finally:
             await consumer.stop()
             await self._release(list(self._writers))
@@ -182,13 +192,14 @@ class Decider:
     async def _append(
         self, producer: AIOKafkaProducer, partition: int, envelope: Envelope[Event]
     ) -> asyncio.Future[Any]:
-        return await producer.send(
+        acked: asyncio.Future[Any] = await producer.send(
             self._topics.events.name,
             envelope.to_bytes(),
             key=envelope.key.encode(),
             partition=partition,
             headers=[("type", envelope.type.encode())],
         )
+        return acked
 
     async def _reply(self, producer: AIOKafkaProducer, outcome: Outcome, memo: Memo) -> None:
         command = outcome.command
@@ -214,7 +225,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._decider._release([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._decider._acquire(sorted(tp.partition for tp in assigned))
+        # aiokafka logs and swallows a listener's exception; hand it to the run loop instead,
+        # so a partition that could not be acquired crashes the decider (and restarts it).
+        try:
+            await self._decider._acquire(sorted(tp.partition for tp in assigned))
+        except Exception as error:  # noqa: BLE001 - re-raised by the run loop
+            self._decider._rebalance_error = error
 
 
 def _event_envelope(command: Envelope[Command], event: Event) -> Envelope[Event]:

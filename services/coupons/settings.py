@@ -1,11 +1,11 @@
 """Configuration, from the environment only. Every variable is listed in the README."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-Component = Literal["api", "decider", "projector"]
+Component = Literal["decider", "projector"]
 
 
 class Settings(BaseSettings):
@@ -15,8 +15,8 @@ class Settings(BaseSettings):
     database_url: str = Field(validation_alias="DATABASE_URL")
     host: str = Field("127.0.0.1", validation_alias="COUPONS_HOST")
     port: int = Field(8000, validation_alias="COUPONS_PORT")
-    components: tuple[Component, ...] = Field(
-        ("api", "decider", "projector"), validation_alias="COUPONS_COMPONENTS"
+    components: Annotated[tuple[Component, ...], NoDecode] = Field(
+        ("decider", "projector"), validation_alias="COUPONS_COMPONENTS"
     )
     topic_prefix: str = Field("", validation_alias="COUPONS_TOPIC_PREFIX")
     partitions: int = Field(6, ge=1, validation_alias="COUPONS_PARTITIONS")
@@ -25,3 +25,11 @@ class Settings(BaseSettings):
     ready_max_lag: int = Field(100, ge=0, validation_alias="COUPONS_READY_MAX_LAG")
     log_level: str = Field("INFO", validation_alias="COUPONS_LOG_LEVEL")
     log_format: Literal["json", "console"] = Field("json", validation_alias="COUPONS_LOG_FORMAT")
+
+    @field_validator("components", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """`COUPONS_COMPONENTS=decider,projector`."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value

@@ -6,7 +6,8 @@ from aiokafka.partitioner import murmur2
 
 def partition_for(key: str, partitions: int) -> int:
     """Kafka's default partitioner (murmur2), so every client agrees where a campaign lives."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(key.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def producer(bootstrap: str, *, transactional_id: str | None = None) -> AIOKafkaProducer:

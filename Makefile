@@ -1,0 +1,30 @@
+# The two commands a new user needs: `make run` and `make test`. See README.md.
+UV ?= uv
+PY := .venv/bin/python
+
+.PHONY: run test lint format bench system clean
+
+run: system .venv/.synced  ## start the service (local Kafka + PostgreSQL unless configured)
+	$(PY) -m services.coupons.cli run
+
+test: system .venv/.synced  ## the whole suite, on real Kafka and PostgreSQL
+	$(PY) -m pytest
+
+lint: system .venv/.synced  ## ruff + mypy, as CI runs them
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+format: .venv/.synced
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+system:  ## Java, Maven, PostgreSQL (Debian's packages) and uv, when missing
+	@deploy/install-system-packages
+
+.venv/.synced: pyproject.toml uv.lock
+	$(UV) sync --frozen
+	@touch $@
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,89 @@
+"""A campaign's rules: when it runs, how often it may be used, who may use it, how long the
+discount lasts and what its generated codes look like. Defaults are the safe choice."""
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
+
+from contracts.base import Frozen
+from contracts.checkout import ProductRef
+
+Positive = Annotated[int, Field(ge=1)]
+EmailDomain = Annotated[str, StringConstraints(pattern=r"^(?:[a-z0-9-]+\.)+[a-z0-9-]+$")]
+
+
+class Validity(Frozen):
+    """The redemption window: from `starts_at` (inclusive) to `expires_at` (exclusive)."""
+
+    starts_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _expires_after_start(self) -> "Validity":
+        if self.starts_at and self.expires_at and self.expires_at <= self.starts_at:
+            raise ValueError("expires_at must be after starts_at")
+        return self
+
+
+class Limits(Frozen):
+    """Caps on use. None means unlimited. `budget` is the total discount the campaign may give,
+    in minor units of the campaign's currency."""
+
+    max_redemptions: Positive | None = None
+    per_contact: Positive | None = 1
+    per_code: Positive | None = None
+    budget: Positive | None = None
+
+
+class Eligibility(Frozen):
+    """Who and what a code applies to.
+
+    `products` lists product ids or plan ids; empty means every item. `min_amount` is compared
+    with the cart total before discount. `bound_to_contact`: a unique code distributed to a
+    contact may only be redeemed by that contact."""
+
+    min_amount: Annotated[int, Field(ge=0)] | None = None
+    products: tuple[ProductRef, ...] = ()
+    first_purchase_only: bool = False
+    email_domains: tuple[EmailDomain, ...] = ()
+    bound_to_contact: bool = True
+    stackable: bool = False
+
+    @field_validator("email_domains", mode="before")
+    @classmethod
+    def _normalise_domains(cls, domains: object) -> object:
+        """Lower-case, and accept " @Example.com" as "example.com" (a common way to write it)."""
+        if isinstance(domains, list | tuple):
+            return tuple(
+                d.strip().lstrip("@").lower() if isinstance(d, str) else d for d in domains
+            )
+        return domains
+
+
+class Duration(Frozen):
+    """How long a subscription discount lasts: one invoice, `months` months, or forever."""
+
+    kind: Literal["once", "repeating", "forever"] = "once"
+    months: Positive | None = None
+
+    @model_validator(mode="after")
+    def _months_iff_repeating(self) -> "Duration":
+        if (self.kind == "repeating") != (self.months is not None):
+            raise ValueError("months is required for a repeating duration, and only then")
+        return self
+
+
+class CodePattern(Frozen):
+    """The shape of generated codes: `prefix` then `length` random characters from `alphabet`,
+    with a '-' every `group` random characters (0: no separators).
+
+    The default alphabet (32 characters, 5 bits each) drops 0/O/1/I, which people misread.
+    The alphabet's contents are judged by `services.coupons.domain.codes.check_pattern`,
+    which gives a stable reason."""
+
+    prefix: Annotated[str, StringConstraints(max_length=16, pattern=r"^[A-Z0-9-]*$")] = ""
+    length: Annotated[int, Field(ge=4, le=64)] = 12
+    alphabet: Annotated[str, StringConstraints(min_length=1, max_length=64)] = (
+        "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+    )
+    group: Annotated[int, Field(ge=0, le=64)] = 4

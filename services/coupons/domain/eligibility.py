@@ -1,0 +1,205 @@
+"""May this customer redeem this code on this cart? Small named checks, each returning a
+`Refusal` with a stable reason or None, and `evaluate`, which runs them in a fixed order.
+
+Order (the first refusal wins), from what nobody can change to what the customer can fix:
+
+ 1. unknown_code              the code does not exist
+ 2. bound_to_another_contact  before anything else is revealed to a stranger holding it
+ 3. ended, paused             the campaign's state
+ 4. not_started, expired      the redemption window
+ 5. currency_mismatch         the amounts below would not be comparable
+ 6. exhausted, code_exhausted, per_contact_limit, budget_exhausted   (in that order)
+ 7. first_purchase_only, email_domain_not_allowed                    who the customer is
+ 8. not_stackable, not_applicable, below_minimum                     what is in the cart
+
+So a customer is never told to change their cart for a code that is used up or not theirs.
+"""
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from contracts.checkout import Cart, Customer
+from contracts.money import Discount
+from contracts.refusals import RefusalReason
+from contracts.rules import Eligibility, Limits, Validity
+from services.coupons.domain.pricing import applies_to, bound_currency, discount_for
+
+CampaignStatus = Literal["active", "paused", "ended"]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: RefusalReason
+    detail: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What has been redeemed so far: in the campaign, per contact, with this code, and the
+    discount given in total (minor units)."""
+
+    redemptions: int = 0
+    per_contact: Mapping[str, int] = field(default_factory=dict)
+    per_code: int = 0
+    budget_spent: int = 0
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A known code with its campaign's state and rules. `bound_contact_id` is the contact a
+    unique code was distributed to (None: anyone may use it)."""
+
+    status: CampaignStatus
+    discount: Discount
+    validity: Validity = field(default_factory=Validity)
+    limits: Limits = field(default_factory=Limits)
+    eligibility: Eligibility = field(default_factory=Eligibility)
+    bound_contact_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One redemption attempt. `other_codes_stackable` holds the `stackable` flag of every
+    other code already applied to the cart."""
+
+    cart: Cart
+    customer: Customer
+    now: datetime
+    other_codes_stackable: tuple[bool, ...] = ()
+
+
+def evaluate(offer: Offer | None, usage: Usage, attempt: Attempt) -> Refusal | None:
+    """The first refusal in the documented order, or None when the code may be redeemed."""
+    return first_refusal(_checks(offer, usage, attempt))
+
+
+def first_refusal(checks: Iterable[Refusal | None]) -> Refusal | None:
+    """The first refusal; later checks are not run when `checks` is lazy."""
+    return next((refusal for refusal in checks if refusal is not None), None)
+
+
+def _checks(offer: Offer | None, usage: Usage, attempt: Attempt) -> Iterator[Refusal | None]:
+    if offer is None:
+        yield Refusal(RefusalReason.UNKNOWN_CODE, "no such code")
+        return
+    rules, cart, customer = offer.eligibility, attempt.cart, attempt.customer
+    yield check_bound_contact(rules, offer.bound_contact_id, customer)
+    yield check_status(offer.status)
+    yield check_window(offer.validity, attempt.now)
+    yield check_currency(offer.discount, cart)
+    amount = discount_for(offer.discount, cart, rules)  # safe: currencies match
+    yield check_limits(offer.limits, usage, customer.contact_id, amount)
+    yield check_first_purchase(rules, customer)
+    yield check_email_domain(rules, customer)
+    yield check_stacking((rules.stackable, *attempt.other_codes_stackable))
+    yield check_products(rules, cart)
+    yield check_minimum(rules, cart)
+
+
+def check_status(status: CampaignStatus) -> Refusal | None:
+    if status == "ended":
+        return Refusal(RefusalReason.ENDED, "the campaign has ended")
+    if status == "paused":
+        return Refusal(RefusalReason.PAUSED, "the campaign is paused")
+    return None
+
+
+def check_window(validity: Validity, now: datetime) -> Refusal | None:
+    """`starts_at` is inclusive, `expires_at` exclusive. `now` must be timezone-aware."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if validity.starts_at is not None and now < validity.starts_at:
+        return Refusal(RefusalReason.NOT_STARTED, f"starts at {validity.starts_at.isoformat()}")
+    if validity.expires_at is not None and now >= validity.expires_at:
+        return Refusal(RefusalReason.EXPIRED, f"expired at {validity.expires_at.isoformat()}")
+    return None
+
+
+def check_currency(discount: Discount, cart: Cart) -> Refusal | None:
+    """An amount off, or a capped percentage, only works in its own currency; an uncapped
+    percentage works in any."""
+    currency = bound_currency(discount)
+    if currency is not None and currency != cart.currency:
+        return Refusal(
+            RefusalReason.CURRENCY_MISMATCH, f"discount in {currency}, cart in {cart.currency}"
+        )
+    return None
+
+
+def check_minimum(eligibility: Eligibility, cart: Cart) -> Refusal | None:
+    """Compared with the whole cart total before discount, not only the eligible items."""
+    if eligibility.min_amount is not None and cart.amount < eligibility.min_amount:
+        return Refusal(
+            RefusalReason.BELOW_MINIMUM, f"cart {cart.amount} below {eligibility.min_amount}"
+        )
+    return None
+
+
+def check_products(eligibility: Eligibility, cart: Cart) -> Refusal | None:
+    if eligibility.products and not any(applies_to(item, eligibility) for item in cart.items):
+        return Refusal(RefusalReason.NOT_APPLICABLE, "no item in the cart is eligible")
+    return None
+
+
+def check_first_purchase(eligibility: Eligibility, customer: Customer) -> Refusal | None:
+    """Refused unless the caller says it is the first purchase (unknown counts as no)."""
+    if eligibility.first_purchase_only and customer.first_purchase is not True:
+        return Refusal(RefusalReason.FIRST_PURCHASE_ONLY, "only for a first purchase")
+    return None
+
+
+def check_email_domain(eligibility: Eligibility, customer: Customer) -> Refusal | None:
+    """Exact domain match only: "example.com" does not admit "mail.example.com", so a rule
+    cannot be widened by a subdomain anyone could register mail on. No email: refused."""
+    if eligibility.email_domains and customer.email_domain not in eligibility.email_domains:
+        return Refusal(
+            RefusalReason.EMAIL_DOMAIN_NOT_ALLOWED,
+            f"email domain {customer.email_domain or '(none)'} is not allowed",
+        )
+    return None
+
+
+def check_bound_contact(
+    eligibility: Eligibility, bound_contact_id: str | None, customer: Customer
+) -> Refusal | None:
+    if (
+        eligibility.bound_to_contact
+        and bound_contact_id is not None
+        and bound_contact_id != customer.contact_id
+    ):
+        return Refusal(
+            RefusalReason.BOUND_TO_ANOTHER_CONTACT, "the code belongs to another contact"
+        )
+    return None
+
+
+def check_stacking(stackable_flags: Sequence[bool]) -> Refusal | None:
+    """Several codes in one cart only if every one of them is stackable."""
+    if len(stackable_flags) > 1 and not all(stackable_flags):
+        return Refusal(RefusalReason.NOT_STACKABLE, "a code in the cart cannot be combined")
+    return None
+
+
+def check_limits(
+    limits: Limits, usage: Usage, customer_id: str, discount_amount: int
+) -> Refusal | None:
+    """Budget: refused when this discount would take the total past the budget (or it is
+    already spent). We refuse rather than shrink the discount, so a customer never gets less
+    than the code promises."""
+    if limits.max_redemptions is not None and usage.redemptions >= limits.max_redemptions:
+        return Refusal(RefusalReason.EXHAUSTED, f"all {limits.max_redemptions} redemptions used")
+    if limits.per_code is not None and usage.per_code >= limits.per_code:
+        return Refusal(RefusalReason.CODE_EXHAUSTED, f"code used {usage.per_code} times")
+    used = usage.per_contact.get(customer_id, 0)
+    if limits.per_contact is not None and used >= limits.per_contact:
+        return Refusal(RefusalReason.PER_CONTACT_LIMIT, f"already used {used} times")
+    if limits.budget is not None and (
+        usage.budget_spent >= limits.budget or usage.budget_spent + discount_amount > limits.budget
+    ):
+        return Refusal(
+            RefusalReason.BUDGET_EXHAUSTED,
+            f"{usage.budget_spent} of {limits.budget} spent, {discount_amount} asked",
+        )
+    return None
