@@ -9,9 +9,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from services.devstack.stack import Endpoints, default_state_dir, provisioned
 
 from services.coupons.settings import Settings
+from services.devstack.stack import Endpoints, default_state_dir, provisioned
 
 TEST_KAFKA_PORT = int(os.environ.get("COUPONS_TEST_KAFKA_PORT", "29092"))
 TEST_PG_PORT = int(os.environ.get("COUPONS_TEST_PG_PORT", "25432"))

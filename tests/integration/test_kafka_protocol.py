@@ -8,9 +8,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
-from services.devstack.stack import Endpoints
 
 from services.coupons.bus import kafka
+from services.devstack.stack import Endpoints
 
 
 async def new_topic(bootstrap: str, partitions: int = 1) -> str:
