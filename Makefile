@@ -28,3 +28,7 @@ system:  ## Java, Maven, PostgreSQL (Debian's packages) and uv, when missing
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache
+
+bench: system .venv/.synced  ## benchmarks: print figures (see bench/)
+	$(PY) bench/startup.py --runs 3
+	$(PY) bench/startup.py --runs 3 --cold
