@@ -66,7 +66,9 @@ def one_run(env: dict[str, str]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--cold", action="store_true")
     args = parser.parse_args()
@@ -91,7 +93,9 @@ def main() -> None:
                 env["COUPONS_CACHE_DIR"] = f"{scratch}/cache-{i}"
             times.append(one_run(env))
             print(f"{'cold' if args.cold else 'warm'} run {i + 1}: ready in {times[-1]:.2f} s")
-    print(f"make run, {'cold' if args.cold else 'warm'}: median {statistics.median(times):.2f} s to ready over {args.runs} runs")
+    kind = "cold" if args.cold else "warm"
+    median = statistics.median(times)
+    print(f"make run, {kind}: median {median:.2f} s to ready over {args.runs} runs")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Create the declared topics at start-up, and refuse to run on a mismatched layout."""
 
+import asyncio
 import contextlib
+from typing import Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -36,7 +38,7 @@ async def ensure_topics(bootstrap: str, topics: Topics, replication_factor: int)
                     ]
                 )
             log.info("topics.created", topics=[t.name for t in missing])
-        described = await admin.describe_topics([t.name for t in topics.all()])
+        described = await _with_leaders(admin, [t.name for t in topics.all()])
         counts = {d["topic"]: len(d["partitions"]) for d in described}
         if counts[topics.commands.name] != counts[topics.events.name]:
             raise TopicLayoutError(
@@ -46,3 +48,20 @@ async def ensure_topics(bootstrap: str, topics: Topics, replication_factor: int)
         return counts
     finally:
         await admin.close()
+
+
+async def _with_leaders(
+    admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30
+) -> list[dict[str, Any]]:
+    """Describe `names` once every partition has a leader (just-created topics need a moment)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described: list[dict[str, Any]] = await admin.describe_topics(names)
+        leaderless = [
+            d["topic"]
+            for d in described
+            if d.get("error_code") or any(p["leader"] < 0 for p in d["partitions"])
+        ]
+        if not leaderless or asyncio.get_running_loop().time() > deadline:
+            return described
+        await asyncio.sleep(0.1)
