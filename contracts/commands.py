@@ -1,28 +1,83 @@
 """Commands: requests to the campaign decider, named in the imperative.
 
-A command may be refused; the decider answers every one on the replies topic.
+A command may be refused; the decider answers every one on the replies topic. All commands of
+one campaign are keyed by its id, so one writer decides them in order.
 """
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from contracts.base import CampaignId, Frozen
+from contracts.checkout import Cart, Customer
 from contracts.money import Discount
+from contracts.rules import Duration, Eligibility, Limits, Validity
 
 CampaignName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
 ]
+Code = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{3,64}$")]
+"""A normalised code (domain.codes.normalise): upper case, no separators."""
+RedemptionId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+OrderRef = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Status = Literal["draft", "active", "paused", "ended"]
 
 
 class DefineCampaign(Frozen):
-    """Create a campaign with its discount. The campaign id is the aggregate key."""
+    """Create a campaign with its discount and rules. `code` is its shared (vanity) code."""
 
     type: Literal["coupon.define_campaign.v1"] = "coupon.define_campaign.v1"
     campaign_id: CampaignId
     name: CampaignName
     discount: Discount
+    code: Code | None = None
+    status: Literal["draft", "active"] = "active"
+    duration: Duration = Duration()
+    validity: Validity = Validity()
+    limits: Limits = Limits()
+    eligibility: Eligibility = Eligibility()
+    default_expiry_days: Annotated[int, Field(ge=1)] = 30
+    """Every coupon expires: without `validity.expires_at`, the decider sets it this many days
+    after `starts_at` (or the decision)."""
+
+    @model_validator(mode="after")
+    def _money_rules_need_a_currency(self) -> "DefineCampaign":
+        if (self.limits.budget or self.eligibility.min_amount) and self.discount.currency is None:
+            raise ValueError("a budget or a minimum amount needs the discount's currency")
+        return self
 
 
-Command = Annotated[DefineCampaign, Field(discriminator="type")]
-COMMAND_TYPES: tuple[type[Frozen], ...] = (DefineCampaign,)
+class ChangeCampaignStatus(Frozen):
+    """draft -> active; active <-> paused; anything but ended -> ended (final)."""
+
+    type: Literal["coupon.change_campaign_status.v1"] = "coupon.change_campaign_status.v1"
+    campaign_id: CampaignId
+    status: Literal["active", "paused", "ended"]
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class RedeemCode(Frozen):
+    """Redeem `code` for this customer and cart. The discount is computed by the decider."""
+
+    type: Literal["coupon.redeem_code.v1"] = "coupon.redeem_code.v1"
+    campaign_id: CampaignId
+    redemption_id: RedemptionId
+    code: Code
+    customer: Customer
+    cart: Cart
+    order_ref: OrderRef
+
+
+class ReverseRedemption(Frozen):
+    """A refund or cancellation: release the redemption, its limits and its budget."""
+
+    type: Literal["coupon.reverse_redemption.v1"] = "coupon.reverse_redemption.v1"
+    campaign_id: CampaignId
+    redemption_id: RedemptionId
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+Command = Annotated[
+    DefineCampaign | ChangeCampaignStatus | RedeemCode | ReverseRedemption,
+    Field(discriminator="type"),
+]

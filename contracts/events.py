@@ -7,10 +7,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from contracts.base import CampaignId, Frozen
-from contracts.commands import CampaignName
+from contracts.base import CampaignId, Currency, Frozen
+from contracts.commands import CampaignName, Code, OrderRef, RedemptionId, Status
 from contracts.money import Discount
 from contracts.reasons import Reason
+from contracts.rules import Duration, Eligibility, Limits, Validity
 
 
 class CampaignDefined(Frozen):
@@ -18,6 +19,44 @@ class CampaignDefined(Frozen):
     campaign_id: CampaignId
     name: CampaignName
     discount: Discount
+    code: Code | None = None
+    status: Literal["draft", "active"] = "active"
+    duration: Duration = Duration()
+    validity: Validity = Validity()
+    limits: Limits = Limits()
+    eligibility: Eligibility = Eligibility()
+
+
+class CampaignStatusChanged(Frozen):
+    type: Literal["coupon.campaign_status_changed.v1"] = "coupon.campaign_status_changed.v1"
+    campaign_id: CampaignId
+    status: Status
+    previous: Status
+    reason: str = ""
+
+
+class CodeRedeemed(Frozen):
+    """A redemption, with the amounts the decider computed (integer minor units)."""
+
+    type: Literal["coupon.code_redeemed.v1"] = "coupon.code_redeemed.v1"
+    campaign_id: CampaignId
+    redemption_id: RedemptionId
+    code: Code
+    contact_id: str
+    order_ref: OrderRef
+    currency: Currency
+    amount: int
+    discount: int
+    total: int
+
+
+class RedemptionReversed(Frozen):
+    type: Literal["coupon.redemption_reversed.v1"] = "coupon.redemption_reversed.v1"
+    campaign_id: CampaignId
+    redemption_id: RedemptionId
+    contact_id: str
+    discount: int
+    reason: str = ""
 
 
 class CommandRejected(Frozen):
@@ -30,5 +69,7 @@ class CommandRejected(Frozen):
     detail: str
 
 
-Event = Annotated[CampaignDefined | CommandRejected, Field(discriminator="type")]
-EVENT_TYPES: tuple[type[Frozen], ...] = (CampaignDefined, CommandRejected)
+Event = Annotated[
+    CampaignDefined | CampaignStatusChanged | CodeRedeemed | RedemptionReversed | CommandRejected,
+    Field(discriminator="type"),
+]

@@ -1,62 +1,150 @@
-"""The campaigns read model: what `GET /v1/campaigns` serves."""
+"""The campaigns read model (projection "campaigns"): campaigns with their rules, status and
+usage, and the redemption ledger. What the campaign, validation and redemption APIs read."""
 
 import json
 from typing import Any
 
-import asyncpg
-
 from contracts.envelope import Envelope
-from contracts.events import CampaignDefined, CommandRejected, Event
+from contracts.events import (
+    CampaignDefined,
+    CampaignStatusChanged,
+    CodeRedeemed,
+    CommandRejected,
+    Event,
+    RedemptionReversed,
+)
 from projections.db import Connection
 
 NAME = "campaigns"
+RULES = ("duration", "validity", "limits", "eligibility")
 
 
 async def apply(conn: Connection, envelope: Envelope[Event]) -> None:
+    at = envelope.occurred_at
     match envelope.data:
         case CampaignDefined() as event:
+            rules = event.model_dump(mode="json", include=set(RULES))
             await conn.execute(
-                """INSERT INTO campaigns
-                       (id, name, discount, defined_at, defined_by, correlation_id, event_id)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)
+                """INSERT INTO campaigns (id, name, discount, code, status, rules, defined_at,
+                                          defined_by, correlation_id, event_id)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                    ON CONFLICT (id) DO NOTHING""",
                 event.campaign_id,
                 event.name,
                 event.discount.model_dump_json(),
-                envelope.occurred_at,
+                event.code,
+                event.status,
+                json.dumps(rules),
+                at,
                 envelope.actor,
                 envelope.correlation_id,
                 envelope.id,
             )
+        case CampaignStatusChanged() as event:
+            await conn.execute(
+                "UPDATE campaigns SET status = $2, updated_at = $3 WHERE id = $1",
+                event.campaign_id,
+                event.status,
+                at,
+            )
+        case CodeRedeemed() as event:
+            await conn.execute(
+                """INSERT INTO redemptions (redemption_id, campaign_id, code, contact_id, order_ref,
+                       currency, amount, discount, total, redeemed_at, correlation_id)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+                event.redemption_id,
+                event.campaign_id,
+                event.code,
+                event.contact_id,
+                event.order_ref,
+                event.currency,
+                event.amount,
+                event.discount,
+                event.total,
+                at,
+                envelope.correlation_id,
+            )
+            await _count(conn, event.campaign_id, +1, event.discount, at)
+        case RedemptionReversed() as event:
+            await conn.execute(
+                """UPDATE redemptions SET reversed_at = $2, reversal_reason = $3
+                   WHERE redemption_id = $1""",
+                event.redemption_id,
+                at,
+                event.reason,
+            )
+            await _count(conn, event.campaign_id, -1, -event.discount, at)
         case CommandRejected():
             pass
 
 
-COLUMNS = "id, name, discount, defined_at, defined_by"
+async def _count(
+    conn: Connection, campaign_id: str, redemptions: int, discount: int, at: Any
+) -> None:
+    await conn.execute(
+        """UPDATE campaigns SET redemptions = redemptions + $2, budget_spent = budget_spent + $3,
+                                updated_at = $4
+           WHERE id = $1""",
+        campaign_id,
+        redemptions,
+        discount,
+        at,
+    )
 
 
-def _row(record: asyncpg.Record) -> dict[str, Any]:
+CAMPAIGN_COLUMNS = (
+    "id, name, discount, code, status, rules, redemptions, budget_spent, defined_at, defined_by"
+)
+REDEMPTION_COLUMNS = (
+    "redemption_id, campaign_id, code, contact_id, order_ref, currency, amount, discount, total,"
+    " redeemed_at, reversed_at, reversal_reason"
+)
+
+
+def _campaign(record: Any) -> dict[str, Any]:
     row = dict(record)
     row["discount"] = json.loads(row["discount"])
+    row.update(json.loads(row.pop("rules")))
+    row["usage"] = {"redemptions": row.pop("redemptions"), "budget_spent": row.pop("budget_spent")}
     return row
 
 
 async def get(conn: Connection, campaign_id: str) -> dict[str, Any] | None:
-    record = await conn.fetchrow(f"SELECT {COLUMNS} FROM campaigns WHERE id = $1", campaign_id)
-    return None if record is None else _row(record)
+    record = await conn.fetchrow(
+        f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1", campaign_id
+    )
+    return None if record is None else _campaign(record)
 
 
 async def page(conn: Connection, limit: int, after: tuple[Any, str] | None) -> list[dict[str, Any]]:
     """Newest first, keyset-paginated by (defined_at, id)."""
     if after is None:
         records = await conn.fetch(
-            f"SELECT {COLUMNS} FROM campaigns ORDER BY defined_at DESC, id DESC LIMIT $1", limit
+            f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY defined_at DESC, id DESC LIMIT $1",
+            limit,
         )
     else:
         records = await conn.fetch(
-            f"""SELECT {COLUMNS} FROM campaigns WHERE (defined_at, id) < ($2, $3)
+            f"""SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE (defined_at, id) < ($2, $3)
                 ORDER BY defined_at DESC, id DESC LIMIT $1""",
             limit,
             *after,
         )
-    return [_row(r) for r in records]
+    return [_campaign(r) for r in records]
+
+
+async def redemption(conn: Connection, redemption_id: str) -> dict[str, Any] | None:
+    record = await conn.fetchrow(
+        f"SELECT {REDEMPTION_COLUMNS} FROM redemptions WHERE redemption_id = $1", redemption_id
+    )
+    return None if record is None else dict(record)
+
+
+async def contact_redemptions(conn: Connection, campaign_id: str, contact_id: str) -> int:
+    count: int = await conn.fetchval(
+        """SELECT count(*) FROM redemptions
+           WHERE campaign_id = $1 AND contact_id = $2 AND reversed_at IS NULL""",
+        campaign_id,
+        contact_id,
+    )
+    return count

@@ -152,10 +152,11 @@ class Decider:
                 except KeyReused:
                     outcome.reply = _refusal(command, Reason.IDEMPOTENCY_KEY_REUSED)
                     continue
-                events = aggregate.decide(state.campaigns.get(command.key), command.data)
+                now = datetime.now(UTC)  # the decision's time: checked against and recorded
+                events = aggregate.decide(state.campaigns.get(command.key), command.data, now)
                 state.memo.begin(command, events)
                 for event in events:
-                    envelope = _event_envelope(command, event)
+                    envelope = _event_envelope(command, event, now)
                     state.apply(envelope, None)
                     appended.append(
                         (envelope, await self._append(producer, writer.partition, envelope))
@@ -233,10 +234,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             self._decider._rebalance_error = error
 
 
-def _event_envelope(command: Envelope[Command], event: Event) -> Envelope[Event]:
+def _event_envelope(command: Envelope[Command], event: Event, now: datetime) -> Envelope[Event]:
     return Envelope[Event](
         key=command.key,
-        occurred_at=datetime.now(UTC),
+        occurred_at=now,
         causation_id=command.id,
         correlation_id=command.correlation_id,
         idempotency_key=command.idempotency_key,

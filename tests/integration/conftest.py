@@ -3,11 +3,17 @@ KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set. Each test gets its own topics (
 prefix) and its own database, so tests never see each other's data."""
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from services.coupons.settings import Settings
@@ -48,3 +54,49 @@ async def settings(endpoints: Endpoints) -> AsyncIterator[Settings]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def service(settings: Settings, tmp_path: Path) -> Iterator[tuple[httpx.Client, Path]]:
+    port = free_port()
+    log_path = tmp_path / "service.log"
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "COUPONS_TOPIC_PREFIX": settings.topic_prefix,
+        "COUPONS_PARTITIONS": str(settings.partitions),
+        "COUPONS_PORT": str(port),
+    }
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.coupons.cli", "serve"], env=env, stdout=log, stderr=log
+        )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, (
+                "service not ready in 60 s: " + log_path.read_text()[-3000:]
+            )
+            time.sleep(0.3)
+        yield client, log_path
+    finally:
+        client.close()
+        process.terminate()
+        # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says why
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert '"event": "runtime.stopped"' in log_path.read_text(), "no graceful shutdown"

@@ -1,113 +1,298 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
-from hypothesis import given
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts.commands import DefineCampaign
+from contracts.checkout import Cart, Customer, LineItem
+from contracts.commands import (
+    ChangeCampaignStatus,
+    Command,
+    DefineCampaign,
+    RedeemCode,
+    ReverseRedemption,
+)
 from contracts.envelope import Envelope
-from contracts.events import CampaignDefined, CommandRejected, Event
-from contracts.money import AmountOff
+from contracts.events import (
+    CampaignDefined,
+    CampaignStatusChanged,
+    CodeRedeemed,
+    CommandRejected,
+    Event,
+    RedemptionReversed,
+)
+from contracts.money import AmountOff, PercentOff
 from contracts.reasons import Reason
 from contracts.replies import EventPosition
+from contracts.rules import Eligibility, Limits, Validity
 from services.coupons.domain.campaign import Campaign, decide, evolve
-from services.coupons.domain.idempotency import KeyReused, Memo
+from services.coupons.domain.idempotency import KeyReused, Memo, request_hash
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 FIVE_EUR = AmountOff(amount_off=500, currency="EUR")
 
 
-def command(
-    name: str = "A", key: str | None = "k1", campaign_id: str = "c1"
-) -> Envelope[DefineCampaign]:
-    return Envelope[DefineCampaign](
-        key=campaign_id,
-        correlation_id="x",
-        idempotency_key=key,
-        data=DefineCampaign(campaign_id=campaign_id, name=name, discount=FIVE_EUR),
+def define(**overrides: object) -> DefineCampaign:
+    fields = {"campaign_id": "c1", "name": "Spring", "discount": FIVE_EUR, "code": "SPRING"}
+    return DefineCampaign.model_validate({**fields, **overrides})
+
+
+def run(commands: list[Command], now: datetime = NOW) -> tuple[Campaign | None, list[Event]]:
+    state: Campaign | None = None
+    log: list[Event] = []
+    for command in commands:
+        for event in decide(state, command, now):
+            state = evolve(state, event, now)
+            log.append(event)
+    return state, log
+
+
+def redeem(n: int, contact: str = "alice", amount: int = 2000, code: str = "SPRING") -> RedeemCode:
+    return RedeemCode(
+        campaign_id="c1",
+        redemption_id=f"r{n}",
+        code=code,
+        customer=Customer(contact_id=contact, email=f"{contact}@example.com"),
+        cart=Cart(currency="EUR", amount=amount),
+        order_ref=f"order-{n}",
     )
 
 
-def answer(cmd: Envelope[DefineCampaign], event: Event) -> Envelope[Event]:
-    from services.coupons.domain.idempotency import request_hash
+def refusal(events: list[Event]) -> Reason | None:
+    last = events[-1]
+    return last.reason if isinstance(last, CommandRejected) else None
 
+
+def test_defining_a_new_campaign() -> None:
+    state, [event] = run([define()])
+    assert isinstance(event, CampaignDefined)
+    assert state is not None and state.code == "SPRING" and state.status == "active"
+
+
+def test_defining_twice_is_refused() -> None:
+    _, log = run([define(), define(name="Other")])
+    assert refusal(log) is Reason.CAMPAIGN_EXISTS
+
+
+def test_a_command_for_an_unknown_campaign_is_refused() -> None:
+    _, log = run([redeem(1)])
+    assert refusal(log) is Reason.CAMPAIGN_NOT_FOUND
+
+
+def test_redeeming_computes_the_discount_server_side() -> None:
+    percent = PercentOff(percent_off="15", max_amount_off=1000, currency="EUR")  # type: ignore[arg-type]
+    state, log = run([define(discount=percent), redeem(1, amount=333)])
+    assert log[-1] == CodeRedeemed(
+        campaign_id="c1",
+        redemption_id="r1",
+        code="SPRING",
+        contact_id="alice",
+        order_ref="order-1",
+        currency="EUR",
+        amount=333,
+        discount=50,  # 49.95 rounds half up
+        total=283,
+    )
+    assert state is not None and state.redemptions == 1 and state.budget_spent == 50
+
+
+def test_a_discount_never_exceeds_the_amount() -> None:
+    _, log = run([define(), redeem(1, amount=300)])
+    assert isinstance(log[-1], CodeRedeemed)
+    assert (log[-1].discount, log[-1].total) == (300, 0)
+
+
+@pytest.mark.parametrize(
+    ("limits", "commands", "reason"),
+    [
+        (
+            Limits(max_redemptions=2, per_contact=None),
+            [redeem(1, "a"), redeem(2, "b"), redeem(3, "c")],
+            Reason.EXHAUSTED,
+        ),
+        (Limits(per_contact=1), [redeem(1, "a"), redeem(2, "a")], Reason.PER_CONTACT_LIMIT),
+        (
+            Limits(per_code=1, per_contact=None),
+            [redeem(1, "a"), redeem(2, "b")],
+            Reason.CODE_EXHAUSTED,
+        ),
+        (
+            Limits(budget=800, per_contact=None),
+            [redeem(1, "a"), redeem(2, "b")],
+            Reason.BUDGET_EXHAUSTED,
+        ),
+    ],
+)
+def test_each_limit_refuses_with_its_reason(
+    limits: Limits, commands: list[Command], reason: Reason
+) -> None:
+    _, log = run([define(limits=limits), *commands])
+    assert refusal(log) is reason
+
+
+@pytest.mark.parametrize(
+    ("overrides", "command", "reason"),
+    [
+        ({}, redeem(1, code="OTHER"), Reason.UNKNOWN_CODE),
+        ({"status": "draft"}, redeem(1), Reason.NOT_STARTED),
+        ({"validity": Validity(starts_at=NOW + timedelta(days=1))}, redeem(1), Reason.NOT_STARTED),
+        ({"validity": Validity(expires_at=NOW)}, redeem(1), Reason.EXPIRED),
+        ({"eligibility": Eligibility(min_amount=5000)}, redeem(1), Reason.BELOW_MINIMUM),
+        (
+            {"eligibility": Eligibility(email_domains=("acme.io",))},
+            redeem(1),
+            Reason.EMAIL_DOMAIN_NOT_ALLOWED,
+        ),
+        (
+            {"eligibility": Eligibility(first_purchase_only=True)},
+            redeem(1),
+            Reason.FIRST_PURCHASE_ONLY,
+        ),
+    ],
+)
+def test_rules_refuse_with_stable_reasons(
+    overrides: dict[str, object], command: Command, reason: Reason
+) -> None:
+    _, log = run([define(**overrides), command])
+    assert refusal(log) is reason
+
+
+def test_products_rule_discounts_only_eligible_items() -> None:
+    cart = Cart(
+        currency="EUR",
+        amount=3000,
+        items=(LineItem(product_id="pro", amount=1000), LineItem(product_id="addon", amount=2000)),
+    )
+    command = redeem(1).model_copy(update={"cart": cart})
+    percent = PercentOff(percent_off="50")  # type: ignore[arg-type]
+    _, log = run([define(discount=percent, eligibility=Eligibility(products=("pro",))), command])
+    assert isinstance(log[-1], CodeRedeemed) and log[-1].discount == 500
+
+
+def test_paused_and_ended_campaigns_refuse_and_ended_is_final() -> None:
+    pause = ChangeCampaignStatus(campaign_id="c1", status="paused")
+    end = ChangeCampaignStatus(campaign_id="c1", status="ended")
+    resume = ChangeCampaignStatus(campaign_id="c1", status="active")
+    _, log = run([define(), pause, redeem(1)])
+    assert isinstance(log[1], CampaignStatusChanged) and refusal(log) is Reason.PAUSED
+    _, log = run([define(), end, redeem(1)])
+    assert refusal(log) is Reason.ENDED
+    _, log = run([define(), end, resume])
+    assert refusal(log) is Reason.INVALID_STATUS_TRANSITION
+    state, log = run([define(), pause, pause])
+    assert len(log) == 2 and state is not None and state.status == "paused"  # no-op, no event
+
+
+def test_reversal_releases_the_limits_and_budget() -> None:
+    limits = Limits(max_redemptions=1, per_contact=1, budget=500)
+    reverse = ReverseRedemption(campaign_id="c1", redemption_id="r1", reason="refund")
+    state, log = run([define(limits=limits), redeem(1), reverse, redeem(2)])
+    assert [type(e) for e in log] == [
+        CampaignDefined,
+        CodeRedeemed,
+        RedemptionReversed,
+        CodeRedeemed,
+    ]
+    assert state is not None and (state.redemptions, state.budget_spent) == (1, 500)
+    _, log = run([define(), redeem(1), reverse, reverse])
+    assert refusal(log) is Reason.ALREADY_REVERSED
+    _, log = run([define(), reverse])
+    assert refusal(log) is Reason.REDEMPTION_NOT_FOUND
+    _, log = run([define(), redeem(1), redeem(1, contact="bob")])
+    assert refusal(log) is Reason.REDEMPTION_EXISTS
+
+
+def answer(command: Envelope[DefineCampaign], event: Event) -> Envelope[Event]:
     return Envelope[Event](
-        key=cmd.key,
+        key=command.key,
         correlation_id="x",
-        idempotency_key=cmd.idempotency_key,
-        request_hash=request_hash(cmd.data),
+        idempotency_key=command.idempotency_key,
+        request_hash=request_hash(command.data),
         data=event,
     )
 
 
-def test_defining_a_new_campaign() -> None:
-    events = decide(None, command().data)
-    assert events == [CampaignDefined(campaign_id="c1", name="A", discount=FIVE_EUR)]
-    assert evolve(None, events[0], NOW) == Campaign("c1", "A", FIVE_EUR, NOW)
-
-
-def test_defining_an_existing_campaign_is_refused_with_a_reason() -> None:
-    existing = Campaign("c1", "A", FIVE_EUR, NOW)
-    [event] = decide(existing, command(name="B").data)
-    assert isinstance(event, CommandRejected)
-    assert event.reason is Reason.CAMPAIGN_EXISTS
-    assert evolve(existing, event, NOW) == existing
-
-
-def test_memo_answers_a_retry_with_the_first_outcome() -> None:
-    memo, first = Memo(), command()
-    assert memo.recall(first) is None
-    events = decide(None, first.data)
+def test_memo_answers_a_retry_with_the_first_outcome_and_refuses_a_reused_key() -> None:
+    memo = Memo()
+    first = Envelope[DefineCampaign](
+        key="c1", correlation_id="x", idempotency_key="k1", data=define()
+    )
+    events = decide(None, first.data, NOW)
     memo.begin(first, events)
     memo.place(answer(first, events[0]), EventPosition(partition=1, offset=7))
-    prior = memo.recall(command())  # same key, same body, new envelope id
-    assert prior is not None
-    assert prior.outcome == "accepted"
+    retry = first.model_copy(update={"id": uuid4()})
+    prior = memo.recall(retry)
+    assert prior is not None and prior.outcome == "accepted"
     assert prior.events == (EventPosition(partition=1, offset=7),)
+    with pytest.raises(KeyReused):
+        memo.recall(first.model_copy(update={"data": define(name="other")}))
+    rebuilt = Memo()
+    rebuilt.replay(answer(first, events[0]), EventPosition(partition=1, offset=7))
+    assert rebuilt.get(first) == memo.get(first)
 
 
-def test_memo_refuses_the_same_key_with_another_body() -> None:
-    memo, first = Memo(), command()
-    memo.begin(first, decide(None, first.data))
-    try:
-        memo.recall(command(name="other"))
-    except KeyReused:
-        return
-    raise AssertionError("a reused key with a different body must be refused")
+limits_strategy = st.builds(
+    Limits,
+    max_redemptions=st.none() | st.integers(1, 6),
+    per_contact=st.none() | st.integers(1, 3),
+    per_code=st.none() | st.integers(1, 8),
+    budget=st.none() | st.integers(1, 5000),
+)
+step = st.one_of(
+    st.tuples(
+        st.just("redeem"),
+        st.integers(0, 30),
+        st.sampled_from(["a", "b", "c"]),
+        st.integers(0, 3000),
+    ),
+    st.tuples(st.just("reverse"), st.integers(0, 30), st.just(""), st.just(0)),
+    st.tuples(
+        st.just("status"), st.just(0), st.sampled_from(["active", "paused", "ended"]), st.just(0)
+    ),
+)
 
 
-def test_memo_rebuilt_from_the_log_equals_the_live_memo() -> None:
-    live, rebuilt = Memo(), Memo()
-    cmd = command()
-    events = decide(None, cmd.data)
-    live.begin(cmd, events)
-    for offset, event in enumerate(events):
-        live.place(answer(cmd, event), EventPosition(partition=0, offset=offset))
-        rebuilt.replay(answer(cmd, event), EventPosition(partition=0, offset=offset))
-    assert live.get(cmd) == rebuilt.get(cmd)
-
-
-names = st.sampled_from(["A", "B"])
-keys = st.sampled_from(["k1", "k2", "k3", None])
-
-
-@given(st.lists(st.tuples(names, keys), max_size=30))
-def test_any_command_sequence_defines_a_campaign_once_and_folds_back(
-    sequence: list[tuple[str, str | None]],
+@settings(max_examples=300, deadline=None)
+@given(limits_strategy, st.lists(step, max_size=40))
+def test_no_sequence_of_commands_exceeds_a_limit_and_the_log_folds_back(
+    limits: Limits, steps: list[tuple[str, int, str, int]]
 ) -> None:
-    """Whatever arrives, one campaign is defined at most once, its first definition wins,
-    and folding the emitted events reproduces the state the decider held."""
+    commands: list[Command] = [define(limits=limits)]
+    for kind, n, who, amount in steps:
+        if kind == "redeem":
+            commands.append(redeem(n, contact=who, amount=amount))
+        elif kind == "reverse":
+            commands.append(ReverseRedemption(campaign_id="c1", redemption_id=f"r{n}"))
+        else:
+            commands.append(ChangeCampaignStatus(campaign_id="c1", status=who))  # type: ignore[arg-type]
     state: Campaign | None = None
     log: list[Event] = []
-    for name, key in sequence:
-        events = decide(state, command(name, key).data)
-        for event in events:
+    for command in commands:
+        for event in decide(state, command, NOW):
             state = evolve(state, event, NOW)
-        log.extend(events)
-    defined = [e for e in log if isinstance(e, CampaignDefined)]
-    assert len(defined) == (1 if sequence else 0)
-    if sequence:
-        assert defined[0].name == sequence[0][0]
+            log.append(event)
+        assert state is not None
+        live = [r for r in state.ledger.values() if not r.reversed]
+        assert state.redemptions == len(live)
+        assert state.budget_spent == sum(r.discount for r in live)
+        if limits.max_redemptions is not None:
+            assert state.redemptions <= limits.max_redemptions
+        if limits.budget is not None:
+            assert state.budget_spent <= limits.budget
+        if limits.per_contact is not None:
+            assert all(n <= limits.per_contact for n in state.per_contact.values())
+        if limits.per_code is not None:
+            assert all(n <= limits.per_code for n in state.per_code.values())
     folded: Campaign | None = None
     for event in log:
         folded = evolve(folded, event, NOW)
     assert folded == state
+
+
+def test_every_campaign_expires_by_default() -> None:
+    state, _ = run([define(default_expiry_days=7)])
+    assert state is not None and state.validity.expires_at == NOW + timedelta(days=7)
+    start = NOW + timedelta(days=2)
+    state, _ = run([define(validity=Validity(starts_at=start))])
+    assert state is not None and state.validity.expires_at == start + timedelta(days=30)

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from contracts.checkout import Cart, Customer, LineItem
 from contracts.money import AmountOff, PercentOff
-from contracts.refusals import RefusalReason as R
+from contracts.reasons import Reason as R
 from contracts.rules import Duration, Eligibility, Limits, Validity
 from services.coupons.domain.eligibility import (
     Attempt,

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, Request, Response
 
-from services.coupons.api import campaigns, errors, health
+from services.coupons.api import campaigns, checkout, errors, health
 from services.coupons.runtime import running
 from services.coupons.settings import Settings
 
@@ -34,6 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(campaigns.router)
+    app.include_router(checkout.router)
     app.middleware("http")(_correlate)
     return app
 

@@ -1,39 +1,64 @@
-"""`/v1/campaigns`: define a campaign through the decider, read it from the projection."""
+"""`/v1/campaigns`: define campaigns, change their status, read them from the projection."""
 
 import base64
 import binascii
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import NAMESPACE_URL, uuid4, uuid5
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from contracts.base import CampaignId
-from contracts.commands import CampaignName, DefineCampaign
-from contracts.envelope import Envelope
+from contracts.commands import CampaignName, ChangeCampaignStatus, DefineCampaign, Status
 from contracts.money import Discount
-from projections import campaigns
-from projections.watermarks import ProjectionNotCaughtUp
-from services.coupons.api.errors import REFUSAL_STATUS, ApiError, ErrorResponse
-from services.coupons.bus.gateway import DecisionPending
-from services.coupons.runtime import Runtime
+from contracts.rules import Duration, Eligibility, Limits, Validity
+from projections import campaigns, codes
+from services.coupons.api.commands import execute, runtime_of
+from services.coupons.api.errors import ApiError, ErrorResponse
+from services.coupons.domain.codes import normalise
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
 IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "growthos-coupons/idempotency")
+IdempotencyKey = Annotated[str | None, Header(max_length=255)]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (404, 409, 422, 503)
+}
 
 
 class CampaignRequest(BaseModel):
     id: CampaignId | None = None
     name: CampaignName
     discount: Discount
+    code: Annotated[str | None, Field(description="shared (vanity) code; case and '-' ignored")] = (
+        None
+    )
+    status: Literal["draft", "active"] = "active"
+    duration: Duration = Duration()
+    validity: Validity = Field(
+        default_factory=Validity, description="expires_at defaults to COUPONS_DEFAULT_EXPIRY_DAYS"
+    )
+    limits: Limits = Limits()
+    eligibility: Eligibility = Eligibility()
+
+
+class Usage(BaseModel):
+    redemptions: int
+    budget_spent: int
 
 
 class Campaign(BaseModel):
     id: str
     name: str
     discount: Discount
+    code: str | None
+    status: Status
+    duration: Duration
+    validity: Validity
+    limits: Limits
+    eligibility: Eligibility
+    usage: Usage
     defined_at: AwareDatetime
     defined_by: str | None
 
@@ -43,30 +68,17 @@ class CampaignPage(BaseModel):
     next_cursor: str | None
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+class StatusChange(BaseModel):
+    status: Literal["active", "paused", "ended"]
+    reason: Annotated[str, Field(max_length=500)] = ""
 
 
-def _correlation_id(request: Request) -> str:
-    return str(request.state.correlation_id)
-
-
-@router.post(
-    "",
-    status_code=201,
-    response_model=Campaign,
-    responses={
-        409: {"model": ErrorResponse},
-        422: {"model": ErrorResponse},
-        503: {"model": ErrorResponse},
-    },
-)
+@router.post("", status_code=201, response_model=Campaign, responses=ERRORS)
 async def define_campaign(
     body: CampaignRequest,
     request: Request,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Define a campaign. Returns once the campaign is readable (read-your-writes).
 
@@ -74,64 +86,59 @@ async def define_campaign(
     without a body `id` the campaign id is derived from the key. The key used (yours or one
     made for you) comes back in the `Idempotency-Key` response header.
     """
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     key = idempotency_key or uuid4().hex
-    campaign_id = body.id or str(uuid5(IDEMPOTENCY_NAMESPACE, key))
-    command = Envelope[DefineCampaign](
-        key=campaign_id,
-        correlation_id=_correlation_id(request),
-        idempotency_key=key,
-        data=DefineCampaign(campaign_id=campaign_id, name=body.name, discount=body.discount),
-    )
-    retry = {"Idempotency-Key": key, "Retry-After": "1"}
     response.headers["Idempotency-Key"] = key
+    campaign_id = body.id or str(uuid5(IDEMPOTENCY_NAMESPACE, key))
+    code = _normalised(body.code) if body.code else None
     try:
-        reply = await runtime.gateway.decide(command)
-    except DecisionPending as error:
-        raise ApiError(
-            503,
-            "decision_pending",
-            "the command is queued; retry with the same Idempotency-Key",
-            headers=retry,
-        ) from error
-    if reply.outcome == "rejected":
-        assert reply.reason is not None
-        status = REFUSAL_STATUS[reply.reason]
-        raise ApiError(
-            status, reply.reason.value, reply.detail or "", headers={"Idempotency-Key": key}
+        command = DefineCampaign(
+            campaign_id=campaign_id,
+            name=body.name,
+            discount=body.discount,
+            code=code,
+            status=body.status,
+            duration=body.duration,
+            validity=body.validity,
+            limits=body.limits,
+            eligibility=body.eligibility,
+            default_expiry_days=runtime.settings.default_expiry_days,
         )
-    try:
-        for position in reply.events:
-            await runtime.watermarks.wait(
-                campaigns.NAME,
-                position.partition,
-                position.offset,
-                runtime.settings.command_timeout_s,
-            )
-    except ProjectionNotCaughtUp as error:
-        raise ApiError(
-            503,
-            "projection_lagging",
-            "accepted, not yet readable; retry with the same Idempotency-Key",
-            headers=retry,
-        ) from error
-    async with runtime.pool.acquire() as conn:
-        row = await campaigns.get(conn, campaign_id)
-    assert row is not None, "the projection reached the event but has no row"
+    except ValidationError as error:
+        raise ApiError(422, "invalid_request", error.errors()[0]["msg"]) from error
+    if code is not None:
+        async with runtime.pool.acquire() as conn:
+            if not await codes.claim(conn, code, campaign_id):
+                raise ApiError(
+                    409, "code_taken", f"code {code} belongs to another campaign", field="code"
+                )
+    await execute(request, campaign_id, command, key)
     response.headers["Location"] = f"/v1/campaigns/{campaign_id}"
-    return row
+    return await _read(request, campaign_id)
 
 
-@router.get("/{campaign_id}", response_model=Campaign, responses={404: {"model": ErrorResponse}})
+@router.post("/{campaign_id}/status", response_model=Campaign, responses=ERRORS)
+async def change_status(
+    campaign_id: str,
+    body: StatusChange,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """draft → active; active ↔ paused; anything but ended → ended (final)."""
+    key = idempotency_key or uuid4().hex
+    response.headers["Idempotency-Key"] = key
+    command = ChangeCampaignStatus(campaign_id=campaign_id, status=body.status, reason=body.reason)
+    await execute(request, campaign_id, command, key)
+    return await _read(request, campaign_id)
+
+
+@router.get("/{campaign_id}", response_model=Campaign, responses=ERRORS)
 async def get_campaign(campaign_id: str, request: Request) -> dict[str, Any]:
-    async with _runtime(request).pool.acquire() as conn:
-        row = await campaigns.get(conn, campaign_id)
-    if row is None:
-        raise ApiError(404, "campaign_not_found", f"no campaign {campaign_id}")
-    return row
+    return await _read(request, campaign_id)
 
 
-@router.get("", response_model=CampaignPage, responses={422: {"model": ErrorResponse}})
+@router.get("", response_model=CampaignPage, responses=ERRORS)
 async def list_campaigns(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -139,10 +146,25 @@ async def list_campaigns(
 ) -> dict[str, Any]:
     """Newest first. Pass `next_cursor` back as `cursor` for the next page."""
     after = _decode_cursor(cursor) if cursor else None
-    async with _runtime(request).pool.acquire() as conn:
+    async with runtime_of(request).pool.acquire() as conn:
         rows = await campaigns.page(conn, limit, after)
     next_cursor = _encode_cursor(rows[-1]) if len(rows) == limit else None
     return {"data": rows, "next_cursor": next_cursor}
+
+
+async def _read(request: Request, campaign_id: str) -> dict[str, Any]:
+    async with runtime_of(request).pool.acquire() as conn:
+        row = await campaigns.get(conn, campaign_id)
+    if row is None:
+        raise ApiError(404, "campaign_not_found", f"no campaign {campaign_id}")
+    return row
+
+
+def _normalised(code: str) -> str:
+    normal = normalise(code)
+    if not (3 <= len(normal) <= 64 and normal.isascii() and normal.isalnum()):
+        raise ApiError(422, "invalid_code", "a code is 3 to 64 letters and digits", field="code")
+    return normal
 
 
 def _encode_cursor(row: dict[str, Any]) -> str:

@@ -15,8 +15,31 @@ from contracts.reasons import Reason
 
 REFUSAL_STATUS: dict[Reason, int] = {
     Reason.CAMPAIGN_EXISTS: 409,
+    Reason.CAMPAIGN_NOT_FOUND: 404,
     Reason.IDEMPOTENCY_KEY_REUSED: 422,
+    Reason.INVALID_STATUS_TRANSITION: 409,
+    Reason.REDEMPTION_NOT_FOUND: 404,
+    Reason.REDEMPTION_EXISTS: 409,
+    Reason.ALREADY_REVERSED: 409,
+    Reason.UNKNOWN_CODE: 404,
+    Reason.NOT_STARTED: 409,
+    Reason.EXPIRED: 409,
+    Reason.PAUSED: 409,
+    Reason.ENDED: 409,
+    Reason.EXHAUSTED: 409,
+    Reason.CODE_EXHAUSTED: 409,
+    Reason.PER_CONTACT_LIMIT: 409,
+    Reason.BUDGET_EXHAUSTED: 409,
+    Reason.BELOW_MINIMUM: 422,
+    Reason.NOT_APPLICABLE: 422,
+    Reason.FIRST_PURCHASE_ONLY: 422,
+    Reason.EMAIL_DOMAIN_NOT_ALLOWED: 422,
+    Reason.BOUND_TO_ANOTHER_CONTACT: 403,
+    Reason.CURRENCY_MISMATCH: 422,
+    Reason.NOT_STACKABLE: 422,
 }
+"""HTTP status of each refusal: 404 the thing is unknown, 403 not yours, 409 the state of the
+campaign forbids it now, 422 this request can never qualify as it is."""
 
 
 class ErrorBody(BaseModel):

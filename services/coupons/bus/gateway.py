@@ -7,19 +7,22 @@ gets the first outcome back.
 """
 
 import asyncio
+from typing import TypeVar
 from uuid import UUID
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from contracts.base import Frozen
 from contracts.codec import REPLIES, MalformedMessage
-from contracts.commands import Command
 from contracts.envelope import Envelope
 from contracts.replies import Reply
 from contracts.topics import Topics
 from services.coupons.bus import kafka
 
 log = structlog.get_logger(__name__)
+
+AnyCommand = TypeVar("AnyCommand", bound=Frozen)
 
 
 class DecisionPending(TimeoutError):
@@ -58,7 +61,7 @@ class CommandGateway:
     def healthy(self) -> bool:
         return self._tail is not None and not self._tail.done()
 
-    async def decide(self, command: Envelope[Command]) -> Reply:
+    async def decide(self, command: Envelope[AnyCommand]) -> Reply:
         """Append `command` (durably) and wait for the decider's reply."""
         waiter = asyncio.get_running_loop().create_future()
         self._waiting[command.id] = waiter

@@ -1,12 +1,52 @@
-"""The campaign aggregate: `decide` what a command means, `evolve` state by an event."""
+"""The campaign aggregate: `decide` what a command means, `evolve` state by an event.
 
-from dataclasses import dataclass
-from datetime import datetime
+The campaign is the consistency boundary: its limits (total, per contact, per code, budget)
+are checked here against the state folded from every earlier event, by the one writer of
+its partition, so they hold exactly under any concurrency. Usage lives in persistent maps,
+so `evolve` stays pure without copying a campaign's whole history on every event.
+"""
 
-from contracts.commands import Command, DefineCampaign
-from contracts.events import CampaignDefined, CommandRejected, Event
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from pyrsistent import PMap, pmap
+
+from contracts.commands import (
+    ChangeCampaignStatus,
+    Command,
+    DefineCampaign,
+    RedeemCode,
+    ReverseRedemption,
+    Status,
+)
+from contracts.events import (
+    CampaignDefined,
+    CampaignStatusChanged,
+    CodeRedeemed,
+    CommandRejected,
+    Event,
+    RedemptionReversed,
+)
 from contracts.money import Discount
 from contracts.reasons import Reason
+from contracts.rules import Duration, Eligibility, Limits, Validity
+from services.coupons.domain import eligibility as checks
+from services.coupons.domain import pricing
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    "draft": frozenset({"active", "ended"}),
+    "active": frozenset({"paused", "ended"}),
+    "paused": frozenset({"active", "ended"}),
+    "ended": frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class Redemption:
+    contact_id: str
+    code: str
+    discount: int
+    reversed: bool = False
 
 
 @dataclass(frozen=True)
@@ -15,30 +55,166 @@ class Campaign:
     name: str
     discount: Discount
     defined_at: datetime
+    code: str | None = None
+    status: Status = "active"
+    duration: Duration = field(default_factory=Duration)
+    validity: Validity = field(default_factory=Validity)
+    limits: Limits = field(default_factory=Limits)
+    eligibility: Eligibility = field(default_factory=Eligibility)
+    redemptions: int = 0  # not reversed
+    budget_spent: int = 0
+    per_contact: PMap[str, int] = field(default_factory=pmap)
+    per_code: PMap[str, int] = field(default_factory=pmap)
+    ledger: PMap[str, Redemption] = field(default_factory=pmap)
+
+    def usage(self, code: str) -> checks.Usage:
+        return checks.Usage(
+            redemptions=self.redemptions,
+            per_contact=self.per_contact,
+            per_code=self.per_code.get(code, 0),
+            budget_spent=self.budget_spent,
+        )
 
 
-def decide(campaign: Campaign | None, command: Command) -> list[Event]:
-    """The events that `command` produces against the current state. Never raises for a
-    business refusal: a refusal is a `CommandRejected` event with a stable reason."""
+def decide(campaign: Campaign | None, command: Command, now: datetime) -> list[Event]:
+    """The events `command` produces against the current state. A business refusal is a
+    `CommandRejected` event with a stable reason, never an exception."""
+    if isinstance(command, DefineCampaign):
+        if campaign is not None:
+            return [_rejected(command, Reason.CAMPAIGN_EXISTS, f"campaign {campaign.id} exists")]
+        validity = command.validity
+        if validity.expires_at is None:
+            expires = (validity.starts_at or now) + timedelta(days=command.default_expiry_days)
+            validity = Validity(starts_at=validity.starts_at, expires_at=expires)
+        fields = command.model_dump(exclude={"type", "default_expiry_days", "validity"})
+        return [CampaignDefined.model_validate({**fields, "validity": validity})]
+    if campaign is None:
+        return [_rejected(command, Reason.CAMPAIGN_NOT_FOUND, f"no campaign {command.campaign_id}")]
     match command:
-        case DefineCampaign():
-            if campaign is not None:
-                return [
-                    _rejected(command, Reason.CAMPAIGN_EXISTS, f"campaign {campaign.id} exists")
-                ]
-            return [
-                CampaignDefined(
-                    campaign_id=command.campaign_id, name=command.name, discount=command.discount
-                )
-            ]
+        case ChangeCampaignStatus():
+            return _change_status(campaign, command)
+        case RedeemCode():
+            return _redeem(campaign, command, now)
+        case ReverseRedemption():
+            return _reverse(campaign, command)
+
+
+def _change_status(campaign: Campaign, command: ChangeCampaignStatus) -> list[Event]:
+    if command.status == campaign.status:
+        return []
+    if command.status not in TRANSITIONS[campaign.status]:
+        detail = f"a campaign cannot go from {campaign.status} to {command.status}"
+        return [_rejected(command, Reason.INVALID_STATUS_TRANSITION, detail)]
+    return [
+        CampaignStatusChanged(
+            campaign_id=campaign.id,
+            status=command.status,
+            previous=campaign.status,
+            reason=command.reason,
+        )
+    ]
+
+
+def _redeem(campaign: Campaign, command: RedeemCode, now: datetime) -> list[Event]:
+    if command.redemption_id in campaign.ledger:
+        return [_rejected(command, Reason.REDEMPTION_EXISTS, "this redemption id was used")]
+    refusal = _refusal(campaign, command, now)
+    if refusal is not None:
+        return [_rejected(command, refusal.reason, refusal.detail)]
+    cart = command.cart
+    discount = pricing.discount_for(campaign.discount, cart, campaign.eligibility)
+    return [
+        CodeRedeemed(
+            campaign_id=campaign.id,
+            redemption_id=command.redemption_id,
+            code=command.code,
+            contact_id=command.customer.contact_id,
+            order_ref=command.order_ref,
+            currency=cart.currency,
+            amount=cart.amount,
+            discount=discount,
+            total=pricing.total_after(cart, discount),
+        )
+    ]
+
+
+def _refusal(campaign: Campaign, command: RedeemCode, now: datetime) -> checks.Refusal | None:
+    """Why this campaign refuses this redemption (`domain.eligibility` fixes the order)."""
+    if command.code != campaign.code:
+        return checks.Refusal(Reason.UNKNOWN_CODE, "no such code in this campaign")
+    if campaign.status == "draft":
+        return checks.Refusal(Reason.NOT_STARTED, "the campaign is a draft")
+    offer = checks.Offer(
+        status=campaign.status,
+        discount=campaign.discount,
+        validity=campaign.validity,
+        limits=campaign.limits,
+        eligibility=campaign.eligibility,
+    )
+    attempt = checks.Attempt(cart=command.cart, customer=command.customer, now=now)
+    return checks.evaluate(offer, campaign.usage(command.code), attempt)
+
+
+def _reverse(campaign: Campaign, command: ReverseRedemption) -> list[Event]:
+    redemption = campaign.ledger.get(command.redemption_id)
+    if redemption is None:
+        return [_rejected(command, Reason.REDEMPTION_NOT_FOUND, "no such redemption")]
+    if redemption.reversed:
+        return [_rejected(command, Reason.ALREADY_REVERSED, "the redemption was reversed")]
+    return [
+        RedemptionReversed(
+            campaign_id=campaign.id,
+            redemption_id=command.redemption_id,
+            contact_id=redemption.contact_id,
+            discount=redemption.discount,
+            reason=command.reason,
+        )
+    ]
 
 
 def evolve(campaign: Campaign | None, event: Event, occurred_at: datetime) -> Campaign | None:
     match event:
         case CampaignDefined():
-            return Campaign(event.campaign_id, event.name, event.discount, occurred_at)
+            return Campaign(
+                id=event.campaign_id,
+                name=event.name,
+                discount=event.discount,
+                defined_at=occurred_at,
+                code=event.code,
+                status=event.status,
+                duration=event.duration,
+                validity=event.validity,
+                limits=event.limits,
+                eligibility=event.eligibility,
+            )
         case CommandRejected():
             return campaign
+    if campaign is None:
+        raise ValueError(f"{event.type} for a campaign that was never defined")
+    match event:
+        case CampaignStatusChanged():
+            return replace(campaign, status=event.status)
+        case CodeRedeemed():
+            done = Redemption(event.contact_id, event.code, event.discount)
+            return _use(campaign, event.redemption_id, done, +1)
+        case RedemptionReversed():
+            done = replace(campaign.ledger[event.redemption_id], reversed=True)
+            return _use(campaign, event.redemption_id, done, -1)
+    raise AssertionError(f"unhandled event {event.type}")
+
+
+def _use(campaign: Campaign, redemption_id: str, done: Redemption, sign: int) -> Campaign:
+    """Count a redemption in (+1) or out (-1) of every limit it uses."""
+    return replace(
+        campaign,
+        redemptions=campaign.redemptions + sign,
+        budget_spent=campaign.budget_spent + sign * done.discount,
+        per_contact=campaign.per_contact.set(
+            done.contact_id, campaign.per_contact.get(done.contact_id, 0) + sign
+        ),
+        per_code=campaign.per_code.set(done.code, campaign.per_code.get(done.code, 0) + sign),
+        ledger=campaign.ledger.set(redemption_id, done),
+    )
 
 
 def _rejected(command: Command, reason: Reason, detail: str) -> CommandRejected:

@@ -22,7 +22,7 @@ from typing import Literal
 
 from contracts.checkout import Cart, Customer
 from contracts.money import Discount
-from contracts.refusals import RefusalReason
+from contracts.reasons import Reason
 from contracts.rules import Eligibility, Limits, Validity
 from services.coupons.domain.pricing import applies_to, bound_currency, discount_for
 
@@ -31,7 +31,7 @@ CampaignStatus = Literal["active", "paused", "ended"]
 
 @dataclass(frozen=True)
 class Refusal:
-    reason: RefusalReason
+    reason: Reason
     detail: str
 
 
@@ -82,7 +82,7 @@ def first_refusal(checks: Iterable[Refusal | None]) -> Refusal | None:
 
 def _checks(offer: Offer | None, usage: Usage, attempt: Attempt) -> Iterator[Refusal | None]:
     if offer is None:
-        yield Refusal(RefusalReason.UNKNOWN_CODE, "no such code")
+        yield Refusal(Reason.UNKNOWN_CODE, "no such code")
         return
     rules, cart, customer = offer.eligibility, attempt.cart, attempt.customer
     yield check_bound_contact(rules, offer.bound_contact_id, customer)
@@ -100,9 +100,9 @@ def _checks(offer: Offer | None, usage: Usage, attempt: Attempt) -> Iterator[Ref
 
 def check_status(status: CampaignStatus) -> Refusal | None:
     if status == "ended":
-        return Refusal(RefusalReason.ENDED, "the campaign has ended")
+        return Refusal(Reason.ENDED, "the campaign has ended")
     if status == "paused":
-        return Refusal(RefusalReason.PAUSED, "the campaign is paused")
+        return Refusal(Reason.PAUSED, "the campaign is paused")
     return None
 
 
@@ -111,9 +111,9 @@ def check_window(validity: Validity, now: datetime) -> Refusal | None:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if validity.starts_at is not None and now < validity.starts_at:
-        return Refusal(RefusalReason.NOT_STARTED, f"starts at {validity.starts_at.isoformat()}")
+        return Refusal(Reason.NOT_STARTED, f"starts at {validity.starts_at.isoformat()}")
     if validity.expires_at is not None and now >= validity.expires_at:
-        return Refusal(RefusalReason.EXPIRED, f"expired at {validity.expires_at.isoformat()}")
+        return Refusal(Reason.EXPIRED, f"expired at {validity.expires_at.isoformat()}")
     return None
 
 
@@ -122,31 +122,27 @@ def check_currency(discount: Discount, cart: Cart) -> Refusal | None:
     percentage works in any."""
     currency = bound_currency(discount)
     if currency is not None and currency != cart.currency:
-        return Refusal(
-            RefusalReason.CURRENCY_MISMATCH, f"discount in {currency}, cart in {cart.currency}"
-        )
+        return Refusal(Reason.CURRENCY_MISMATCH, f"discount in {currency}, cart in {cart.currency}")
     return None
 
 
 def check_minimum(eligibility: Eligibility, cart: Cart) -> Refusal | None:
     """Compared with the whole cart total before discount, not only the eligible items."""
     if eligibility.min_amount is not None and cart.amount < eligibility.min_amount:
-        return Refusal(
-            RefusalReason.BELOW_MINIMUM, f"cart {cart.amount} below {eligibility.min_amount}"
-        )
+        return Refusal(Reason.BELOW_MINIMUM, f"cart {cart.amount} below {eligibility.min_amount}")
     return None
 
 
 def check_products(eligibility: Eligibility, cart: Cart) -> Refusal | None:
     if eligibility.products and not any(applies_to(item, eligibility) for item in cart.items):
-        return Refusal(RefusalReason.NOT_APPLICABLE, "no item in the cart is eligible")
+        return Refusal(Reason.NOT_APPLICABLE, "no item in the cart is eligible")
     return None
 
 
 def check_first_purchase(eligibility: Eligibility, customer: Customer) -> Refusal | None:
     """Refused unless the caller says it is the first purchase (unknown counts as no)."""
     if eligibility.first_purchase_only and customer.first_purchase is not True:
-        return Refusal(RefusalReason.FIRST_PURCHASE_ONLY, "only for a first purchase")
+        return Refusal(Reason.FIRST_PURCHASE_ONLY, "only for a first purchase")
     return None
 
 
@@ -155,7 +151,7 @@ def check_email_domain(eligibility: Eligibility, customer: Customer) -> Refusal 
     cannot be widened by a subdomain anyone could register mail on. No email: refused."""
     if eligibility.email_domains and customer.email_domain not in eligibility.email_domains:
         return Refusal(
-            RefusalReason.EMAIL_DOMAIN_NOT_ALLOWED,
+            Reason.EMAIL_DOMAIN_NOT_ALLOWED,
             f"email domain {customer.email_domain or '(none)'} is not allowed",
         )
     return None
@@ -169,16 +165,14 @@ def check_bound_contact(
         and bound_contact_id is not None
         and bound_contact_id != customer.contact_id
     ):
-        return Refusal(
-            RefusalReason.BOUND_TO_ANOTHER_CONTACT, "the code belongs to another contact"
-        )
+        return Refusal(Reason.BOUND_TO_ANOTHER_CONTACT, "the code belongs to another contact")
     return None
 
 
 def check_stacking(stackable_flags: Sequence[bool]) -> Refusal | None:
     """Several codes in one cart only if every one of them is stackable."""
     if len(stackable_flags) > 1 and not all(stackable_flags):
-        return Refusal(RefusalReason.NOT_STACKABLE, "a code in the cart cannot be combined")
+        return Refusal(Reason.NOT_STACKABLE, "a code in the cart cannot be combined")
     return None
 
 
@@ -189,17 +183,17 @@ def check_limits(
     already spent). We refuse rather than shrink the discount, so a customer never gets less
     than the code promises."""
     if limits.max_redemptions is not None and usage.redemptions >= limits.max_redemptions:
-        return Refusal(RefusalReason.EXHAUSTED, f"all {limits.max_redemptions} redemptions used")
+        return Refusal(Reason.EXHAUSTED, f"all {limits.max_redemptions} redemptions used")
     if limits.per_code is not None and usage.per_code >= limits.per_code:
-        return Refusal(RefusalReason.CODE_EXHAUSTED, f"code used {usage.per_code} times")
+        return Refusal(Reason.CODE_EXHAUSTED, f"code used {usage.per_code} times")
     used = usage.per_contact.get(customer_id, 0)
     if limits.per_contact is not None and used >= limits.per_contact:
-        return Refusal(RefusalReason.PER_CONTACT_LIMIT, f"already used {used} times")
+        return Refusal(Reason.PER_CONTACT_LIMIT, f"already used {used} times")
     if limits.budget is not None and (
         usage.budget_spent >= limits.budget or usage.budget_spent + discount_amount > limits.budget
     ):
         return Refusal(
-            RefusalReason.BUDGET_EXHAUSTED,
+            Reason.BUDGET_EXHAUSTED,
             f"{usage.budget_spent} of {limits.budget} spent, {discount_amount} asked",
         )
     return None
