@@ -2,13 +2,16 @@
 UV ?= uv
 PY := .venv/bin/python
 
-.PHONY: run test lint format bench system clean
+.PHONY: run test key lint format bench system clean
 
 run: system .venv/.synced  ## start the service (local Kafka + PostgreSQL unless configured)
 	$(PY) -m services.coupons.cli run
 
 test: system .venv/.synced  ## the whole suite, on real Kafka and PostgreSQL
 	$(PY) -m pytest
+
+key: .venv/.synced  ## print a new API key: make key SCOPE=admin NAME=me (local stack or DATABASE_URL)
+	@$(PY) -m services.coupons.cli keys create --scope $(or $(SCOPE),admin) --name $(or $(NAME),local)
 
 lint: system .venv/.synced  ## ruff + mypy, as CI runs them
 	.venv/bin/ruff check .

@@ -21,6 +21,18 @@ RULES = ("duration", "validity", "limits", "eligibility")
 
 async def apply(conn: Connection, envelope: Envelope[Event]) -> None:
     at = envelope.occurred_at
+    await conn.execute(
+        """INSERT INTO campaign_audit
+               (event_id, campaign_id, type, actor, occurred_at, correlation_id, detail)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING""",
+        envelope.id,
+        envelope.key,
+        envelope.type,
+        envelope.actor,
+        at,
+        envelope.correlation_id,
+        envelope.data.model_dump_json(exclude={"type", "campaign_id"}),
+    )
     match envelope.data:
         case CampaignDefined() as event:
             rules = event.model_dump(mode="json", include=set(RULES))
@@ -148,3 +160,12 @@ async def contact_redemptions(conn: Connection, campaign_id: str, contact_id: st
         contact_id,
     )
     return count
+
+
+async def audit(conn: Connection, campaign_id: str) -> list[dict[str, Any]]:
+    records = await conn.fetch(
+        """SELECT event_id::text, type, actor, occurred_at, correlation_id, detail
+           FROM campaign_audit WHERE campaign_id = $1 ORDER BY occurred_at, event_id""",
+        campaign_id,
+    )
+    return [{**dict(r), "detail": json.loads(r["detail"])} for r in records]

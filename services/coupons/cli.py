@@ -2,15 +2,23 @@
 
 - `coupons run`: provision a local Kafka and PostgreSQL where none is configured, then serve.
 - `coupons serve`: serve against KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (production).
+- `coupons keys create --scope admin|checkout|analyst --name NAME`: print a new API key.
+- `coupons keys revoke KEY_ID`.
 """
 
 import argparse
+import asyncio
+import json
 import os
 import sys
+from pathlib import Path
 
+import asyncpg
 import structlog
 import uvicorn
 
+from projections import api_keys
+from projections.migrate import migrate
 from services.coupons import logs
 from services.coupons.api.app import create_app
 from services.coupons.settings import Settings
@@ -36,7 +44,8 @@ def serve(settings: Settings) -> None:
         f"\n  Coupon engine starting on {base}\n"
         f"    API docs (OpenAPI):  {base}/docs   ({base}/openapi.json)\n"
         f"    Event contracts:     {base}/asyncapi.json\n"
-        f"    Health / readiness:  {base}/healthz  {base}/readyz\n",
+        f"    Health / readiness:  {base}/healthz  {base}/readyz\n"
+        f"    An API key:          make key SCOPE=admin NAME=me   (in another terminal)\n",
         file=sys.stderr,
         flush=True,
     )
@@ -58,19 +67,52 @@ def run_local() -> None:
         serve(Settings())
 
 
+def database_url() -> str:
+    """DATABASE_URL, or the database of the local stack `make run` is running."""
+    if url := os.environ.get("DATABASE_URL"):
+        return url
+    from services.devstack.stack import ENDPOINTS_FILE, default_state_dir
+
+    running = Path(default_state_dir()) / ENDPOINTS_FILE
+    if running.exists():
+        return str(json.loads(running.read_text())["database_url"])
+    raise SystemExit("set DATABASE_URL, or start the local stack with `make run` first")
+
+
+async def keys(args: argparse.Namespace) -> None:
+    conn = await asyncpg.connect(database_url())
+    try:
+        await migrate(conn)
+        if args.action == "create":
+            key, secret = await api_keys.create(conn, args.name, args.scope)
+            print(f"# {key.id} ({key.name}), scope {key.scope}: shown once, store it now")
+            print(secret)
+        elif not await api_keys.revoke(conn, args.key_id):
+            raise SystemExit(f"no active key {args.key_id}")
+    finally:
+        await conn.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="coupons", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
-        "run", help="provision local Kafka/PostgreSQL if not configured, then serve"
-    )
+    commands.add_parser("run", help="provision local Kafka and PostgreSQL if needed, then serve")
     commands.add_parser("serve", help="serve against the configured Kafka and PostgreSQL")
+    key_commands = commands.add_parser("keys", help="create or revoke API keys").add_subparsers(
+        dest="action", required=True
+    )
+    create = key_commands.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--scope", choices=api_keys.SCOPES, required=True)
+    create.add_argument("--name", required=True, help="who or what uses it, for the audit trail")
+    key_commands.add_parser("revoke", help="revoke a key by id").add_argument("key_id")
     args = parser.parse_args(argv)
     logs.configure(
         os.environ.get("COUPONS_LOG_LEVEL", "INFO"), os.environ.get("COUPONS_LOG_FORMAT", "json")
     )
     if args.command == "run":
         run_local()
+    elif args.command == "keys":
+        asyncio.run(keys(args))
     else:
         serve(Settings())
 

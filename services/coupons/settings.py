@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     partitions: int = Field(6, ge=1, validation_alias="COUPONS_PARTITIONS")
     replication_factor: int = Field(1, ge=1, validation_alias="COUPONS_REPLICATION_FACTOR")
     default_expiry_days: int = Field(30, ge=1, validation_alias="COUPONS_DEFAULT_EXPIRY_DAYS")
+    throttle_failures: int = Field(5, ge=1, validation_alias="COUPONS_THROTTLE_FAILURES")
+    throttle_window_s: float = Field(5.0, gt=0, validation_alias="COUPONS_THROTTLE_WINDOW_S")
     command_timeout_s: float = Field(10.0, gt=0, validation_alias="COUPONS_COMMAND_TIMEOUT_S")
     ready_max_lag: int = Field(100, ge=0, validation_alias="COUPONS_READY_MAX_LAG")
     log_level: str = Field("INFO", validation_alias="COUPONS_LOG_LEVEL")

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -63,24 +63,57 @@ def free_port() -> int:
         return port
 
 
+def create_key(database_url: str, scope: str) -> str:
+    """A new API key, made the way a person would: `coupons keys create`."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.coupons.cli",
+            "keys",
+            "create",
+            "--scope",
+            scope,
+            "--name",
+            f"tests-{scope}",
+        ],
+        env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+ServiceFactory = Callable[..., tuple[httpx.Client, Path]]
+
+
 @pytest.fixture
-def service(settings: Settings, tmp_path: Path) -> Iterator[tuple[httpx.Client, Path]]:
-    port = free_port()
-    log_path = tmp_path / "service.log"
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": settings.database_url,
-        "COUPONS_TOPIC_PREFIX": settings.topic_prefix,
-        "COUPONS_PARTITIONS": str(settings.partitions),
-        "COUPONS_PORT": str(port),
-    }
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.coupons.cli", "serve"], env=env, stdout=log, stderr=log
-        )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    try:
+def start_service(settings: Settings, tmp_path: Path) -> Iterator[ServiceFactory]:
+    """Start `coupons serve` as a real process; returns a client holding an admin key."""
+    started: list[tuple[subprocess.Popen[bytes], httpx.Client, Path]] = []
+
+    def start(**extra_env: str) -> tuple[httpx.Client, Path]:
+        port = free_port()
+        log_path = tmp_path / f"service-{len(started)}.log"
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "DATABASE_URL": settings.database_url,
+            "COUPONS_TOPIC_PREFIX": settings.topic_prefix,
+            "COUPONS_PARTITIONS": str(settings.partitions),
+            "COUPONS_PORT": str(port),
+            **extra_env,
+        }
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "services.coupons.cli", "serve"],
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        started.append((process, client, log_path))
         deadline = time.monotonic() + 60
         while True:
             assert process.poll() is None, log_path.read_text()[-3000:]
@@ -89,14 +122,21 @@ def service(settings: Settings, tmp_path: Path) -> Iterator[tuple[httpx.Client, 
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, (
-                "service not ready in 60 s: " + log_path.read_text()[-3000:]
-            )
+            assert time.monotonic() < deadline, "not ready in 60 s: " + log_path.read_text()[-3000:]
             time.sleep(0.3)
-        yield client, log_path
-    finally:
+        client.headers["Authorization"] = f"Bearer {create_key(settings.database_url, 'admin')}"
+        return client, log_path
+
+    yield start
+    for process, client, log_path in started:
         client.close()
         process.terminate()
         # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says why
         assert process.wait(timeout=30) in (0, -signal.SIGTERM)
         assert '"event": "runtime.stopped"' in log_path.read_text(), "no graceful shutdown"
+
+
+@pytest.fixture
+def service(start_service: ServiceFactory) -> tuple[httpx.Client, Path]:
+    """The service with throttling relaxed, for tests that fail many checkouts on purpose."""
+    return start_service(COUPONS_THROTTLE_FAILURES="1000000")

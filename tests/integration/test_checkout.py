@@ -35,7 +35,9 @@ async def redeem_all(
     client: httpx.Client, bodies: list[tuple[str, dict[str, Any]]]
 ) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=str(client.base_url), timeout=120, limits=limits) as http:
+    async with httpx.AsyncClient(
+        base_url=str(client.base_url), headers=client.headers, timeout=120, limits=limits
+    ) as http:
         return await asyncio.gather(
             *(
                 http.post("/v1/redemptions", json=body, headers={"Idempotency-Key": key})

@@ -10,6 +10,8 @@ import structlog
 from fastapi import FastAPI, Request, Response
 
 from services.coupons.api import campaigns, checkout, errors, health
+from services.coupons.api.auth import KeyCache
+from services.coupons.api.throttle import FailureThrottle
 from services.coupons.runtime import running
 from services.coupons.settings import Settings
 
@@ -31,6 +33,8 @@ def create_app(settings: Settings) -> FastAPI:
         description="Campaigns, codes, validation and redemption. Event contracts: /asyncapi.json.",
         lifespan=lifespan,
     )
+    app.state.key_cache = KeyCache()
+    app.state.throttle = FailureThrottle(settings.throttle_failures, settings.throttle_window_s)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(campaigns.router)

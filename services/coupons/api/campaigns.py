@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import NAMESPACE_URL, uuid4, uuid5
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from contracts.base import CampaignId
@@ -14,16 +14,19 @@ from contracts.commands import CampaignName, ChangeCampaignStatus, DefineCampaig
 from contracts.money import Discount
 from contracts.rules import Duration, Eligibility, Limits, Validity
 from projections import campaigns, codes
+from services.coupons.api.auth import require
 from services.coupons.api.commands import execute, runtime_of
 from services.coupons.api.errors import ApiError, ErrorResponse
 from services.coupons.domain.codes import normalise
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+ADMIN = [Depends(require("admin"))]
+ANALYST = [Depends(require("analyst"))]
 
 IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "growthos-coupons/idempotency")
 IdempotencyKey = Annotated[str | None, Header(max_length=255)]
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (404, 409, 422, 503)
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)
 }
 
 
@@ -73,7 +76,7 @@ class StatusChange(BaseModel):
     reason: Annotated[str, Field(max_length=500)] = ""
 
 
-@router.post("", status_code=201, response_model=Campaign, responses=ERRORS)
+@router.post("", status_code=201, response_model=Campaign, responses=ERRORS, dependencies=ADMIN)
 async def define_campaign(
     body: CampaignRequest,
     request: Request,
@@ -117,7 +120,7 @@ async def define_campaign(
     return await _read(request, campaign_id)
 
 
-@router.post("/{campaign_id}/status", response_model=Campaign, responses=ERRORS)
+@router.post("/{campaign_id}/status", response_model=Campaign, responses=ERRORS, dependencies=ADMIN)
 async def change_status(
     campaign_id: str,
     body: StatusChange,
@@ -133,12 +136,12 @@ async def change_status(
     return await _read(request, campaign_id)
 
 
-@router.get("/{campaign_id}", response_model=Campaign, responses=ERRORS)
+@router.get("/{campaign_id}", response_model=Campaign, responses=ERRORS, dependencies=ANALYST)
 async def get_campaign(campaign_id: str, request: Request) -> dict[str, Any]:
     return await _read(request, campaign_id)
 
 
-@router.get("", response_model=CampaignPage, responses=ERRORS)
+@router.get("", response_model=CampaignPage, responses=ERRORS, dependencies=ANALYST)
 async def list_campaigns(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -180,3 +183,23 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ApiError(
             422, "invalid_cursor", "cursor is not one this API returned", field="cursor"
         ) from error
+
+
+class AuditEntry(BaseModel):
+    event_id: str
+    type: str
+    actor: str | None
+    occurred_at: AwareDatetime
+    correlation_id: str
+    detail: dict[str, Any]
+
+
+@router.get(
+    "/{campaign_id}/audit", response_model=list[AuditEntry], responses=ERRORS, dependencies=ANALYST
+)
+async def audit(campaign_id: str, request: Request) -> list[dict[str, Any]]:
+    """Every decision about the campaign, oldest first: what, who (API key), when, and why
+    (the reason given, or the refusal's)."""
+    await _read(request, campaign_id)
+    async with runtime_of(request).pool.acquire() as conn:
+        return await campaigns.audit(conn, campaign_id)

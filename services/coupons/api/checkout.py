@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import NAMESPACE_URL, uuid5
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
 from pyrsistent import pmap
 
@@ -19,16 +19,17 @@ from contracts.money import Discount
 from contracts.reasons import Reason
 from contracts.rules import Duration, Eligibility, Limits, Validity
 from projections import campaigns, codes
+from services.coupons.api.auth import require
 from services.coupons.api.commands import execute, runtime_of
 from services.coupons.api.errors import ApiError, ErrorBody, ErrorResponse
 from services.coupons.domain import campaign as aggregate
 from services.coupons.domain.codes import normalise
 
-router = APIRouter(prefix="/v1", tags=["checkout"])
+router = APIRouter(prefix="/v1", tags=["checkout"], dependencies=[Depends(require("checkout"))])
 
 REDEMPTION_NAMESPACE = uuid5(NAMESPACE_URL, "growthos-coupons/redemption")
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (403, 404, 409, 422, 503)
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 429, 503)
 }
 DISCOUNT = TypeAdapter(Discount)
 
@@ -76,6 +77,7 @@ class ReversalRequest(BaseModel):
 async def validate(body: ValidationRequest, request: Request) -> ValidationResult:
     """Would this code apply to this cart for this customer, and for how much? Changes
     nothing. A code that does not apply answers `valid: false` with the refusal's reason."""
+    caller = _throttled(request)
     code = normalise(body.code)
     command = RedeemCode(
         campaign_id="validation",
@@ -104,6 +106,7 @@ async def validate(body: ValidationRequest, request: Request) -> ValidationResul
             refusal=None,
         )
     assert isinstance(outcome, CommandRejected)
+    request.app.state.throttle.failed(caller)
     return ValidationResult(
         valid=False,
         code=code,
@@ -124,10 +127,12 @@ async def redeem(
 ) -> dict[str, Any]:
     """Redeem a code. Requires an `Idempotency-Key`: the same key and body give the same
     answer and one redemption; the same key with another body is refused."""
+    caller = _throttled(request)
     code = normalise(body.code)
     async with runtime_of(request).pool.acquire() as conn:
         campaign_id = await codes.campaign_of(conn, code)
     if campaign_id is None:
+        request.app.state.throttle.failed(caller)
         raise ApiError(404, Reason.UNKNOWN_CODE.value, "no such code", field="code")
     redemption_id = str(uuid5(REDEMPTION_NAMESPACE, f"{campaign_id}:{idempotency_key}"))
     command = RedeemCode(
@@ -138,7 +143,12 @@ async def redeem(
         cart=body.cart,
         order_ref=body.order_ref,
     )
-    await execute(request, campaign_id, command, idempotency_key)
+    try:
+        await execute(request, campaign_id, command, idempotency_key)
+    except ApiError as refused:
+        if refused.status < 500:
+            request.app.state.throttle.failed(caller)
+        raise
     response.headers["Location"] = f"/v1/redemptions/{redemption_id}"
     return await _redemption(request, redemption_id)
 
@@ -214,3 +224,20 @@ def _unknown(command: RedeemCode) -> CommandRejected:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _throttled(request: Request) -> tuple[str, str]:
+    """The caller (API key, client address); refuses with 429 after too many failures."""
+    caller = (
+        str(getattr(request.state, "actor", "")),
+        request.client.host if request.client else "",
+    )
+    wait = request.app.state.throttle.retry_after(caller)
+    if wait is not None:
+        raise ApiError(
+            429,
+            "too_many_failures",
+            "too many failed validations or redemptions; wait before trying again",
+            headers={"Retry-After": str(wait)},
+        )
+    return caller

@@ -31,6 +31,7 @@ async def execute(
         key=campaign_id,
         correlation_id=str(request.state.correlation_id),
         idempotency_key=idempotency_key,
+        actor=getattr(request.state, "actor", None),
         data=command,
     )
     retry = {"Idempotency-Key": idempotency_key, "Retry-After": "1"}

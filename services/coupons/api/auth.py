@@ -1,0 +1,68 @@
+"""API-key authentication and scopes.
+
+Send `Authorization: Bearer <key>`. `admin` may do everything; `checkout` may validate,
+redeem, reverse and read redemptions; `analyst` may read campaigns. A missing or unknown key
+is 401 `unauthenticated`, a key without the scope is 403 `forbidden`. Found keys are cached
+for a few seconds per replica, so a revoked key stops working within `CACHE_S`."""
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from projections import api_keys
+from projections.api_keys import ApiKey, Scope
+from services.coupons.api.errors import ApiError
+
+CACHE_S = 10.0
+ALLOWED: dict[Scope, frozenset[Scope]] = {
+    "admin": frozenset({"admin", "checkout", "analyst"}),
+    "checkout": frozenset({"checkout"}),
+    "analyst": frozenset({"analyst"}),
+}
+
+
+class KeyCache:
+    def __init__(self) -> None:
+        self._found: dict[str, tuple[float, ApiKey | None]] = {}
+
+    def get(self, secret: str) -> tuple[bool, ApiKey | None]:
+        hit = self._found.get(secret)
+        if hit is None or time.monotonic() - hit[0] > CACHE_S:
+            return False, None
+        return True, hit[1]
+
+    def put(self, secret: str, key: ApiKey | None) -> None:
+        if len(self._found) > 10_000:
+            self._found.clear()
+        self._found[secret] = (time.monotonic(), key)
+
+
+async def _caller(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> ApiKey:
+    scheme, _, secret = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not secret:
+        raise ApiError(401, "unauthenticated", "send Authorization: Bearer <API key>")
+    cache: KeyCache = request.app.state.key_cache
+    known, key = cache.get(secret)
+    if not known:
+        async with request.app.state.runtime.pool.acquire() as conn:
+            key = await api_keys.find(conn, secret)
+        cache.put(secret, key)
+    if key is None:
+        raise ApiError(401, "unauthenticated", "unknown or revoked API key")
+    request.state.actor = f"{key.id} ({key.name})"
+    return key
+
+
+def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
+    """A dependency: the caller's key, which must carry `scope` (admin carries them all)."""
+
+    async def check(key: Annotated[ApiKey, Depends(_caller)]) -> ApiKey:
+        if scope not in ALLOWED[key.scope]:
+            raise ApiError(403, "forbidden", f"this key has scope {key.scope}; {scope} is needed")
+        return key
+
+    return check

@@ -1,0 +1,80 @@
+"""Every endpoint but health and docs needs an API key with the right scope; failed checkout
+attempts are throttled per key and client address."""
+
+import asyncio
+from pathlib import Path
+
+import httpx
+
+from services.coupons.settings import Settings
+from tests.integration.conftest import ServiceFactory, create_key
+
+PERCENT_10 = {"kind": "percent", "percent_off": "10"}
+
+
+def test_keys_and_scopes(service: tuple[httpx.Client, Path], settings: Settings) -> None:
+    admin, _ = service
+    anonymous = httpx.Client(base_url=str(admin.base_url))
+    checkout = httpx.Client(
+        base_url=str(admin.base_url),
+        headers={"Authorization": f"Bearer {create_key(settings.database_url, 'checkout')}"},
+    )
+    analyst = httpx.Client(
+        base_url=str(admin.base_url),
+        headers={"Authorization": f"Bearer {create_key(settings.database_url, 'analyst')}"},
+    )
+    assert anonymous.get("/healthz").status_code == 200
+    assert anonymous.get("/openapi.json").status_code == 200
+    assert anonymous.get("/asyncapi.json").status_code == 200
+    missing = anonymous.get("/v1/campaigns")
+    assert missing.status_code == 401 and missing.json()["error"]["code"] == "unauthenticated"
+    forged = anonymous.get("/v1/campaigns", headers={"Authorization": "Bearer cpn_admin_forged"})
+    assert forged.status_code == 401
+
+    body = {"name": "Scoped", "code": "SCOPED", "discount": PERCENT_10}
+    refused = checkout.post("/v1/campaigns", json=body)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    assert analyst.post("/v1/campaigns", json=body).status_code == 403
+    created = admin.post("/v1/campaigns", json=body)
+    assert created.status_code == 201
+    assert analyst.get(f"/v1/campaigns/{created.json()['id']}").status_code == 200
+    checkout_body = {
+        "code": "SCOPED",
+        "customer": {"contact_id": "c1"},
+        "cart": {"currency": "EUR", "amount": 1000},
+        "order_ref": "o1",
+    }
+    assert analyst.post("/v1/validations", json=checkout_body).status_code == 403
+    redeemed = checkout.post(
+        "/v1/redemptions", json=checkout_body, headers={"Idempotency-Key": "o1"}
+    )
+    assert redeemed.status_code == 201
+
+    trail = analyst.get(f"/v1/campaigns/{created.json()['id']}/audit").json()
+    assert [entry["type"] for entry in trail] == [
+        "coupon.campaign_defined.v1",
+        "coupon.code_redeemed.v1",
+    ]
+    assert trail[0]["actor"].endswith("(tests-admin)")
+    assert trail[1]["actor"].endswith("(tests-checkout)")
+    for client in (anonymous, checkout, analyst):
+        client.close()
+
+
+async def test_failed_checkouts_are_throttled_per_key_and_address(
+    start_service: ServiceFactory,
+) -> None:
+    client, _ = start_service(COUPONS_THROTTLE_FAILURES="5", COUPONS_THROTTLE_WINDOW_S="2")
+    guess = {
+        "code": "GUESS1",
+        "customer": {"contact_id": "x"},
+        "cart": {"currency": "EUR", "amount": 100},
+    }
+    answers = [
+        client.post("/v1/validations", json={**guess, "code": f"GUESS{i}"}) for i in range(7)
+    ]
+    assert [a.status_code for a in answers] == [200] * 5 + [429] * 2
+    assert answers[-1].json()["error"]["code"] == "too_many_failures"
+    assert 1 <= int(answers[-1].headers["retry-after"]) <= 2
+    await asyncio.sleep(2.1)
+    assert client.post("/v1/validations", json=guess).status_code == 200  # the window moved on
