@@ -1,5 +1,6 @@
 """A decider killed with SIGKILL mid-stream resumes without losing or duplicating a decision:
-every command gets exactly one committed event, whatever the kill interrupted."""
+every command gets exactly one committed event, whatever the kill interrupted, and a
+redemption cap holds exactly across the kills."""
 
 import asyncio
 import os
@@ -7,14 +8,18 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from contracts.checkout import Cart, Customer
 from contracts.codec import EVENTS
-from contracts.commands import DefineCampaign
+from contracts.commands import DefineCampaign, RedeemCode
 from contracts.envelope import Envelope
-from contracts.events import CampaignDefined
+from contracts.events import CampaignDefined, CodeRedeemed, CommandRejected
 from contracts.money import AmountOff
+from contracts.reasons import Reason
+from contracts.rules import Limits
 from contracts.topics import declare
 from services.coupons.bus import kafka
 from services.coupons.bus.topics import ensure_topics
@@ -117,3 +122,73 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     defined = [e for e in events if isinstance(e.data, CampaignDefined)]
     assert len(events) == len(defined) == COMMANDS, log.read_text()[-2000:]
     assert sorted(e.causation_id for e in defined) == sorted(c.id for c in sent)
+
+
+async def test_sigkill_while_redeeming_keeps_the_cap_exact(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """300 redemptions against a cap of 120, two SIGKILLs in the middle: exactly 120 are
+    accepted, the rest refused as exhausted, and each command is decided exactly once."""
+    topics = declare(settings.topic_prefix, settings.partitions)
+    partitions = (await ensure_topics(settings.kafka_bootstrap_servers, topics, 1))[
+        topics.commands.name
+    ]
+    campaign_partition = kafka.partition_for("capped", partitions)
+    producer = kafka.producer(settings.kafka_bootstrap_servers)
+    await producer.start()
+    define = DefineCampaign(
+        campaign_id="capped",
+        name="Capped",
+        code="CAP120",
+        discount=AmountOff(amount_off=100, currency="EUR"),
+        limits=Limits(max_redemptions=120, per_contact=None),
+    )
+    commands: list[Envelope[Any]] = [
+        Envelope[DefineCampaign](key="capped", correlation_id="define", data=define)
+    ]
+    for i in range(300):
+        redeem = RedeemCode(
+            campaign_id="capped",
+            redemption_id=f"r{i}",
+            code="CAP120",
+            customer=Customer(contact_id=f"contact-{i}"),
+            cart=Cart(currency="EUR", amount=1000),
+            order_ref=f"order-{i}",
+        )
+        commands.append(Envelope[RedeemCode](key="capped", correlation_id=f"corr-{i}", data=redeem))
+
+    async def send(batch: list[Envelope[Any]]) -> None:
+        for command in batch:
+            await producer.send(
+                topics.commands.name,
+                command.to_bytes(),
+                key=b"capped",
+                partition=campaign_partition,
+            )
+            await asyncio.sleep(0.004)
+        await producer.flush()
+
+    log = tmp_path / "decider.log"
+    try:
+        decider = start_decider(settings, log)
+        await send(commands[:50])
+        for start in (50, 150):
+            flowing = asyncio.create_task(send(commands[start : start + 100]))
+            await asyncio.sleep(0.5)
+            decider.send_signal(signal.SIGKILL)
+            decider.wait()
+            await flowing
+            decider = start_decider(settings, log)
+        await send(commands[250:])
+        events = await committed_events(settings, len(commands))
+    finally:
+        await producer.stop()
+        decider.terminate()
+        decider.wait(timeout=30)
+
+    assert len(events) == len(commands), log.read_text()[-2000:]
+    assert sorted(str(e.causation_id) for e in events) == sorted(str(c.id) for c in commands)
+    redeemed = [e for e in events if isinstance(e.data, CodeRedeemed)]
+    refused = [e for e in events if isinstance(e.data, CommandRejected)]
+    assert len(redeemed) == 120
+    assert {e.data.reason for e in refused} == {Reason.EXHAUSTED} and len(refused) == 180
