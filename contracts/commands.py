@@ -77,7 +77,24 @@ class ReverseRedemption(Frozen):
     reason: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
+Channel = Literal["email", "sequence", "broadcast", "nudge", "partner", "api"]
+
+
+class DistributeCode(Frozen):
+    """Give the campaign's code to a contact, through a channel; sequence engines are told on
+    the public `coupons.issued.v1` topic."""
+
+    type: Literal["coupon.distribute_code.v1"] = "coupon.distribute_code.v1"
+    campaign_id: CampaignId
+    distribution_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    contact_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    email: Annotated[str, StringConstraints(max_length=254)] | None = None
+    channel: Channel = "api"
+    source_ref: Annotated[str, StringConstraints(max_length=200)] | None = None
+    """The sequence, broadcast, nudge or partner that sends it."""
+
+
 Command = Annotated[
-    DefineCampaign | ChangeCampaignStatus | RedeemCode | ReverseRedemption,
+    DefineCampaign | ChangeCampaignStatus | RedeemCode | ReverseRedemption | DistributeCode,
     Field(discriminator="type"),
 ]

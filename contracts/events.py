@@ -5,10 +5,10 @@ The event log is the source of truth; projections and the decider's own state ar
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from contracts.base import CampaignId, Currency, Frozen
-from contracts.commands import CampaignName, Code, OrderRef, RedemptionId, Status
+from contracts.commands import CampaignName, Channel, Code, OrderRef, RedemptionId, Status
 from contracts.money import Discount
 from contracts.reasons import Reason
 from contracts.rules import Duration, Eligibility, Limits, Validity
@@ -59,6 +59,18 @@ class RedemptionReversed(Frozen):
     reason: str = ""
 
 
+class CodeDistributed(Frozen):
+    type: Literal["coupon.code_distributed.v1"] = "coupon.code_distributed.v1"
+    campaign_id: CampaignId
+    distribution_id: str
+    code: Code
+    contact_id: str
+    email: str | None
+    channel: Channel
+    source_ref: str | None
+    expires_at: AwareDatetime | None
+
+
 class CommandRejected(Frozen):
     """A decision to refuse a command, kept in the log so refusals are auditable and counted."""
 
@@ -70,6 +82,11 @@ class CommandRejected(Frozen):
 
 
 Event = Annotated[
-    CampaignDefined | CampaignStatusChanged | CodeRedeemed | RedemptionReversed | CommandRejected,
+    CampaignDefined
+    | CampaignStatusChanged
+    | CodeRedeemed
+    | RedemptionReversed
+    | CodeDistributed
+    | CommandRejected,
     Field(discriminator="type"),
 ]

@@ -12,6 +12,7 @@ class Reason(StrEnum):
     REDEMPTION_NOT_FOUND = "redemption_not_found"
     REDEMPTION_EXISTS = "redemption_exists"
     ALREADY_REVERSED = "already_reversed"
+    NO_CODE_AVAILABLE = "no_code_available"
     # why a code may not be redeemed (checked in the order of domain.eligibility)
     UNKNOWN_CODE = "unknown_code"
     NOT_STARTED = "not_started"

@@ -11,6 +11,7 @@ from typing import Any
 from contracts.commands import Command
 from contracts.envelope import Envelope
 from contracts.events import Event
+from contracts.public import CouponIssued
 from contracts.replies import Reply
 
 FOREVER = -1
@@ -41,9 +42,10 @@ class Topics:
     events: Topic
     replies: Topic
     dead_letters: Topic
+    issued: Topic
 
     def all(self) -> tuple[Topic, ...]:
-        return (self.commands, self.events, self.replies, self.dead_letters)
+        return (self.commands, self.events, self.replies, self.dead_letters, self.issued)
 
 
 def declare(prefix: str = "", partitions: int = 6) -> Topics:
@@ -76,5 +78,13 @@ def declare(prefix: str = "", partitions: int = 6) -> Topics:
             30 * DAY_MS,
             "Messages a consumer could not read, with the reason, in headers.",
             bytes,
+        ),
+        issued=Topic(
+            f"{prefix}coupons.issued.v1",
+            partitions,
+            30 * DAY_MS,
+            "Public: a coupon was issued to a contact, for sequence engines to send. "
+            "Keyed by contact id.",
+            Envelope[CouponIssued],
         ),
     )

@@ -8,6 +8,7 @@ from contracts.envelope import Envelope
 from contracts.events import (
     CampaignDefined,
     CampaignStatusChanged,
+    CodeDistributed,
     CodeRedeemed,
     CommandRejected,
     Event,
@@ -86,6 +87,26 @@ async def apply(conn: Connection, envelope: Envelope[Event]) -> None:
                 event.reason,
             )
             await _count(conn, event.campaign_id, -1, -event.discount, at)
+        case CodeDistributed() as event:
+            await conn.execute(
+                """INSERT INTO distributions (distribution_id, campaign_id, code, contact_id, email,
+                       channel, source_ref, expires_at, distributed_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                event.distribution_id,
+                event.campaign_id,
+                event.code,
+                event.contact_id,
+                event.email,
+                event.channel,
+                event.source_ref,
+                event.expires_at,
+                at,
+            )
+            await conn.execute(
+                "UPDATE campaigns SET distributed = distributed + 1, updated_at = $2 WHERE id = $1",
+                event.campaign_id,
+                at,
+            )
         case CommandRejected():
             pass
 
@@ -105,7 +126,8 @@ async def _count(
 
 
 CAMPAIGN_COLUMNS = (
-    "id, name, discount, code, status, rules, redemptions, budget_spent, defined_at, defined_by"
+    "id, name, discount, code, status, rules, distributed, redemptions, budget_spent, defined_at,"
+    " defined_by"
 )
 REDEMPTION_COLUMNS = (
     "redemption_id, campaign_id, code, contact_id, order_ref, currency, amount, discount, total,"
@@ -117,7 +139,11 @@ def _campaign(record: Any) -> dict[str, Any]:
     row = dict(record)
     row["discount"] = json.loads(row["discount"])
     row.update(json.loads(row.pop("rules")))
-    row["usage"] = {"redemptions": row.pop("redemptions"), "budget_spent": row.pop("budget_spent")}
+    row["usage"] = {
+        "distributed": row.pop("distributed"),
+        "redemptions": row.pop("redemptions"),
+        "budget_spent": row.pop("budget_spent"),
+    }
     return row
 
 
@@ -169,3 +195,13 @@ async def audit(conn: Connection, campaign_id: str) -> list[dict[str, Any]]:
         campaign_id,
     )
     return [{**dict(r), "detail": json.loads(r["detail"])} for r in records]
+
+
+async def distribution(conn: Connection, distribution_id: str) -> dict[str, Any] | None:
+    record = await conn.fetchrow(
+        """SELECT distribution_id, campaign_id, code, contact_id, email, channel, source_ref,
+                  expires_at, distributed_at
+           FROM distributions WHERE distribution_id = $1""",
+        distribution_id,
+    )
+    return None if record is None else dict(record)

@@ -19,13 +19,15 @@ from aiokafka.structs import ConsumerRecord
 from contracts.codec import COMMANDS, EVENTS, MalformedMessage
 from contracts.commands import Command
 from contracts.envelope import Envelope
-from contracts.events import Event
+from contracts.events import CodeDistributed, Event
+from contracts.public import CouponIssued
 from contracts.reasons import Reason
 from contracts.replies import EventPosition, Reply
 from contracts.topics import Topics
 from services.coupons.bus import kafka
 from services.coupons.bus.dead_letters import dead_letter
 from services.coupons.domain import campaign as aggregate
+from services.coupons.domain import summary
 from services.coupons.domain.idempotency import KeyReused, Memo, request_hash
 
 log = structlog.get_logger(__name__)
@@ -161,6 +163,10 @@ class Decider:
                     appended.append(
                         (envelope, await self._append(producer, writer.partition, envelope))
                     )
+                    if isinstance(event, CodeDistributed):
+                        await self._announce(
+                            producer, state.campaigns[command.key], envelope, event
+                        )
                 log.info(
                     "decider.decided", command=command.data.type, events=[e.type for e in events]
                 )
@@ -201,6 +207,29 @@ class Decider:
             headers=[("type", envelope.type.encode())],
         )
         return acked
+
+    async def _announce(
+        self,
+        producer: AIOKafkaProducer,
+        campaign: aggregate.Campaign,
+        envelope: Envelope[Event],
+        event: CodeDistributed,
+    ) -> None:
+        """Tell sequence engines, in the same transaction as the event it announces."""
+        public = Envelope[CouponIssued](
+            key=event.contact_id,
+            occurred_at=envelope.occurred_at,
+            causation_id=envelope.id,
+            correlation_id=envelope.correlation_id,
+            actor=envelope.actor,
+            data=summary.issued(campaign, event),
+        )
+        await producer.send(
+            self._topics.issued.name,
+            public.to_bytes(),
+            key=event.contact_id.encode(),
+            headers=[("type", public.type.encode())],
+        )
 
     async def _reply(self, producer: AIOKafkaProducer, outcome: Outcome, memo: Memo) -> None:
         command = outcome.command

@@ -65,7 +65,7 @@ async def test_a_thousand_concurrent_redemptions_of_a_code_capped_at_100_accept_
     assert codes_of(responses) == {"accepted": 100, "exhausted": 900}
     assert {r.status_code for r in responses} == {201, 409}
     usage = client.get(f"/v1/campaigns/{created['id']}").json()["usage"]
-    assert usage == {"redemptions": 100, "budget_spent": 100 * 500}
+    assert usage == {"distributed": 0, "redemptions": 100, "budget_spent": 100 * 500}
 
 
 async def test_fifty_concurrent_redemptions_by_one_contact_accept_exactly_one(
@@ -176,6 +176,7 @@ def test_reversal_releases_the_redemption_once(service: Service) -> None:
     )
     assert now_ok.status_code == 201
     assert client.get(f"/v1/campaigns/{created['id']}").json()["usage"] == {
+        "distributed": 0,
         "redemptions": 1,
         "budget_spent": 500,
     }

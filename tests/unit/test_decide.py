@@ -10,6 +10,7 @@ from contracts.commands import (
     ChangeCampaignStatus,
     Command,
     DefineCampaign,
+    DistributeCode,
     RedeemCode,
     ReverseRedemption,
 )
@@ -17,6 +18,7 @@ from contracts.envelope import Envelope
 from contracts.events import (
     CampaignDefined,
     CampaignStatusChanged,
+    CodeDistributed,
     CodeRedeemed,
     CommandRejected,
     Event,
@@ -296,3 +298,22 @@ def test_every_campaign_expires_by_default() -> None:
     start = NOW + timedelta(days=2)
     state, _ = run([define(validity=Validity(starts_at=start))])
     assert state is not None and state.validity.expires_at == start + timedelta(days=30)
+
+
+def distribute(contact: str = "alice") -> DistributeCode:
+    return DistributeCode(
+        campaign_id="c1", distribution_id=f"d-{contact}", contact_id=contact, channel="sequence"
+    )
+
+
+def test_distribution_gives_the_code_until_the_campaign_ends_or_expires() -> None:
+    state, log = run([define(validity=Validity(expires_at=NOW + timedelta(days=3))), distribute()])
+    assert isinstance(log[-1], CodeDistributed)
+    assert (log[-1].code, log[-1].expires_at) == ("SPRING", NOW + timedelta(days=3))
+    assert state is not None and state.distributed == 1
+    _, log = run([define(), ChangeCampaignStatus(campaign_id="c1", status="ended"), distribute()])
+    assert refusal(log) is Reason.ENDED
+    _, log = run([define(validity=Validity(expires_at=NOW)), distribute()])
+    assert refusal(log) is Reason.EXPIRED
+    _, log = run([define(code=None), distribute()])
+    assert refusal(log) is Reason.NO_CODE_AVAILABLE

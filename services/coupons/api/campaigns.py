@@ -1,5 +1,6 @@
-"""`/v1/campaigns`: define campaigns, change their status, read them from the projection."""
+"""`/v1/campaigns`: define campaigns, change their status, distribute their code, read them."""
 
+import asyncio
 import base64
 import binascii
 from datetime import datetime
@@ -10,13 +11,20 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from contracts.base import CampaignId
-from contracts.commands import CampaignName, ChangeCampaignStatus, DefineCampaign, Status
+from contracts.commands import (
+    CampaignName,
+    ChangeCampaignStatus,
+    Channel,
+    DefineCampaign,
+    DistributeCode,
+    Status,
+)
 from contracts.money import Discount
 from contracts.rules import Duration, Eligibility, Limits, Validity
 from projections import campaigns, codes
 from services.coupons.api.auth import require
 from services.coupons.api.commands import execute, runtime_of
-from services.coupons.api.errors import ApiError, ErrorResponse
+from services.coupons.api.errors import ApiError, ErrorBody, ErrorResponse
 from services.coupons.domain.codes import normalise
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
@@ -47,6 +55,7 @@ class CampaignRequest(BaseModel):
 
 
 class Usage(BaseModel):
+    distributed: int
     redemptions: int
     budget_spent: int
 
@@ -203,3 +212,84 @@ async def audit(campaign_id: str, request: Request) -> list[dict[str, Any]]:
     await _read(request, campaign_id)
     async with runtime_of(request).pool.acquire() as conn:
         return await campaigns.audit(conn, campaign_id)
+
+
+class Recipient(BaseModel):
+    contact_id: Annotated[str, Field(min_length=1, max_length=128)]
+    email: Annotated[str | None, Field(max_length=254)] = None
+
+
+class DistributionRequest(BaseModel):
+    contacts: Annotated[list[Recipient], Field(min_length=1, max_length=1000)]
+    channel: Channel = "api"
+    source_ref: Annotated[
+        str | None, Field(max_length=200, description="the sequence, broadcast or nudge")
+    ] = None
+
+
+class Distribution(BaseModel):
+    distribution_id: str
+    contact_id: str
+    code: str
+    channel: Channel
+    source_ref: str | None
+    expires_at: AwareDatetime | None
+    distributed_at: AwareDatetime
+
+
+class Refused(BaseModel):
+    contact_id: str
+    error: ErrorBody
+
+
+class DistributionResult(BaseModel):
+    distributed: list[Distribution]
+    refused: list[Refused]
+
+
+@router.post(
+    "/{campaign_id}/distributions",
+    response_model=DistributionResult,
+    responses=ERRORS,
+    dependencies=ADMIN,
+)
+async def distribute(
+    campaign_id: str,
+    body: DistributionRequest,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> DistributionResult:
+    """Give the campaign's code to up to 1,000 contacts. Each one is announced on the public
+    `coupons.issued.v1` topic for sequence engines. Retrying with the same `Idempotency-Key`
+    gives each contact their first distribution again, never a second one."""
+    await _read(request, campaign_id)
+    key = idempotency_key or uuid4().hex
+    response.headers["Idempotency-Key"] = key
+
+    async def one(recipient: Recipient) -> Distribution | Refused:
+        contact_key = f"{key}:{recipient.contact_id}"
+        command = DistributeCode(
+            campaign_id=campaign_id,
+            distribution_id=str(uuid5(IDEMPOTENCY_NAMESPACE, f"{campaign_id}:{contact_key}")),
+            contact_id=recipient.contact_id,
+            email=recipient.email,
+            channel=body.channel,
+            source_ref=body.source_ref,
+        )
+        try:
+            await execute(request, campaign_id, command, contact_key)
+        except ApiError as refused:
+            if refused.status >= 500:
+                raise
+            error = ErrorBody(code=refused.code, message=refused.message)
+            return Refused(contact_id=recipient.contact_id, error=error)
+        async with runtime_of(request).pool.acquire() as conn:
+            row = await campaigns.distribution(conn, command.distribution_id)
+        return Distribution.model_validate(row)
+
+    outcomes = await asyncio.gather(*(one(r) for r in body.contacts))
+    return DistributionResult(
+        distributed=[o for o in outcomes if isinstance(o, Distribution)],
+        refused=[o for o in outcomes if isinstance(o, Refused)],
+    )

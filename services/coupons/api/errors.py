@@ -21,6 +21,7 @@ REFUSAL_STATUS: dict[Reason, int] = {
     Reason.REDEMPTION_NOT_FOUND: 404,
     Reason.REDEMPTION_EXISTS: 409,
     Reason.ALREADY_REVERSED: 409,
+    Reason.NO_CODE_AVAILABLE: 409,
     Reason.UNKNOWN_CODE: 404,
     Reason.NOT_STARTED: 409,
     Reason.EXPIRED: 409,

@@ -15,6 +15,7 @@ from contracts.commands import (
     ChangeCampaignStatus,
     Command,
     DefineCampaign,
+    DistributeCode,
     RedeemCode,
     ReverseRedemption,
     Status,
@@ -22,6 +23,7 @@ from contracts.commands import (
 from contracts.events import (
     CampaignDefined,
     CampaignStatusChanged,
+    CodeDistributed,
     CodeRedeemed,
     CommandRejected,
     Event,
@@ -61,6 +63,7 @@ class Campaign:
     validity: Validity = field(default_factory=Validity)
     limits: Limits = field(default_factory=Limits)
     eligibility: Eligibility = field(default_factory=Eligibility)
+    distributed: int = 0
     redemptions: int = 0  # not reversed
     budget_spent: int = 0
     per_contact: PMap[str, int] = field(default_factory=pmap)
@@ -97,6 +100,31 @@ def decide(campaign: Campaign | None, command: Command, now: datetime) -> list[E
             return _redeem(campaign, command, now)
         case ReverseRedemption():
             return _reverse(campaign, command)
+        case DistributeCode():
+            return _distribute(campaign, command, now)
+
+
+def _distribute(campaign: Campaign, command: DistributeCode, now: datetime) -> list[Event]:
+    """Distribution may precede the start (the message says when it expires), not the end."""
+    if campaign.status == "ended":
+        return [_rejected(command, Reason.ENDED, "the campaign has ended")]
+    expires_at = campaign.validity.expires_at
+    if expires_at is not None and now >= expires_at:
+        return [_rejected(command, Reason.EXPIRED, f"expired at {expires_at.isoformat()}")]
+    if campaign.code is None:
+        return [_rejected(command, Reason.NO_CODE_AVAILABLE, "the campaign has no code to give")]
+    return [
+        CodeDistributed(
+            campaign_id=campaign.id,
+            distribution_id=command.distribution_id,
+            code=campaign.code,
+            contact_id=command.contact_id,
+            email=command.email,
+            channel=command.channel,
+            source_ref=command.source_ref,
+            expires_at=expires_at,
+        )
+    ]
 
 
 def _change_status(campaign: Campaign, command: ChangeCampaignStatus) -> list[Event]:
@@ -194,6 +222,8 @@ def evolve(campaign: Campaign | None, event: Event, occurred_at: datetime) -> Ca
     match event:
         case CampaignStatusChanged():
             return replace(campaign, status=event.status)
+        case CodeDistributed():
+            return replace(campaign, distributed=campaign.distributed + 1)
         case CodeRedeemed():
             done = Redemption(event.contact_id, event.code, event.discount)
             return _use(campaign, event.redemption_id, done, +1)
