@@ -77,6 +77,17 @@ class ReverseRedemption(Frozen):
     reason: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
+class AddCodes(Frozen):
+    """Add generated unique codes to the campaign (one chunk of a code batch). The codes are
+    already claimed for this campaign in the code registry, so no other campaign has them."""
+
+    type: Literal["coupon.add_codes.v1"] = "coupon.add_codes.v1"
+    campaign_id: CampaignId
+    batch_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    chunk: Annotated[int, Field(ge=0)]
+    codes: Annotated[tuple[Code, ...], Field(min_length=1, max_length=20_000)]
+
+
 Channel = Literal["email", "sequence", "broadcast", "nudge", "partner", "api"]
 
 
@@ -95,6 +106,11 @@ class DistributeCode(Frozen):
 
 
 Command = Annotated[
-    DefineCampaign | ChangeCampaignStatus | RedeemCode | ReverseRedemption | DistributeCode,
+    DefineCampaign
+    | ChangeCampaignStatus
+    | RedeemCode
+    | ReverseRedemption
+    | DistributeCode
+    | AddCodes,
     Field(discriminator="type"),
 ]

@@ -71,6 +71,16 @@ class CodeDistributed(Frozen):
     expires_at: AwareDatetime | None
 
 
+class CodesAdded(Frozen):
+    """Unique codes now belong to the campaign, undistributed, in this order."""
+
+    type: Literal["coupon.codes_added.v1"] = "coupon.codes_added.v1"
+    campaign_id: CampaignId
+    batch_id: str
+    chunk: int
+    codes: tuple[Code, ...]
+
+
 class CommandRejected(Frozen):
     """A decision to refuse a command, kept in the log so refusals are auditable and counted."""
 
@@ -87,6 +97,7 @@ Event = Annotated[
     | CodeRedeemed
     | RedemptionReversed
     | CodeDistributed
+    | CodesAdded
     | CommandRejected,
     Field(discriminator="type"),
 ]

@@ -10,6 +10,7 @@ from contracts.events import (
     CampaignStatusChanged,
     CodeDistributed,
     CodeRedeemed,
+    CodesAdded,
     CommandRejected,
     Event,
     RedemptionReversed,
@@ -78,7 +79,15 @@ async def apply(conn: Connection, envelope: Envelope[Event]) -> None:
                 envelope.correlation_id,
             )
             await _count(conn, event.campaign_id, +1, event.discount, at)
+            await conn.execute(
+                "UPDATE codes SET redemptions = redemptions + 1 WHERE code = $1", event.code
+            )
         case RedemptionReversed() as event:
+            await conn.execute(
+                """UPDATE codes SET redemptions = redemptions - 1
+                   WHERE code = (SELECT code FROM redemptions WHERE redemption_id = $1)""",
+                event.redemption_id,
+            )
             await conn.execute(
                 """UPDATE redemptions SET reversed_at = $2, reversal_reason = $3
                    WHERE redemption_id = $1""",
@@ -106,6 +115,19 @@ async def apply(conn: Connection, envelope: Envelope[Event]) -> None:
                 "UPDATE campaigns SET distributed = distributed + 1, updated_at = $2 WHERE id = $1",
                 event.campaign_id,
                 at,
+            )
+            await conn.execute(
+                """UPDATE codes SET contact_id = $2, distributed_at = $3
+                   WHERE code = $1 AND contact_id IS NULL""",
+                event.code,
+                event.contact_id,
+                at,
+            )
+        case CodesAdded() as event:
+            await conn.copy_records_to_table(
+                "codes",
+                records=[(c, event.campaign_id, event.batch_id, event.chunk) for c in event.codes],
+                columns=["code", "campaign_id", "batch_id", "chunk"],
             )
         case CommandRejected():
             pass
@@ -205,3 +227,19 @@ async def distribution(conn: Connection, distribution_id: str) -> dict[str, Any]
         distribution_id,
     )
     return None if record is None else dict(record)
+
+
+CODE_COLUMNS = "code, contact_id, distributed_at, redemptions, batch_id"
+
+
+async def codes_page(
+    conn: Connection, campaign_id: str, limit: int, after: str | None
+) -> list[dict[str, Any]]:
+    records = await conn.fetch(
+        f"""SELECT {CODE_COLUMNS} FROM codes WHERE campaign_id = $1 AND code > $2
+            ORDER BY code LIMIT $3""",
+        campaign_id,
+        after or "",
+        limit,
+    )
+    return [dict(r) for r in records]

@@ -17,6 +17,7 @@ from projections.watermarks import Watermarks
 from services.coupons.bus import kafka
 from services.coupons.bus.gateway import CommandGateway
 from services.coupons.bus.topics import ensure_topics
+from services.coupons.code_batches import CodeBatchRunner
 from services.coupons.decider import Decider
 from services.coupons.settings import Settings
 from services.coupons.supervise import Supervised
@@ -82,6 +83,9 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             for projection in PROJECTIONS:
                 runner = ProjectionRunner(projection, bootstrap, topics, pool)
                 components.append(Supervised(f"projection.{projection.name}", runner.run))
+        if "batches" in settings.components:
+            batches = CodeBatchRunner(pool, gateway, watermarks, settings.command_timeout_s)
+            components.append(Supervised("code-batches", batches.run))
         for component in components:
             component.start()
             stack.push_async_callback(component.stop)

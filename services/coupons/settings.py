@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-Component = Literal["decider", "projector"]
+Component = Literal["decider", "projector", "batches"]
 
 
 class Settings(BaseSettings):
@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", validation_alias="COUPONS_HOST")
     port: int = Field(8000, validation_alias="COUPONS_PORT")
     components: Annotated[tuple[Component, ...], NoDecode] = Field(
-        ("decider", "projector"), validation_alias="COUPONS_COMPONENTS"
+        ("decider", "projector", "batches"), validation_alias="COUPONS_COMPONENTS"
     )
     topic_prefix: str = Field("", validation_alias="COUPONS_TOPIC_PREFIX")
     partitions: int = Field(6, ge=1, validation_alias="COUPONS_PARTITIONS")

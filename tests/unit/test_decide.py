@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from contracts.checkout import Cart, Customer, LineItem
 from contracts.commands import (
+    AddCodes,
     ChangeCampaignStatus,
     Command,
     DefineCampaign,
@@ -20,6 +21,7 @@ from contracts.events import (
     CampaignStatusChanged,
     CodeDistributed,
     CodeRedeemed,
+    CodesAdded,
     CommandRejected,
     Event,
     RedemptionReversed,
@@ -316,4 +318,51 @@ def test_distribution_gives_the_code_until_the_campaign_ends_or_expires() -> Non
     _, log = run([define(validity=Validity(expires_at=NOW)), distribute()])
     assert refusal(log) is Reason.EXPIRED
     _, log = run([define(code=None), distribute()])
+    assert refusal(log) is Reason.NO_CODE_AVAILABLE
+
+
+def add_codes(*codes: str, chunk: int = 0) -> AddCodes:
+    return AddCodes(campaign_id="c1", batch_id="b1", chunk=chunk, codes=codes)
+
+
+def test_unique_codes_are_handed_out_once_bound_to_their_contact_and_single_use() -> None:
+    state, log = run(
+        [
+            define(code=None, limits=Limits(per_contact=None)),
+            add_codes("AAAA1111", "BBBB2222"),
+            add_codes("BBBB2222", "CCCC3333", chunk=1),  # a code already there is not added twice
+            distribute("alice"),
+            distribute("alice"),  # she keeps her code
+            distribute("bob"),
+        ]
+    )
+    added = [e for e in log if isinstance(e, CodesAdded)]
+    assert [e.codes for e in added] == [("AAAA1111", "BBBB2222"), ("CCCC3333",)]
+    given = [(e.contact_id, e.code) for e in log if isinstance(e, CodeDistributed)]
+    assert given == [("alice", "AAAA1111"), ("alice", "AAAA1111"), ("bob", "BBBB2222")]
+    assert state is not None and state.handed_out == 2
+
+    def redeem_unique(n: int, contact: str, code: str) -> RedeemCode:
+        return redeem(n, contact=contact, code=code)
+
+    steps: list[Command] = [
+        redeem_unique(1, "bob", "AAAA1111"),
+        redeem_unique(2, "alice", "AAAA1111"),
+        redeem_unique(3, "alice", "AAAA1111"),
+        redeem_unique(4, "carol", "CCCC3333"),  # not handed out yet: anyone may use it
+    ]
+    outcomes = []
+    for command in steps:
+        events = decide(state, command, NOW)
+        for event in events:
+            state = evolve(state, event, NOW)
+        outcomes.append(refusal(events))
+    assert outcomes == [Reason.BOUND_TO_ANOTHER_CONTACT, None, Reason.CODE_EXHAUSTED, None]
+
+
+def test_distribution_falls_back_to_the_shared_code_then_refuses() -> None:
+    _, log = run([define(), add_codes("AAAA1111"), distribute("alice"), distribute("bob")])
+    given = [e.code for e in log if isinstance(e, CodeDistributed)]
+    assert given == ["AAAA1111", "SPRING"]
+    _, log = run([define(code=None), add_codes("AAAA1111"), distribute("alice"), distribute("bob")])
     assert refusal(log) is Reason.NO_CODE_AVAILABLE

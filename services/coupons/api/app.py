@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, Request, Response
 
-from services.coupons.api import campaigns, checkout, errors, health
+from services.coupons.api import campaigns, checkout, codes, errors, health
 from services.coupons.api.auth import KeyCache
 from services.coupons.api.throttle import FailureThrottle
 from services.coupons.runtime import running
@@ -39,6 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(campaigns.router)
     app.include_router(checkout.router)
+    app.include_router(codes.router)
     app.middleware("http")(_correlate)
     return app
 

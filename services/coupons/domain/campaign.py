@@ -9,9 +9,10 @@ so `evolve` stays pure without copying a campaign's whole history on every event
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from pyrsistent import PMap, pmap
+from pyrsistent import PMap, PVector, pmap, pvector
 
 from contracts.commands import (
+    AddCodes,
     ChangeCampaignStatus,
     Command,
     DefineCampaign,
@@ -25,6 +26,7 @@ from contracts.events import (
     CampaignStatusChanged,
     CodeDistributed,
     CodeRedeemed,
+    CodesAdded,
     CommandRejected,
     Event,
     RedemptionReversed,
@@ -69,6 +71,19 @@ class Campaign:
     per_contact: PMap[str, int] = field(default_factory=pmap)
     per_code: PMap[str, int] = field(default_factory=pmap)
     ledger: PMap[str, Redemption] = field(default_factory=pmap)
+    # unique codes: each one's holder (None until distributed), the order they are handed out
+    # in, how many have been, and which code each contact holds
+    unique: PMap[str, str | None] = field(default_factory=pmap)
+    pool: PVector[str] = field(default_factory=pvector)
+    handed_out: int = 0
+    holders: PMap[str, str] = field(default_factory=pmap)
+
+    def owns(self, code: str) -> bool:
+        return code == self.code or code in self.unique
+
+    def per_code_limit(self, code: str) -> int | None:
+        """A unique code is single-use unless `limits.per_code` says otherwise."""
+        return self.limits.per_code or 1 if code in self.unique else self.limits.per_code
 
     def usage(self, code: str) -> checks.Usage:
         return checks.Usage(
@@ -102,6 +117,31 @@ def decide(campaign: Campaign | None, command: Command, now: datetime) -> list[E
             return _reverse(campaign, command)
         case DistributeCode():
             return _distribute(campaign, command, now)
+        case AddCodes():
+            return _add_codes(campaign, command)
+
+
+def _add_codes(campaign: Campaign, command: AddCodes) -> list[Event]:
+    if campaign.status == "ended":
+        return [_rejected(command, Reason.ENDED, "the campaign has ended")]
+    new = tuple(dict.fromkeys(c for c in command.codes if not campaign.owns(c)))
+    if not new:
+        return []
+    return [
+        CodesAdded(
+            campaign_id=campaign.id, batch_id=command.batch_id, chunk=command.chunk, codes=new
+        )
+    ]
+
+
+def _code_for(campaign: Campaign, contact_id: str) -> str | None:
+    """A contact keeps the unique code they were given; else the next free one; else the
+    shared code."""
+    if contact_id in campaign.holders:
+        return campaign.holders[contact_id]
+    if campaign.handed_out < len(campaign.pool):
+        return campaign.pool[campaign.handed_out]
+    return campaign.code
 
 
 def _distribute(campaign: Campaign, command: DistributeCode, now: datetime) -> list[Event]:
@@ -111,13 +151,14 @@ def _distribute(campaign: Campaign, command: DistributeCode, now: datetime) -> l
     expires_at = campaign.validity.expires_at
     if expires_at is not None and now >= expires_at:
         return [_rejected(command, Reason.EXPIRED, f"expired at {expires_at.isoformat()}")]
-    if campaign.code is None:
-        return [_rejected(command, Reason.NO_CODE_AVAILABLE, "the campaign has no code to give")]
+    code = _code_for(campaign, command.contact_id)
+    if code is None:
+        return [_rejected(command, Reason.NO_CODE_AVAILABLE, "every unique code is given out")]
     return [
         CodeDistributed(
             campaign_id=campaign.id,
             distribution_id=command.distribution_id,
-            code=campaign.code,
+            code=code,
             contact_id=command.contact_id,
             email=command.email,
             channel=command.channel,
@@ -168,7 +209,7 @@ def _redeem(campaign: Campaign, command: RedeemCode, now: datetime) -> list[Even
 
 def _refusal(campaign: Campaign, command: RedeemCode, now: datetime) -> checks.Refusal | None:
     """Why this campaign refuses this redemption (`domain.eligibility` fixes the order)."""
-    if command.code != campaign.code:
+    if not campaign.owns(command.code):
         return checks.Refusal(Reason.UNKNOWN_CODE, "no such code in this campaign")
     if campaign.status == "draft":
         return checks.Refusal(Reason.NOT_STARTED, "the campaign is a draft")
@@ -176,8 +217,11 @@ def _refusal(campaign: Campaign, command: RedeemCode, now: datetime) -> checks.R
         status=campaign.status,
         discount=campaign.discount,
         validity=campaign.validity,
-        limits=campaign.limits,
+        limits=campaign.limits.model_copy(
+            update={"per_code": campaign.per_code_limit(command.code)}
+        ),
         eligibility=campaign.eligibility,
+        bound_contact_id=campaign.unique.get(command.code),
     )
     attempt = checks.Attempt(cart=command.cart, customer=command.customer, now=now)
     return checks.evaluate(offer, campaign.usage(command.code), attempt)
@@ -222,8 +266,22 @@ def evolve(campaign: Campaign | None, event: Event, occurred_at: datetime) -> Ca
     match event:
         case CampaignStatusChanged():
             return replace(campaign, status=event.status)
+        case CodesAdded():
+            return replace(
+                campaign,
+                unique=campaign.unique.update(dict.fromkeys(event.codes)),
+                pool=campaign.pool.extend(event.codes),
+            )
         case CodeDistributed():
-            return replace(campaign, distributed=campaign.distributed + 1)
+            counted = replace(campaign, distributed=campaign.distributed + 1)
+            if campaign.unique.get(event.code, event.contact_id) is not None:
+                return counted  # the shared code, or a unique code its holder got again
+            return replace(
+                counted,
+                unique=campaign.unique.set(event.code, event.contact_id),
+                handed_out=campaign.handed_out + 1,
+                holders=campaign.holders.set(event.contact_id, event.code),
+            )
         case CodeRedeemed():
             done = Redemption(event.contact_id, event.code, event.discount)
             return _use(campaign, event.redemption_id, done, +1)

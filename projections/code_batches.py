@@ -1,0 +1,72 @@
+"""Bulk code generation jobs: the job rows, and the global claim of generated codes."""
+
+import json
+from typing import Any
+
+from contracts.rules import CodePattern
+from projections.db import Connection
+
+COLUMNS = "id, campaign_id, requested, status, next_chunk, error, created_at, finished_at"
+
+
+async def create(
+    conn: Connection,
+    batch_id: str,
+    campaign_id: str,
+    requested: int,
+    pattern: CodePattern,
+    actor: str | None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO code_batches (id, campaign_id, requested, pattern, actor)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING""",
+        batch_id,
+        campaign_id,
+        requested,
+        pattern.model_dump_json(),
+        actor,
+    )
+
+
+async def get(conn: Connection, batch_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM code_batches WHERE id = $1", batch_id)
+    if row is None:
+        return None
+    generated = await conn.fetchval("SELECT count(*) FROM codes WHERE batch_id = $1", batch_id)
+    return {**dict(row), "generated": generated}
+
+
+async def running(conn: Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT id, campaign_id, requested, pattern, next_chunk, actor FROM code_batches
+           WHERE status = 'running' ORDER BY created_at"""
+    )
+    return [
+        {**dict(r), "pattern": CodePattern.model_validate(json.loads(r["pattern"]))} for r in rows
+    ]
+
+
+async def advance(conn: Connection, batch_id: str, next_chunk: int) -> None:
+    await conn.execute(
+        "UPDATE code_batches SET next_chunk = $2 WHERE id = $1", batch_id, next_chunk
+    )
+
+
+async def finish(conn: Connection, batch_id: str, error: str | None = None) -> None:
+    await conn.execute(
+        """UPDATE code_batches SET status = $2, error = $3, finished_at = now() WHERE id = $1""",
+        batch_id,
+        "failed" if error else "done",
+        error,
+    )
+
+
+async def claim_all(conn: Connection, codes: list[str], campaign_id: str) -> list[str]:
+    """Claim every code no campaign has yet; return those now this campaign's."""
+    rows = await conn.fetch(
+        """INSERT INTO code_claims (code, campaign_id) SELECT unnest($1::text[]), $2
+           ON CONFLICT (code) DO NOTHING RETURNING code""",
+        codes,
+        campaign_id,
+    )
+    return [r["code"] for r in rows]
