@@ -23,28 +23,34 @@ OrderRef = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Status = Literal["draft", "active", "paused", "ended"]
 
 
-class DefineCampaign(Frozen):
-    """Create a campaign with its discount and rules. `code` is its shared (vanity) code."""
+class CampaignTerms(Frozen):
+    """What a campaign offers and on which rules: shared by the command and its event."""
 
-    type: Literal["coupon.define_campaign.v1"] = "coupon.define_campaign.v1"
     campaign_id: CampaignId
     name: CampaignName
     discount: Discount
     code: Code | None = None
+    """Its shared (vanity) code."""
     status: Literal["draft", "active"] = "active"
     duration: Duration = Duration()
     validity: Validity = Validity()
     limits: Limits = Limits()
     eligibility: Eligibility = Eligibility()
-    default_expiry_days: Annotated[int, Field(ge=1)] = 30
-    """Every coupon expires: without `validity.expires_at`, the decider sets it this many days
-    after `starts_at` (or the decision)."""
 
     @model_validator(mode="after")
-    def _money_rules_need_a_currency(self) -> "DefineCampaign":
+    def _money_rules_need_a_currency(self) -> "CampaignTerms":
         if (self.limits.budget or self.eligibility.min_amount) and self.discount.currency is None:
             raise ValueError("a budget or a minimum amount needs the discount's currency")
         return self
+
+
+class DefineCampaign(CampaignTerms):
+    """Create a campaign with its discount and rules."""
+
+    type: Literal["coupon.define_campaign.v1"] = "coupon.define_campaign.v1"
+    default_expiry_days: Annotated[int, Field(ge=1)] = 30
+    """Every coupon expires: without `validity.expires_at`, the decider sets it this many days
+    after `starts_at` (or the decision)."""
 
 
 class ChangeCampaignStatus(Frozen):

@@ -8,23 +8,12 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field
 
 from contracts.base import CampaignId, Currency, Frozen
-from contracts.commands import CampaignName, Channel, Code, OrderRef, RedemptionId, Status
-from contracts.money import Discount
+from contracts.commands import CampaignTerms, Channel, Code, OrderRef, RedemptionId, Status
 from contracts.reasons import Reason
-from contracts.rules import Duration, Eligibility, Limits, Validity
 
 
-class CampaignDefined(Frozen):
+class CampaignDefined(CampaignTerms):
     type: Literal["coupon.campaign_defined.v1"] = "coupon.campaign_defined.v1"
-    campaign_id: CampaignId
-    name: CampaignName
-    discount: Discount
-    code: Code | None = None
-    status: Literal["draft", "active"] = "active"
-    duration: Duration = Duration()
-    validity: Validity = Validity()
-    limits: Limits = Limits()
-    eligibility: Eligibility = Eligibility()
 
 
 class CampaignStatusChanged(Frozen):
