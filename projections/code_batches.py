@@ -6,7 +6,9 @@ from typing import Any
 from contracts.rules import CodePattern
 from projections.db import Connection
 
-COLUMNS = "id, campaign_id, requested, status, next_chunk, error, created_at, finished_at"
+COLUMNS = (
+    "id, campaign_id, requested, generated, status, next_chunk, error, created_at, finished_at"
+)
 
 
 async def create(
@@ -30,15 +32,13 @@ async def create(
 
 async def get(conn: Connection, batch_id: str) -> dict[str, Any] | None:
     row = await conn.fetchrow(f"SELECT {COLUMNS} FROM code_batches WHERE id = $1", batch_id)
-    if row is None:
-        return None
-    generated = await conn.fetchval("SELECT count(*) FROM codes WHERE batch_id = $1", batch_id)
-    return {**dict(row), "generated": generated}
+    return None if row is None else dict(row)
 
 
 async def running(conn: Connection) -> list[dict[str, Any]]:
     rows = await conn.fetch(
-        """SELECT id, campaign_id, requested, pattern, next_chunk, actor FROM code_batches
+        """SELECT id, campaign_id, requested, generated, pattern, next_chunk, actor
+           FROM code_batches
            WHERE status = 'running' ORDER BY created_at"""
     )
     return [
@@ -46,10 +46,19 @@ async def running(conn: Connection) -> list[dict[str, Any]]:
     ]
 
 
-async def advance(conn: Connection, batch_id: str, next_chunk: int) -> None:
+async def advance(conn: Connection, batch_id: str, next_chunk: int, generated: int) -> None:
     await conn.execute(
-        "UPDATE code_batches SET next_chunk = $2 WHERE id = $1", batch_id, next_chunk
+        "UPDATE code_batches SET next_chunk = $2, generated = $3 WHERE id = $1",
+        batch_id,
+        next_chunk,
+        generated,
     )
+
+
+async def recount(conn: Connection, batch_id: str) -> int:
+    """The batch's codes in the read model: for when a chunk's outcome was not recorded."""
+    count: int = await conn.fetchval("SELECT count(*) FROM codes WHERE batch_id = $1", batch_id)
+    return count
 
 
 async def finish(conn: Connection, batch_id: str, error: str | None = None) -> None:

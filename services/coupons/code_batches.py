@@ -55,32 +55,32 @@ class CodeBatchRunner:
                 await lock.execute("SELECT pg_advisory_unlock(hashtext($1))", job["id"])
 
     async def _complete(self, job: dict[str, Any]) -> None:
-        batch_id, campaign_id, chunk = job["id"], job["campaign_id"], job["next_chunk"]
+        batch_id, campaign_id = job["id"], job["campaign_id"]
+        chunk, made = job["next_chunk"], job["generated"]
         structlog.contextvars.bind_contextvars(correlation_id=f"batch-{batch_id}")
-        while True:
-            async with self._pool.acquire() as conn:
-                made = await conn.fetchval(
-                    "SELECT count(*) FROM codes WHERE batch_id = $1", batch_id
-                )
-            if made >= job["requested"]:
-                async with self._pool.acquire() as conn:
-                    await code_batches.finish(conn, batch_id)
-                log.info("code_batch.done", batch=batch_id, codes=made)
-                return
+        while made < job["requested"]:
             wanted = min(CHUNK, job["requested"] - made)
             candidates = [normalise(c) for c in generate(job["pattern"], wanted)]
             async with self._pool.acquire() as conn:
                 claimed = await code_batches.claim_all(conn, candidates, campaign_id)
             if claimed:
                 refusal = await self._append(job, chunk, claimed)
-                if refusal is not None and refusal != Reason.IDEMPOTENCY_KEY_REUSED:
+                if refusal is None:
+                    made += len(claimed)  # claimed codes are new to every campaign
+                elif refusal == Reason.IDEMPOTENCY_KEY_REUSED:  # decided before a crash
+                    async with self._pool.acquire() as conn:
+                        made = await code_batches.recount(conn, batch_id)
+                else:
                     async with self._pool.acquire() as conn:
                         await code_batches.finish(conn, batch_id, error=refusal)
                     log.warning("code_batch.failed", batch=batch_id, reason=refusal)
                     return
             chunk += 1
             async with self._pool.acquire() as conn:
-                await code_batches.advance(conn, batch_id, chunk)
+                await code_batches.advance(conn, batch_id, chunk, made)
+        async with self._pool.acquire() as conn:
+            await code_batches.finish(conn, batch_id)
+        log.info("code_batch.done", batch=batch_id, codes=made)
 
     async def _append(self, job: dict[str, Any], chunk: int, codes: list[str]) -> str | None:
         """Append one chunk and wait until it is readable; the refusal's reason, if any."""
