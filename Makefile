@@ -35,3 +35,5 @@ clean:
 bench: system .venv/.synced  ## benchmarks: print figures (see bench/)
 	$(PY) bench/startup.py --runs 3
 	$(PY) bench/startup.py --runs 3 --cold
+	$(PY) bench/checkout.py --runs 3
+	$(PY) bench/codes.py --runs 3
