@@ -16,4 +16,3 @@ CampaignId = Annotated[
 ]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 """ISO 4217 code, upper case. One currency per coupon."""
-MinorUnits = Annotated[int, "integer minor units (cents)"]

@@ -147,8 +147,9 @@ class Decider:
                 outcome = Outcome(command)
                 outcomes.append(outcome)
                 structlog.contextvars.bind_contextvars(correlation_id=command.correlation_id)
+                digest = request_hash(command.data)  # once: it serialises the whole command
                 try:
-                    if state.memo.recall(command) is not None:
+                    if state.memo.recall(command, digest) is not None:
                         outcome.duplicate = True  # a retry: answered below from the memo
                         continue
                 except KeyReused:
@@ -156,9 +157,9 @@ class Decider:
                     continue
                 now = datetime.now(UTC)  # the decision's time: checked against and recorded
                 events = aggregate.decide(state.campaigns.get(command.key), command.data, now)
-                state.memo.begin(command, events)
+                state.memo.begin(command, digest, events)
                 for event in events:
-                    envelope = _event_envelope(command, event, now)
+                    envelope = _event_envelope(command, event, now, digest)
                     state.apply(envelope, None)
                     appended.append(
                         (envelope, await self._append(producer, writer.partition, envelope))
@@ -263,14 +264,16 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             self._decider._rebalance_error = error
 
 
-def _event_envelope(command: Envelope[Command], event: Event, now: datetime) -> Envelope[Event]:
+def _event_envelope(
+    command: Envelope[Command], event: Event, now: datetime, digest: str
+) -> Envelope[Event]:
     return Envelope[Event](
         key=command.key,
         occurred_at=now,
         causation_id=command.id,
         correlation_id=command.correlation_id,
         idempotency_key=command.idempotency_key,
-        request_hash=request_hash(command.data),
+        request_hash=digest,
         actor=command.actor,
         data=event,
     )

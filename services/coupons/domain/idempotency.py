@@ -59,20 +59,21 @@ class Memo:
         slot = _slot(command)
         return None if slot is None else self._decided.get(slot)
 
-    def recall(self, command: Envelope[Command]) -> Decided | None:
-        """The first outcome for this command's key; raises `KeyReused` on a different body."""
+    def recall(self, command: Envelope[Command], digest: str) -> Decided | None:
+        """The first outcome for this command's key; raises `KeyReused` on a different body.
+        `digest` is the command's `request_hash`, computed once by the caller."""
         prior = self.get(command)
-        if prior is not None and prior.request_hash != request_hash(command.data):
+        if prior is not None and prior.request_hash != digest:
             raise KeyReused(command.idempotency_key)
         return prior
 
-    def begin(self, command: Envelope[Command], events: list[Event]) -> None:
+    def begin(self, command: Envelope[Command], digest: str, events: list[Event]) -> None:
         """Remember a decision as soon as it is made, so a retry in the same batch sees it;
         `place` adds each event's position once the log has acknowledged it."""
         slot = _slot(command)
         if slot is not None:
             rejection = next((e for e in events if isinstance(e, CommandRejected)), None)
-            self._decided[slot] = _decided(request_hash(command.data), rejection, ())
+            self._decided[slot] = _decided(digest, rejection, ())
 
     def place(self, event: Envelope[Event], position: EventPosition) -> None:
         slot = _slot(event)
@@ -90,6 +91,3 @@ class Memo:
             self._decided[slot] = replace(earlier, events=(*earlier.events, position))
         else:
             self._decided[slot] = _decided(digest, event.data, (position,))
-
-    def __len__(self) -> int:
-        return len(self._decided)
