@@ -24,8 +24,13 @@ class CampaignStatusChanged(Frozen):
     reason: str = ""
 
 
+RedemptionSource = Literal["checkout", "stripe"]
+"""Where a redemption was recorded: our checkout API, or a paid Stripe invoice or session."""
+
+
 class CodeRedeemed(Frozen):
-    """A redemption, with the amounts the decider computed (integer minor units)."""
+    """A redemption, with its amounts in integer minor units: `amount` before the discount
+    (gross revenue), `discount` taken off, `total` paid (net revenue)."""
 
     type: Literal["coupon.code_redeemed.v1"] = "coupon.code_redeemed.v1"
     campaign_id: CampaignId
@@ -37,6 +42,7 @@ class CodeRedeemed(Frozen):
     amount: int
     discount: int
     total: int
+    source: RedemptionSource = "checkout"
 
 
 class RedemptionReversed(Frozen):
@@ -45,6 +51,21 @@ class RedemptionReversed(Frozen):
     redemption_id: RedemptionId
     contact_id: str
     discount: int
+    reason: str = ""
+
+
+class RedemptionRefunded(Frozen):
+    """Part of a redemption's revenue was refunded (a partial refund or credit note). The
+    redemption stands, with its limits and budget; only net revenue goes down by `refunded`.
+    A full refund is a `RedemptionReversed` instead."""
+
+    type: Literal["coupon.redemption_refunded.v1"] = "coupon.redemption_refunded.v1"
+    campaign_id: CampaignId
+    redemption_id: RedemptionId
+    contact_id: str
+    refund_id: Annotated[str, Field(min_length=1, max_length=200)]
+    currency: Currency
+    refunded: Annotated[int, Field(gt=0)]
     reason: str = ""
 
 
@@ -85,6 +106,7 @@ Event = Annotated[
     | CampaignStatusChanged
     | CodeRedeemed
     | RedemptionReversed
+    | RedemptionRefunded
     | CodeDistributed
     | CodesAdded
     | CommandRejected,

@@ -13,6 +13,7 @@ from contracts.events import (
     CodesAdded,
     CommandRejected,
     Event,
+    RedemptionRefunded,
     RedemptionReversed,
 )
 from projections.db import Connection
@@ -129,7 +130,7 @@ async def apply(conn: Connection, envelope: Envelope[Event]) -> None:
                 records=[(c, event.campaign_id, event.batch_id, event.chunk) for c in event.codes],
                 columns=["code", "campaign_id", "batch_id", "chunk"],
             )
-        case CommandRejected():
+        case CommandRejected() | RedemptionRefunded():
             pass
 
 

@@ -29,6 +29,7 @@ from contracts.events import (
     CodesAdded,
     CommandRejected,
     Event,
+    RedemptionRefunded,
     RedemptionReversed,
 )
 from contracts.money import Discount
@@ -288,6 +289,8 @@ def evolve(campaign: Campaign | None, event: Event, occurred_at: datetime) -> Ca
         case RedemptionReversed():
             done = replace(campaign.ledger[event.redemption_id], reversed=True)
             return _use(campaign, event.redemption_id, done, -1)
+        case RedemptionRefunded():
+            return campaign  # revenue only: the redemption keeps its limits and budget
     raise AssertionError(f"unhandled event {event.type}")
 
 
