@@ -62,6 +62,20 @@ class ChangeCampaignStatus(Frozen):
     reason: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
+class UpdateCampaign(Frozen):
+    """Change a campaign's name, window, limits or eligibility; a part not given stays as it
+    is, and a part given replaces that part whole. The discount, its duration and the codes
+    never change: customers were promised them. `reason` is the why of the audit trail."""
+
+    type: Literal["coupon.update_campaign.v1"] = "coupon.update_campaign.v1"
+    campaign_id: CampaignId
+    name: CampaignName | None = None
+    validity: Validity | None = None
+    limits: Limits | None = None
+    eligibility: Eligibility | None = None
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
 class RedeemCode(Frozen):
     """Redeem `code` for this customer and cart. The discount is computed by the decider."""
 
@@ -114,6 +128,7 @@ class DistributeCode(Frozen):
 Command = Annotated[
     DefineCampaign
     | ChangeCampaignStatus
+    | UpdateCampaign
     | RedeemCode
     | ReverseRedemption
     | DistributeCode

@@ -8,8 +8,17 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field
 
 from contracts.base import CampaignId, Currency, Frozen
-from contracts.commands import CampaignTerms, Channel, Code, OrderRef, RedemptionId, Status
+from contracts.commands import (
+    CampaignName,
+    CampaignTerms,
+    Channel,
+    Code,
+    OrderRef,
+    RedemptionId,
+    Status,
+)
 from contracts.reasons import Reason
+from contracts.rules import Eligibility, Limits, Validity
 
 
 class CampaignDefined(CampaignTerms):
@@ -26,6 +35,19 @@ class CampaignStatusChanged(Frozen):
 
 RedemptionSource = Literal["checkout", "stripe"]
 """Where a redemption was recorded: our checkout API, or a paid Stripe invoice or session."""
+
+
+class CampaignUpdated(Frozen):
+    """The parts of a campaign's terms that changed, with their new values (None: unchanged),
+    and why."""
+
+    type: Literal["coupon.campaign_updated.v1"] = "coupon.campaign_updated.v1"
+    campaign_id: CampaignId
+    name: CampaignName | None = None
+    validity: Validity | None = None
+    limits: Limits | None = None
+    eligibility: Eligibility | None = None
+    reason: str
 
 
 class CodeRedeemed(Frozen):
@@ -104,6 +126,7 @@ class CommandRejected(Frozen):
 Event = Annotated[
     CampaignDefined
     | CampaignStatusChanged
+    | CampaignUpdated
     | CodeRedeemed
     | RedemptionReversed
     | RedemptionRefunded

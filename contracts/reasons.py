@@ -9,6 +9,7 @@ class Reason(StrEnum):
     CAMPAIGN_NOT_FOUND = "campaign_not_found"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     INVALID_STATUS_TRANSITION = "invalid_status_transition"
+    INVALID_TERMS = "invalid_terms"
     REDEMPTION_NOT_FOUND = "redemption_not_found"
     REDEMPTION_EXISTS = "redemption_exists"
     ALREADY_REVERSED = "already_reversed"

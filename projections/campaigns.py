@@ -8,6 +8,7 @@ from contracts.envelope import Envelope
 from contracts.events import (
     CampaignDefined,
     CampaignStatusChanged,
+    CampaignUpdated,
     CodeDistributed,
     CodeRedeemed,
     CodesAdded,
@@ -54,6 +55,17 @@ async def apply(conn: Connection, envelope: Envelope[Event]) -> None:
                 envelope.actor,
                 envelope.correlation_id,
                 envelope.id,
+            )
+        case CampaignUpdated() as event:
+            rules = event.model_dump(mode="json", include=set(RULES), exclude_none=True)
+            await conn.execute(
+                """UPDATE campaigns SET name = coalesce($2, name), rules = rules || $3::jsonb,
+                                        updated_at = $4
+                   WHERE id = $1""",
+                event.campaign_id,
+                event.name,
+                json.dumps(rules),
+                at,
             )
         case CampaignStatusChanged() as event:
             await conn.execute(

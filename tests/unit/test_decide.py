@@ -14,11 +14,13 @@ from contracts.commands import (
     DistributeCode,
     RedeemCode,
     ReverseRedemption,
+    UpdateCampaign,
 )
 from contracts.envelope import Envelope
 from contracts.events import (
     CampaignDefined,
     CampaignStatusChanged,
+    CampaignUpdated,
     CodeDistributed,
     CodeRedeemed,
     CodesAdded,
@@ -255,6 +257,7 @@ step = st.one_of(
     st.tuples(
         st.just("status"), st.just(0), st.sampled_from(["active", "paused", "ended"]), st.just(0)
     ),
+    st.tuples(st.just("limit"), st.integers(1, 6), st.just(""), st.integers(1, 5000)),
 )
 
 
@@ -269,6 +272,9 @@ def test_no_sequence_of_commands_exceeds_a_limit_and_the_log_folds_back(
             commands.append(redeem(n, contact=who, amount=amount))
         elif kind == "reverse":
             commands.append(ReverseRedemption(campaign_id="c1", redemption_id=f"r{n}"))
+        elif kind == "limit":
+            changed = limits.model_copy(update={"max_redemptions": n, "budget": amount})
+            commands.append(UpdateCampaign(campaign_id="c1", limits=changed, reason="tuning"))
         else:
             commands.append(ChangeCampaignStatus(campaign_id="c1", status=who))  # type: ignore[arg-type]
     state: Campaign | None = None
@@ -281,14 +287,17 @@ def test_no_sequence_of_commands_exceeds_a_limit_and_the_log_folds_back(
         live = [r for r in state.ledger.values() if not r.reversed]
         assert state.redemptions == len(live)
         assert state.budget_spent == sum(r.discount for r in live)
-        if limits.max_redemptions is not None:
-            assert state.redemptions <= limits.max_redemptions
-        if limits.budget is not None:
-            assert state.budget_spent <= limits.budget
-        if limits.per_contact is not None:
-            assert all(n <= limits.per_contact for n in state.per_contact.values())
-        if limits.per_code is not None:
-            assert all(n <= limits.per_code for n in state.per_code.values())
+        if not isinstance(log[-1], CodeRedeemed):
+            continue  # a lowered limit may leave usage above it; a redemption never goes past
+        current = state.limits
+        if current.max_redemptions is not None:
+            assert state.redemptions <= current.max_redemptions
+        if current.budget is not None:
+            assert state.budget_spent <= current.budget
+        if current.per_contact is not None:
+            assert all(n <= current.per_contact for n in state.per_contact.values())
+        if current.per_code is not None:
+            assert all(n <= current.per_code for n in state.per_code.values())
     folded: Campaign | None = None
     for event in log:
         folded = evolve(folded, event, NOW)
@@ -367,3 +376,42 @@ def test_distribution_falls_back_to_the_shared_code_then_refuses() -> None:
     assert given == ["AAAA1111", "SPRING"]
     _, log = run([define(code=None), add_codes("AAAA1111"), distribute("alice"), distribute("bob")])
     assert refusal(log) is Reason.NO_CODE_AVAILABLE
+
+
+def update(**parts: object) -> UpdateCampaign:
+    return UpdateCampaign.model_validate({"campaign_id": "c1", "reason": "tuning", **parts})
+
+
+def test_an_update_records_only_what_changed_and_why() -> None:
+    state, log = run([define(), update(name="Spring", limits=Limits(max_redemptions=1))])
+    assert log[-1] == CampaignUpdated(
+        campaign_id="c1", limits=Limits(max_redemptions=1), reason="tuning"
+    )
+    assert state is not None and state.limits.max_redemptions == 1
+    _, log = run([define(), update(name="Spring", limits=Limits())])
+    assert len(log) == 1, "nothing changed, nothing recorded"
+
+
+def test_updated_limits_apply_to_later_redemptions_only() -> None:
+    state, log = run(
+        [define(), redeem(1, "a"), redeem(2, "b"), update(limits=Limits(max_redemptions=1))]
+    )
+    assert state is not None and state.redemptions == 2
+    _, log = run(
+        [define(), redeem(1, "a"), update(limits=Limits(max_redemptions=1)), redeem(2, "b")]
+    )
+    assert refusal(log) == Reason.EXHAUSTED
+
+
+def test_an_update_keeps_the_expiry_and_refuses_bad_terms() -> None:
+    expires = NOW + timedelta(days=30)
+    state, _ = run([define(), update(validity=Validity(starts_at=NOW + timedelta(days=1)))])
+    assert state is not None and state.validity.expires_at == expires
+    _, log = run([define(), update(validity=Validity(starts_at=expires + timedelta(days=1)))])
+    assert refusal(log) == Reason.INVALID_TERMS
+    percent = PercentOff(percent_off=10)
+    _, log = run([define(discount=percent), update(limits=Limits(budget=1000))])
+    assert refusal(log) == Reason.INVALID_TERMS
+    ended = ChangeCampaignStatus(campaign_id="c1", status="ended")
+    _, log = run([define(), ended, update(name="Autumn")])
+    assert refusal(log) == Reason.ENDED

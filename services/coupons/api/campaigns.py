@@ -4,7 +4,7 @@ import asyncio
 import base64
 import binascii
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import NAMESPACE_URL, uuid4, uuid5
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -18,6 +18,7 @@ from contracts.commands import (
     DefineCampaign,
     DistributeCode,
     Status,
+    UpdateCampaign,
 )
 from contracts.money import Discount
 from contracts.rules import Duration, Eligibility, Limits, Validity
@@ -26,6 +27,8 @@ from services.coupons.api.auth import require
 from services.coupons.api.commands import execute, runtime_of
 from services.coupons.api.errors import ApiError, ErrorBody, ErrorResponse
 from services.coupons.domain.codes import normalise
+
+_Part = TypeVar("_Part", Validity, Limits, Eligibility)
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 ADMIN = [Depends(require("admin"))]
@@ -78,6 +81,17 @@ class Campaign(BaseModel):
 class CampaignPage(BaseModel):
     data: list[Campaign]
     next_cursor: str | None
+
+
+class CampaignUpdate(BaseModel):
+    """What to change, and why. Within `validity`, `limits` and `eligibility`, only the fields
+    sent change; the discount, duration and codes cannot change."""
+
+    name: CampaignName | None = None
+    validity: Validity | None = None
+    limits: Limits | None = None
+    eligibility: Eligibility | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=500, description="why, for the audit")]
 
 
 class StatusChange(BaseModel):
@@ -143,6 +157,43 @@ async def change_status(
     command = ChangeCampaignStatus(campaign_id=campaign_id, status=body.status, reason=body.reason)
     await execute(request, campaign_id, command, key)
     return await _read(request, campaign_id)
+
+
+@router.patch("/{campaign_id}", response_model=Campaign, responses=ERRORS, dependencies=ADMIN)
+async def update_campaign(
+    campaign_id: str,
+    body: CampaignUpdate,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """Change a campaign's name, window, limits or eligibility, with the reason recorded in
+    its audit trail. Redemptions already made stand; later ones follow the new terms."""
+    current = await _read(request, campaign_id)
+    key = idempotency_key or uuid4().hex
+    response.headers["Idempotency-Key"] = key
+    command = UpdateCampaign(
+        campaign_id=campaign_id,
+        name=body.name,
+        validity=_merged("validity", current, body.validity),
+        limits=_merged("limits", current, body.limits),
+        eligibility=_merged("eligibility", current, body.eligibility),
+        reason=body.reason,
+    )
+    await execute(request, campaign_id, command, key)
+    return await _read(request, campaign_id)
+
+
+def _merged(part: str, campaign: dict[str, Any], sent: _Part | None) -> _Part | None:
+    """The campaign's current `part` with the fields that were sent replaced; None when
+    nothing was sent. Refused as `invalid_terms` when the result is inconsistent."""
+    if sent is None:
+        return None
+    try:
+        return type(sent).model_validate({**campaign[part], **sent.model_dump(exclude_unset=True)})
+    except ValidationError as error:
+        message = error.errors()[0]["msg"]
+        raise ApiError(422, "invalid_terms", message, field=part) from error
 
 
 @router.get("/{campaign_id}", response_model=Campaign, responses=ERRORS, dependencies=ANALYST)

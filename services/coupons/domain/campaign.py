@@ -8,6 +8,7 @@ so `evolve` stays pure without copying a campaign's whole history on every event
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from pyrsistent import PMap, PVector, pmap, pvector
 
@@ -20,10 +21,12 @@ from contracts.commands import (
     RedeemCode,
     ReverseRedemption,
     Status,
+    UpdateCampaign,
 )
 from contracts.events import (
     CampaignDefined,
     CampaignStatusChanged,
+    CampaignUpdated,
     CodeDistributed,
     CodeRedeemed,
     CodesAdded,
@@ -37,6 +40,8 @@ from contracts.reasons import Reason
 from contracts.rules import Duration, Eligibility, Limits, Validity
 from services.coupons.domain import eligibility as checks
 from services.coupons.domain import pricing
+
+_T = TypeVar("_T")
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     "draft": frozenset({"active", "ended"}),
@@ -112,6 +117,8 @@ def decide(campaign: Campaign | None, command: Command, now: datetime) -> list[E
     match command:
         case ChangeCampaignStatus():
             return _change_status(campaign, command)
+        case UpdateCampaign():
+            return _update(campaign, command)
         case RedeemCode():
             return _redeem(campaign, command, now)
         case ReverseRedemption():
@@ -183,6 +190,42 @@ def _change_status(campaign: Campaign, command: ChangeCampaignStatus) -> list[Ev
             reason=command.reason,
         )
     ]
+
+
+def _update(campaign: Campaign, command: UpdateCampaign) -> list[Event]:
+    """Only the parts that differ are recorded. Every coupon expires, so a window without
+    `expires_at` keeps the current one. A lower limit than the usage so far is allowed: the
+    campaign is then exhausted, and nothing already redeemed is undone."""
+    if campaign.status == "ended":
+        return [_rejected(command, Reason.ENDED, "the campaign has ended")]
+    validity = command.validity
+    if validity is not None and validity.expires_at is None:
+        expires_at = campaign.validity.expires_at
+        if validity.starts_at and expires_at and expires_at <= validity.starts_at:
+            detail = "starts_at must be before the current expires_at"
+            return [_rejected(command, Reason.INVALID_TERMS, detail)]
+        validity = Validity(starts_at=validity.starts_at, expires_at=expires_at)
+    limits = command.limits or campaign.limits
+    eligibility = command.eligibility or campaign.eligibility
+    if (limits.budget or eligibility.min_amount) and campaign.discount.currency is None:
+        detail = "a budget or a minimum amount needs the discount's currency"
+        return [_rejected(command, Reason.INVALID_TERMS, detail)]
+    updated = CampaignUpdated(
+        campaign_id=campaign.id,
+        name=_changed(command.name, campaign.name),
+        validity=_changed(validity, campaign.validity),
+        limits=_changed(command.limits, campaign.limits),
+        eligibility=_changed(command.eligibility, campaign.eligibility),
+        reason=command.reason,
+    )
+    parts = (updated.name, updated.validity, updated.limits, updated.eligibility)
+    if all(part is None for part in parts):
+        return []
+    return [updated]
+
+
+def _changed(new: _T | None, current: _T) -> _T | None:
+    return None if new is None or new == current else new
 
 
 def _redeem(campaign: Campaign, command: RedeemCode, now: datetime) -> list[Event]:
@@ -265,6 +308,14 @@ def evolve(campaign: Campaign | None, event: Event, occurred_at: datetime) -> Ca
     if campaign is None:
         raise ValueError(f"{event.type} for a campaign that was never defined")
     match event:
+        case CampaignUpdated():
+            return replace(
+                campaign,
+                name=event.name or campaign.name,
+                validity=event.validity or campaign.validity,
+                limits=event.limits or campaign.limits,
+                eligibility=event.eligibility or campaign.eligibility,
+            )
         case CampaignStatusChanged():
             return replace(campaign, status=event.status)
         case CodesAdded():
