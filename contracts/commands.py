@@ -21,6 +21,8 @@ Code = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{3,64}$")]
 RedemptionId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 OrderRef = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Status = Literal["draft", "active", "paused", "ended"]
+MAX_CODES = 5
+"""The most codes one cart may carry."""
 
 
 class CampaignTerms(Frozen):
@@ -86,6 +88,16 @@ class RedeemCode(Frozen):
     customer: Customer
     cart: Cart
     order_ref: OrderRef
+    other_codes_stackable: Annotated[tuple[bool, ...], Field(max_length=MAX_CODES - 1)] = ()
+    """Stacking: the `stackable` flag of each other code in the cart."""
+    already_off: Annotated[int, Field(ge=0)] = 0
+    """Stacking: what the codes before this one take off the cart."""
+
+    @model_validator(mode="after")
+    def _already_off_within_the_cart(self) -> "RedeemCode":
+        if self.already_off > self.cart.amount:
+            raise ValueError("already_off exceeds the cart amount")
+        return self
 
 
 class ReverseRedemption(Frozen):

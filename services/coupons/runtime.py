@@ -17,6 +17,7 @@ from projections.watermarks import Watermarks
 from services.coupons.bus import kafka
 from services.coupons.bus.gateway import CommandGateway
 from services.coupons.bus.topics import ensure_topics
+from services.coupons.campaign_view import CampaignView
 from services.coupons.code_batches import CodeBatchRunner
 from services.coupons.decider import Decider
 from services.coupons.settings import Settings
@@ -35,6 +36,7 @@ class Runtime:
     pool: asyncpg.Pool
     gateway: CommandGateway
     watermarks: Watermarks
+    view: CampaignView
     offsets: AIOKafkaConsumer  # reads end offsets, for lag
     components: list[Supervised]
 
@@ -76,7 +78,8 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         gateway = CommandGateway(bootstrap, topics, layout, settings.command_timeout_s)
         await gateway.start()
         stack.push_async_callback(gateway.stop)
-        components = []
+        view = CampaignView(bootstrap, topics, partitions)
+        components = [Supervised("campaign-view", view.run)]
         if "decider" in settings.components:
             components.append(Supervised("decider", Decider(bootstrap, topics, partitions).run))
         if "projector" in settings.components:
@@ -90,5 +93,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             component.start()
             stack.push_async_callback(component.stop)
         log.info("runtime.started", components=settings.components, partitions=partitions)
-        yield Runtime(settings, topics, partitions, pool, gateway, watermarks, offsets, components)
+        yield Runtime(
+            settings, topics, partitions, pool, gateway, watermarks, view, offsets, components
+        )
     log.info("runtime.stopped")

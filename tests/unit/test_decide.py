@@ -415,3 +415,15 @@ def test_an_update_keeps_the_expiry_and_refuses_bad_terms() -> None:
     ended = ChangeCampaignStatus(campaign_id="c1", status="ended")
     _, log = run([define(), ended, update(name="Autumn")])
     assert refusal(log) == Reason.ENDED
+
+
+def test_a_stacked_redemption_needs_every_code_stackable_and_takes_from_what_is_left() -> None:
+    stacked = redeem(1).model_copy(update={"other_codes_stackable": (True,), "already_off": 1800})
+    _, log = run([define(), stacked])
+    assert refusal(log) == Reason.NOT_STACKABLE, "this campaign is exclusive"
+    _, log = run([define(eligibility=Eligibility(stackable=True)), stacked])
+    assert isinstance(log[-1], CodeRedeemed)
+    assert (log[-1].amount, log[-1].discount, log[-1].total) == (2000, 200, 0)
+    alone_with_exclusive = redeem(1).model_copy(update={"other_codes_stackable": (False,)})
+    _, log = run([define(eligibility=Eligibility(stackable=True)), alone_with_exclusive])
+    assert refusal(log) == Reason.NOT_STACKABLE, "the other code is exclusive"

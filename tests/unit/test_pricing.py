@@ -145,3 +145,15 @@ def test_discount_is_within_zero_and_what_it_applies_to(
 def test_percent_matches_decimal_half_up(pct: Decimal, amount: int) -> None:
     expected = (Decimal(amount) * pct / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP)
     assert percent_of(amount, PercentOff(percent_off=pct)) == int(expected)
+
+
+def test_stacked_codes_apply_in_order_to_what_is_left() -> None:
+    half = percent("50")
+    assert discount_for(half, cart(1000), EVERYTHING, already_off=500) == 250
+    five = AmountOff(amount_off=500, currency="EUR")
+    assert discount_for(five, cart(1000), EVERYTHING, already_off=800) == 200
+    assert total_after(cart(1000), 200, already_off=800) == 0
+    with pytest.raises(ValueError):
+        discount_for(half, cart(1000), EVERYTHING, already_off=1001)
+    with pytest.raises(ValueError):
+        total_after(cart(1000), 300, already_off=800)

@@ -4,20 +4,18 @@ The client sends a code and a cart, never an amount: the discount is computed by
 domain logic the decider runs. A validation decides against the campaigns projection and
 appends nothing; a redemption is decided by the campaign's single writer, in order."""
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import NAMESPACE_URL, uuid5
 
 from fastapi import APIRouter, Depends, Header, Request, Response
-from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
-from pyrsistent import pmap
+from pydantic import AwareDatetime, BaseModel, Field
 
 from contracts.checkout import Cart, Customer
-from contracts.commands import OrderRef, RedeemCode, ReverseRedemption
+from contracts.commands import MAX_CODES, OrderRef, RedeemCode, ReverseRedemption
 from contracts.events import CodeRedeemed, CommandRejected
-from contracts.money import Discount
 from contracts.reasons import Reason
-from contracts.rules import Duration, Eligibility, Limits, Validity
 from projections import campaigns, codes
 from services.coupons.api.auth import require
 from services.coupons.api.commands import execute, runtime_of
@@ -31,20 +29,44 @@ REDEMPTION_NAMESPACE = uuid5(NAMESPACE_URL, "growthos-coupons/redemption")
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 429, 503)
 }
-DISCOUNT = TypeAdapter(Discount)
+_CODE = re.compile(r"[A-Z0-9]{3,64}")
 
 
 class ValidationRequest(BaseModel):
-    code: Annotated[str, Field(min_length=1, max_length=100)]
+    code: Annotated[str | None, Field(min_length=1, max_length=100)] = None
+    codes: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=100)]] | None,
+        Field(min_length=1, max_length=MAX_CODES, description="several codes, applied in order"),
+    ] = None
     customer: Customer
     cart: Cart
+
+    def normalised_codes(self) -> list[str]:
+        """`code` or `codes` (not both), normalised; the same code twice is refused."""
+        if (self.code is None) == (self.codes is None):
+            raise ApiError(422, "invalid_request", "send either code or codes", field="code")
+        found = [normalise(c) for c in (self.codes or [self.code or ""])]
+        if len(set(found)) != len(found):
+            raise ApiError(422, "invalid_request", "a code appears twice", field="codes")
+        return found
 
 
 class RedemptionRequest(ValidationRequest):
     order_ref: OrderRef
 
 
+class CodeResult(BaseModel):
+    code: str
+    campaign_id: str | None
+    valid: bool
+    discount: int
+    refusal: ErrorBody | None
+
+
 class ValidationResult(BaseModel):
+    """`valid` when every code applies; `discount` and `total` are for the whole cart, and
+    `code`, `campaign_id` and `refusal` are the first code's (or the first refusal)."""
+
     valid: bool
     code: str
     campaign_id: str | None
@@ -52,6 +74,7 @@ class ValidationResult(BaseModel):
     discount: int
     total: int
     refusal: ErrorBody | None
+    codes: list[CodeResult]
 
 
 class Redemption(BaseModel):
@@ -69,88 +92,102 @@ class Redemption(BaseModel):
     reversal_reason: str | None
 
 
+class RedemptionResult(Redemption):
+    """The first code's redemption; with several codes, the others in `stacked`, in order,
+    and the last one's `total` is what the customer pays."""
+
+    stacked: list[Redemption]
+
+
 class ReversalRequest(BaseModel):
     reason: Annotated[str, Field(max_length=500)] = ""
 
 
 @router.post("/validations", response_model=ValidationResult, responses=ERRORS)
 async def validate(body: ValidationRequest, request: Request) -> ValidationResult:
-    """Would this code apply to this cart for this customer, and for how much? Changes
+    """Would these codes apply to this cart for this customer, and for how much? Changes
     nothing. A code that does not apply answers `valid: false` with the refusal's reason."""
     caller = _throttled(request)
-    code = normalise(body.code)
-    command = RedeemCode(
-        campaign_id="validation",
-        redemption_id="validation",
-        code=code if code.isalnum() and 3 <= len(code) <= 64 else "INVALID",
-        customer=body.customer,
-        cart=body.cart,
-        order_ref="validation",
-    )
-    state = await _campaign_state(request, code, body.customer.contact_id)
-    if state is None:
-        events: list[Any] = [_unknown(command)]
-    else:
-        events = aggregate.decide(
-            state, command.model_copy(update={"campaign_id": state.id}), _now()
-        )
-    outcome = events[-1]
-    if isinstance(outcome, CodeRedeemed):
-        return ValidationResult(
-            valid=True,
-            code=code,
-            campaign_id=outcome.campaign_id,
-            amount=outcome.amount,
-            discount=outcome.discount,
-            total=outcome.total,
-            refusal=None,
-        )
-    assert isinstance(outcome, CommandRejected)
-    request.app.state.throttle.failed(caller)
+    codes = body.normalised_codes()
+    states = [await _campaign_of(request, code) for code in codes]
+    now, already_off, results = _now(), 0, []
+    for i, (code, state) in enumerate(zip(codes, states, strict=True)):
+        outcome = _assess(state, code, body, _others_stackable(states, i), already_off, now)
+        results.append(_result(code, state, outcome))
+        already_off += results[-1].discount
+    refusal = next((r.refusal for r in results if r.refusal is not None), None)
+    if refusal is not None:
+        request.app.state.throttle.failed(caller)
+        already_off = 0
     return ValidationResult(
-        valid=False,
-        code=code,
-        campaign_id=state.id if state else None,
+        valid=refusal is None,
+        code=codes[0],
+        campaign_id=results[0].campaign_id,
         amount=body.cart.amount,
-        discount=0,
-        total=body.cart.amount,
-        refusal=ErrorBody(code=outcome.reason.value, message=outcome.detail),
+        discount=already_off,
+        total=body.cart.amount - already_off,
+        refusal=refusal,
+        codes=results,
     )
 
 
-@router.post("/redemptions", status_code=201, response_model=Redemption, responses=ERRORS)
+@router.post("/redemptions", status_code=201, response_model=RedemptionResult, responses=ERRORS)
 async def redeem(
     body: RedemptionRequest,
     request: Request,
     response: Response,
     idempotency_key: Annotated[str, Header(min_length=1, max_length=255)],
 ) -> dict[str, Any]:
-    """Redeem a code. Requires an `Idempotency-Key`: the same key and body give the same
-    answer and one redemption; the same key with another body is refused."""
+    """Redeem a code, or several (each campaign must allow stacking). Requires an
+    `Idempotency-Key`: the same key and body give the same answer and one redemption; the same
+    key with another body is refused. With several codes, a refusal of any one reverses the
+    ones already redeemed, so an order gets all its codes or none."""
     caller = _throttled(request)
-    code = normalise(body.code)
-    async with runtime_of(request).pool.acquire() as conn:
-        campaign_id = await codes.campaign_of(conn, code)
-    if campaign_id is None:
-        request.app.state.throttle.failed(caller)
-        raise ApiError(404, Reason.UNKNOWN_CODE.value, "no such code", field="code")
-    redemption_id = str(uuid5(REDEMPTION_NAMESPACE, f"{campaign_id}:{idempotency_key}"))
-    command = RedeemCode(
-        campaign_id=campaign_id,
-        redemption_id=redemption_id,
-        code=code,
-        customer=body.customer,
-        cart=body.cart,
-        order_ref=body.order_ref,
-    )
-    try:
-        await execute(request, campaign_id, command, idempotency_key)
-    except ApiError as refused:
-        if refused.status < 500:
+    codes = body.normalised_codes()
+    states = [await _campaign_of(request, code) for code in codes]
+    for code, state in zip(codes, states, strict=True):
+        if state is None:
             request.app.state.throttle.failed(caller)
-        raise
-    response.headers["Location"] = f"/v1/redemptions/{redemption_id}"
-    return await _redemption(request, redemption_id)
+            field = "code" if body.code else "codes"
+            raise ApiError(404, Reason.UNKNOWN_CODE.value, f"no such code {code}", field=field)
+    campaigns_of = [state.id for state in states if state is not None]
+    done: list[dict[str, Any]] = []
+    for i, (code, campaign_id) in enumerate(zip(codes, campaigns_of, strict=True)):
+        key = idempotency_key if len(codes) == 1 else f"{idempotency_key}:{i}"
+        command = RedeemCode(
+            campaign_id=campaign_id,
+            redemption_id=str(uuid5(REDEMPTION_NAMESPACE, f"{campaign_id}:{key}")),
+            code=code,
+            customer=body.customer,
+            cart=body.cart,
+            order_ref=body.order_ref,
+            other_codes_stackable=_others_stackable(states, i),
+            already_off=sum(row["discount"] for row in done),
+        )
+        try:
+            await execute(request, campaign_id, command, key)
+        except ApiError as refused:
+            if refused.status < 500:
+                request.app.state.throttle.failed(caller)
+                await _undo(request, done, f"stacked code {code} refused: {refused.code}")
+            raise
+        done.append(await _redemption(request, command.redemption_id))
+    response.headers["Location"] = f"/v1/redemptions/{done[0]['redemption_id']}"
+    return {**done[0], "stacked": done[1:]}
+
+
+async def _undo(request: Request, done: list[dict[str, Any]], reason: str) -> None:
+    """Reverse the redemptions of an order whose next code was refused. Retrying the order
+    reverses nothing twice: a second reversal is refused and ignored."""
+    for row in done:
+        command = ReverseRedemption(
+            campaign_id=row["campaign_id"], redemption_id=row["redemption_id"], reason=reason
+        )
+        try:
+            await execute(request, row["campaign_id"], command, f"undo:{row['redemption_id']}")
+        except ApiError as refused:
+            if refused.code != Reason.ALREADY_REVERSED.value:
+                raise
 
 
 @router.get("/redemptions/{redemption_id}", response_model=Redemption, responses=ERRORS)
@@ -185,41 +222,66 @@ async def _redemption(request: Request, redemption_id: str) -> dict[str, Any]:
     return row
 
 
-async def _campaign_state(
-    request: Request, code: str, contact_id: str
-) -> aggregate.Campaign | None:
-    """The campaign of `code` as the projection sees it, with this contact's usage."""
+async def _campaign_of(request: Request, code: str) -> aggregate.Campaign | None:
+    """The campaign of `code` from the in-memory view. A code the view does not know yet but
+    PostgreSQL's registry does (another replica just created it) is waited for."""
+    view = runtime_of(request).view
+    found = view.campaign_of(code)
+    if found is not None or not _CODE.fullmatch(code):
+        return found
     async with runtime_of(request).pool.acquire() as conn:
         campaign_id = await codes.campaign_of(conn, code)
-        row = await campaigns.get(conn, campaign_id) if campaign_id else None
-        if row is None:
-            return None
-        used = await campaigns.contact_redemptions(conn, row["id"], contact_id)
-    return aggregate.Campaign(
-        id=row["id"],
-        name=row["name"],
-        discount=DISCOUNT.validate_python(row["discount"]),
-        defined_at=row["defined_at"],
-        code=row["code"],
-        status=row["status"],
-        duration=Duration.model_validate(row["duration"]),
-        validity=Validity.model_validate(row["validity"]),
-        limits=Limits.model_validate(row["limits"]),
-        eligibility=Eligibility.model_validate(row["eligibility"]),
-        redemptions=row["usage"]["redemptions"],
-        budget_spent=row["usage"]["budget_spent"],
-        per_contact=pmap({contact_id: used}),
-        per_code=pmap({row["code"]: row["usage"]["redemptions"]}),
-    )
+    if campaign_id is None:
+        return None
+    return await view.wait_for_code(code, runtime_of(request).settings.command_timeout_s)
 
 
-def _unknown(command: RedeemCode) -> CommandRejected:
-    return CommandRejected(
-        campaign_id="unknown",
-        command_type=command.type,
-        reason=Reason.UNKNOWN_CODE,
-        detail="no such code",
+def _result(
+    code: str, state: aggregate.Campaign | None, outcome: CodeRedeemed | CommandRejected
+) -> CodeResult:
+    campaign_id = state.id if state else None
+    if isinstance(outcome, CodeRedeemed):
+        return CodeResult(
+            code=code, campaign_id=campaign_id, valid=True, discount=outcome.discount, refusal=None
+        )
+    refusal = ErrorBody(code=outcome.reason.value, message=outcome.detail)
+    return CodeResult(code=code, campaign_id=campaign_id, valid=False, discount=0, refusal=refusal)
+
+
+def _others_stackable(states: list[aggregate.Campaign | None], i: int) -> tuple[bool, ...]:
+    """The `stackable` flags of every code but the i-th (an unknown code does not count)."""
+    return tuple(s.eligibility.stackable for j, s in enumerate(states) if j != i and s)
+
+
+def _assess(
+    state: aggregate.Campaign | None,
+    code: str,
+    body: ValidationRequest,
+    others: tuple[bool, ...],
+    already_off: int,
+    now: datetime,
+) -> CodeRedeemed | CommandRejected:
+    """What the decider would answer now, without appending anything."""
+    if state is None:
+        return CommandRejected(
+            campaign_id="unknown",
+            command_type=RedeemCode.model_fields["type"].default,
+            reason=Reason.UNKNOWN_CODE,
+            detail="no such code",
+        )
+    command = RedeemCode(
+        campaign_id=state.id,
+        redemption_id="validation",
+        code=code,
+        customer=body.customer,
+        cart=body.cart,
+        order_ref="validation",
+        other_codes_stackable=others,
+        already_off=already_off,
     )
+    outcome = aggregate.decide(state, command, now)[-1]
+    assert isinstance(outcome, CodeRedeemed | CommandRejected)
+    return outcome
 
 
 def _now() -> datetime:

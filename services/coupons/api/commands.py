@@ -2,7 +2,8 @@
 
 Every write endpoint goes through `execute`: the command is appended durably, the decider's
 reply is awaited, a refusal becomes an `ApiError` with its stable reason, and an acceptance
-waits until the `campaigns` projection has applied the events (read-your-writes)."""
+waits until the `campaigns` projection and this process's campaign view have applied the
+events (read-your-writes)."""
 
 from typing import Any
 
@@ -15,6 +16,7 @@ from projections import campaigns
 from projections.watermarks import ProjectionNotCaughtUp
 from services.coupons.api.errors import REFUSAL_STATUS, ApiError
 from services.coupons.bus.gateway import DecisionPending
+from services.coupons.campaign_view import ViewNotCaughtUp
 from services.coupons.runtime import Runtime
 
 
@@ -48,15 +50,14 @@ async def execute(
             reply.detail or "",
             headers={"Idempotency-Key": idempotency_key},
         )
+    timeout = runtime.settings.command_timeout_s
     try:
         for position in reply.events:
             await runtime.watermarks.wait(
-                campaigns.NAME,
-                position.partition,
-                position.offset,
-                runtime.settings.command_timeout_s,
+                campaigns.NAME, position.partition, position.offset, timeout
             )
-    except ProjectionNotCaughtUp as error:
+            await runtime.view.wait(position.partition, position.offset, timeout)
+    except (ProjectionNotCaughtUp, ViewNotCaughtUp) as error:
         message = "accepted, not yet readable; retry with the same Idempotency-Key"
         raise ApiError(503, "projection_lagging", message, headers=retry) from error
     return reply

@@ -234,8 +234,8 @@ def _redeem(campaign: Campaign, command: RedeemCode, now: datetime) -> list[Even
     refusal = _refusal(campaign, command, now)
     if refusal is not None:
         return [_rejected(command, refusal.reason, refusal.detail)]
-    cart = command.cart
-    discount = pricing.discount_for(campaign.discount, cart, campaign.eligibility)
+    cart, already_off = command.cart, command.already_off
+    discount = pricing.discount_for(campaign.discount, cart, campaign.eligibility, already_off)
     return [
         CodeRedeemed(
             campaign_id=campaign.id,
@@ -246,7 +246,7 @@ def _redeem(campaign: Campaign, command: RedeemCode, now: datetime) -> list[Even
             currency=cart.currency,
             amount=cart.amount,
             discount=discount,
-            total=pricing.total_after(cart, discount),
+            total=pricing.total_after(cart, discount, already_off),
         )
     ]
 
@@ -267,7 +267,13 @@ def _refusal(campaign: Campaign, command: RedeemCode, now: datetime) -> checks.R
         eligibility=campaign.eligibility,
         bound_contact_id=campaign.unique.get(command.code),
     )
-    attempt = checks.Attempt(cart=command.cart, customer=command.customer, now=now)
+    attempt = checks.Attempt(
+        cart=command.cart,
+        customer=command.customer,
+        now=now,
+        other_codes_stackable=command.other_codes_stackable,
+        already_off=command.already_off,
+    )
     return checks.evaluate(offer, campaign.usage(command.code), attempt)
 
 

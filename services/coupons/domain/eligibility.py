@@ -62,12 +62,13 @@ class Offer:
 @dataclass(frozen=True)
 class Attempt:
     """One redemption attempt. `other_codes_stackable` holds the `stackable` flag of every
-    other code already applied to the cart."""
+    other code in the cart; `already_off` is what the codes before this one took off."""
 
     cart: Cart
     customer: Customer
     now: datetime
     other_codes_stackable: tuple[bool, ...] = ()
+    already_off: int = 0
 
 
 def evaluate(offer: Offer | None, usage: Usage, attempt: Attempt) -> Refusal | None:
@@ -89,7 +90,7 @@ def _checks(offer: Offer | None, usage: Usage, attempt: Attempt) -> Iterator[Ref
     yield check_status(offer.status)
     yield check_window(offer.validity, attempt.now)
     yield check_currency(offer.discount, cart)
-    amount = discount_for(offer.discount, cart, rules)  # safe: currencies match
+    amount = discount_for(offer.discount, cart, rules, attempt.already_off)  # currencies match
     yield check_limits(offer.limits, usage, customer.contact_id, amount)
     yield check_first_purchase(rules, customer)
     yield check_email_domain(rules, customer)

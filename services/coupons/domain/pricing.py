@@ -8,6 +8,10 @@ integer ratio; no float, no decimal-context precision limit) and rounded to the 
 half up, so 15% of 333 = 49.95 -> 50 and 12.5% of 4 = 0.5 -> 1, 10% of 4 = 0.4 -> 0. The
 result is then capped by `max_amount_off`. Whatever the kind, a discount is never negative
 and never more than the eligible amount it applies to.
+
+Stacking: several codes apply in the order sent, each to what is left. A code's base is its
+eligible amount, but never more than the cart total minus what earlier codes took off
+(`already_off`), so two 50% codes give 75% off, and the total never goes below zero.
 """
 
 from contracts.checkout import Cart, LineItem
@@ -32,13 +36,18 @@ def eligible_amount(cart: Cart, eligibility: Eligibility) -> int:
     return sum(item.subtotal for item in cart.items if applies_to(item, eligibility))
 
 
-def discount_for(discount: Discount, cart: Cart, eligibility: Eligibility) -> int:
-    """The discount in minor units of `cart.currency`. Raises ValueError when the discount is
-    tied to another currency: `eligibility.check_currency` refuses such carts first."""
+def discount_for(
+    discount: Discount, cart: Cart, eligibility: Eligibility, already_off: int = 0
+) -> int:
+    """The discount in minor units of `cart.currency`, after earlier codes took `already_off`.
+    Raises ValueError when the discount is tied to another currency
+    (`eligibility.check_currency` refuses such carts first)."""
     currency = bound_currency(discount)
     if currency not in (None, cart.currency):
         raise ValueError(f"discount in {currency}, cart in {cart.currency}")
-    base = eligible_amount(cart, eligibility)
+    if not 0 <= already_off <= cart.amount:
+        raise ValueError(f"already_off {already_off} outside 0..{cart.amount}")
+    base = min(eligible_amount(cart, eligibility), cart.amount - already_off)
     match discount:
         case PercentOff():
             off = percent_of(base, discount)
@@ -55,12 +64,13 @@ def percent_of(amount: int, discount: PercentOff) -> int:
     return _round_half_up(amount * numerator, denominator * 100)
 
 
-def total_after(cart: Cart, discount: int) -> int:
-    """What the customer pays. Raises ValueError for a discount outside 0..cart.amount, which
-    `discount_for` never returns: a bad amount here is a bug, not something to clamp."""
-    if not 0 <= discount <= cart.amount:
-        raise ValueError(f"discount {discount} outside 0..{cart.amount}")
-    return cart.amount - discount
+def total_after(cart: Cart, discount: int, already_off: int = 0) -> int:
+    """What the customer pays after every code. Raises ValueError for a discount outside what
+    is left, which `discount_for` never returns: a bad amount here is a bug, not to clamp."""
+    left = cart.amount - already_off
+    if not 0 <= discount <= left:
+        raise ValueError(f"discount {discount} outside 0..{left}")
+    return left - discount
 
 
 def bound_currency(discount: Discount) -> str | None:
