@@ -30,7 +30,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.devstack.stack import Endpoints, default_state_dir, provisioned
 
 ROOT = Path(__file__).resolve().parent.parent
-KAFKA_PORT, PG_PORT = 39192, 35532  # `make run`: 19092/15432, tests: 29092/25432
+# below the ephemeral range (32768+), so no outgoing connection holds them
+KAFKA_PORT, PG_PORT = 30192, 30532  # `make run`: 19092/15432, tests: 29092/25432
 CODE = "BENCH-CHECKOUT"
 DISCOUNT = {"kind": "amount", "amount_off": 500, "currency": "EUR"}
 CAMPAIGN = {"name": "Bench", "code": CODE, "discount": DISCOUNT, "limits": {"per_contact": None}}

@@ -29,7 +29,13 @@ log = structlog.get_logger(__name__)
 def serve(settings: Settings) -> None:
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None, access_log=False
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
     )
     server = uvicorn.Server(config)
     base = f"http://{settings.host}:{settings.port}"

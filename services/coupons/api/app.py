@@ -3,11 +3,12 @@ starts and stops the runtime."""
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.coupons.api import campaigns, checkout, codes, errors, health
 from services.coupons.api.auth import KeyCache
@@ -40,27 +41,47 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(campaigns.router)
     app.include_router(checkout.router)
     app.include_router(codes.router)
-    app.middleware("http")(_correlate)
+    app.add_middleware(Correlated)
     return app
 
 
-async def _correlate(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
+class Correlated:
     """Bind a correlation id (the caller's `X-Correlation-Id`, or a new one) to every log line
-    of this request and to every command it sends; echo it back."""
-    correlation_id = request.headers.get("x-correlation-id") or uuid.uuid4().hex
-    request.state.correlation_id = correlation_id
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
-    started = time.perf_counter()
-    response = await call_next(request)
-    response.headers["X-Correlation-Id"] = correlation_id
-    log.info(
-        "http.request",
-        method=request.method,
-        path=request.url.path,
-        status=response.status_code,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
-    )
-    return response
+    of a request and to every command it sends; echo it back; log the request. Plain ASGI
+    rather than `BaseHTTPMiddleware`, which costs a task and a stream per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope["headers"]).get(b"x-correlation-id", b"").decode("latin-1")
+        correlation_id = sent or uuid.uuid4().hex
+        scope.setdefault("state", {})["correlation_id"] = correlation_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_correlated(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-correlation-id", correlation_id.encode("latin-1")),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_correlated)
+        finally:
+            log.info(
+                "http.request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )

@@ -19,6 +19,11 @@ def producer(bootstrap: str, *, transactional_id: str | None = None) -> AIOKafka
         transactional_id=transactional_id,
         linger_ms=1,
         request_timeout_ms=30_000,
+        # A transaction begun while the broker still writes the last one's commit markers is
+        # refused as CONCURRENT_TRANSACTIONS and retried after this backoff: at aiokafka's
+        # default (100 ms) every back-to-back transaction of a busy decider stalls that long.
+        retry_backoff_ms=5,
+        max_batch_size=256 * 1024,  # a full batch blocks `send` until the one in flight is acked
     )
 
 
