@@ -269,7 +269,7 @@ def _assess(
             reason=Reason.UNKNOWN_CODE,
             detail="no such code",
         )
-    command = RedeemCode(
+    command = RedeemCode.model_construct(  # from parts validated already: no second pass
         campaign_id=state.id,
         redemption_id="validation",
         code=code,

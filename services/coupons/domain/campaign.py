@@ -2,15 +2,16 @@
 
 The campaign is the consistency boundary: its limits (total, per contact, per code, budget)
 are checked here against the state folded from every earlier event, by the one writer of
-its partition, so they hold exactly under any concurrency. Usage lives in persistent maps,
-so `evolve` stays pure without copying a campaign's whole history on every event.
+its partition, so they hold exactly under any concurrency. Usage lives in persistent maps
+(`immutables.Map`, a HAMT), so `evolve` stays pure without copying a campaign's whole history
+on every event.
 """
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from pyrsistent import PMap, PVector, pmap, pvector
+from immutables import Map
 
 from contracts.commands import (
     AddCodes,
@@ -74,15 +75,15 @@ class Campaign:
     distributed: int = 0
     redemptions: int = 0  # not reversed
     budget_spent: int = 0
-    per_contact: PMap[str, int] = field(default_factory=pmap)
-    per_code: PMap[str, int] = field(default_factory=pmap)
-    ledger: PMap[str, Redemption] = field(default_factory=pmap)
+    per_contact: Map[str, int] = field(default_factory=Map)
+    per_code: Map[str, int] = field(default_factory=Map)
+    ledger: Map[str, Redemption] = field(default_factory=Map)
     # unique codes: each one's holder (None until distributed), the order they are handed out
     # in, how many have been, and which code each contact holds
-    unique: PMap[str, str | None] = field(default_factory=pmap)
-    pool: PVector[str] = field(default_factory=pvector)
+    unique: Map[str, str | None] = field(default_factory=Map)
+    pool: tuple[str, ...] = ()
     handed_out: int = 0
-    holders: PMap[str, str] = field(default_factory=pmap)
+    holders: Map[str, str] = field(default_factory=Map)
 
     def owns(self, code: str) -> bool:
         return code == self.code or code in self.unique
@@ -90,6 +91,12 @@ class Campaign:
     def per_code_limit(self, code: str) -> int | None:
         """A unique code is single-use unless `limits.per_code` says otherwise."""
         return self.limits.per_code or 1 if code in self.unique else self.limits.per_code
+
+    def limits_for(self, code: str) -> Limits:
+        per_code = self.per_code_limit(code)
+        if per_code == self.limits.per_code:
+            return self.limits  # no copy: validations call this on every request
+        return self.limits.model_copy(update={"per_code": per_code})
 
     def usage(self, code: str) -> checks.Usage:
         return checks.Usage(
@@ -261,9 +268,7 @@ def _refusal(campaign: Campaign, command: RedeemCode, now: datetime) -> checks.R
         status=campaign.status,
         discount=campaign.discount,
         validity=campaign.validity,
-        limits=campaign.limits.model_copy(
-            update={"per_code": campaign.per_code_limit(command.code)}
-        ),
+        limits=campaign.limits_for(command.code),
         eligibility=campaign.eligibility,
         bound_contact_id=campaign.unique.get(command.code),
     )
@@ -328,7 +333,7 @@ def evolve(campaign: Campaign | None, event: Event, occurred_at: datetime) -> Ca
             return replace(
                 campaign,
                 unique=campaign.unique.update(dict.fromkeys(event.codes)),
-                pool=campaign.pool.extend(event.codes),
+                pool=campaign.pool + event.codes,
             )
         case CodeDistributed():
             counted = replace(campaign, distributed=campaign.distributed + 1)
