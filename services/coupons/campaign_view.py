@@ -8,6 +8,7 @@ the state as of its own turn.
 """
 
 import asyncio
+from dataclasses import dataclass, field
 
 import structlog
 from aiokafka import TopicPartition
@@ -25,22 +26,32 @@ class ViewNotCaughtUp(TimeoutError):
     pass
 
 
+@dataclass
+class _Folded:
+    campaigns: dict[str, aggregate.Campaign] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)  # code -> campaign id
+    next: dict[int, int] = field(default_factory=dict)  # partition -> next offset to fold
+
+
 class CampaignView:
+    """Readers see the last view that caught up with the topic: after a restart the view is
+    folded again aside and swapped in whole, so nobody sees a half-folded history."""
+
     def __init__(self, bootstrap: str, topics: Topics, partitions: int) -> None:
         self._bootstrap = bootstrap
         self._topic = topics.events.name
         self._partitions = partitions
-        self._campaigns: dict[str, aggregate.Campaign] = {}
-        self._owners: dict[str, str] = {}  # code -> campaign id
-        self._next: dict[int, int] = {}  # partition -> next offset to fold
+        self._live = _Folded()
+        self.caught_up = False
         self._advanced = asyncio.Condition()
 
     def campaign_of(self, code: str) -> aggregate.Campaign | None:
-        campaign_id = self._owners.get(code)
-        return None if campaign_id is None else self._campaigns.get(campaign_id)
+        live = self._live
+        campaign_id = live.owners.get(code)
+        return None if campaign_id is None else live.campaigns.get(campaign_id)
 
     def reached(self, partition: int, offset: int) -> bool:
-        return self._next.get(partition, 0) > offset
+        return self._live.next.get(partition, 0) > offset
 
     async def wait(self, partition: int, offset: int, timeout_s: float) -> None:
         """Return once the event at (partition, offset) is folded in."""
@@ -69,34 +80,40 @@ class CampaignView:
             tps = [TopicPartition(self._topic, p) for p in range(self._partitions)]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            self._campaigns.clear()
-            self._owners.clear()
-            self._next.clear()
+            ends = await consumer.end_offsets(tps)
+            folding = _Folded()
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-                for tp, records in batches.items():
+                for records in batches.values():
                     for record in records:
-                        self._fold(record.value)
-                    self._next[tp.partition] = records[-1].offset + 1
-                if batches:
+                        self._fold(folding, record.value)
+                for tp in tps:
+                    folding.next[tp.partition] = await consumer.position(tp)
+                if folding is not self._live and all(
+                    folding.next[tp.partition] >= ends[tp] for tp in tps
+                ):
+                    self._live, self.caught_up = folding, True
+                    log.info("view.caught_up", campaigns=len(folding.campaigns))
+                if batches and folding is self._live:
                     async with self._advanced:
                         self._advanced.notify_all()
         finally:
             await consumer.stop()
 
-    def _fold(self, raw: bytes | None) -> None:
+    @staticmethod
+    def _fold(folding: _Folded, raw: bytes | None) -> None:
         try:
             envelope = EVENTS.decode(raw)
         except MalformedMessage as error:
             log.warning("view.unreadable_event", reason=error.reason)
             return
-        event = envelope.data
-        folded = aggregate.evolve(self._campaigns.get(envelope.key), event, envelope.occurred_at)
+        event, key = envelope.data, envelope.key
+        folded = aggregate.evolve(folding.campaigns.get(key), event, envelope.occurred_at)
         if folded is None:
             return
-        self._campaigns[envelope.key] = folded
+        folding.campaigns[key] = folded
         match event:
             case CampaignDefined(code=str(code)):
-                self._owners[code] = envelope.key
+                folding.owners[code] = key
             case CodesAdded():
-                self._owners.update(dict.fromkeys(event.codes, envelope.key))
+                folding.owners.update(dict.fromkeys(event.codes, key))

@@ -38,6 +38,8 @@ async def readyz(request: Request) -> JSONResponse:
             checks["projections"] = f"behind: {behind}"
     except Exception as error:  # noqa: BLE001 - any failure means not ready
         checks["kafka"] = f"unreachable: {type(error).__name__}"
+    if not runtime.view.caught_up:
+        checks["campaign_view"] = "catching up with the event log"
     unhealthy = runtime.unhealthy_components()
     if not runtime.gateway.healthy():
         unhealthy.append("gateway")
@@ -46,7 +48,7 @@ async def readyz(request: Request) -> JSONResponse:
     ready = (
         checks.get("postgres") == "ok"
         and checks.get("kafka") == "ok"
-        and not ({"projections", "components"} & checks.keys())
+        and not ({"projections", "components", "campaign_view"} & checks.keys())
     )
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 

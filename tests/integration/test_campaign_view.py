@@ -1,0 +1,24 @@
+"""Validations read an in-memory view folded from the event log: a replica that starts later
+is ready only once its view has the whole history, and answers from it at once."""
+
+from tests.integration.conftest import ServiceFactory
+from tests.integration.test_checkout import campaign, checkout
+
+
+def test_a_replica_started_later_validates_codes_made_before_it_started(
+    start_service: ServiceFactory,
+) -> None:
+    first, _ = start_service()
+    made = campaign(first, "EARLYBIRD", limits={"max_redemptions": 1})
+    redeemed = first.post(
+        "/v1/redemptions", json=checkout("EARLYBIRD", "ann"), headers={"Idempotency-Key": "k1"}
+    )
+    assert redeemed.status_code == 201
+
+    second, _ = start_service()  # returns once /readyz says ready
+    assert second.get("/readyz").json()["checks"].get("campaign_view") is None
+    body = checkout("earlybird", "bob")
+    del body["order_ref"]
+    answer = second.post("/v1/validations", json=body).json()
+    assert answer["campaign_id"] == made["id"]
+    assert answer["refusal"]["code"] == "exhausted", "the view has the redemption too"
