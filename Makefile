@@ -32,7 +32,8 @@ system:  ## Java, Maven, PostgreSQL (Debian's packages) and uv, when missing
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache
 
-bench: system .venv/.synced  ## benchmarks: print figures (see bench/)
+bench: .venv/.synced  ## benchmarks: print figures (see bench/)
+	@WITH_BENCH=1 deploy/install-system-packages
 	$(PY) bench/startup.py --runs 3
 	$(PY) bench/startup.py --runs 3 --cold
 	$(PY) bench/checkout.py --runs 3
