@@ -63,10 +63,17 @@ class Phase:
 
 
 def cpu_ticks(pid: int) -> tuple[int, ...]:
-    """Jiffies: the process's (user + system), all CPUs' busy, all CPUs' total."""
-    mine = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """Jiffies: the service's (user + system, with its worker processes), all CPUs' busy, all
+    CPUs' total."""
     all_ = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return int(mine[11]) + int(mine[12]), sum(all_) - all_[3] - all_[4], sum(all_)
+    return process_ticks(pid), sum(all_) - all_[3] - all_[4], sum(all_)
+
+
+def process_ticks(pid: int) -> int:
+    """User + system jiffies of `pid` and its live children."""
+    mine = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(mine[11]) + int(mine[12]) + sum(process_ticks(int(c)) for c in children)
 
 
 # wrk sends each request from Lua: every checkout has its own contact, order and key.
@@ -193,6 +200,7 @@ def bench(args: argparse.Namespace, endpoints: Endpoints, log: Path) -> list[Pha
         "COUPONS_PORT": str(port),
         "COUPONS_THROTTLE_FAILURES": "100000000",
         "COUPONS_LOG_LEVEL": "WARNING",
+        "COUPONS_WORKERS": str(args.workers),
     }
     base_url, cli = f"http://127.0.0.1:{port}", [sys.executable, "-m", "services.coupons.cli"]
     process: subprocess.Popen[bytes] | None = None
@@ -224,6 +232,7 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16, help="wrk's open connections")
+    parser.add_argument("--workers", type=int, default=2, help="COUPONS_WORKERS of the service")
     parser.add_argument("--seconds", type=int, default=10, help="each phase's duration")
     args = parser.parse_args()
     state_dir = default_state_dir() / "bench"
@@ -232,7 +241,9 @@ def main() -> None:
         state_dir, kafka_port=KAFKA_PORT, pg_port=PG_PORT, database="coupons_bench"
     ) as endpoints:
         results = bench(args, endpoints, state_dir / "service.log")
-    print(f"\nmedians over {args.runs} runs, {args.connections} connections:")
+    print(
+        f"\nmedians over {args.runs} runs, {args.connections} connections, {args.workers} workers:"
+    )
     for name in PHASES:
         mine = [r for r in results if r.name == name]
         throughput = statistics.median(r.throughput for r in mine)

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import structlog
@@ -27,17 +28,16 @@ log = structlog.get_logger(__name__)
 
 
 def serve(settings: Settings) -> None:
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
+    """One process, or `COUPONS_WORKERS` processes sharing the port: each is a full replica
+    (API, campaign view, and its share of the decider and projection partitions)."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_config": None,
+        "access_log": False,
+    }
     base = f"http://{settings.host}:{settings.port}"
     log.info(
         "service.starting",
@@ -55,7 +55,11 @@ def serve(settings: Settings) -> None:
         file=sys.stderr,
         flush=True,
     )
-    server.run()
+    if settings.workers == 1:
+        uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run()
+    else:  # each worker process builds its app from the environment
+        factory = "services.coupons.api.app:from_environment"
+        uvicorn.run(factory, factory=True, workers=settings.workers, **options)
 
 
 def run_local() -> None:

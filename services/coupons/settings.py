@@ -15,6 +15,7 @@ class Settings(BaseSettings):
     database_url: str = Field(validation_alias="DATABASE_URL")
     host: str = Field("127.0.0.1", validation_alias="COUPONS_HOST")
     port: int = Field(8000, validation_alias="COUPONS_PORT")
+    workers: int = Field(1, ge=1, le=64, validation_alias="COUPONS_WORKERS")
     components: Annotated[tuple[Component, ...], NoDecode] = Field(
         ("decider", "projector", "batches"), validation_alias="COUPONS_COMPONENTS"
     )

@@ -22,3 +22,16 @@ def test_a_replica_started_later_validates_codes_made_before_it_started(
     answer = second.post("/v1/validations", json=body).json()
     assert answer["campaign_id"] == made["id"]
     assert answer["refusal"]["code"] == "exhausted", "the view has the redemption too"
+
+
+def test_worker_processes_share_the_port_and_each_has_the_campaigns(
+    start_service: ServiceFactory,
+) -> None:
+    client, log = start_service(COUPONS_WORKERS="2")
+    campaign(client, "TWOWORKERS")
+    body = checkout("TWOWORKERS", "ann")
+    del body["order_ref"]
+    answers = [client.post("/v1/validations", json=body).json() for _ in range(20)]
+    assert all(a["valid"] for a in answers), answers
+    started = log.read_text().count('"event": "runtime.started"')
+    assert started == 2, f"{started} runtimes started"

@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.coupons import logs
 from services.coupons.api import campaigns, checkout, codes, errors, health
 from services.coupons.api.auth import KeyCache
 from services.coupons.api.throttle import FailureThrottle
@@ -19,6 +20,13 @@ from services.coupons.settings import Settings
 log = structlog.get_logger(__name__)
 
 VERSION = "0.1.0"
+
+
+def from_environment() -> FastAPI:
+    """The app of one worker process when `COUPONS_WORKERS` > 1 (each one imports it)."""
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    return create_app(settings)
 
 
 def create_app(settings: Settings) -> FastAPI:
