@@ -64,17 +64,23 @@ class ChangeCampaignStatus(Frozen):
     reason: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
-class UpdateCampaign(Frozen):
-    """Change a campaign's name, window, limits or eligibility; a part not given stays as it
-    is, and a part given replaces that part whole. The discount, its duration and the codes
-    never change: customers were promised them. `reason` is the why of the audit trail."""
+class TermsChange(Frozen):
+    """The parts of a campaign's terms that may change (None: unchanged): shared by the
+    command and its event."""
 
-    type: Literal["coupon.update_campaign.v1"] = "coupon.update_campaign.v1"
     campaign_id: CampaignId
     name: CampaignName | None = None
     validity: Validity | None = None
     limits: Limits | None = None
     eligibility: Eligibility | None = None
+
+
+class UpdateCampaign(TermsChange):
+    """Change a campaign's name, window, limits or eligibility; a part not given stays as it
+    is, and a part given replaces that part whole. The discount, its duration and the codes
+    never change: customers were promised them. `reason` is the why of the audit trail."""
+
+    type: Literal["coupon.update_campaign.v1"] = "coupon.update_campaign.v1"
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 

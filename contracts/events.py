@@ -9,16 +9,15 @@ from pydantic import AwareDatetime, Field
 
 from contracts.base import CampaignId, Currency, Frozen
 from contracts.commands import (
-    CampaignName,
     CampaignTerms,
     Channel,
     Code,
     OrderRef,
     RedemptionId,
     Status,
+    TermsChange,
 )
 from contracts.reasons import Reason
-from contracts.rules import Eligibility, Limits, Validity
 
 
 class CampaignDefined(CampaignTerms):
@@ -37,16 +36,10 @@ RedemptionSource = Literal["checkout", "stripe"]
 """Where a redemption was recorded: our checkout API, or a paid Stripe invoice or session."""
 
 
-class CampaignUpdated(Frozen):
-    """The parts of a campaign's terms that changed, with their new values (None: unchanged),
-    and why."""
+class CampaignUpdated(TermsChange):
+    """The parts of a campaign's terms that changed, with their new values, and why."""
 
     type: Literal["coupon.campaign_updated.v1"] = "coupon.campaign_updated.v1"
-    campaign_id: CampaignId
-    name: CampaignName | None = None
-    validity: Validity | None = None
-    limits: Limits | None = None
-    eligibility: Eligibility | None = None
     reason: str
 
 
