@@ -61,6 +61,19 @@ class Redemption:
 
 
 @dataclass(frozen=True)
+class CodeChunk:
+    """Unique codes added together, in the order they are handed out. Chunks are never
+    changed, so adding one to a campaign with a million codes copies nothing."""
+
+    codes: tuple[str, ...]
+    members: frozenset[str]
+
+    @classmethod
+    def of(cls, codes: tuple[str, ...]) -> "CodeChunk":
+        return cls(codes, frozenset(codes))
+
+
+@dataclass(frozen=True)
 class Campaign:
     id: str
     name: str
@@ -78,19 +91,31 @@ class Campaign:
     per_contact: Map[str, int] = field(default_factory=Map)
     per_code: Map[str, int] = field(default_factory=Map)
     ledger: Map[str, Redemption] = field(default_factory=Map)
-    # unique codes: each one's holder (None until distributed), the order they are handed out
-    # in, how many have been, and which code each contact holds
-    unique: Map[str, str | None] = field(default_factory=Map)
-    pool: tuple[str, ...] = ()
+    # unique codes: in chunks, in the order they are handed out; how many have been; who
+    # holds each code given out, and which code each contact holds
+    chunks: tuple[CodeChunk, ...] = ()
     handed_out: int = 0
+    holder_of: Map[str, str] = field(default_factory=Map)
     holders: Map[str, str] = field(default_factory=Map)
 
+    def is_unique(self, code: str) -> bool:
+        return any(code in chunk.members for chunk in self.chunks)
+
     def owns(self, code: str) -> bool:
-        return code == self.code or code in self.unique
+        return code == self.code or self.is_unique(code)
+
+    def next_unique(self) -> str | None:
+        """The next unique code to hand out, if any is left."""
+        index = self.handed_out
+        for chunk in self.chunks:
+            if index < len(chunk.codes):
+                return chunk.codes[index]
+            index -= len(chunk.codes)
+        return None
 
     def per_code_limit(self, code: str) -> int | None:
         """A unique code is single-use unless `limits.per_code` says otherwise."""
-        return self.limits.per_code or 1 if code in self.unique else self.limits.per_code
+        return self.limits.per_code or 1 if self.is_unique(code) else self.limits.per_code
 
     def limits_for(self, code: str) -> Limits:
         per_code = self.per_code_limit(code)
@@ -139,7 +164,7 @@ def decide(campaign: Campaign | None, command: Command, now: datetime) -> list[E
 def _add_codes(campaign: Campaign, command: AddCodes) -> list[Event]:
     if campaign.status == "ended":
         return [_rejected(command, Reason.ENDED, "the campaign has ended")]
-    new = tuple(dict.fromkeys(c for c in command.codes if not campaign.owns(c)))
+    new = tuple(c for c in dict.fromkeys(command.codes) if not campaign.owns(c))
     if not new:
         return []
     return [
@@ -154,9 +179,7 @@ def _code_for(campaign: Campaign, contact_id: str) -> str | None:
     shared code."""
     if contact_id in campaign.holders:
         return campaign.holders[contact_id]
-    if campaign.handed_out < len(campaign.pool):
-        return campaign.pool[campaign.handed_out]
-    return campaign.code
+    return campaign.next_unique() or campaign.code
 
 
 def _distribute(campaign: Campaign, command: DistributeCode, now: datetime) -> list[Event]:
@@ -270,7 +293,7 @@ def _refusal(campaign: Campaign, command: RedeemCode, now: datetime) -> checks.R
         validity=campaign.validity,
         limits=campaign.limits_for(command.code),
         eligibility=campaign.eligibility,
-        bound_contact_id=campaign.unique.get(command.code),
+        bound_contact_id=campaign.holder_of.get(command.code),
     )
     attempt = checks.Attempt(
         cart=command.cart,
@@ -332,16 +355,15 @@ def evolve(campaign: Campaign | None, event: Event, occurred_at: datetime) -> Ca
         case CodesAdded():
             return replace(
                 campaign,
-                unique=campaign.unique.update(dict.fromkeys(event.codes)),
-                pool=campaign.pool + event.codes,
+                chunks=(*campaign.chunks, CodeChunk.of(event.codes)),
             )
         case CodeDistributed():
             counted = replace(campaign, distributed=campaign.distributed + 1)
-            if campaign.unique.get(event.code, event.contact_id) is not None:
+            if not campaign.is_unique(event.code) or event.code in campaign.holder_of:
                 return counted  # the shared code, or a unique code its holder got again
             return replace(
                 counted,
-                unique=campaign.unique.set(event.code, event.contact_id),
+                holder_of=campaign.holder_of.set(event.code, event.contact_id),
                 handed_out=campaign.handed_out + 1,
                 holders=campaign.holders.set(event.contact_id, event.code),
             )
