@@ -23,7 +23,7 @@ from services.coupons.domain.codes import generate, normalise
 
 log = structlog.get_logger(__name__)
 
-CHUNK = 10_000
+CHUNK = 20_000
 IDLE_S = 0.5
 
 
