@@ -108,7 +108,11 @@ class CampaignView:
             log.warning("view.unreadable_event", reason=error.reason)
             return
         event, key = envelope.data, envelope.key
-        folded = aggregate.evolve(folding.campaigns.get(key), event, envelope.occurred_at)
+        try:
+            folded = aggregate.evolve(folding.campaigns.get(key), event, envelope.occurred_at)
+        except ValueError as error:  # e.g. an event for a campaign never defined: skip it
+            log.warning("view.unfoldable_event", type=event.type, detail=str(error))
+            return
         if folded is None:
             return
         folding.campaigns[key] = folded
