@@ -20,6 +20,8 @@ from services.coupons.bus.topics import ensure_topics
 from services.coupons.code_batches import CodeBatchRunner
 from services.coupons.decider import Decider
 from services.coupons.settings import Settings
+from services.coupons.stripe.consumer import StripeConsumer
+from services.coupons.stripe.sink import WebhookSink
 from services.coupons.supervise import Supervised
 
 log = structlog.get_logger(__name__)
@@ -37,6 +39,7 @@ class Runtime:
     watermarks: Watermarks
     offsets: AIOKafkaConsumer  # reads end offsets, for lag
     components: list[Supervised]
+    stripe_sink: WebhookSink
 
     async def lag(self) -> dict[str, int]:
         """Events appended but not yet applied, per projection (all partitions summed)."""
@@ -76,6 +79,11 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         gateway = CommandGateway(bootstrap, topics, layout, settings.command_timeout_s)
         await gateway.start()
         stack.push_async_callback(gateway.stop)
+        stripe_sink = WebhookSink(
+            bootstrap, topics.stripe_events, layout[topics.stripe_events.name]
+        )
+        await stripe_sink.start()
+        stack.push_async_callback(stripe_sink.stop)
         components = []
         if "decider" in settings.components:
             components.append(Supervised("decider", Decider(bootstrap, topics, partitions).run))
@@ -86,9 +94,22 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         if "batches" in settings.components:
             batches = CodeBatchRunner(pool, gateway, watermarks, settings.command_timeout_s)
             components.append(Supervised("code-batches", batches.run))
+        if "stripe" in settings.components:
+            stripe = StripeConsumer(bootstrap, topics, pool, gateway.decide)
+            components.append(Supervised("stripe-translator", stripe.run))
         for component in components:
             component.start()
             stack.push_async_callback(component.stop)
         log.info("runtime.started", components=settings.components, partitions=partitions)
-        yield Runtime(settings, topics, partitions, pool, gateway, watermarks, offsets, components)
+        yield Runtime(
+            settings,
+            topics,
+            partitions,
+            pool,
+            gateway,
+            watermarks,
+            offsets,
+            components,
+            stripe_sink,
+        )
     log.info("runtime.stopped")

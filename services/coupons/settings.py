@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-Component = Literal["decider", "projector", "batches"]
+Component = Literal["decider", "projector", "batches", "stripe"]
 
 
 class Settings(BaseSettings):
@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", validation_alias="COUPONS_HOST")
     port: int = Field(8000, validation_alias="COUPONS_PORT")
     components: Annotated[tuple[Component, ...], NoDecode] = Field(
-        ("decider", "projector", "batches"), validation_alias="COUPONS_COMPONENTS"
+        ("decider", "projector", "batches", "stripe"), validation_alias="COUPONS_COMPONENTS"
     )
     topic_prefix: str = Field("", validation_alias="COUPONS_TOPIC_PREFIX")
     partitions: int = Field(6, ge=1, validation_alias="COUPONS_PARTITIONS")
@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     ready_max_lag: int = Field(100, ge=0, validation_alias="COUPONS_READY_MAX_LAG")
     log_level: str = Field("INFO", validation_alias="COUPONS_LOG_LEVEL")
     log_format: Literal["json", "console"] = Field("json", validation_alias="COUPONS_LOG_FORMAT")
+    stripe_webhook_secret: str | None = Field(None, validation_alias="STRIPE_WEBHOOK_SECRET")
+    stripe_webhook_tolerance_s: int = Field(
+        300, ge=1, validation_alias="STRIPE_WEBHOOK_TOLERANCE_S"
+    )
+    stripe_api_key: str | None = Field(None, validation_alias="STRIPE_API_KEY")
+    stripe_api_base: str = Field("https://api.stripe.com", validation_alias="STRIPE_API_BASE")
 
     @field_validator("components", mode="before")
     @classmethod
