@@ -51,6 +51,8 @@ class Payment:
     """Our contact, when the payload names it (metadata or `client_reference_id`)."""
     charge: str | None = None
     payment_intent: str | None = None
+    paid_at: int | None = None
+    """Unix time Stripe says it was paid."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ def _invoice_paid(invoice: Json) -> Payment:
         contact_id=contact,
         charge=_id(invoice.get("charge")),
         payment_intent=_id(invoice.get("payment_intent")),
+        paid_at=(invoice.get("status_transitions") or {}).get("paid_at"),
     )
 
 
@@ -189,6 +192,7 @@ def _session_paid(session: Json) -> Payment | None:
         email=customer_details.get("email") or session.get("customer_email"),
         contact_id=contact,
         payment_intent=_id(session.get("payment_intent")),
+        paid_at=session.get("created"),
     )
 
 

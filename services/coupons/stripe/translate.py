@@ -84,8 +84,8 @@ class Translator:
         contact = await attribution.contact_of(conn, payment)
         await conn.execute(
             """INSERT INTO stripe_orders (order_ref, currency, amount_paid, customer_id,
-                   contact_id, charge_id, payment_intent)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                   contact_id, charge_id, payment_intent, paid_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce(to_timestamp($8), now()))""",
             payment.order_ref,
             payment.currency,
             payment.amount_paid,
@@ -93,6 +93,7 @@ class Translator:
             contact,
             payment.charge,
             payment.payment_intent,
+            payment.paid_at,
         )
         totals = split(payment.amount_paid, [d.amount for d in payment.discounts])
         for discount, total in zip(payment.discounts, totals, strict=True):
