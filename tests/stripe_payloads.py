@@ -61,17 +61,18 @@ def coupon(percent_off: float = 20.0, metadata: Json | None = None) -> Json:
 
 
 def discount(customer: str, the_coupon: Json, promotion_code: str | None = None) -> Json:
-    """A Discount: in API 2025-03-31 its coupon is whole, its promotion code an id."""
+    """A Discount: its coupon whole (under `source` since 2025-09-30), its promotion code an
+    id."""
     return {
         "id": sid("di"),
         "object": "discount",
         "checkout_session": None,
-        "coupon": the_coupon,
         "customer": customer,
         "end": None,
         "invoice": None,
         "invoice_item": None,
         "promotion_code": promotion_code,
+        "source": {"type": "coupon", "coupon": the_coupon},
         "start": int(time.time()),
         "subscription": None,
         "subscription_item": None,

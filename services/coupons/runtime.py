@@ -20,7 +20,9 @@ from services.coupons.bus.topics import ensure_topics
 from services.coupons.code_batches import CodeBatchRunner
 from services.coupons.decider import Decider
 from services.coupons.settings import Settings
+from services.coupons.stripe.client import client_for
 from services.coupons.stripe.consumer import StripeConsumer
+from services.coupons.stripe.mirror import MirrorRunner
 from services.coupons.stripe.sink import WebhookSink
 from services.coupons.supervise import Supervised
 
@@ -97,6 +99,9 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         if "stripe" in settings.components:
             stripe = StripeConsumer(bootstrap, topics, pool, gateway.decide)
             components.append(Supervised("stripe-translator", stripe.run))
+            if settings.stripe_api_key:
+                mirror = MirrorRunner(pool, client_for(settings), settings.stripe_rate_limit)
+                components.append(Supervised("stripe-mirror", mirror.run))
         for component in components:
             component.start()
             stack.push_async_callback(component.stop)

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     )
     stripe_api_key: str | None = Field(None, validation_alias="STRIPE_API_KEY")
     stripe_api_base: str = Field("https://api.stripe.com", validation_alias="STRIPE_API_BASE")
+    stripe_rate_limit: float = Field(25, gt=0, le=100, validation_alias="STRIPE_RATE_LIMIT")
 
     @field_validator("components", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 started here on loopback), and reconciliation against a recorded-response double, because
 stripe-mock answers fixed fixtures and cannot hold the invoices a reconciliation compares."""
 
+import asyncio
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import asyncpg
 import httpx
 import pytest
 
@@ -22,7 +24,7 @@ from contracts.events import CodeRedeemed
 from services.coupons.settings import Settings
 from services.coupons.stripe.client import client_for, paid_invoices
 from tests import stripe_payloads as sp
-from tests.integration.conftest import free_port
+from tests.integration.conftest import ServiceFactory, free_port
 from tests.integration.test_stripe_bridge import (  # noqa: F401 - the fixture
     bridge,
     define,
@@ -182,3 +184,60 @@ async def test_reconciliation_reports_and_repairs_what_the_ledger_lacks(
     status, report = reconcile(settings, recorded)
     assert lost["id"] not in {f["order_ref"] for f in report["findings"]}
     assert len([e for e in await logged(settings) if isinstance(e, CodeRedeemed)]) == 4
+
+
+async def test_mirroring_creates_a_coupon_and_a_promotion_code_per_code_resumably_and_paced(
+    start_service: ServiceFactory, settings: Settings, stripe_mock: str
+) -> None:
+    client, _ = start_service(
+        STRIPE_API_KEY="sk_test_123", STRIPE_API_BASE=stripe_mock, STRIPE_RATE_LIMIT="10"
+    )
+    campaign = await asyncio.to_thread(define, client, "MIRROR25")
+    batch = await asyncio.to_thread(
+        client.post, f"/v1/campaigns/{campaign}/code-batches", json={"count": 30}
+    )
+    assert batch.status_code == 202, batch.text
+    status = "running"
+    for _ in range(300):
+        status = (await asyncio.to_thread(client.get, batch.headers["location"])).json()["status"]
+        if status != "running":
+            break
+        await asyncio.sleep(0.2)
+    assert status == "done"
+    conn = await asyncpg.connect(settings.database_url)
+    try:  # as if an earlier job had mirrored five codes before it stopped
+        await conn.executemany(
+            "INSERT INTO stripe_code_map (stripe_id, campaign_id, code) VALUES ($1, $2, $3)",
+            [
+                (f"promo_earlier{i}", campaign, r["code"])
+                for i, r in enumerate(
+                    await conn.fetch("SELECT code FROM codes ORDER BY code LIMIT 5")
+                )
+            ],
+        )
+        started = await asyncio.to_thread(client.post, f"/v1/campaigns/{campaign}/stripe-mirror")
+        assert started.status_code == 202, started.text
+        job = started.json()
+        assert (job["total"], job["status"]) == (31, "running")
+        again = await asyncio.to_thread(client.post, f"/v1/campaigns/{campaign}/stripe-mirror")
+        assert again.json()["id"] == job["id"]  # one running job per campaign
+        deadline = time.monotonic() + 30
+        while job["status"] == "running":
+            assert time.monotonic() < deadline, job
+            await asyncio.sleep(0.3)
+            job = (await asyncio.to_thread(client.get, started.headers["location"])).json()
+        assert (job["status"], job["mirrored"], job["error"]) == ("done", 31, None)
+        assert job["coupon_id"] == f"growthos-{campaign}"
+        # 27 requests (a coupon, 26 codes) at 10/s, a burst of 10 first: at least 1.6 s
+        took = datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(
+            job["created_at"]
+        )
+        assert took.total_seconds() >= 1.6
+        mapped = await conn.fetch(
+            "SELECT code FROM stripe_code_map WHERE campaign_id = $1", campaign
+        )
+        codes = [r["code"] for r in mapped]
+        assert len(codes) == 32 and codes.count(None) == 1 and "MIRROR25" in codes
+        assert len(set(codes)) == 32
+    finally:
+        await conn.close()

@@ -14,6 +14,7 @@ from contracts.reasons import Reason
 from contracts.rules import Limits
 from services.coupons.api.errors import ApiError
 from services.coupons.domain.campaign import Campaign, decide, evolve
+from services.coupons.stripe.mirror import coupon_params
 from services.coupons.stripe.shapes import (
     MalformedStripeEvent,
     Payment,
@@ -55,20 +56,20 @@ def test_older_versions_carry_the_discount_whole_and_the_charge_on_the_invoice()
     paid |= {"discount": whole, "charge": "ch_1", "payment_intent": "pi_1"}
     fact = fact_of(sp.event("invoice.paid", paid))
     assert isinstance(fact, Payment)
-    assert fact.discounts[0].coupon == whole["coupon"] and fact.charge == "ch_1"
+    assert fact.discounts[0].coupon == whole["source"]["coupon"] and fact.charge == "ch_1"
     refund = fact_of(
         sp.event("charge.refunded", sp.charge("pi_1", 1700, 100) | {"invoice": "in_1"})
     )
     assert isinstance(refund, Refund) and refund.invoice == "in_1" and refund.cumulative
 
 
-def test_newer_discounts_name_their_coupon_under_source() -> None:
+def test_discounts_before_2025_09_30_name_their_coupon_directly() -> None:
     whole = sp.discount("cus_1", sp.coupon())
-    whole["source"] = {"type": "coupon", "coupon": whole.pop("coupon")}
+    whole["coupon"] = whole.pop("source")["coupon"]
     paid = sp.invoice("cus_1", [(whole["id"], 300)], 2000)
     paid["discounts"] = [whole]  # expanded
     fact = fact_of(sp.event("invoice.paid", paid))
-    assert isinstance(fact, Payment) and fact.discounts[0].coupon == whole["source"]["coupon"]
+    assert isinstance(fact, Payment) and fact.discounts[0].coupon == whole["coupon"]
 
 
 def test_credit_notes_count_only_what_was_not_refunded_to_the_card() -> None:
@@ -174,3 +175,25 @@ def test_a_partial_refund_counts_once_per_refund_id() -> None:
     [rejected] = decide(state, unknown, NOW)
     assert isinstance(rejected, CommandRejected)
     assert rejected.reason == Reason.REDEMPTION_NOT_FOUND
+
+
+def test_a_campaign_becomes_the_matching_stripe_coupon() -> None:
+    campaign = {
+        "id": "spring",
+        "name": "Spring",
+        "discount": {"kind": "amount", "amount_off": 500, "currency": "EUR"},
+        "duration": {"kind": "repeating", "months": 3},
+        "validity": {"starts_at": None, "expires_at": "2026-12-01T00:00:00+00:00"},
+        "limits": {"max_redemptions": 100, "per_contact": 1},
+    }
+    assert coupon_params(campaign) == {
+        "id": "growthos-spring",
+        "name": "Spring",
+        "duration": "repeating",
+        "duration_in_months": 3,
+        "amount_off": 500,
+        "currency": "eur",
+        "redeem_by": 1796083200,
+        "max_redemptions": 100,
+        "metadata": {"growthos_campaign_id": "spring"},
+    }

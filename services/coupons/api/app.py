@@ -14,6 +14,7 @@ from services.coupons.api.auth import KeyCache
 from services.coupons.api.throttle import FailureThrottle
 from services.coupons.runtime import running
 from services.coupons.settings import Settings
+from services.coupons.stripe import mirror_api as stripe_mirror
 from services.coupons.stripe import webhook as stripe_webhook
 
 log = structlog.get_logger(__name__)
@@ -42,6 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(checkout.router)
     app.include_router(codes.router)
     app.include_router(stripe_webhook.router)
+    app.include_router(stripe_mirror.router)
     app.middleware("http")(_correlate)
     return app
 

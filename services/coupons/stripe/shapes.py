@@ -1,11 +1,12 @@
 """Stripe events -> the facts the bridge acts on. Pure: no I/O.
 
-Reads the pinned API version's shapes and the older ones that differ (docs/stripe.md):
+Reads the pinned API version's shapes (2025-09-30.clover) and the older ones that differ
+(docs/stripe.md):
 - an invoice's `discounts` are ids unless expanded; versions before 2025-03-31 also carry
   the first one whole as `discount`, and the invoice's `charge` and `payment_intent`;
 - from 2025-03-31 a payment is linked to its invoice by `invoice_payment.paid`, and a charge
   no longer names its invoice;
-- a discount names its coupon as `coupon`, or from 2025-09-30 as `source.coupon`.
+- a discount names its coupon as `source.coupon`; before 2025-09-30 as `coupon`.
 """
 
 from dataclasses import dataclass

@@ -4,4 +4,4 @@ Webhook endpoints must be created with this version (Stripe shapes each event's 
 endpoint's version), and every API call sends it. The translator also reads the shapes of the
 versions before it that differ (docs/stripe.md lists them)."""
 
-STRIPE_API_VERSION = "2025-03-31.basil"
+STRIPE_API_VERSION = "2025-09-30.clover"
