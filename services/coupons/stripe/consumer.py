@@ -1,9 +1,10 @@
 """The Stripe translator: consumes the stripe-events topic, exactly once per Stripe event.
 
-Each record is handled in ONE PostgreSQL transaction that advances the partition's stored
-offset (compare-and-set, as projections do), records the Stripe event id as handled, and
-writes the bridge's own rows. The commands it sends on the way are idempotent, so a crash
-before the commit only means they are sent again and answered with their first outcome.
+Each batch of a partition's records (up to CHUNK) is handled in ONE PostgreSQL transaction
+that advances the partition's stored offset (compare-and-set, as projections do), records
+each Stripe event id as handled, and writes the bridge's own rows. The commands it sends on
+the way are idempotent, so a crash (or a retried transaction) before the commit only means
+they are sent again and answered with their first outcome.
 Partitions are handled concurrently; one partition's records in order. An event the bridge
 cannot read goes to the dead-letter topic and the translator moves on.
 """
@@ -18,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.structs import ConsumerRecord
 
 from contracts.topics import Topics
+from projections.db import Connection
 from projections.runner import LostOwnership, stored_offsets
 from services.coupons.bus import kafka
 from services.coupons.bus.dead_letters import dead_letter
@@ -28,6 +30,8 @@ log = structlog.get_logger(__name__)
 
 NAME = "stripe-translator"
 SERIALIZATION_RETRIES = 20
+CHUNK = 100
+"""Records of one partition handled in one transaction."""
 
 
 class StripeConsumer:
@@ -65,12 +69,14 @@ class StripeConsumer:
         tp: TopicPartition,
         records: list[ConsumerRecord[Any, Any]],
     ) -> None:
-        for record in records:
-            expected = self._stored.get(tp.partition)
-            if expected is None or record.offset < expected:
-                continue  # fetched before the assignment was sought, or already handled
+        expected = self._stored.get(tp.partition)
+        if expected is None:
+            return  # fetched before the assignment was sought: the seek re-reads them
+        records = [r for r in records if r.offset >= expected]
+        for first in range(0, len(records), CHUNK):
+            chunk = records[first : first + CHUNK]
             try:
-                await self._handle_serially(producer, tp, record, expected)
+                await self._handle_serially(producer, tp, chunk)
             except LostOwnership:
                 log.warning("stripe.lost_ownership", partition=tp.partition)
                 await self.seek_to_stored(consumer, {tp} & consumer.assignment())
@@ -80,26 +86,25 @@ class StripeConsumer:
         self,
         producer: AIOKafkaProducer,
         tp: TopicPartition,
-        record: ConsumerRecord[Any, Any],
-        expected: int,
+        records: list[ConsumerRecord[Any, Any]],
     ) -> None:
-        """Retry the record while PostgreSQL finds it raced another (a payment and its refund
+        """Retry while PostgreSQL finds the records raced others (a payment and its refund
         on two partitions, each missing the other's uncommitted row): serializable isolation
         makes one of them start again and see the other."""
         for attempt in range(SERIALIZATION_RETRIES):
             try:
-                return await self._handle(producer, tp, record, expected)
+                return await self._handle(producer, tp, records)
             except asyncpg.SerializationError:
                 log.info("stripe.retry_after_conflict", partition=tp.partition, attempt=attempt)
-        await self._handle(producer, tp, record, expected)
+        await self._handle(producer, tp, records)
 
     async def _handle(
         self,
         producer: AIOKafkaProducer,
         tp: TopicPartition,
-        record: ConsumerRecord[Any, Any],
-        expected: int,
+        records: list[ConsumerRecord[Any, Any]],
     ) -> None:
+        expected, next_offset = self._stored[tp.partition], records[-1].offset + 1
         async with self._pool.acquire() as conn, conn.transaction(isolation="serializable"):
             moved = await conn.fetchval(
                 """UPDATE projection_offsets SET next_offset = $5, updated_at = now()
@@ -109,44 +114,45 @@ class StripeConsumer:
                 tp.topic,
                 tp.partition,
                 expected,
-                record.offset + 1,
+                next_offset,
             )
             if moved is None:
                 raise LostOwnership(f"{NAME} {tp.topic}[{tp.partition}] is not at {expected}")
+            for record in records:
+                await self._one(conn, producer, record)
+        self._stored[tp.partition] = next_offset
+
+    async def _one(
+        self, conn: Connection, producer: AIOKafkaProducer, record: ConsumerRecord[Any, Any]
+    ) -> None:
+        try:
+            event = json.loads(record.value)
+            event_id, event_type = str(event["id"]), str(event["type"])
+        except (ValueError, TypeError, KeyError) as error:
+            await dead_letter(producer, self._topics, record, "invalid_json", str(error))
+            return
+        structlog.contextvars.bind_contextvars(correlation_id=f"stripe-{event_id}")
+        if await conn.fetchval("SELECT 1 FROM stripe_events WHERE event_id = $1", event_id):
+            outcome = "duplicate"
+        else:
             try:
-                event = json.loads(record.value)
-                event_id, event_type = str(event["id"]), str(event["type"])
-            except (ValueError, TypeError, KeyError) as error:
-                await dead_letter(producer, self._topics, record, "invalid_json", str(error))
-                self._stored[tp.partition] = record.offset + 1
-                return
-            structlog.contextvars.bind_contextvars(correlation_id=f"stripe-{event_id}")
-            if await conn.fetchval("SELECT 1 FROM stripe_events WHERE event_id = $1", event_id):
-                outcome = "duplicate"
+                fact = fact_of(event)
+            except MalformedStripeEvent as error:
+                fact = None
+                await dead_letter(producer, self._topics, record, "schema_violation", str(error))
+                outcome = "malformed"
             else:
-                try:
-                    fact = fact_of(event)
-                except MalformedStripeEvent as error:
-                    fact = None
-                    await dead_letter(
-                        producer, self._topics, record, "schema_violation", str(error)
-                    )
-                    outcome = "malformed"
-                else:
-                    outcome = "kept"
-                if fact is not None:
-                    outcome = await self._translator.handle(conn, fact, event_id)
-                await conn.execute(
-                    "INSERT INTO stripe_events (event_id, type, outcome) VALUES ($1, $2, $3)",
-                    event_id,
-                    event_type,
-                    outcome,
-                )
-            log.info(
-                "stripe.event_handled", stripe_event=event_id, type=event_type, outcome=outcome
+                outcome = "kept"
+            if fact is not None:
+                outcome = await self._translator.handle(conn, fact, event_id)
+            await conn.execute(
+                "INSERT INTO stripe_events (event_id, type, outcome) VALUES ($1, $2, $3)",
+                event_id,
+                event_type,
+                outcome,
             )
-            structlog.contextvars.unbind_contextvars("correlation_id")
-        self._stored[tp.partition] = record.offset + 1
+        log.info("stripe.event_handled", stripe_event=event_id, type=event_type, outcome=outcome)
+        structlog.contextvars.unbind_contextvars("correlation_id")
 
     async def seek_to_stored(
         self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
