@@ -83,3 +83,6 @@ CREATE TABLE stripe_code_map (
     campaign_id text NOT NULL,
     code        text
 );
+
+-- The bridge finds a paying customer's contact by the email a code was distributed to.
+CREATE INDEX distributions_by_email ON distributions (lower(email), distributed_at);
