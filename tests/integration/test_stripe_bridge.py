@@ -235,3 +235,28 @@ async def test_unknown_discounts_are_kept_unattributed_and_mapped_sessions_recor
     assert [(e.order_ref, e.contact_id) for e in redeemed] == [
         (session["id"], f"stripe:{session['customer']}")
     ]
+
+
+async def test_a_refund_held_while_its_payment_committed_elsewhere_is_applied_by_the_sweep(
+    bridge: httpx.Client, settings: Settings
+) -> None:
+    intent = sp.sid("pi")
+    refund = sp.event("charge.refunded", sp.charge(intent, 3000, 3000))
+    assert deliver(bridge, refund).status_code == 200
+    [row] = await handled(settings, 1)
+    assert row["outcome"] == "held"
+    conn = await asyncpg.connect(settings.database_url)
+    try:  # the payment, committed by another partition after the refund looked for it
+        await conn.execute(
+            """INSERT INTO stripe_orders (order_ref, currency, amount_paid, contact_id,
+                   payment_intent) VALUES ('in_raced', 'EUR', 3000, 'c_1', $1)""",
+            intent,
+        )
+        deadline = time.monotonic() + 10
+        while await conn.fetchval("SELECT count(*) FROM stripe_held_refunds"):
+            assert time.monotonic() < deadline, "the held refund was never applied"
+            await asyncio.sleep(0.2)
+        order = await conn.fetchrow("SELECT * FROM stripe_orders WHERE order_ref = 'in_raced'")
+        assert (order["refunded"], order["reversed"]) == (3000, True)
+    finally:
+        await conn.close()

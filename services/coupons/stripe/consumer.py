@@ -2,15 +2,20 @@
 
 Each batch of a partition's records (up to CHUNK) is handled in ONE PostgreSQL transaction
 that advances the partition's stored offset (compare-and-set, as projections do), records
-each Stripe event id as handled, and writes the bridge's own rows. The commands it sends on
-the way are idempotent, so a crash (or a retried transaction) before the commit only means
-they are sent again and answered with their first outcome.
+each Stripe event id as handled, and writes the bridge's own rows; an order's row is locked
+while a refund counts against it. The commands it sends on the way are idempotent, so a
+crash (or a retried transaction) before the commit only means they are sent again and
+answered with their first outcome. A refund held while its payment was being recorded on
+another partition (not yet committed) is matched again every SWEEP_S.
 Partitions are handled concurrently; one partition's records in order. An event the bridge
 cannot read goes to the dead-letter topic and the translator moves on.
 """
 
 import asyncio
+import functools
 import json
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -29,7 +34,9 @@ from services.coupons.stripe.translate import Decide, Translator
 log = structlog.get_logger(__name__)
 
 NAME = "stripe-translator"
-SERIALIZATION_RETRIES = 20
+RETRIES = 20
+SWEEP_S = 1.0
+"""How often held refunds are matched again with orders recorded meanwhile."""
 CHUNK = 100
 """Records of one partition handled in one transaction."""
 
@@ -51,6 +58,7 @@ class StripeConsumer:
         await consumer.start()
         consumer.subscribe([topic], listener=_SeekToStored(self, consumer))
         try:
+            swept = time.monotonic()
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=500)
                 if self._rebalance_error is not None:
@@ -58,6 +66,9 @@ class StripeConsumer:
                 await asyncio.gather(
                     *(self._partition(consumer, producer, tp, rs) for tp, rs in batches.items())
                 )
+                if time.monotonic() - swept > SWEEP_S:
+                    await self._with_retries(self._sweep)
+                    swept = time.monotonic()
         finally:
             await consumer.stop()
             await producer.stop()
@@ -76,27 +87,27 @@ class StripeConsumer:
         for first in range(0, len(records), CHUNK):
             chunk = records[first : first + CHUNK]
             try:
-                await self._handle_serially(producer, tp, chunk)
+                await self._with_retries(functools.partial(self._handle, producer, tp, chunk))
             except LostOwnership:
                 log.warning("stripe.lost_ownership", partition=tp.partition)
                 await self.seek_to_stored(consumer, {tp} & consumer.assignment())
                 return
 
-    async def _handle_serially(
-        self,
-        producer: AIOKafkaProducer,
-        tp: TopicPartition,
-        records: list[ConsumerRecord[Any, Any]],
-    ) -> None:
-        """Retry while PostgreSQL finds the records raced others (a payment and its refund
-        on two partitions, each missing the other's uncommitted row): serializable isolation
-        makes one of them start again and see the other."""
-        for attempt in range(SERIALIZATION_RETRIES):
+    async def _with_retries(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` (one transaction) again when it collided with another replica or
+        partition recording the same order: the retry sees the other's row."""
+        for attempt in range(RETRIES):
             try:
-                return await self._handle(producer, tp, records)
-            except asyncpg.SerializationError:
-                log.info("stripe.retry_after_conflict", partition=tp.partition, attempt=attempt)
-        await self._handle(producer, tp, records)
+                return await work()
+            except asyncpg.UniqueViolationError:
+                log.info("stripe.retry_after_conflict", attempt=attempt)
+        await work()
+
+    async def _sweep(self) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            released = await self._translator.release_held(conn)
+        if released:
+            log.info("stripe.held_refunds_released", count=released)
 
     async def _handle(
         self,
@@ -105,7 +116,7 @@ class StripeConsumer:
         records: list[ConsumerRecord[Any, Any]],
     ) -> None:
         expected, next_offset = self._stored[tp.partition], records[-1].offset + 1
-        async with self._pool.acquire() as conn, conn.transaction(isolation="serializable"):
+        async with self._pool.acquire() as conn, conn.transaction():
             moved = await conn.fetchval(
                 """UPDATE projection_offsets SET next_offset = $5, updated_at = now()
                    WHERE projection = $1 AND topic = $2 AND partition = $3 AND next_offset = $4

@@ -93,7 +93,7 @@ async def reconcile(
             detail = f"{fact.currency} {fact.amount_paid} paid, not in our ledger"
             repaired = False
             if translator is not None:
-                async with pool.acquire() as conn, conn.transaction(isolation="serializable"):
+                async with pool.acquire() as conn, conn.transaction():
                     await translator.handle(conn, fact, f"reconcile-{fact.order_ref}")
                 repaired = True
             report.findings.append(Finding(fact.order_ref, "missing", detail, repaired))

@@ -256,6 +256,26 @@ class Translator:
             if reply.outcome == "rejected" and reply.reason != Reason.ALREADY_REVERSED:
                 raise CommandFailed(f"reverse {row['redemption_id']}: {reply.reason}")
 
+    async def release_held(self, conn: Connection) -> int:
+        """Apply held refunds whose order is known by now. Catches the refund held by one
+        partition while the payment was being recorded, uncommitted, by another."""
+        held = await conn.fetch(
+            """DELETE FROM stripe_held_refunds WHERE refund_id IN (
+                   SELECT h.refund_id FROM stripe_held_refunds h
+                   WHERE EXISTS (
+                       SELECT 1 FROM stripe_orders o
+                       WHERE o.order_ref = h.invoice_id OR o.charge_id = h.charge_id
+                          OR o.payment_intent = h.payment_intent
+                          OR o.order_ref IN (SELECT invoice_id FROM stripe_payment_links l
+                                             WHERE l.payment_ref IN (h.charge_id,
+                                                                     h.payment_intent)))
+                   FOR UPDATE SKIP LOCKED)
+               RETURNING fact, held_at"""
+        )
+        for row in sorted(held, key=lambda r: r["held_at"]):
+            await self._refund(conn, Refund(**json.loads(row["fact"])), "held")
+        return len(held)
+
     async def _release_held(self, conn: Connection, invoice_id: str, event_id: str) -> None:
         """Apply the refunds that waited for this order, oldest first."""
         held = await conn.fetch(
