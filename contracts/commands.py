@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from contracts.base import CampaignId, Frozen
+from contracts.base import CampaignId, Currency, Frozen
 from contracts.checkout import Cart, Customer
 from contracts.money import Discount
 from contracts.rules import Duration, Eligibility, Limits, Validity
@@ -115,6 +115,36 @@ class ReverseRedemption(Frozen):
     reason: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
+class RecordRedemption(Frozen):
+    """Record a redemption that already happened elsewhere (a paid Stripe invoice or checkout
+    session): the discount was granted, so it is a fact, accepted even past the campaign's
+    limits. Amounts in minor units: `amount` before the discount, `total` paid."""
+
+    type: Literal["coupon.record_redemption.v1"] = "coupon.record_redemption.v1"
+    campaign_id: CampaignId
+    redemption_id: RedemptionId
+    code: Code
+    contact_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    order_ref: OrderRef
+    currency: Currency
+    amount: Annotated[int, Field(ge=0)]
+    discount: Annotated[int, Field(ge=0)]
+    total: Annotated[int, Field(ge=0)]
+    source: Literal["stripe"] = "stripe"
+
+
+class RefundRedemption(Frozen):
+    """Part of a redemption's revenue was refunded; once per `refund_id`."""
+
+    type: Literal["coupon.refund_redemption.v1"] = "coupon.refund_redemption.v1"
+    campaign_id: CampaignId
+    redemption_id: RedemptionId
+    refund_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    currency: Currency
+    refunded: Annotated[int, Field(gt=0)]
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
 class AddCodes(Frozen):
     """Add generated unique codes to the campaign (one chunk of a code batch). The codes are
     already claimed for this campaign in the code registry, so no other campaign has them."""
@@ -150,6 +180,8 @@ Command = Annotated[
     | RedeemCode
     | ReverseRedemption
     | DistributeCode
-    | AddCodes,
+    | AddCodes
+    | RecordRedemption
+    | RefundRedemption,
     Field(discriminator="type"),
 ]

@@ -43,9 +43,17 @@ class Topics:
     replies: Topic
     dead_letters: Topic
     issued: Topic
+    stripe_events: Topic
 
     def all(self) -> tuple[Topic, ...]:
-        return (self.commands, self.events, self.replies, self.dead_letters, self.issued)
+        return (
+            self.commands,
+            self.events,
+            self.replies,
+            self.dead_letters,
+            self.issued,
+            self.stripe_events,
+        )
 
 
 def declare(prefix: str = "", partitions: int = 6) -> Topics:
@@ -86,5 +94,13 @@ def declare(prefix: str = "", partitions: int = 6) -> Topics:
             "Public: a coupon was issued to a contact, for sequence engines to send. "
             "Keyed by contact id.",
             Envelope[CouponIssued],
+        ),
+        stripe_events=Topic(
+            f"{prefix}coupons.stripe-events.v1",
+            partitions,
+            30 * DAY_MS,
+            "Verified Stripe webhook events, as Stripe sent them (the raw JSON body), keyed by "
+            "Stripe event id; the Stripe translator consumes them.",
+            dict[str, Any],
         ),
     )

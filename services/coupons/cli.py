@@ -4,6 +4,7 @@
 - `coupons serve`: serve against KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (production).
 - `coupons keys create --scope admin|checkout|analyst --name NAME`: print a new API key.
 - `coupons keys revoke KEY_ID`.
+- `coupons stripe reconcile --since DATE [--repair]`: Stripe's paid invoices against our ledger.
 """
 
 import argparse
@@ -23,6 +24,7 @@ from projections.migrate import migrate
 from services.coupons import logs
 from services.coupons.api.app import create_app
 from services.coupons.settings import Settings
+from services.coupons.stripe import cli as stripe_cli
 
 log = structlog.get_logger(__name__)
 
@@ -115,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--scope", choices=api_keys.SCOPES, required=True)
     create.add_argument("--name", required=True, help="who or what uses it, for the audit trail")
     key_commands.add_parser("revoke", help="revoke a key by id").add_argument("key_id")
+    stripe_cli.add_parser(commands)
     args = parser.parse_args(argv)
     logs.configure(
         os.environ.get("COUPONS_LOG_LEVEL", "INFO"), os.environ.get("COUPONS_LOG_FORMAT", "json")
@@ -123,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
         run_local()
     elif args.command == "keys":
         asyncio.run(keys(args))
+    elif args.command == "stripe":
+        sys.exit(asyncio.run(stripe_cli.run(args)))
     else:
         serve(Settings())
 

@@ -21,6 +21,10 @@ from services.coupons.campaign_view import CampaignView
 from services.coupons.code_batches import CodeBatchRunner
 from services.coupons.decider import Decider
 from services.coupons.settings import Settings
+from services.coupons.stripe.client import client_for
+from services.coupons.stripe.consumer import StripeConsumer
+from services.coupons.stripe.mirror import MirrorRunner
+from services.coupons.stripe.sink import WebhookSink
 from services.coupons.supervise import Supervised
 
 log = structlog.get_logger(__name__)
@@ -39,6 +43,7 @@ class Runtime:
     view: CampaignView
     offsets: AIOKafkaConsumer  # reads end offsets, for lag
     components: list[Supervised]
+    stripe_sink: WebhookSink
 
     async def lag(self) -> dict[str, int]:
         """Events appended but not yet applied, per projection (all partitions summed)."""
@@ -78,6 +83,11 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         gateway = CommandGateway(bootstrap, topics, layout, settings.command_timeout_s)
         await gateway.start()
         stack.push_async_callback(gateway.stop)
+        stripe_sink = WebhookSink(
+            bootstrap, topics.stripe_events, layout[topics.stripe_events.name]
+        )
+        await stripe_sink.start()
+        stack.push_async_callback(stripe_sink.stop)
         view = CampaignView(bootstrap, topics, partitions)
         components = [Supervised("campaign-view", view.run)]
         if "decider" in settings.components:
@@ -89,11 +99,26 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         if "batches" in settings.components:
             batches = CodeBatchRunner(pool, gateway, watermarks, settings.command_timeout_s)
             components.append(Supervised("code-batches", batches.run))
+        if "stripe" in settings.components:
+            stripe = StripeConsumer(bootstrap, topics, pool, gateway.decide)
+            components.append(Supervised("stripe-translator", stripe.run))
+            if settings.stripe_api_key:
+                mirror = MirrorRunner(pool, client_for(settings), settings.stripe_rate_limit)
+                components.append(Supervised("stripe-mirror", mirror.run))
         for component in components:
             component.start()
             stack.push_async_callback(component.stop)
         log.info("runtime.started", components=settings.components, partitions=partitions)
         yield Runtime(
-            settings, topics, partitions, pool, gateway, watermarks, view, offsets, components
+            settings,
+            topics,
+            partitions,
+            pool,
+            gateway,
+            watermarks,
+            view,
+            offsets,
+            components,
+            stripe_sink,
         )
     log.info("runtime.stopped")

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-Component = Literal["decider", "projector", "batches"]
+Component = Literal["decider", "projector", "batches", "stripe"]
 
 
 class Settings(BaseSettings):
@@ -17,7 +17,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, validation_alias="COUPONS_PORT")
     workers: int = Field(1, ge=1, le=64, validation_alias="COUPONS_WORKERS")
     components: Annotated[tuple[Component, ...], NoDecode] = Field(
-        ("decider", "projector", "batches"), validation_alias="COUPONS_COMPONENTS"
+        ("decider", "projector", "batches", "stripe"), validation_alias="COUPONS_COMPONENTS"
     )
     topic_prefix: str = Field("", validation_alias="COUPONS_TOPIC_PREFIX")
     partitions: int = Field(6, ge=1, validation_alias="COUPONS_PARTITIONS")
@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     ready_max_lag: int = Field(100, ge=0, validation_alias="COUPONS_READY_MAX_LAG")
     log_level: str = Field("INFO", validation_alias="COUPONS_LOG_LEVEL")
     log_format: Literal["json", "console"] = Field("json", validation_alias="COUPONS_LOG_FORMAT")
+    stripe_webhook_secret: str | None = Field(None, validation_alias="STRIPE_WEBHOOK_SECRET")
+    stripe_webhook_tolerance_s: int = Field(
+        300, ge=1, validation_alias="STRIPE_WEBHOOK_TOLERANCE_S"
+    )
+    stripe_api_key: str | None = Field(None, validation_alias="STRIPE_API_KEY")
+    stripe_api_base: str = Field("https://api.stripe.com", validation_alias="STRIPE_API_BASE")
+    stripe_rate_limit: float = Field(25, gt=0, le=100, validation_alias="STRIPE_RATE_LIMIT")
 
     @field_validator("components", mode="before")
     @classmethod

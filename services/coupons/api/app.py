@@ -16,6 +16,8 @@ from services.coupons.api.auth import KeyCache
 from services.coupons.api.throttle import FailureThrottle
 from services.coupons.runtime import running
 from services.coupons.settings import Settings
+from services.coupons.stripe import mirror_api as stripe_mirror
+from services.coupons.stripe import webhook as stripe_webhook
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +51,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(campaigns.router)
     app.include_router(checkout.router)
     app.include_router(codes.router)
+    app.include_router(stripe_webhook.router)
+    app.include_router(stripe_mirror.router)
     app.add_middleware(Correlated)
     return app
 

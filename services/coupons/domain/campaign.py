@@ -19,7 +19,9 @@ from contracts.commands import (
     Command,
     DefineCampaign,
     DistributeCode,
+    RecordRedemption,
     RedeemCode,
+    RefundRedemption,
     ReverseRedemption,
     Status,
     UpdateCampaign,
@@ -58,6 +60,7 @@ class Redemption:
     code: str
     discount: int
     reversed: bool = False
+    refunds: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,10 @@ def decide(campaign: Campaign | None, command: Command, now: datetime) -> list[E
             return _distribute(campaign, command, now)
         case AddCodes():
             return _add_codes(campaign, command)
+        case RecordRedemption():
+            return _record(campaign, command)
+        case RefundRedemption():
+            return _refund(campaign, command)
 
 
 def _add_codes(campaign: Campaign, command: AddCodes) -> list[Event]:
@@ -322,6 +329,47 @@ def _reverse(campaign: Campaign, command: ReverseRedemption) -> list[Event]:
     ]
 
 
+def _record(campaign: Campaign, command: RecordRedemption) -> list[Event]:
+    """No limit is checked: the payment system granted the discount already."""
+    if command.redemption_id in campaign.ledger:
+        return [_rejected(command, Reason.REDEMPTION_EXISTS, "this redemption id was used")]
+    return [
+        CodeRedeemed(
+            campaign_id=campaign.id,
+            redemption_id=command.redemption_id,
+            code=command.code,
+            contact_id=command.contact_id,
+            order_ref=command.order_ref,
+            currency=command.currency,
+            amount=command.amount,
+            discount=command.discount,
+            total=command.total,
+            source=command.source,
+        )
+    ]
+
+
+def _refund(campaign: Campaign, command: RefundRedemption) -> list[Event]:
+    redemption = campaign.ledger.get(command.redemption_id)
+    if redemption is None:
+        return [_rejected(command, Reason.REDEMPTION_NOT_FOUND, "no such redemption")]
+    if redemption.reversed:
+        return [_rejected(command, Reason.ALREADY_REVERSED, "the redemption was reversed")]
+    if command.refund_id in redemption.refunds:
+        return []  # this refund counted already
+    return [
+        RedemptionRefunded(
+            campaign_id=campaign.id,
+            redemption_id=command.redemption_id,
+            contact_id=redemption.contact_id,
+            refund_id=command.refund_id,
+            currency=command.currency,
+            refunded=command.refunded,
+            reason=command.reason,
+        )
+    ]
+
+
 def evolve(campaign: Campaign | None, event: Event, occurred_at: datetime) -> Campaign | None:
     match event:
         case CampaignDefined():
@@ -374,7 +422,10 @@ def evolve(campaign: Campaign | None, event: Event, occurred_at: datetime) -> Ca
             done = replace(campaign.ledger[event.redemption_id], reversed=True)
             return _use(campaign, event.redemption_id, done, -1)
         case RedemptionRefunded():
-            return campaign  # revenue only: the redemption keeps its limits and budget
+            # revenue only: the redemption keeps its limits and budget
+            refunded = campaign.ledger[event.redemption_id]
+            done = replace(refunded, refunds=refunded.refunds | {event.refund_id})
+            return replace(campaign, ledger=campaign.ledger.set(event.redemption_id, done))
     raise AssertionError(f"unhandled event {event.type}")
 
 

@@ -1,0 +1,1 @@
+"""The Stripe bridge: signed webhooks in, redemptions and refunds out (docs/stripe.md)."""
