@@ -10,7 +10,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.topics import Topics, declare
-from projections import campaigns
+from projections import campaigns, contacts, ledger, usage
 from projections.migrate import migrate
 from projections.runner import Projection, ProjectionRunner, stored_offsets
 from projections.watermarks import Watermarks
@@ -24,7 +24,12 @@ from services.coupons.supervise import Supervised
 
 log = structlog.get_logger(__name__)
 
-PROJECTIONS = (Projection(campaigns.NAME, campaigns.apply),)
+PROJECTIONS = (
+    Projection(campaigns.NAME, campaigns.apply),
+    Projection(usage.NAME, usage.apply),
+    Projection(contacts.NAME, contacts.apply),
+    Projection(ledger.NAME, ledger.apply),
+)
 
 
 @dataclass
