@@ -33,6 +33,8 @@ PROGRESS_CHANNEL = "projection_progress"
 class Projection:
     name: str
     apply: Callable[[Connection, Envelope[Event]], Awaitable[None]]
+    tables: tuple[str, ...] = ()
+    """The tables it alone writes: what `coupons projections rebuild` replaces."""
 
 
 async def stored_offsets(conn: Connection, projection: str, topic: str) -> dict[int, int]:

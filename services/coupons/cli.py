@@ -4,6 +4,7 @@
 - `coupons serve`: serve against KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (production).
 - `coupons keys create --scope admin|checkout|analyst --name NAME`: print a new API key.
 - `coupons keys revoke KEY_ID`.
+- `coupons projections rebuild [NAME ...]`: replay the event topic into fresh tables, swap.
 """
 
 import argparse
@@ -105,6 +106,12 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--scope", choices=api_keys.SCOPES, required=True)
     create.add_argument("--name", required=True, help="who or what uses it, for the audit trail")
     key_commands.add_parser("revoke", help="revoke a key by id").add_argument("key_id")
+    projection_commands = commands.add_parser(
+        "projections", help="maintain the read models"
+    ).add_subparsers(dest="action", required=True)
+    projection_commands.add_parser(
+        "rebuild", help="replay the event topic into fresh tables and swap them in"
+    ).add_argument("names", nargs="*", metavar="NAME", help="default: every rebuildable one")
     args = parser.parse_args(argv)
     logs.configure(
         os.environ.get("COUPONS_LOG_LEVEL", "INFO"), os.environ.get("COUPONS_LOG_FORMAT", "json")
@@ -113,6 +120,14 @@ def main(argv: list[str] | None = None) -> None:
         run_local()
     elif args.command == "keys":
         asyncio.run(keys(args))
+    elif args.command == "projections":
+        from services.coupons.rebuilds import rebuild_projections
+
+        for rebuilt in asyncio.run(rebuild_projections(Settings(), args.names)):
+            print(
+                f"{rebuilt.projection}: {rebuilt.events} events in {rebuilt.seconds:.1f} s"
+                f" ({rebuilt.skipped} unreadable skipped)"
+            )
     else:
         serve(Settings())
 

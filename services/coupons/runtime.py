@@ -26,9 +26,9 @@ log = structlog.get_logger(__name__)
 
 PROJECTIONS = (
     Projection(campaigns.NAME, campaigns.apply),
-    Projection(usage.NAME, usage.apply),
-    Projection(contacts.NAME, contacts.apply),
-    Projection(ledger.NAME, ledger.apply),
+    Projection(usage.NAME, usage.apply, usage.TABLES),
+    Projection(contacts.NAME, contacts.apply, contacts.TABLES),
+    Projection(ledger.NAME, ledger.apply, ledger.TABLES),
 )
 
 

@@ -1,0 +1,150 @@
+"""Rebuilding a projection from the topic gives the rows the live projector wrote, and a
+projector killed with SIGKILL mid-stream resumes to exactly those rows too."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka import TopicPartition
+
+from bench.workload import mixed_events, produce
+from contracts.topics import declare
+from projections.migrate import migrate
+from services.coupons.bus import kafka
+from services.coupons.bus.topics import ensure_topics
+from services.coupons.rebuilds import REBUILDABLE, rebuild_projections
+from services.coupons.settings import Settings
+
+Tables = dict[str, list[Any]]
+
+
+async def snapshot(settings: Settings) -> Tables:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return {
+            table: [tuple(r) for r in await conn.fetch(f"SELECT * FROM {table} t ORDER BY t::text")]
+            for projection in REBUILDABLE.values()
+            for table in projection.tables
+        }
+    finally:
+        await conn.close()
+
+
+async def caught_up(settings: Settings, timeout_s: float = 60) -> None:
+    """Every rebuildable projection has stored the topic's end offset of every partition."""
+    topic = declare(settings.topic_prefix, settings.partitions).events.name
+    consumer = kafka.reader(settings.kafka_bootstrap_servers)
+    await consumer.start()
+    conn = await asyncpg.connect(settings.database_url)
+    await migrate(conn)  # the projector may not have created the tables yet
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        for _ in range(int(timeout_s / 0.2)):
+            ends = sum((await consumer.end_offsets(tps)).values())
+            stored = await conn.fetch(
+                """SELECT projection, sum(next_offset) AS at FROM projection_offsets
+                   WHERE topic = $1 GROUP BY projection""",
+                topic,
+            )
+            behind = {r["projection"]: r["at"] for r in stored if r["projection"] in REBUILDABLE}
+            if len(behind) == len(REBUILDABLE) and all(at == ends for at in behind.values()):
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"projections not caught up: {behind} of {ends}")
+    finally:
+        await conn.close()
+        await consumer.stop()
+
+
+async def send(settings: Settings, count: int, seed: int, unreadable: int = 0) -> None:
+    topics = declare(settings.topic_prefix, settings.partitions)
+    producer = kafka.producer(settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        await produce(producer, topics.events.name, mixed_events(count, seed=seed), unreadable)
+    finally:
+        await producer.stop()
+
+
+def projector(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "COUPONS_TOPIC_PREFIX": settings.topic_prefix,
+        "COUPONS_PARTITIONS": str(settings.partitions),
+        "COUPONS_PORT": "0",
+        "COUPONS_COMPONENTS": "projector",
+    }
+    with log.open("a") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.coupons.cli", "serve"],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+
+
+async def test_a_rebuild_equals_the_live_rows_after_a_mixed_workload(
+    settings: Settings, tmp_path: Path
+) -> None:
+    await ensure_topics(
+        settings.kafka_bootstrap_servers, declare(settings.topic_prefix, settings.partitions), 1
+    )
+    live = projector(settings, tmp_path / "projector.log")
+    try:
+        await send(settings, 1500, seed=1, unreadable=3)
+        await caught_up(settings)
+        before = await snapshot(settings)
+        assert all(before.values()), {t: len(rows) for t, rows in before.items()}
+        rebuilt = await rebuild_projections(settings, [], show_progress=False)
+        assert {r.projection: r.skipped for r in rebuilt} == dict.fromkeys(REBUILDABLE, 3)
+        assert await snapshot(settings) == before
+        # the live projector goes on from the swapped offsets: later events apply once
+        await send(settings, 300, seed=2)
+        await caught_up(settings)
+        after_more = await snapshot(settings)
+    finally:
+        live.terminate()
+        live.wait(timeout=30)
+    await rebuild_projections(settings, [], show_progress=False)
+    assert await snapshot(settings) == after_more
+
+
+async def test_a_projector_killed_mid_stream_resumes_to_the_rows_of_a_fresh_rebuild(
+    settings: Settings, tmp_path: Path
+) -> None:
+    await ensure_topics(
+        settings.kafka_bootstrap_servers, declare(settings.topic_prefix, settings.partitions), 1
+    )
+    log = tmp_path / "projector.log"
+    first = projector(settings, log)
+    stream = asyncio.create_task(send(settings, 4000, seed=3))
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await migrate(conn)
+        for _ in range(300):  # kill it once it has applied part of the stream
+            if await conn.fetchval("SELECT count(*) FROM ledger") > 200:
+                break
+            await asyncio.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        assert first.wait(timeout=10) == -signal.SIGKILL
+        applied_when_killed = await conn.fetchval("SELECT count(*) FROM ledger")
+    finally:
+        await conn.close()
+    await stream
+    second = projector(settings, log)
+    try:
+        await caught_up(settings)
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    live = await snapshot(settings)
+    assert 0 < applied_when_killed < len(live["ledger"])
+    await rebuild_projections(settings, [], show_progress=False)
+    assert await snapshot(settings) == live
