@@ -20,6 +20,7 @@ from contracts.codec import EVENTS, MalformedMessage
 from contracts.envelope import Envelope
 from contracts.events import Event
 from contracts.topics import Topics
+from projections import metrics
 from projections.db import Connection
 from services.coupons.bus import kafka
 from services.coupons.bus.dead_letters import dead_letter
@@ -124,6 +125,8 @@ class ProjectionRunner:
         next_offset: int,
     ) -> None:
         name = self.projection.name
+        applied = 0
+        dead: list[str] = []
         async with self._pool.acquire() as conn, conn.transaction():
             moved = await conn.fetchval(
                 """UPDATE projection_offsets SET next_offset = $5, updated_at = now()
@@ -142,15 +145,19 @@ class ProjectionRunner:
                     envelope = EVENTS.decode(record.value)
                 except MalformedMessage as error:
                     await dead_letter(producer, self._topics, record, error.reason, error.detail)
+                    dead.append(error.reason)
                     continue
                 structlog.contextvars.bind_contextvars(correlation_id=envelope.correlation_id)
                 await self.projection.apply(conn, envelope)
+                applied += 1
                 log.info("projection.applied", projection=name, type=envelope.type)
             structlog.contextvars.unbind_contextvars("correlation_id")
             await conn.execute(
                 "SELECT pg_notify($1, $2)", PROGRESS_CHANNEL, f"{name}:{tp.partition}:{next_offset}"
             )
         self._stored[tp.partition] = next_offset
+        metrics.APPLIED[name] += applied
+        metrics.DEAD_LETTERS.update((name, reason) for reason in dead)
 
     async def seek_to_stored(
         self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]

@@ -3,12 +3,18 @@ attribution by channel and source, and the ledger as CSV, after a mixed workload
 
 import csv
 import io
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench.workload import UNREADABLE
+from contracts.topics import declare
+from services.coupons.bus import kafka
+from services.coupons.settings import Settings
 
 Service = tuple[httpx.Client, Path]
 
@@ -152,3 +158,36 @@ def test_usage_contacts_attribution_and_ledger_after_a_mixed_workload(service: S
         ("inv-2", "direct", "0"),
     ]
     assert rows[1]["reversed_at"] and rows[0]["source"] == "checkout"
+
+
+async def test_lag_and_dead_letters_show_in_metrics_and_status(
+    service: Service, settings: Settings
+) -> None:
+    client, _ = service
+    producer = kafka.producer(settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        topic = declare(settings.topic_prefix, settings.partitions).events.name
+        await producer.send_and_wait(topic, UNREADABLE, key=b"junk")
+    finally:
+        await producer.stop()
+    metrics = eventually(
+        lambda: client.get("/metrics").text,
+        lambda text: (
+            text.count("coupons_projection_dead_letters_total{") == 4
+            and not re.search(r"lag_events{.*} [1-9]", text)
+        ),
+    )
+    for name in ("campaigns", "usage", "contacts", "ledger"):
+        assert f'coupons_projection_lag_events{{projection="{name}"}} 0' in metrics
+        assert re.search(
+            rf'coupons_projection_dead_letters_total{{projection="{name}",reason="\w+"}} 1', metrics
+        )
+    status = client.get("/v1/projections").json()["data"]
+    assert {p["name"]: p["lag"] for p in status} == dict.fromkeys(
+        ("campaigns", "usage", "contacts", "ledger"), 0
+    )
+    ledger = next(p for p in status if p["name"] == "ledger")
+    assert ledger["rebuildable"] and sum(ledger["dead_letters"].values()) == 1
+    assert sum(p["end_offset"] for p in ledger["partitions"]) == 1
+    assert client.get("/readyz").json()["checks"]["projection_lag"]["ledger"] == 0

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, Request, Response
 
-from services.coupons.api import analytics, campaigns, checkout, codes, errors, health
+from services.coupons.api import analytics, campaigns, checkout, codes, errors, health, monitoring
 from services.coupons.api.auth import KeyCache
 from services.coupons.api.throttle import FailureThrottle
 from services.coupons.runtime import running
@@ -41,6 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(checkout.router)
     app.include_router(codes.router)
     app.include_router(analytics.router)
+    app.include_router(monitoring.router)
     app.middleware("http")(_correlate)
     return app
 
