@@ -6,6 +6,8 @@ Attribution: a redemption is credited to the latest distribution of its code to 
 made before it (that distribution's channel and source_ref: the sequence, broadcast or
 partner); with none, to channel "direct" with no source_ref."""
 
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -34,62 +36,100 @@ STATS_COLUMNS = (
 )
 
 
-async def apply(conn: Connection, envelope: Envelope[Event]) -> None:
-    at = envelope.occurred_at
-    match envelope.data:
-        case CodeDistributed() as event:
-            await conn.execute(
-                """INSERT INTO ledger_distributions (distribution_id, campaign_id, code,
-                       contact_id, channel, source_ref, distributed_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-                event.distribution_id,
-                event.campaign_id,
-                event.code,
-                event.contact_id,
-                event.channel,
-                event.source_ref,
-                at,
-            )
-        case CodeRedeemed() as event:
-            await conn.execute(
-                """INSERT INTO ledger (redemption_id, campaign_id, code, contact_id, order_ref,
-                       source, channel, source_ref, currency, amount, discount, total,
-                       redeemed_at)
-                   SELECT $1, $2, $3, $4, $5, $6, coalesce(d.channel, $12), d.source_ref, $7,
-                          $8, $9, $10, $11
-                   FROM (SELECT NULL) AS one LEFT JOIN LATERAL (
-                       SELECT channel, source_ref FROM ledger_distributions
-                       WHERE code = $3 AND contact_id = $4 AND campaign_id = $2
-                         AND distributed_at <= $11
-                       ORDER BY distributed_at DESC LIMIT 1) AS d ON true""",
-                event.redemption_id,
-                event.campaign_id,
-                event.code,
-                event.contact_id,
-                event.order_ref,
-                event.source,
-                event.currency,
-                event.amount,
-                event.discount,
-                event.total,
-                at,
-                DIRECT,
-            )
-        case RedemptionReversed() as event:
-            await conn.execute(
-                "UPDATE ledger SET reversed_at = $2, reversal_reason = $3 WHERE redemption_id = $1",
-                event.redemption_id,
-                at,
-                event.reason,
-            )
-        case RedemptionRefunded() as event:
-            await conn.execute(
-                "UPDATE ledger SET refunded = refunded + $2 WHERE redemption_id = $1",
-                event.redemption_id,
-                event.refunded,
-            )
-        case _:
-            pass
+async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
+    """Distributions first, then redemptions (attributed to them), then reversals and
+    refunds: a few statements per batch."""
+    distributed: list[tuple[Any, ...]] = []
+    redeemed: list[tuple[Any, ...]] = []
+    reversed_: list[tuple[Any, ...]] = []
+    refunded: Counter[str] = Counter()
+    for envelope in envelopes:
+        at = envelope.occurred_at
+        match envelope.data:
+            case CodeDistributed() as e:
+                distributed.append(
+                    (
+                        e.distribution_id,
+                        e.campaign_id,
+                        e.code,
+                        e.contact_id,
+                        e.channel,
+                        e.source_ref,
+                        at,
+                    )
+                )
+            case CodeRedeemed() as e:
+                redeemed.append(
+                    (
+                        e.redemption_id,
+                        e.campaign_id,
+                        e.code,
+                        e.contact_id,
+                        e.order_ref,
+                        e.source,
+                        e.currency,
+                        e.amount,
+                        e.discount,
+                        e.total,
+                        at,
+                    )
+                )
+            case RedemptionReversed() as event:
+                reversed_.append((event.redemption_id, at, event.reason))
+            case RedemptionRefunded() as event:
+                refunded[event.redemption_id] += event.refunded
+            case _:
+                pass
+    if distributed:
+        await conn.copy_records_to_table(
+            "ledger_distributions",
+            records=distributed,
+            columns=[
+                "distribution_id",
+                "campaign_id",
+                "code",
+                "contact_id",
+                "channel",
+                "source_ref",
+                "distributed_at",
+            ],
+        )
+    if redeemed:
+        await conn.execute(
+            """INSERT INTO ledger (redemption_id, campaign_id, code, contact_id, order_ref,
+                   source, channel, source_ref, currency, amount, discount, total, redeemed_at)
+               SELECT r.redemption_id, r.campaign_id, r.code, r.contact_id, r.order_ref,
+                      r.source, coalesce(d.channel, $12), d.source_ref, r.currency, r.amount,
+                      r.discount, r.total, r.at
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                           $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[],
+                           $11::timestamptz[])
+                    AS r(redemption_id, campaign_id, code, contact_id, order_ref, source,
+                         currency, amount, discount, total, at)
+               LEFT JOIN LATERAL (
+                   SELECT channel, source_ref FROM ledger_distributions
+                   WHERE code = r.code AND contact_id = r.contact_id
+                     AND campaign_id = r.campaign_id AND distributed_at <= r.at
+                   ORDER BY distributed_at DESC LIMIT 1) AS d ON true""",
+            *zip(*redeemed, strict=True),
+            DIRECT,
+        )
+    if reversed_:
+        await conn.execute(
+            """UPDATE ledger SET reversed_at = r.at, reversal_reason = r.reason
+               FROM unnest($1::text[], $2::timestamptz[], $3::text[])
+                    AS r(redemption_id, at, reason)
+               WHERE ledger.redemption_id = r.redemption_id""",
+            *zip(*reversed_, strict=True),
+        )
+    if refunded:
+        await conn.execute(
+            """UPDATE ledger SET refunded = ledger.refunded + r.refunded
+               FROM unnest($1::text[], $2::bigint[]) AS r(redemption_id, refunded)
+               WHERE ledger.redemption_id = r.redemption_id""",
+            list(refunded),
+            list(refunded.values()),
+        )
 
 
 _KEYS: dict[Grouping, tuple[str, str]] = {

@@ -88,17 +88,17 @@ async def rebuild(
             try:
                 while remaining:
                     batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=BATCH)
+                    envelopes = []
+                    for tp, records in batches.items():
+                        for record in records:
+                            if record.offset >= ends[tp]:
+                                break
+                            try:
+                                envelopes.append(EVENTS.decode(record.value))
+                            except MalformedMessage:
+                                skipped += 1
                     async with conn.transaction():
-                        for tp, records in batches.items():
-                            for record in records:
-                                if record.offset >= ends[tp]:
-                                    break
-                                try:
-                                    envelope = EVENTS.decode(record.value)
-                                except MalformedMessage:
-                                    skipped += 1
-                                    continue
-                                await projection.apply(conn, envelope)
+                        await projection.apply(conn, envelopes)
                     positions = {tp: await consumer.position(tp) for tp in tps}
                     done = sum(min(positions[tp], ends[tp]) - starts[tp] for tp in tps)
                     remaining = {tp for tp in remaining if positions[tp] < ends[tp]}

@@ -7,7 +7,7 @@ so redelivered events are never applied twice; Kafka's own committed offsets are
 An unreadable event goes to the dead-letter topic and the projection moves past it.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,10 +30,24 @@ log = structlog.get_logger(__name__)
 PROGRESS_CHANNEL = "projection_progress"
 
 
+Apply = Callable[[Connection, Sequence[Envelope[Event]]], Awaitable[None]]
+"""Apply a batch of events, in topic order, inside the caller's transaction."""
+
+
+def each(apply_one: Callable[[Connection, Envelope[Event]], Awaitable[None]]) -> Apply:
+    """A batch `Apply` from a per-event function, for projections that need no batching."""
+
+    async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
+        for envelope in envelopes:
+            await apply_one(conn, envelope)
+
+    return apply
+
+
 @dataclass(frozen=True)
 class Projection:
     name: str
-    apply: Callable[[Connection, Envelope[Event]], Awaitable[None]]
+    apply: Apply
     tables: tuple[str, ...] = ()
     """The tables it alone writes: what `coupons projections rebuild` replaces."""
 
@@ -125,7 +139,6 @@ class ProjectionRunner:
         next_offset: int,
     ) -> None:
         name = self.projection.name
-        applied = 0
         dead: list[str] = []
         async with self._pool.acquire() as conn, conn.transaction():
             moved = await conn.fetchval(
@@ -140,23 +153,23 @@ class ProjectionRunner:
             )
             if moved is None:
                 raise LostOwnership(f"{name} {tp.topic}[{tp.partition}] is not at {expected}")
+            envelopes = []
             for record in records:
                 try:
-                    envelope = EVENTS.decode(record.value)
+                    envelopes.append(EVENTS.decode(record.value))
                 except MalformedMessage as error:
                     await dead_letter(producer, self._topics, record, error.reason, error.detail)
                     dead.append(error.reason)
-                    continue
+            await self.projection.apply(conn, envelopes)
+            for envelope in envelopes:
                 structlog.contextvars.bind_contextvars(correlation_id=envelope.correlation_id)
-                await self.projection.apply(conn, envelope)
-                applied += 1
                 log.info("projection.applied", projection=name, type=envelope.type)
             structlog.contextvars.unbind_contextvars("correlation_id")
             await conn.execute(
                 "SELECT pg_notify($1, $2)", PROGRESS_CHANNEL, f"{name}:{tp.partition}:{next_offset}"
             )
         self._stored[tp.partition] = next_offset
-        metrics.APPLIED[name] += applied
+        metrics.APPLIED[name] += len(envelopes)
         metrics.DEAD_LETTERS.update((name, reason) for reason in dead)
 
     async def seek_to_stored(

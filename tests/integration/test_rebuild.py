@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +62,19 @@ async def caught_up(settings: Settings, timeout_s: float = 60) -> None:
         await consumer.stop()
 
 
-async def send(settings: Settings, count: int, seed: int, unreadable: int = 0) -> None:
+async def send(
+    settings: Settings, count: int, seed: int, unreadable: int = 0, chunks: int = 1
+) -> None:
+    """`count` mixed events, in `chunks` 0.1 s apart (a stream the projector keeps up with)."""
     topics = declare(settings.topic_prefix, settings.partitions)
     producer = kafka.producer(settings.kafka_bootstrap_servers)
     await producer.start()
+    events = mixed_events(count, seed=seed)
     try:
-        await produce(producer, topics.events.name, mixed_events(count, seed=seed), unreadable)
+        for _ in range(chunks):
+            await produce(producer, topics.events.name, islice(events, count // chunks + 1))
+            await asyncio.sleep(0.1)
+        await produce(producer, topics.events.name, events, unreadable)
     finally:
         await producer.stop()
 
@@ -124,7 +132,7 @@ async def test_a_projector_killed_mid_stream_resumes_to_the_rows_of_a_fresh_rebu
     )
     log = tmp_path / "projector.log"
     first = projector(settings, log)
-    stream = asyncio.create_task(send(settings, 4000, seed=3))
+    stream = asyncio.create_task(send(settings, 3000, seed=3, chunks=30))
     conn = await asyncpg.connect(settings.database_url)
     try:
         await migrate(conn)
