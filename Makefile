@@ -37,3 +37,4 @@ bench: system .venv/.synced  ## benchmarks: print figures (see bench/)
 	$(PY) bench/startup.py --runs 3 --cold
 	$(PY) bench/checkout.py --runs 3
 	$(PY) bench/codes.py --runs 3
+	$(PY) bench/read_models.py --runs 3

@@ -10,21 +10,32 @@ offsets: events appended during the rebuild are applied once, on top of the rebu
 Unreadable events were dead-lettered by the live projector; the rebuild skips and counts them.
 """
 
+import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.codec import EVENTS, MalformedMessage
+from contracts.envelope import Envelope
+from contracts.events import Event
 from contracts.topics import Topics
 from projections.runner import Projection
 from services.coupons.bus import kafka
 
 BATCH = 5000
 Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    envelopes: list[Envelope[Event]]
+    skipped: int
+    done: int
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,33 @@ def progress_bar(name: str) -> Progress:
     return show
 
 
+async def _read(
+    consumer: AIOKafkaConsumer,
+    starts: dict[TopicPartition, int],
+    ends: dict[TopicPartition, int],
+    out: "asyncio.Queue[_Batch | None]",
+) -> None:
+    """Decode every event before `ends` into batches; None when done."""
+    remaining = {tp for tp in starts if starts[tp] < ends[tp]}
+    while remaining:
+        fetched = await consumer.getmany(*remaining, timeout_ms=500, max_records=BATCH)
+        envelopes = []
+        skipped = 0
+        for tp, records in fetched.items():
+            for record in records:
+                if record.offset >= ends[tp]:
+                    break
+                try:
+                    envelopes.append(EVENTS.decode(record.value))
+                except MalformedMessage:
+                    skipped += 1
+        positions = {tp: await consumer.position(tp) for tp in starts}
+        remaining = {tp for tp in remaining if positions[tp] < ends[tp]}
+        done = sum(min(positions[tp], ends[tp]) - starts[tp] for tp in starts)
+        await out.put(_Batch(envelopes, skipped, done))
+    await out.put(None)
+
+
 async def rebuild(
     projection: Projection,
     bootstrap: str,
@@ -80,31 +118,26 @@ async def rebuild(
         await consumer.seek_to_beginning(*tps)
         starts = {tp: await consumer.position(tp) for tp in tps}
         total = sum(ends[tp] - starts[tp] for tp in tps)
-        done = skipped = 0
-        remaining = {tp for tp in tps if starts[tp] < ends[tp]}
         progress(0, total)
-        async with pool.acquire() as conn:
-            await conn.execute(f"SET search_path = {shadow}, public")
-            try:
-                while remaining:
-                    batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=BATCH)
-                    envelopes = []
-                    for tp, records in batches.items():
-                        for record in records:
-                            if record.offset >= ends[tp]:
-                                break
-                            try:
-                                envelopes.append(EVENTS.decode(record.value))
-                            except MalformedMessage:
-                                skipped += 1
-                    async with conn.transaction():
-                        await projection.apply(conn, envelopes)
-                    positions = {tp: await consumer.position(tp) for tp in tps}
-                    done = sum(min(positions[tp], ends[tp]) - starts[tp] for tp in tps)
-                    remaining = {tp for tp in remaining if positions[tp] < ends[tp]}
-                    progress(done, total)
-            finally:
-                await conn.execute("RESET search_path")
+        # Reading and decoding the next batch overlaps with PostgreSQL writing this one.
+        batches: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=2)
+        reading = asyncio.create_task(_read(consumer, starts, ends, batches))
+        skipped = 0
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute(f"SET search_path = {shadow}, public")
+                try:
+                    while (batch := await batches.get()) is not None:
+                        async with conn.transaction():
+                            await projection.apply(conn, batch.envelopes)
+                        skipped += batch.skipped
+                        progress(batch.done, total)
+                finally:
+                    await conn.execute("RESET search_path")
+        finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
     finally:
         await consumer.stop()
     async with pool.acquire() as conn, conn.transaction():

@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 
-from bench.workload import UNREADABLE
 from contracts.topics import declare
 from services.coupons.bus import kafka
 from services.coupons.settings import Settings
+from services.devstack.workload import UNREADABLE
 
 Service = tuple[httpx.Client, Path]
 

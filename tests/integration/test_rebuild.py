@@ -13,13 +13,13 @@ from typing import Any
 import asyncpg
 from aiokafka import TopicPartition
 
-from bench.workload import mixed_events, produce
 from contracts.topics import declare
 from projections.migrate import migrate
 from services.coupons.bus import kafka
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.rebuilds import REBUILDABLE, rebuild_projections
 from services.coupons.settings import Settings
+from services.devstack.workload import mixed_events, produce
 
 Tables = dict[str, list[Any]]
 

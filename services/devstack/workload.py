@@ -1,7 +1,7 @@
-"""A synthetic, valid event stream for the projections: campaigns, unique codes, distributions,
-redemptions (attributed and direct), reversals, partial refunds, refusals, and now and then an
-unreadable message. Produced straight to the event topic, as the decider would append it; used
-by the projection benchmark and the rebuild tests."""
+"""A synthetic, valid event stream for the projections: campaigns, unique codes,
+distributions, redemptions (attributed and direct), reversals, partial refunds, refusals, and
+now and then an unreadable message. Produced straight to the event topic, as the decider would
+append it; used by the projection benchmark and the rebuild tests."""
 
 import random
 from collections.abc import Iterator
