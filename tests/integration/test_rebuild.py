@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 from aiokafka import TopicPartition
 
+from contracts.events import CodeDistributed, CodeRedeemed, RedemptionRefunded, RedemptionReversed
 from contracts.topics import declare
 from projections.migrate import migrate
 from services.coupons.bus import kafka
@@ -98,6 +99,26 @@ def projector(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def expected_ledger(count: int, seed: int) -> dict[str, tuple[str, str | None, int, bool]]:
+    """An oracle in plain Python: per redemption, its attribution (the latest distribution of
+    its code to its contact before it, else direct), refunds, and whether it was reversed."""
+    latest: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+    ledger: dict[str, tuple[str, str | None, int, bool]] = {}
+    for envelope in mixed_events(count, seed=seed):
+        match envelope.data:
+            case CodeDistributed() as e:
+                latest[e.campaign_id, e.code, e.contact_id] = (e.channel, e.source_ref)
+            case CodeRedeemed() as e:
+                channel, ref = latest.get((e.campaign_id, e.code, e.contact_id), ("direct", None))
+                ledger[e.redemption_id] = (channel, ref, 0, False)
+            case RedemptionRefunded() as e:
+                channel, ref, refunded, gone = ledger[e.redemption_id]
+                ledger[e.redemption_id] = (channel, ref, refunded + e.refunded, gone)
+            case RedemptionReversed() as e:
+                ledger[e.redemption_id] = (*ledger[e.redemption_id][:3], True)
+    return ledger
+
+
 async def test_a_rebuild_equals_the_live_rows_after_a_mixed_workload(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -110,6 +131,13 @@ async def test_a_rebuild_equals_the_live_rows_after_a_mixed_workload(
         await caught_up(settings)
         before = await snapshot(settings)
         assert all(before.values()), {t: len(rows) for t, rows in before.items()}
+        conn = await asyncpg.connect(settings.database_url)
+        rows = await conn.fetch(
+            """SELECT redemption_id, channel, source_ref, refunded, reversed_at IS NOT NULL AS gone
+               FROM analytics.redemption_ledger"""
+        )
+        await conn.close()
+        assert {r[0]: tuple(r[1:]) for r in rows} == expected_ledger(1500, seed=1)
         rebuilt = await rebuild_projections(settings, [], show_progress=False)
         assert {r.projection: r.skipped for r in rebuilt} == dict.fromkeys(REBUILDABLE, 3)
         assert await snapshot(settings) == before
