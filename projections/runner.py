@@ -7,6 +7,7 @@ so redelivered events are never applied twice; Kafka's own committed offsets are
 An unreadable event goes to the dead-letter topic and the projection moves past it.
 """
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from services.coupons.bus.dead_letters import dead_letter
 log = structlog.get_logger(__name__)
 
 PROGRESS_CHANNEL = "projection_progress"
+RECHECK_S = 5.0
 
 
 Apply = Callable[[Connection, Sequence[Envelope[Event]]], Awaitable[None]]
@@ -92,6 +94,7 @@ class ProjectionRunner:
         await producer.start()
         await consumer.start()
         consumer.subscribe([topic], listener=_SeekToStored(self, consumer))
+        recheck_at = time.monotonic() + RECHECK_S
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)
@@ -99,6 +102,9 @@ class ProjectionRunner:
                     raise self._rebalance_error
                 for tp in consumer.assignment():
                     await self._advance(consumer, producer, tp, batches.get(tp, []))
+                if time.monotonic() >= recheck_at:
+                    recheck_at = time.monotonic() + RECHECK_S
+                    await self._follow_moved_offsets(consumer)
         finally:
             await consumer.stop()
             await producer.stop()
@@ -171,6 +177,21 @@ class ProjectionRunner:
         self._stored[tp.partition] = next_offset
         metrics.APPLIED[name] += len(envelopes)
         metrics.DEAD_LETTERS.update((name, reason) for reason in dead)
+
+    async def _follow_moved_offsets(self, consumer: AIOKafkaConsumer) -> None:
+        """A rebuild moves the stored offsets under us. With new events the compare-and-set
+        notices; on a quiet partition nothing would, so look now and then."""
+        async with self._pool.acquire() as conn:
+            stored = await stored_offsets(conn, self.projection.name, self._topics.events.name)
+        moved = {
+            tp
+            for tp in consumer.assignment()
+            if tp.partition in self._stored
+            and stored.get(tp.partition) != self._stored[tp.partition]
+        }
+        if moved:
+            log.warning("projection.offsets_moved", projection=self.projection.name)
+            await self.seek_to_stored(consumer, moved)
 
     async def seek_to_stored(
         self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
