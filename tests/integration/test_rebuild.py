@@ -188,3 +188,28 @@ async def test_a_projector_killed_mid_stream_resumes_to_the_rows_of_a_fresh_rebu
     assert 0 < applied_when_killed < len(live["ledger"])
     await rebuild_projections(settings, [], show_progress=False)
     assert await snapshot(settings) == live
+
+
+async def test_a_quiet_projector_follows_offsets_moved_under_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    await ensure_topics(
+        settings.kafka_bootstrap_servers, declare(settings.topic_prefix, settings.partitions), 1
+    )
+    live = projector(settings, tmp_path / "projector.log")
+    try:
+        await send(settings, 300, seed=4)
+        await caught_up(settings)
+        before = await snapshot(settings)
+        conn = await asyncpg.connect(settings.database_url)
+        async with conn.transaction():  # what a swap does, with no event to follow
+            await conn.execute(
+                "UPDATE projection_offsets SET next_offset = 0 WHERE projection = 'ledger'"
+            )
+            await conn.execute("TRUNCATE ledger, ledger_distributions")
+        await conn.close()
+        await caught_up(settings)
+        assert await snapshot(settings) == before
+    finally:
+        live.terminate()
+        live.wait(timeout=30)
