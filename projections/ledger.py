@@ -140,6 +140,11 @@ _KEYS: dict[Grouping, tuple[str, str]] = {
 }
 
 
+def stats_columns(group_by: tuple[Grouping, ...]) -> list[str]:
+    """The columns of `stats` rows: one per grouping, then every figure."""
+    return [_KEYS[g][1] for g in group_by] + [c.strip() for c in STATS_COLUMNS.split(",")]
+
+
 async def stats(
     conn: Connection,
     campaign_id: str,

@@ -158,8 +158,7 @@ async def campaign_stats_csv(
 ) -> StreamingResponse:
     """The same rows as `/stats`, as CSV, one column per grouping then every figure."""
     _, _, rows = await _stats(request, campaign_id, since, until, group_by)
-    header: list[str] = [g for g in ("day", "channel", "source_ref") if rows and g in rows[0]]
-    header += [c.strip() for c in ledger.STATS_COLUMNS.split(",")]
+    header = ledger.stats_columns(tuple(dict.fromkeys(group_by or [])))
 
     async def body() -> AsyncIterator[str]:
         yield _csv([header])
