@@ -39,3 +39,4 @@ bench: .venv/.synced  ## benchmarks: print figures (see bench/)
 	$(PY) bench/checkout.py --runs 3
 	$(PY) bench/codes.py --runs 3
 	$(PY) bench/stripe_bridge.py --runs 3
+	$(PY) bench/read_models.py --runs 3

@@ -7,7 +7,8 @@ so redelivered events are never applied twice; Kafka's own committed offsets are
 An unreadable event goes to the dead-letter topic and the projection moves past it.
 """
 
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from contracts.codec import EVENTS, MalformedMessage
 from contracts.envelope import Envelope
 from contracts.events import Event
 from contracts.topics import Topics
+from projections import metrics
 from projections.db import Connection
 from services.coupons.bus import kafka
 from services.coupons.bus.dead_letters import dead_letter
@@ -27,12 +29,29 @@ from services.coupons.bus.dead_letters import dead_letter
 log = structlog.get_logger(__name__)
 
 PROGRESS_CHANNEL = "projection_progress"
+RECHECK_S = 5.0
+
+
+Apply = Callable[[Connection, Sequence[Envelope[Event]]], Awaitable[None]]
+"""Apply a batch of events, in topic order, inside the caller's transaction."""
+
+
+def each(apply_one: Callable[[Connection, Envelope[Event]], Awaitable[None]]) -> Apply:
+    """A batch `Apply` from a per-event function, for projections that need no batching."""
+
+    async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
+        for envelope in envelopes:
+            await apply_one(conn, envelope)
+
+    return apply
 
 
 @dataclass(frozen=True)
 class Projection:
     name: str
-    apply: Callable[[Connection, Envelope[Event]], Awaitable[None]]
+    apply: Apply
+    tables: tuple[str, ...] = ()
+    """The tables it alone writes: what `coupons projections rebuild` replaces."""
 
 
 async def stored_offsets(conn: Connection, projection: str, topic: str) -> dict[int, int]:
@@ -75,6 +94,7 @@ class ProjectionRunner:
         await producer.start()
         await consumer.start()
         consumer.subscribe([topic], listener=_SeekToStored(self, consumer))
+        recheck_at = time.monotonic() + RECHECK_S
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)
@@ -82,6 +102,9 @@ class ProjectionRunner:
                     raise self._rebalance_error
                 for tp in consumer.assignment():
                     await self._advance(consumer, producer, tp, batches.get(tp, []))
+                if time.monotonic() >= recheck_at:
+                    recheck_at = time.monotonic() + RECHECK_S
+                    await self._follow_moved_offsets(consumer)
         finally:
             await consumer.stop()
             await producer.stop()
@@ -122,6 +145,7 @@ class ProjectionRunner:
         next_offset: int,
     ) -> None:
         name = self.projection.name
+        dead: list[str] = []
         async with self._pool.acquire() as conn, conn.transaction():
             moved = await conn.fetchval(
                 """UPDATE projection_offsets SET next_offset = $5, updated_at = now()
@@ -135,20 +159,39 @@ class ProjectionRunner:
             )
             if moved is None:
                 raise LostOwnership(f"{name} {tp.topic}[{tp.partition}] is not at {expected}")
+            envelopes = []
             for record in records:
                 try:
-                    envelope = EVENTS.decode(record.value)
+                    envelopes.append(EVENTS.decode(record.value))
                 except MalformedMessage as error:
                     await dead_letter(producer, self._topics, record, error.reason, error.detail)
-                    continue
+                    dead.append(error.reason)
+            await self.projection.apply(conn, envelopes)
+            for envelope in envelopes:
                 structlog.contextvars.bind_contextvars(correlation_id=envelope.correlation_id)
-                await self.projection.apply(conn, envelope)
                 log.info("projection.applied", projection=name, type=envelope.type)
             structlog.contextvars.unbind_contextvars("correlation_id")
             await conn.execute(
                 "SELECT pg_notify($1, $2)", PROGRESS_CHANNEL, f"{name}:{tp.partition}:{next_offset}"
             )
         self._stored[tp.partition] = next_offset
+        metrics.APPLIED[name] += len(envelopes)
+        metrics.DEAD_LETTERS.update((name, reason) for reason in dead)
+
+    async def _follow_moved_offsets(self, consumer: AIOKafkaConsumer) -> None:
+        """A rebuild moves the stored offsets under us. With new events the compare-and-set
+        notices; on a quiet partition nothing would, so look now and then."""
+        async with self._pool.acquire() as conn:
+            stored = await stored_offsets(conn, self.projection.name, self._topics.events.name)
+        moved = {
+            tp
+            for tp in consumer.assignment()
+            if tp.partition in self._stored
+            and stored.get(tp.partition) != self._stored[tp.partition]
+        }
+        if moved:
+            log.warning("projection.offsets_moved", projection=self.projection.name)
+            await self.seek_to_stored(consumer, moved)
 
     async def seek_to_stored(
         self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]

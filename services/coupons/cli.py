@@ -5,6 +5,7 @@
 - `coupons keys create --scope admin|checkout|analyst --name NAME`: print a new API key.
 - `coupons keys revoke KEY_ID`.
 - `coupons stripe reconcile --since DATE [--repair]`: Stripe's paid invoices against our ledger.
+- `coupons projections rebuild [NAME ...]`: replay the event topic into fresh tables, swap.
 """
 
 import argparse
@@ -118,6 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--name", required=True, help="who or what uses it, for the audit trail")
     key_commands.add_parser("revoke", help="revoke a key by id").add_argument("key_id")
     stripe_cli.add_parser(commands)
+    projection_commands = commands.add_parser(
+        "projections", help="maintain the read models"
+    ).add_subparsers(dest="action", required=True)
+    projection_commands.add_parser(
+        "rebuild", help="replay the event topic into fresh tables and swap them in"
+    ).add_argument("names", nargs="*", metavar="NAME", help="default: every rebuildable one")
     args = parser.parse_args(argv)
     logs.configure(
         os.environ.get("COUPONS_LOG_LEVEL", "INFO"), os.environ.get("COUPONS_LOG_FORMAT", "json")
@@ -128,6 +135,14 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(keys(args))
     elif args.command == "stripe":
         sys.exit(asyncio.run(stripe_cli.run(args)))
+    elif args.command == "projections":
+        from services.coupons.rebuilds import rebuild_projections
+
+        for rebuilt in asyncio.run(rebuild_projections(Settings(), args.names)):
+            print(
+                f"{rebuilt.projection}: {rebuilt.events} events in {rebuilt.seconds:.1f} s"
+                f" ({rebuilt.skipped} unreadable skipped)"
+            )
     else:
         serve(Settings())
 

@@ -10,9 +10,9 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.topics import Topics, declare
-from projections import campaigns
+from projections import campaigns, contacts, ledger, usage
 from projections.migrate import migrate
-from projections.runner import Projection, ProjectionRunner, stored_offsets
+from projections.runner import Projection, ProjectionRunner, each, stored_offsets
 from projections.watermarks import Watermarks
 from services.coupons.bus import kafka
 from services.coupons.bus.gateway import CommandGateway
@@ -29,7 +29,12 @@ from services.coupons.supervise import Supervised
 
 log = structlog.get_logger(__name__)
 
-PROJECTIONS = (Projection(campaigns.NAME, campaigns.apply),)
+PROJECTIONS = (
+    Projection(campaigns.NAME, each(campaigns.apply)),
+    Projection(usage.NAME, usage.apply, usage.TABLES),
+    Projection(contacts.NAME, contacts.apply, contacts.TABLES),
+    Projection(ledger.NAME, ledger.apply, ledger.TABLES),
+)
 
 
 @dataclass

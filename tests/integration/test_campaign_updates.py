@@ -5,6 +5,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.integration.test_analytics import eventually
 from tests.integration.test_checkout import campaign, checkout
 
 Service = tuple[httpx.Client, Path]
@@ -40,6 +41,11 @@ def test_new_limits_apply_to_later_redemptions_and_the_audit_says_why(service: S
     refused = redeem(client, "TUNED", "cid")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "exhausted"
     assert client.get(f"/v1/campaigns/{created['id']}").json()["usage"]["redemptions"] == 2
+    usage = eventually(
+        lambda: client.get(f"/v1/campaigns/{created['id']}/usage").json(),
+        lambda u: u["max_redemptions"] == 2 and u["refusals"],
+    )
+    assert (usage["max_redemptions"], usage["remaining"]) == (2, 0), "the usage read model too"
 
     audit = client.get(f"/v1/campaigns/{created['id']}/audit").json()
     update = next(e for e in audit if e["type"] == "coupon.campaign_updated.v1")

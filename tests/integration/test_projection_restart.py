@@ -14,7 +14,7 @@ from contracts.money import AmountOff
 from contracts.topics import declare
 from projections.db import Connection
 from projections.migrate import migrate
-from projections.runner import Projection, ProjectionRunner
+from projections.runner import Projection, ProjectionRunner, each
 from services.coupons.bus import kafka
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.settings import Settings
@@ -31,7 +31,7 @@ async def count_event(conn: Connection, envelope: Envelope[Event]) -> None:
     )
 
 
-COUNTING = Projection("counting", count_event)
+COUNTING = Projection("counting", each(count_event))
 
 
 def event(i: int) -> Envelope[Event]:

@@ -131,7 +131,12 @@ def test_contracts_and_health_are_published(service: tuple[httpx.Client, Path]) 
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["ready"] is True
-    assert ready["checks"]["projection_lag"] == {"campaigns": 0}
+    assert ready["checks"]["projection_lag"] == {
+        "campaigns": 0,
+        "usage": 0,
+        "contacts": 0,
+        "ledger": 0,
+    }
     asyncapi = client.get("/asyncapi.json").json()
     assert asyncapi["asyncapi"].startswith("3.")
     assert any(name.endswith("coupons.events.v1") for name in asyncapi["channels"])

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.coupons import logs
-from services.coupons.api import campaigns, checkout, codes, errors, health
+from services.coupons.api import analytics, campaigns, checkout, codes, errors, health, monitoring
 from services.coupons.api.auth import KeyCache
 from services.coupons.api.throttle import FailureThrottle
 from services.coupons.runtime import running
@@ -53,6 +53,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(codes.router)
     app.include_router(stripe_webhook.router)
     app.include_router(stripe_mirror.router)
+    app.include_router(analytics.router)
+    app.include_router(monitoring.router)
     app.add_middleware(Correlated)
     return app
 

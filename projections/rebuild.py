@@ -1,0 +1,158 @@
+"""Rebuild a projection from the beginning of the event topic, with no window of partial data.
+
+The events up to the topic's end offsets (taken at the start) are applied into shadow copies
+of the projection's tables, in schema `rebuild_<name>` (the projection's SQL names its tables
+unqualified, so `search_path` points it there). Then ONE transaction moves the projection's
+stored offsets to those end offsets and replaces the live tables' rows with the shadow rows.
+Readers see the old rows until that commit and the new ones after it. A running projector's
+next compare-and-set on its offsets fails (LostOwnership), so it re-reads from the swapped
+offsets: events appended during the rebuild are applied once, on top of the rebuilt rows.
+Unreadable events were dead-lettered by the live projector; the rebuild skips and counts them.
+"""
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from contracts.codec import EVENTS, MalformedMessage
+from contracts.envelope import Envelope
+from contracts.events import Event
+from contracts.topics import Topics
+from projections.runner import Projection
+from services.coupons.bus import kafka
+
+BATCH = 5000
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    envelopes: list[Envelope[Event]]
+    skipped: int
+    done: int
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    projection: str
+    events: int
+    skipped: int
+    seconds: float
+
+
+def progress_bar(name: str) -> Progress:
+    """A one-line progress bar on stderr: events applied of the total, and the rate."""
+    started = time.monotonic()
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        rate = done / max(time.monotonic() - started, 1e-9)
+        sys.stderr.write(
+            f"\r{name:>10} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+            f" events, {rate:,.0f}/s"
+        )
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+async def _read(
+    consumer: AIOKafkaConsumer,
+    starts: dict[TopicPartition, int],
+    ends: dict[TopicPartition, int],
+    out: "asyncio.Queue[_Batch | None]",
+) -> None:
+    """Decode every event before `ends` into batches; None when done."""
+    remaining = {tp for tp in starts if starts[tp] < ends[tp]}
+    while remaining:
+        fetched = await consumer.getmany(*remaining, timeout_ms=500, max_records=BATCH)
+        envelopes = []
+        skipped = 0
+        for tp, records in fetched.items():
+            for record in records:
+                if record.offset >= ends[tp]:
+                    break
+                try:
+                    envelopes.append(EVENTS.decode(record.value))
+                except MalformedMessage:
+                    skipped += 1
+        positions = {tp: await consumer.position(tp) for tp in starts}
+        remaining = {tp for tp in remaining if positions[tp] < ends[tp]}
+        done = sum(min(positions[tp], ends[tp]) - starts[tp] for tp in starts)
+        await out.put(_Batch(envelopes, skipped, done))
+    await out.put(None)
+
+
+async def rebuild(
+    projection: Projection,
+    bootstrap: str,
+    topics: Topics,
+    pool: asyncpg.Pool,
+    partitions: int,
+    progress: Progress = lambda done, total: None,
+) -> Rebuilt:
+    if not projection.tables:
+        raise ValueError(f"projection {projection.name} declares no tables to rebuild")
+    started = time.monotonic()
+    shadow = f"rebuild_{projection.name}"
+    topic = topics.events.name
+    async with pool.acquire() as conn:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {shadow} CASCADE; CREATE SCHEMA {shadow}")
+        for table in projection.tables:
+            await conn.execute(f"CREATE TABLE {shadow}.{table} (LIKE public.{table} INCLUDING ALL)")
+    consumer = kafka.reader(bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        ends = await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        starts = {tp: await consumer.position(tp) for tp in tps}
+        total = sum(ends[tp] - starts[tp] for tp in tps)
+        progress(0, total)
+        # Reading and decoding the next batch overlaps with PostgreSQL writing this one.
+        batches: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=2)
+        reading = asyncio.create_task(_read(consumer, starts, ends, batches))
+        skipped = 0
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute(f"SET search_path = {shadow}, public")
+                try:
+                    while (batch := await batches.get()) is not None:
+                        async with conn.transaction():
+                            await projection.apply(conn, batch.envelopes)
+                        skipped += batch.skipped
+                        progress(batch.done, total)
+                finally:
+                    await conn.execute("RESET search_path")
+        finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+    finally:
+        await consumer.stop()
+    async with pool.acquire() as conn, conn.transaction():
+        # Offsets first: a projector mid-batch holds these rows until it commits, and then
+        # waits on us, so the two never wait on each other's locks in opposite order.
+        await conn.executemany(
+            """INSERT INTO projection_offsets (projection, topic, partition, next_offset)
+               VALUES ($1, $2, $3, $4)
+               ON CONFLICT (projection, topic, partition)
+               DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()""",
+            [(projection.name, topic, tp.partition, ends[tp]) for tp in tps],
+        )
+        tables = ", ".join(f"public.{t}" for t in projection.tables)
+        await conn.execute(f"TRUNCATE {tables}")
+        for table in projection.tables:
+            await conn.execute(f"INSERT INTO public.{table} SELECT * FROM {shadow}.{table}")
+        await conn.execute(f"DROP SCHEMA {shadow} CASCADE")
+    return Rebuilt(projection.name, total, skipped, time.monotonic() - started)

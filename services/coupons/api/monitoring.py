@@ -1,0 +1,86 @@
+"""Projection progress for operators: `/metrics` in the Prometheus text format and
+`GET /v1/projections`, the same figures as JSON with each partition's offsets."""
+
+from typing import Any
+
+from aiokafka import TopicPartition
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import PlainTextResponse
+
+from projections import metrics
+from projections.runner import stored_offsets
+from services.coupons.api.auth import require
+from services.coupons.api.commands import runtime_of
+from services.coupons.runtime import PROJECTIONS
+
+router = APIRouter(tags=["operations"])
+
+
+async def _status(request: Request) -> list[dict[str, Any]]:
+    runtime = runtime_of(request)
+    topic = runtime.topics.events.name
+    tps = [TopicPartition(topic, p) for p in range(runtime.partitions)]
+    ends = await runtime.offsets.end_offsets(tps)
+    found = []
+    async with runtime.pool.acquire() as conn:
+        for projection in PROJECTIONS:
+            stored = await stored_offsets(conn, projection.name, topic)
+            partitions = [
+                {
+                    "partition": tp.partition,
+                    "next_offset": stored.get(tp.partition, 0),
+                    "end_offset": ends[tp],
+                    "lag": max(0, ends[tp] - stored.get(tp.partition, 0)),
+                }
+                for tp in tps
+            ]
+            found.append(
+                {
+                    "name": projection.name,
+                    "lag": sum(p["lag"] for p in partitions),
+                    "rebuildable": bool(projection.tables),
+                    "applied": metrics.APPLIED[projection.name],
+                    "dead_letters": {
+                        reason: n
+                        for (name, reason), n in sorted(metrics.DEAD_LETTERS.items())
+                        if name == projection.name
+                    },
+                    "partitions": partitions,
+                }
+            )
+    return found
+
+
+@router.get("/v1/projections", dependencies=[Depends(require("analyst"))])
+async def projections(request: Request) -> dict[str, Any]:
+    """Each projection's lag (events appended, not yet applied) per partition and in total;
+    `applied` and `dead_letters` count this replica's runners since it started."""
+    return {"data": await _status(request)}
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def prometheus(request: Request) -> str:
+    """Prometheus text format: lag per projection, events applied and dead letters by
+    projection and reason (counters of this replica)."""
+    status = await _status(request)
+    lines = [
+        "# HELP coupons_projection_lag_events Events appended to the topic, not yet applied.",
+        "# TYPE coupons_projection_lag_events gauge",
+        *(f'coupons_projection_lag_events{{projection="{p["name"]}"}} {p["lag"]}' for p in status),
+        "# HELP coupons_projection_events_applied_total Events applied by this replica.",
+        "# TYPE coupons_projection_events_applied_total counter",
+        *(
+            f'coupons_projection_events_applied_total{{projection="{p["name"]}"}} {p["applied"]}'
+            for p in status
+        ),
+        "# HELP coupons_projection_dead_letters_total Unreadable events sent to the dead-letter"
+        " topic by this replica.",
+        "# TYPE coupons_projection_dead_letters_total counter",
+        *(
+            f'coupons_projection_dead_letters_total{{projection="{p["name"]}",reason="{reason}"}}'
+            f" {n}"
+            for p in status
+            for reason, n in p["dead_letters"].items()
+        ),
+    ]
+    return "\n".join(lines) + "\n"

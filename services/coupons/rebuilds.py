@@ -1,0 +1,42 @@
+"""`coupons projections rebuild [NAME]`: replay the event topic into fresh tables and swap
+them in (projections/rebuild.py), for one projection or every one that can be rebuilt."""
+
+import asyncpg
+
+from contracts.topics import declare
+from projections.migrate import migrate
+from projections.rebuild import Progress, Rebuilt, progress_bar, rebuild
+from services.coupons.bus.topics import ensure_topics
+from services.coupons.runtime import PROJECTIONS
+from services.coupons.settings import Settings
+
+REBUILDABLE = {p.name: p for p in PROJECTIONS if p.tables}
+
+
+async def rebuild_projections(
+    settings: Settings, names: list[str], show_progress: bool = True
+) -> list[Rebuilt]:
+    unknown = set(names) - REBUILDABLE.keys()
+    if unknown:
+        raise SystemExit(f"cannot rebuild {sorted(unknown)}; rebuildable: {sorted(REBUILDABLE)}")
+    topics = declare(settings.topic_prefix, settings.partitions)
+    bootstrap = settings.kafka_bootstrap_servers
+    layout = await ensure_topics(bootstrap, topics, settings.replication_factor)
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        done = []
+        for name in names or list(REBUILDABLE):
+
+            def quiet(done: int, total: int) -> None:
+                pass
+
+            progress: Progress = progress_bar(name) if show_progress else quiet
+            partitions = layout[topics.events.name]
+            done.append(
+                await rebuild(REBUILDABLE[name], bootstrap, topics, pool, partitions, progress)
+            )
+        return done
+    finally:
+        await pool.close()
