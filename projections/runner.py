@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from contracts.codec import EVENTS, MalformedMessage
@@ -23,6 +23,7 @@ from contracts.events import Event
 from contracts.topics import Topics
 from projections import metrics
 from projections.db import Connection
+from projections.offsets import LostOwnership, StoredOffsets
 from services.coupons.bus import kafka
 from services.coupons.bus.dead_letters import dead_letter
 
@@ -54,20 +55,6 @@ class Projection:
     """The tables it alone writes: what `coupons projections rebuild` replaces."""
 
 
-async def stored_offsets(conn: Connection, projection: str, topic: str) -> dict[int, int]:
-    rows = await conn.fetch(
-        """SELECT partition, next_offset FROM projection_offsets
-           WHERE projection = $1 AND topic = $2""",
-        projection,
-        topic,
-    )
-    return {r["partition"]: r["next_offset"] for r in rows}
-
-
-class LostOwnership(RuntimeError):
-    """Another consumer advanced this partition's offset: our batch must not commit."""
-
-
 class ProjectionRunner:
     def __init__(
         self,
@@ -82,10 +69,7 @@ class ProjectionRunner:
         self._bootstrap = bootstrap
         self._topics = topics
         self._pool = pool
-        # next offset per owned partition, as stored; a partition is absent until its
-        # assignment has loaded this from PostgreSQL and sought the consumer to it
-        self._stored: dict[int, int] = {}
-        self._rebalance_error: Exception | None = None
+        self.offsets = StoredOffsets(pool, projection.name, topics.events.name)
 
     async def run(self) -> None:
         topic = self._topics.events.name
@@ -93,18 +77,18 @@ class ProjectionRunner:
         producer = kafka.producer(self._bootstrap)
         await producer.start()
         await consumer.start()
-        consumer.subscribe([topic], listener=_SeekToStored(self, consumer))
+        consumer.subscribe([topic], listener=self.offsets.listener(consumer))
         recheck_at = time.monotonic() + RECHECK_S
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)
-                if self._rebalance_error is not None:
-                    raise self._rebalance_error
+                if self.offsets.rebalance_error is not None:
+                    raise self.offsets.rebalance_error
                 for tp in consumer.assignment():
                     await self._advance(consumer, producer, tp, batches.get(tp, []))
                 if time.monotonic() >= recheck_at:
                     recheck_at = time.monotonic() + RECHECK_S
-                    await self._follow_moved_offsets(consumer)
+                    await self.offsets.follow_moved(consumer)
         finally:
             await consumer.stop()
             await producer.stop()
@@ -116,7 +100,7 @@ class ProjectionRunner:
         tp: TopicPartition,
         records: list[ConsumerRecord[Any, Any]],
     ) -> None:
-        expected = self._stored.get(tp.partition)
+        expected = self.offsets.next_offset(tp.partition)
         if expected is None:
             return  # fetched before the assignment was sought: the seek re-reads them
         records = [r for r in records if r.offset >= expected]
@@ -134,7 +118,7 @@ class ProjectionRunner:
             log.warning(
                 "projection.lost_ownership", projection=self.projection.name, partition=tp.partition
             )
-            await self.seek_to_stored(consumer, {tp} & consumer.assignment())
+            await self.offsets.seek(consumer, {tp} & consumer.assignment())
 
     async def _apply_batch(
         self,
@@ -147,18 +131,7 @@ class ProjectionRunner:
         name = self.projection.name
         dead: list[str] = []
         async with self._pool.acquire() as conn, conn.transaction():
-            moved = await conn.fetchval(
-                """UPDATE projection_offsets SET next_offset = $5, updated_at = now()
-                   WHERE projection = $1 AND topic = $2 AND partition = $3 AND next_offset = $4
-                   RETURNING next_offset""",
-                name,
-                tp.topic,
-                tp.partition,
-                expected,
-                next_offset,
-            )
-            if moved is None:
-                raise LostOwnership(f"{name} {tp.topic}[{tp.partition}] is not at {expected}")
+            await self.offsets.advance(conn, tp.partition, expected, next_offset)
             envelopes = []
             for record in records:
                 try:
@@ -174,61 +147,6 @@ class ProjectionRunner:
             await conn.execute(
                 "SELECT pg_notify($1, $2)", PROGRESS_CHANNEL, f"{name}:{tp.partition}:{next_offset}"
             )
-        self._stored[tp.partition] = next_offset
+        self.offsets.advanced(tp.partition, next_offset)
         metrics.APPLIED[name] += len(envelopes)
         metrics.DEAD_LETTERS.update((name, reason) for reason in dead)
-
-    async def _follow_moved_offsets(self, consumer: AIOKafkaConsumer) -> None:
-        """A rebuild moves the stored offsets under us. With new events the compare-and-set
-        notices; on a quiet partition nothing would, so look now and then."""
-        async with self._pool.acquire() as conn:
-            stored = await stored_offsets(conn, self.projection.name, self._topics.events.name)
-        moved = {
-            tp
-            for tp in consumer.assignment()
-            if tp.partition in self._stored
-            and stored.get(tp.partition) != self._stored[tp.partition]
-        }
-        if moved:
-            log.warning("projection.offsets_moved", projection=self.projection.name)
-            await self.seek_to_stored(consumer, moved)
-
-    async def seek_to_stored(
-        self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
-    ) -> None:
-        """Load the stored offsets (creating rows at 0 for new partitions), seek to them,
-        and only then accept records of these partitions."""
-        name, topic = self.projection.name, self._topics.events.name
-        for tp in assigned:
-            self._stored.pop(tp.partition, None)
-        async with self._pool.acquire() as conn:
-            await conn.executemany(
-                """INSERT INTO projection_offsets (projection, topic, partition, next_offset)
-                   VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING""",
-                [(name, topic, tp.partition) for tp in assigned],
-            )
-            stored = await stored_offsets(conn, name, topic)
-        for tp in assigned:
-            consumer.seek(tp, stored[tp.partition])
-            self._stored[tp.partition] = stored[tp.partition]
-        log.info("projection.assigned", projection=name, stored=stored)
-
-    def forget(self, revoked: set[TopicPartition]) -> None:
-        for tp in revoked:
-            self._stored.pop(tp.partition, None)
-
-
-class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, runner: ProjectionRunner, consumer: AIOKafkaConsumer) -> None:
-        self._runner = runner
-        self._consumer = consumer
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._runner.forget(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        # aiokafka logs and swallows a listener's exception: hand it to the run loop.
-        try:
-            await self._runner.seek_to_stored(self._consumer, assigned)
-        except Exception as error:  # noqa: BLE001 - re-raised by the run loop
-            self._runner._rebalance_error = error

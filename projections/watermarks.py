@@ -12,7 +12,8 @@ import asyncpg
 import structlog
 
 from projections.db import Connection
-from projections.runner import PROGRESS_CHANNEL, stored_offsets
+from projections.offsets import stored_offsets
+from projections.runner import PROGRESS_CHANNEL
 
 log = structlog.get_logger(__name__)
 

@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from contracts.topics import Topics, declare
 from projections import campaigns, contacts, ledger, usage
 from projections.migrate import migrate
-from projections.runner import Projection, ProjectionRunner, each, stored_offsets
+from projections.offsets import stored_offsets
+from projections.runner import Projection, ProjectionRunner, each
 from projections.watermarks import Watermarks
 from services.coupons.bus import kafka
 from services.coupons.bus.gateway import CommandGateway

@@ -20,12 +20,12 @@ from typing import Any
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from contracts.topics import Topics
 from projections.db import Connection
-from projections.runner import LostOwnership, stored_offsets
+from projections.offsets import LostOwnership, StoredOffsets
 from services.coupons.bus import kafka
 from services.coupons.bus.dead_letters import dead_letter
 from services.coupons.stripe.shapes import MalformedStripeEvent, fact_of
@@ -47,8 +47,7 @@ class StripeConsumer:
         self._topics = topics
         self._pool = pool
         self._translator = Translator(decide)
-        self._stored: dict[int, int] = {}
-        self._rebalance_error: Exception | None = None
+        self._offsets = StoredOffsets(pool, NAME, topics.stripe_events.name)
 
     async def run(self) -> None:
         topic = self._topics.stripe_events.name
@@ -56,13 +55,13 @@ class StripeConsumer:
         producer = kafka.producer(self._bootstrap)
         await producer.start()
         await consumer.start()
-        consumer.subscribe([topic], listener=_SeekToStored(self, consumer))
+        consumer.subscribe([topic], listener=self._offsets.listener(consumer))
         try:
             swept = time.monotonic()
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=500)
-                if self._rebalance_error is not None:
-                    raise self._rebalance_error
+                if self._offsets.rebalance_error is not None:
+                    raise self._offsets.rebalance_error
                 await asyncio.gather(
                     *(self._partition(consumer, producer, tp, rs) for tp, rs in batches.items())
                 )
@@ -80,7 +79,7 @@ class StripeConsumer:
         tp: TopicPartition,
         records: list[ConsumerRecord[Any, Any]],
     ) -> None:
-        expected = self._stored.get(tp.partition)
+        expected = self._offsets.next_offset(tp.partition)
         if expected is None:
             return  # fetched before the assignment was sought: the seek re-reads them
         records = [r for r in records if r.offset >= expected]
@@ -90,7 +89,7 @@ class StripeConsumer:
                 await self._with_retries(functools.partial(self._handle, producer, tp, chunk))
             except LostOwnership:
                 log.warning("stripe.lost_ownership", partition=tp.partition)
-                await self.seek_to_stored(consumer, {tp} & consumer.assignment())
+                await self._offsets.seek(consumer, {tp} & consumer.assignment())
                 return
 
     async def _with_retries(self, work: Callable[[], Awaitable[None]]) -> None:
@@ -115,23 +114,13 @@ class StripeConsumer:
         tp: TopicPartition,
         records: list[ConsumerRecord[Any, Any]],
     ) -> None:
-        expected, next_offset = self._stored[tp.partition], records[-1].offset + 1
+        expected, next_offset = self._offsets.next_offset(tp.partition), records[-1].offset + 1
+        assert expected is not None
         async with self._pool.acquire() as conn, conn.transaction():
-            moved = await conn.fetchval(
-                """UPDATE projection_offsets SET next_offset = $5, updated_at = now()
-                   WHERE projection = $1 AND topic = $2 AND partition = $3 AND next_offset = $4
-                   RETURNING next_offset""",
-                NAME,
-                tp.topic,
-                tp.partition,
-                expected,
-                next_offset,
-            )
-            if moved is None:
-                raise LostOwnership(f"{NAME} {tp.topic}[{tp.partition}] is not at {expected}")
+            await self._offsets.advance(conn, tp.partition, expected, next_offset)
             for record in records:
                 await self._one(conn, producer, record)
-        self._stored[tp.partition] = next_offset
+        self._offsets.advanced(tp.partition, next_offset)
 
     async def _one(
         self, conn: Connection, producer: AIOKafkaProducer, record: ConsumerRecord[Any, Any]
@@ -164,39 +153,3 @@ class StripeConsumer:
             )
         log.info("stripe.event_handled", stripe_event=event_id, type=event_type, outcome=outcome)
         structlog.contextvars.unbind_contextvars("correlation_id")
-
-    async def seek_to_stored(
-        self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
-    ) -> None:
-        topic = self._topics.stripe_events.name
-        for tp in assigned:
-            self._stored.pop(tp.partition, None)
-        async with self._pool.acquire() as conn:
-            await conn.executemany(
-                """INSERT INTO projection_offsets (projection, topic, partition, next_offset)
-                   VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING""",
-                [(NAME, topic, tp.partition) for tp in assigned],
-            )
-            stored = await stored_offsets(conn, NAME, topic)
-        for tp in assigned:
-            consumer.seek(tp, stored[tp.partition])
-            self._stored[tp.partition] = stored[tp.partition]
-
-    def forget(self, revoked: set[TopicPartition]) -> None:
-        for tp in revoked:
-            self._stored.pop(tp.partition, None)
-
-
-class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, runner: StripeConsumer, consumer: AIOKafkaConsumer) -> None:
-        self._runner = runner
-        self._consumer = consumer
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._runner.forget(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        try:
-            await self._runner.seek_to_stored(self._consumer, assigned)
-        except Exception as error:  # noqa: BLE001 - re-raised by the run loop
-            self._runner._rebalance_error = error

@@ -1,0 +1,120 @@
+"""Where a consumer of ours resumes: offsets kept in PostgreSQL, beside the rows they produced.
+
+A consumer that writes rows stores `(name, topic, partition) -> next offset` in
+`projection_offsets`, in the same transaction as its rows, and advances it only by
+compare-and-set: if another consumer (a zombie, or a rebuild) moved it, the transaction fails
+with `LostOwnership` and nothing is written twice. Kafka's own committed offsets are not used.
+On assignment the consumer seeks to the stored offsets, and until then ignores the partition's
+records.
+"""
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+
+from projections.db import Connection
+
+log = structlog.get_logger(__name__)
+
+
+class LostOwnership(RuntimeError):
+    """Another consumer advanced this partition's offset: our batch must not commit."""
+
+
+async def stored_offsets(conn: Connection, name: str, topic: str) -> dict[int, int]:
+    rows = await conn.fetch(
+        """SELECT partition, next_offset FROM projection_offsets
+           WHERE projection = $1 AND topic = $2""",
+        name,
+        topic,
+    )
+    return {r["partition"]: r["next_offset"] for r in rows}
+
+
+class StoredOffsets:
+    def __init__(self, pool: asyncpg.Pool, name: str, topic: str) -> None:
+        self._pool = pool
+        self._name = name
+        self._topic = topic
+        # next offset per owned partition, as stored; a partition is absent until its
+        # assignment has loaded this from PostgreSQL and sought the consumer to it
+        self._next: dict[int, int] = {}
+        self.rebalance_error: Exception | None = None
+        """A failure in the rebalance listener, for the run loop to raise (aiokafka would
+        log and swallow it)."""
+
+    def next_offset(self, partition: int) -> int | None:
+        return self._next.get(partition)
+
+    def listener(self, consumer: AIOKafkaConsumer) -> ConsumerRebalanceListener:
+        return _SeekToStored(self, consumer)
+
+    async def seek(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        """Load the stored offsets (creating rows at 0 for new partitions), seek to them, and
+        only then accept records of these partitions."""
+        for tp in assigned:
+            self._next.pop(tp.partition, None)
+        async with self._pool.acquire() as conn:
+            await conn.executemany(
+                """INSERT INTO projection_offsets (projection, topic, partition, next_offset)
+                   VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING""",
+                [(self._name, self._topic, tp.partition) for tp in assigned],
+            )
+            stored = await stored_offsets(conn, self._name, self._topic)
+        for tp in assigned:
+            consumer.seek(tp, stored[tp.partition])
+            self._next[tp.partition] = stored[tp.partition]
+        log.info("offsets.assigned", consumer=self._name, stored=stored)
+
+    async def follow_moved(self, consumer: AIOKafkaConsumer) -> None:
+        """Seek again where the stored offsets moved under us (a rebuild moves them). With new
+        records the compare-and-set notices; on a quiet partition only this does."""
+        async with self._pool.acquire() as conn:
+            stored = await stored_offsets(conn, self._name, self._topic)
+        moved = {
+            tp
+            for tp in consumer.assignment()
+            if tp.partition in self._next and stored.get(tp.partition) != self._next[tp.partition]
+        }
+        if moved:
+            log.warning("offsets.moved", consumer=self._name)
+            await self.seek(consumer, moved)
+
+    def forget(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:
+            self._next.pop(tp.partition, None)
+
+    async def advance(self, conn: Connection, partition: int, expected: int, to: int) -> None:
+        """Move the stored offset from `expected` to `to` inside the caller's transaction, or
+        raise LostOwnership when it is not at `expected` any more. Call `advanced` once the
+        transaction committed."""
+        moved = await conn.fetchval(
+            """UPDATE projection_offsets SET next_offset = $5, updated_at = now()
+               WHERE projection = $1 AND topic = $2 AND partition = $3 AND next_offset = $4
+               RETURNING next_offset""",
+            self._name,
+            self._topic,
+            partition,
+            expected,
+            to,
+        )
+        if moved is None:
+            raise LostOwnership(f"{self._name} {self._topic}[{partition}] is not at {expected}")
+
+    def advanced(self, partition: int, to: int) -> None:
+        self._next[partition] = to
+
+
+class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, offsets: StoredOffsets, consumer: AIOKafkaConsumer) -> None:
+        self._offsets = offsets
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._offsets.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        try:
+            await self._offsets.seek(self._consumer, assigned)
+        except Exception as error:  # noqa: BLE001 - re-raised by the run loop
+            self._offsets.rebalance_error = error
