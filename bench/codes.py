@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     done_times, redeem_times = [], []
-    with serving("bench-codes", kafka_port=30292, pg_port=30632) as client:
+    with serving("bench-codes", kafka_port=30292, pg_port=30632) as (client, _):
         for i in range(args.runs):
             done, redeemable = one_run(client, args.count)
             done_times.append(done)

@@ -38,9 +38,10 @@ async def _fresh_database(url: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def serving(name: str, kafka_port: int, pg_port: int) -> Iterator[httpx.Client]:
-    """Yield a client of a ready service, authorised with a new admin key. `name` picks the
-    state directory, so benchmarks can run side by side on their own ports."""
+def serving(name: str, kafka_port: int, pg_port: int) -> Iterator[tuple[httpx.Client, int]]:
+    """Yield a client of a ready service, authorised with a new admin key, and the service's
+    process id. `name` picks the state directory, so benchmarks can run side by side on their
+    own ports."""
     state = default_state_dir() / name
     with provisioned(state, kafka_port=kafka_port, pg_port=pg_port, database="bench") as found:
         tag = uuid.uuid4().hex[:10]
@@ -81,7 +82,7 @@ def serving(name: str, kafka_port: int, pg_port: int) -> Iterator[httpx.Client]:
                 check=True,
             ).stdout.split()[-1]
             client.headers["Authorization"] = f"Bearer {key}"
-            yield client
+            yield client, process.pid
         finally:
             client.close()
             process.terminate()
