@@ -146,7 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10, help="each ingest phase's duration")
-    parser.add_argument("--connections", type=int, default=8, help="wrk's open connections")
+    parser.add_argument("--connections", type=int, default=4, help="wrk's open connections")
     parser.add_argument(
         "--events", type=int, default=20_000, help="distinct events signed for a phase"
     )
