@@ -35,7 +35,7 @@ async def apply(conn: Connection, envelope: Envelope[Event]) -> None:
         envelope.actor,
         at,
         envelope.correlation_id,
-        envelope.data.model_dump_json(exclude={"type", "campaign_id"}),
+        _audit_detail(envelope.data),
     )
     match envelope.data:
         case CampaignDefined() as event:
@@ -144,6 +144,16 @@ async def apply(conn: Connection, envelope: Envelope[Event]) -> None:
             )
         case CommandRejected() | RedemptionRefunded():
             pass
+
+
+def _audit_detail(event: Event) -> str:
+    """The event without its type and campaign; codes added are counted, not listed (a batch
+    of a million codes would otherwise put a million codes in the audit trail)."""
+    if isinstance(event, CodesAdded):
+        return json.dumps(
+            {"batch_id": event.batch_id, "chunk": event.chunk, "codes": len(event.codes)}
+        )
+    return event.model_dump_json(exclude={"type", "campaign_id"})
 
 
 async def _count(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-COUNT = 25_000  # three chunks of the job
+COUNT = 25_000  # two chunks of the job
 
 
 def test_generate_export_distribute_and_redeem_unique_codes(
@@ -50,6 +50,9 @@ def test_generate_export_distribute_and_redeem_unique_codes(
     assert all(c.startswith("PH") and len(c) == 14 and c.isalnum() for c in codes)
     page = client.get(f"/v1/campaigns/{created['id']}/codes", params={"limit": 10}).json()
     assert [c["code"] for c in page["data"]] == sorted(codes)[:10]
+    audit = client.get(f"/v1/campaigns/{created['id']}/audit").json()
+    added = [e["detail"] for e in audit if e["type"] == "coupon.codes_added.v1"]
+    assert sum(d["codes"] for d in added) == COUNT, "the audit counts codes, not lists them"
 
     given = client.post(
         f"/v1/campaigns/{created['id']}/distributions",
