@@ -2,6 +2,9 @@
 usage, and the redemption ledger. What the campaign, validation and redemption APIs read."""
 
 import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from contracts.envelope import Envelope
@@ -23,20 +26,71 @@ NAME = "campaigns"
 RULES = ("duration", "validity", "limits", "eligibility")
 
 
-async def apply(conn: Connection, envelope: Envelope[Event]) -> None:
-    at = envelope.occurred_at
-    await conn.execute(
+@dataclass
+class _Batch:
+    """What a batch adds up to, written once at its end (or before an event that reads it)."""
+
+    redemptions: list[tuple[Any, ...]] = field(default_factory=list)
+    campaigns: dict[str, list[Any]] = field(default_factory=dict)  # id -> [n, spent, dist, at]
+    codes: Counter[str] = field(default_factory=Counter)  # code -> redemptions added
+
+    def count(
+        self, campaign_id: str, at: Any, redemptions: int = 0, spent: int = 0, distributed: int = 0
+    ) -> None:
+        deltas = self.campaigns.setdefault(campaign_id, [0, 0, 0, at])
+        deltas[0] += redemptions
+        deltas[1] += spent
+        deltas[2] += distributed
+        deltas[3] = max(deltas[3], at)
+
+    async def write_redemptions(self, conn: Connection) -> None:
+        if self.redemptions:
+            await conn.executemany(
+                """INSERT INTO redemptions (redemption_id, campaign_id, code, contact_id, order_ref,
+                       currency, amount, discount, total, redeemed_at, correlation_id)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+                self.redemptions,
+            )
+            self.redemptions.clear()
+
+    async def write(self, conn: Connection) -> None:
+        await self.write_redemptions(conn)
+        if self.campaigns:
+            await conn.executemany(
+                """UPDATE campaigns SET redemptions = redemptions + $2,
+                                        budget_spent = budget_spent + $3,
+                                        distributed = distributed + $4,
+                                        updated_at = greatest(updated_at, $5)
+                   WHERE id = $1""",
+                [(campaign_id, *deltas) for campaign_id, deltas in self.campaigns.items()],
+            )
+        if self.codes:
+            await conn.executemany(
+                "UPDATE codes SET redemptions = redemptions + $2 WHERE code = $1",
+                list(self.codes.items()),
+            )
+
+
+async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
+    """Apply a batch in order. The audit rows, the new redemptions and the counters are written
+    once per batch (pipelined), the rest event by event."""
+    await conn.executemany(
         """INSERT INTO campaign_audit
                (event_id, campaign_id, type, actor, occurred_at, correlation_id, detail)
            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING""",
-        envelope.id,
-        envelope.key,
-        envelope.type,
-        envelope.actor,
-        at,
-        envelope.correlation_id,
-        _audit_detail(envelope.data),
+        [
+            (e.id, e.key, e.type, e.actor, e.occurred_at, e.correlation_id, _audit_detail(e.data))
+            for e in envelopes
+        ],
     )
+    batch = _Batch()
+    for envelope in envelopes:
+        await _apply_one(conn, envelope, batch)
+    await batch.write(conn)
+
+
+async def _apply_one(conn: Connection, envelope: Envelope[Event], batch: _Batch) -> None:
+    at = envelope.occurred_at
     match envelope.data:
         case CampaignDefined() as event:
             rules = event.model_dump(mode="json", include=set(RULES))
@@ -75,27 +129,25 @@ async def apply(conn: Connection, envelope: Envelope[Event]) -> None:
                 at,
             )
         case CodeRedeemed() as event:
-            await conn.execute(
-                """INSERT INTO redemptions (redemption_id, campaign_id, code, contact_id, order_ref,
-                       currency, amount, discount, total, redeemed_at, correlation_id)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
-                event.redemption_id,
-                event.campaign_id,
-                event.code,
-                event.contact_id,
-                event.order_ref,
-                event.currency,
-                event.amount,
-                event.discount,
-                event.total,
-                at,
-                envelope.correlation_id,
+            batch.redemptions.append(
+                (
+                    event.redemption_id,
+                    event.campaign_id,
+                    event.code,
+                    event.contact_id,
+                    event.order_ref,
+                    event.currency,
+                    event.amount,
+                    event.discount,
+                    event.total,
+                    at,
+                    envelope.correlation_id,
+                )
             )
-            await _count(conn, event.campaign_id, +1, event.discount, at)
-            await conn.execute(
-                "UPDATE codes SET redemptions = redemptions + 1 WHERE code = $1", event.code
-            )
+            batch.count(event.campaign_id, at, redemptions=1, spent=event.discount)
+            batch.codes[event.code] += 1
         case RedemptionReversed() as event:
+            await batch.write_redemptions(conn)  # it may be in this batch
             await conn.execute(
                 """UPDATE codes SET redemptions = redemptions - 1
                    WHERE code = (SELECT code FROM redemptions WHERE redemption_id = $1)""",
@@ -108,7 +160,7 @@ async def apply(conn: Connection, envelope: Envelope[Event]) -> None:
                 at,
                 event.reason,
             )
-            await _count(conn, event.campaign_id, -1, -event.discount, at)
+            batch.count(event.campaign_id, at, redemptions=-1, spent=-event.discount)
         case CodeDistributed() as event:
             await conn.execute(
                 """INSERT INTO distributions (distribution_id, campaign_id, code, contact_id, email,
@@ -124,11 +176,7 @@ async def apply(conn: Connection, envelope: Envelope[Event]) -> None:
                 event.expires_at,
                 at,
             )
-            await conn.execute(
-                "UPDATE campaigns SET distributed = distributed + 1, updated_at = $2 WHERE id = $1",
-                event.campaign_id,
-                at,
-            )
+            batch.count(event.campaign_id, at, distributed=1)
             await conn.execute(
                 """UPDATE codes SET contact_id = $2, distributed_at = $3
                    WHERE code = $1 AND contact_id IS NULL""",
@@ -154,20 +202,6 @@ def _audit_detail(event: Event) -> str:
             {"batch_id": event.batch_id, "chunk": event.chunk, "codes": len(event.codes)}
         )
     return event.model_dump_json(exclude={"type", "campaign_id"})
-
-
-async def _count(
-    conn: Connection, campaign_id: str, redemptions: int, discount: int, at: Any
-) -> None:
-    await conn.execute(
-        """UPDATE campaigns SET redemptions = redemptions + $2, budget_spent = budget_spent + $3,
-                                updated_at = $4
-           WHERE id = $1""",
-        campaign_id,
-        redemptions,
-        discount,
-        at,
-    )
 
 
 CAMPAIGN_COLUMNS = (

@@ -13,7 +13,7 @@ from contracts.topics import Topics, declare
 from projections import campaigns, contacts, ledger, usage
 from projections.migrate import migrate
 from projections.offsets import stored_offsets
-from projections.runner import Projection, ProjectionRunner, each
+from projections.runner import Projection, ProjectionRunner
 from projections.watermarks import Watermarks
 from services.coupons.bus import kafka
 from services.coupons.bus.gateway import CommandGateway
@@ -31,7 +31,7 @@ from services.coupons.supervise import Supervised
 log = structlog.get_logger(__name__)
 
 PROJECTIONS = (
-    Projection(campaigns.NAME, each(campaigns.apply)),
+    Projection(campaigns.NAME, campaigns.apply),
     Projection(usage.NAME, usage.apply, usage.TABLES),
     Projection(contacts.NAME, contacts.apply, contacts.TABLES),
     Projection(ledger.NAME, ledger.apply, ledger.TABLES),
