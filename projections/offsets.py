@@ -8,9 +8,12 @@ On assignment the consumer seeks to the stored offsets, and until then ignores t
 records.
 """
 
+from typing import Any
+
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from projections.db import Connection
 
@@ -45,6 +48,16 @@ class StoredOffsets:
 
     def next_offset(self, partition: int) -> int | None:
         return self._next.get(partition)
+
+    def unseen(
+        self, partition: int, records: list[ConsumerRecord[Any, Any]]
+    ) -> tuple[int, list[ConsumerRecord[Any, Any]]] | None:
+        """The stored next offset and the records from it on; None while the partition's
+        assignment has not been sought yet (the seek re-reads whatever was fetched before)."""
+        expected = self._next.get(partition)
+        if expected is None:
+            return None
+        return expected, [r for r in records if r.offset >= expected]
 
     def listener(self, consumer: AIOKafkaConsumer) -> ConsumerRebalanceListener:
         return _SeekToStored(self, consumer)

@@ -100,10 +100,10 @@ class ProjectionRunner:
         tp: TopicPartition,
         records: list[ConsumerRecord[Any, Any]],
     ) -> None:
-        expected = self.offsets.next_offset(tp.partition)
-        if expected is None:
-            return  # fetched before the assignment was sought: the seek re-reads them
-        records = [r for r in records if r.offset >= expected]
+        unseen = self.offsets.unseen(tp.partition, records)
+        if unseen is None:
+            return
+        expected, records = unseen
         if records:
             next_offset = records[-1].offset + 1
         else:

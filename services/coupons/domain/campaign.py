@@ -312,12 +312,22 @@ def _refusal(campaign: Campaign, command: RedeemCode, now: datetime) -> checks.R
     return checks.evaluate(offer, campaign.usage(command.code), attempt)
 
 
-def _reverse(campaign: Campaign, command: ReverseRedemption) -> list[Event]:
+def _standing(
+    campaign: Campaign, command: ReverseRedemption | RefundRedemption
+) -> Redemption | CommandRejected:
+    """The redemption the command is about, or why there is none to act on."""
     redemption = campaign.ledger.get(command.redemption_id)
     if redemption is None:
-        return [_rejected(command, Reason.REDEMPTION_NOT_FOUND, "no such redemption")]
+        return _rejected(command, Reason.REDEMPTION_NOT_FOUND, "no such redemption")
     if redemption.reversed:
-        return [_rejected(command, Reason.ALREADY_REVERSED, "the redemption was reversed")]
+        return _rejected(command, Reason.ALREADY_REVERSED, "the redemption was reversed")
+    return redemption
+
+
+def _reverse(campaign: Campaign, command: ReverseRedemption) -> list[Event]:
+    redemption = _standing(campaign, command)
+    if isinstance(redemption, CommandRejected):
+        return [redemption]
     return [
         RedemptionReversed(
             campaign_id=campaign.id,
@@ -350,11 +360,9 @@ def _record(campaign: Campaign, command: RecordRedemption) -> list[Event]:
 
 
 def _refund(campaign: Campaign, command: RefundRedemption) -> list[Event]:
-    redemption = campaign.ledger.get(command.redemption_id)
-    if redemption is None:
-        return [_rejected(command, Reason.REDEMPTION_NOT_FOUND, "no such redemption")]
-    if redemption.reversed:
-        return [_rejected(command, Reason.ALREADY_REVERSED, "the redemption was reversed")]
+    redemption = _standing(campaign, command)
+    if isinstance(redemption, CommandRejected):
+        return [redemption]
     if command.refund_id in redemption.refunds:
         return []  # this refund counted already
     return [

@@ -79,10 +79,10 @@ class StripeConsumer:
         tp: TopicPartition,
         records: list[ConsumerRecord[Any, Any]],
     ) -> None:
-        expected = self._offsets.next_offset(tp.partition)
-        if expected is None:
-            return  # fetched before the assignment was sought: the seek re-reads them
-        records = [r for r in records if r.offset >= expected]
+        unseen = self._offsets.unseen(tp.partition, records)
+        if unseen is None:
+            return
+        _, records = unseen
         for first in range(0, len(records), CHUNK):
             chunk = records[first : first + CHUNK]
             try:
