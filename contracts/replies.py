@@ -3,7 +3,10 @@
 from typing import Literal
 from uuid import UUID
 
+from pydantic import AwareDatetime
+
 from contracts.base import Frozen
+from contracts.events import CodeRedeemed
 from contracts.reasons import Reason
 
 
@@ -16,7 +19,10 @@ class EventPosition(Frozen):
 
 class Reply(Frozen):
     """`accepted` appended events; `rejected` appended a CommandRejected; either may be a
-    `duplicate`: the same idempotency key was decided before and this is that first outcome."""
+    `duplicate`: the same idempotency key was decided before and this is that first outcome.
+
+    A first (not duplicate) acceptance also carries when it was decided and the redemption it
+    recorded, if any, so checkout answers without waiting for a read model."""
 
     type: Literal["coupon.command_decided.v1"] = "coupon.command_decided.v1"
     command_id: UUID
@@ -25,3 +31,5 @@ class Reply(Frozen):
     reason: Reason | None = None
     detail: str | None = None
     events: tuple[EventPosition, ...] = ()
+    decided_at: AwareDatetime | None = None
+    redeemed: CodeRedeemed | None = None

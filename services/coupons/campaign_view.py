@@ -31,6 +31,7 @@ class _Folded:
     campaigns: dict[str, aggregate.Campaign] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)  # code -> campaign id
     next: dict[int, int] = field(default_factory=dict)  # partition -> next offset to fold
+    last: dict[int, int] = field(default_factory=dict)  # partition -> last record's offset
 
 
 class CampaignView:
@@ -50,17 +51,28 @@ class CampaignView:
         campaign_id = live.owners.get(code)
         return None if campaign_id is None else live.campaigns.get(campaign_id)
 
+    def campaign(self, campaign_id: str) -> aggregate.Campaign | None:
+        return self._live.campaigns.get(campaign_id)
+
     def reached(self, partition: int, offset: int) -> bool:
         return self._live.next.get(partition, 0) > offset
 
     async def wait(self, partition: int, offset: int, timeout_s: float) -> None:
         """Return once the event at (partition, offset) is folded in."""
+        await self.reach({partition: offset + 1}, timeout_s)
+
+    async def reach(self, positions: dict[int, int], timeout_s: float) -> dict[int, int]:
+        """Return once every partition is folded up to its position (the offset after the
+        last event to fold), with the offset of the last event folded in each partition."""
         try:
             async with asyncio.timeout(timeout_s):
                 async with self._advanced:
-                    await self._advanced.wait_for(lambda: self.reached(partition, offset))
+                    await self._advanced.wait_for(
+                        lambda: all(self.reached(p, at - 1) for p, at in positions.items())
+                    )
         except TimeoutError as error:
-            raise ViewNotCaughtUp(f"the view has not reached {partition}:{offset}") from error
+            raise ViewNotCaughtUp(f"the view has not reached {positions}") from error
+        return dict(self._live.last)
 
     async def wait_for_code(self, code: str, timeout_s: float) -> aggregate.Campaign | None:
         """The campaign of a code that exists but may not be folded in yet; None if it is not
@@ -84,9 +96,10 @@ class CampaignView:
             folding = _Folded()
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-                for records in batches.values():
+                for tp, records in batches.items():
                     for record in records:
                         self._fold(folding, record.value)
+                    folding.last[tp.partition] = records[-1].offset
                 for tp in tps:
                     folding.next[tp.partition] = await consumer.position(tp)
                 if folding is not self._live and all(

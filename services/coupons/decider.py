@@ -1,10 +1,15 @@
 """The campaign decider: the single writer of each command partition.
 
 For every batch of commands on partition p it decides each one against the state folded from
-event partition p, then appends the events (to event partition p), the replies and the
-consumed command offsets in ONE Kafka transaction. A crash anywhere before the commit leaves
-no trace; after it, everything is there. On assignment, a transactional producer with the id
-`...decider.p{p}` fences any zombie writer of p, then the state is rebuilt from the log.
+event partition p, then appends the events (to event partition p) and the consumed command
+offsets in ONE Kafka transaction. A crash anywhere before the commit leaves no trace; after it,
+everything is there. On assignment, a transactional producer with the id `...decider.p{p}`
+fences any zombie writer of p, then the state is rebuilt from the log.
+
+The replies follow the commit, outside the transaction: a reply then never waits for commit
+markers, and the transaction has one partition less to add. A crash between the commit and a
+reply loses only the reply; the caller's retry with the same idempotency key is answered from
+the memo.
 """
 
 import asyncio
@@ -19,7 +24,7 @@ from aiokafka.structs import ConsumerRecord
 from contracts.codec import COMMANDS, EVENTS, MalformedMessage
 from contracts.commands import Command
 from contracts.envelope import Envelope
-from contracts.events import CodeDistributed, Event
+from contracts.events import CodeDistributed, CodeRedeemed, Event
 from contracts.public import CouponIssued
 from contracts.reasons import Reason
 from contracts.replies import EventPosition, Reply
@@ -60,6 +65,8 @@ class Outcome:
     command: Envelope[Command]
     duplicate: bool = False
     reply: Reply | None = None  # set for refusals that append nothing
+    decided_at: datetime | None = None
+    redeemed: CodeRedeemed | None = None
 
 
 class Decider:
@@ -70,9 +77,11 @@ class Decider:
         self._group = f"{topics.commands.name}.decider"
         self._writers: dict[int, Writer] = {}
         self._rebalance_error: Exception | None = None
+        self._replies = kafka.producer(bootstrap)
 
     async def run(self) -> None:
         consumer = kafka.reader(self._bootstrap, group_id=self._group)
+        await self._replies.start()
         await consumer.start()
         consumer.subscribe([self._topics.commands.name], listener=_Rebalance(self))
         try:
@@ -92,6 +101,7 @@ class Decider:
         finally:
             await consumer.stop()
             await self._release(list(self._writers))
+            await self._replies.stop()
 
     async def _acquire(self, partitions: list[int]) -> None:
         for p in partitions:
@@ -137,9 +147,9 @@ class Decider:
         self, writer: Writer, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]
     ) -> None:
         producer, state = writer.producer, writer.state
+        outcomes: list[Outcome] = []
+        appended: list[tuple[Envelope[Event], asyncio.Future[Any]]] = []
         async with producer.transaction():
-            outcomes: list[Outcome] = []
-            appended: list[tuple[Envelope[Event], asyncio.Future[Any]]] = []
             for record in records:
                 command = await self._read(producer, record)
                 if command is None:
@@ -158,6 +168,7 @@ class Decider:
                 now = datetime.now(UTC)  # the decision's time: checked against and recorded
                 events = aggregate.decide(state.campaigns.get(command.key), command.data, now)
                 state.memo.begin(command, digest, events)
+                outcome.decided_at = now
                 for event in events:
                     envelope = _event_envelope(command, event, now, digest)
                     state.apply(envelope, None)
@@ -168,18 +179,21 @@ class Decider:
                         await self._announce(
                             producer, state.campaigns[command.key], envelope, event
                         )
+                    elif isinstance(event, CodeRedeemed):
+                        outcome.redeemed = event
                 log.info(
                     "decider.decided", command=command.data.type, events=[e.type for e in events]
                 )
             structlog.contextvars.unbind_contextvars("correlation_id")
-            for envelope, acked in appended:
-                metadata = await acked
-                state.memo.place(
-                    envelope, EventPosition(partition=metadata.partition, offset=metadata.offset)
-                )
-            for outcome in outcomes:
-                await self._reply(producer, outcome, state.memo)
+            # queued behind the appends: committing the offsets overlaps sending the events
             await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, self._group)
+        for envelope, acked in appended:
+            metadata = await acked  # resolved: the commit flushed every append
+            state.memo.place(
+                envelope, EventPosition(partition=metadata.partition, offset=metadata.offset)
+            )
+        for outcome in outcomes:
+            await self._reply(outcome, state.memo)
 
     async def _read(
         self, producer: AIOKafkaProducer, record: ConsumerRecord[Any, Any]
@@ -232,9 +246,14 @@ class Decider:
             headers=[("type", public.type.encode())],
         )
 
-    async def _reply(self, producer: AIOKafkaProducer, outcome: Outcome, memo: Memo) -> None:
+    async def _reply(self, outcome: Outcome, memo: Memo) -> None:
+        """Queue the reply; it is sent while the next batch is decided."""
         command = outcome.command
         reply = outcome.reply or _from_memo(command, memo, duplicate=outcome.duplicate)
+        if outcome.decided_at is not None and reply.outcome == "accepted":
+            reply = reply.model_copy(
+                update={"decided_at": outcome.decided_at, "redeemed": outcome.redeemed}
+            )
         envelope = Envelope[Reply](
             key=str(command.id),
             causation_id=command.id,
@@ -243,7 +262,7 @@ class Decider:
             actor=command.actor,
             data=reply,
         )
-        await producer.send(
+        await self._replies.send(
             self._topics.replies.name, envelope.to_bytes(), key=str(command.id).encode()
         )
 

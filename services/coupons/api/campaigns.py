@@ -216,10 +216,19 @@ async def list_campaigns(
 
 
 async def _read(request: Request, campaign_id: str) -> dict[str, Any]:
+    """The campaign from its read model, with its usage from this process's campaign view:
+    a redemption is answered before it is projected, and the view already has it."""
     async with runtime_of(request).pool.acquire() as conn:
         row = await campaigns.get(conn, campaign_id)
     if row is None:
         raise ApiError(404, "campaign_not_found", f"no campaign {campaign_id}")
+    folded = runtime_of(request).view.campaign(campaign_id)
+    if folded is not None:
+        row["usage"] = {
+            "distributed": folded.distributed,
+            "redemptions": folded.redemptions,
+            "budget_spent": folded.budget_spent,
+        }
     return row
 
 

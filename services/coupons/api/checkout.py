@@ -18,7 +18,7 @@ from contracts.events import CodeRedeemed, CommandRejected
 from contracts.reasons import Reason
 from projections import campaigns, codes
 from services.coupons.api.auth import require
-from services.coupons.api.commands import execute, runtime_of
+from services.coupons.api.commands import caught_up, execute, runtime_of
 from services.coupons.api.errors import ApiError, ErrorBody, ErrorResponse
 from services.coupons.domain import campaign as aggregate
 from services.coupons.domain.codes import normalise
@@ -165,13 +165,16 @@ async def redeem(
             already_off=sum(row["discount"] for row in done),
         )
         try:
-            await execute(request, campaign_id, command, key)
+            reply = await execute(request, campaign_id, command, key, read_back=False)
         except ApiError as refused:
             if refused.status < 500:
                 request.app.state.throttle.failed(caller)
                 await _undo(request, done, f"stacked code {code} refused: {refused.code}")
             raise
-        done.append(await _redemption(request, command.redemption_id))
+        if reply.redeemed is None or reply.decided_at is None:  # a retry: from the ledger
+            done.append(await _redemption(request, command.redemption_id))
+        else:
+            done.append(_redeemed(reply.redeemed, reply.decided_at))
     response.headers["Location"] = f"/v1/redemptions/{done[0]['redemption_id']}"
     return {**done[0], "stacked": done[1:]}
 
@@ -215,11 +218,28 @@ async def reverse(
 
 
 async def _redemption(request: Request, redemption_id: str) -> dict[str, Any]:
-    async with runtime_of(request).pool.acquire() as conn:
+    """The redemption from the ledger. A redemption is answered from the decider's reply
+    before it is projected, so a miss waits for the projection to catch up and reads again."""
+    pool = runtime_of(request).pool
+    async with pool.acquire() as conn:
         row = await campaigns.redemption(conn, redemption_id)
+    if row is None:
+        await caught_up(request)
+        async with pool.acquire() as conn:
+            row = await campaigns.redemption(conn, redemption_id)
     if row is None:
         raise ApiError(404, Reason.REDEMPTION_NOT_FOUND.value, f"no redemption {redemption_id}")
     return row
+
+
+def _redeemed(event: CodeRedeemed, at: datetime) -> dict[str, Any]:
+    """The ledger row the `campaigns` projection will write for this redemption."""
+    return {
+        **event.model_dump(exclude={"type", "source"}),
+        "redeemed_at": at,
+        "reversed_at": None,
+        "reversal_reason": None,
+    }
 
 
 async def _campaign_of(request: Request, code: str) -> aggregate.Campaign | None:

@@ -2,11 +2,12 @@
 
 Every write endpoint goes through `execute`: the command is appended durably, the decider's
 reply is awaited, a refusal becomes an `ApiError` with its stable reason, and an acceptance
-waits until the `campaigns` projection and this process's campaign view have applied the
-events (read-your-writes)."""
+waits until this process's campaign view has applied the events and, unless the caller
+answers from the reply itself, the `campaigns` projection too (read-your-writes)."""
 
 from typing import Any
 
+from aiokafka import TopicPartition
 from fastapi import Request
 
 from contracts.base import Frozen
@@ -26,8 +27,14 @@ def runtime_of(request: Request) -> Runtime:
 
 
 async def execute(
-    request: Request, campaign_id: str, command: Frozen, idempotency_key: str
+    request: Request,
+    campaign_id: str,
+    command: Frozen,
+    idempotency_key: str,
+    *,
+    read_back: bool = True,
 ) -> Reply:
+    """Decide `command`; with `read_back`, return once the `campaigns` projection has it."""
     runtime = runtime_of(request)
     envelope: Envelope[Any] = Envelope(
         key=campaign_id,
@@ -53,11 +60,28 @@ async def execute(
     timeout = runtime.settings.command_timeout_s
     try:
         for position in reply.events:
-            await runtime.watermarks.wait(
-                campaigns.NAME, position.partition, position.offset, timeout
-            )
             await runtime.view.wait(position.partition, position.offset, timeout)
+            if read_back:
+                await runtime.watermarks.wait(
+                    campaigns.NAME, position.partition, position.offset, timeout
+                )
     except (ProjectionNotCaughtUp, ViewNotCaughtUp) as error:
         message = "accepted, not yet readable; retry with the same Idempotency-Key"
         raise ApiError(503, "projection_lagging", message, headers=retry) from error
     return reply
+
+
+async def caught_up(request: Request) -> None:
+    """Return once the `campaigns` projection has every event committed before this call:
+    for a read that missed, since a write answered from its reply may not be projected yet."""
+    runtime = runtime_of(request)
+    timeout = runtime.settings.command_timeout_s
+    try:
+        tps = [TopicPartition(runtime.topics.events.name, p) for p in range(runtime.partitions)]
+        ends = await runtime.offsets.end_offsets(tps)
+        folded = await runtime.view.reach({tp.partition: at for tp, at in ends.items()}, timeout)
+        for partition, offset in folded.items():
+            await runtime.watermarks.wait(campaigns.NAME, partition, offset, timeout)
+    except (ProjectionNotCaughtUp, ViewNotCaughtUp) as error:
+        message = "the read model is behind; retry shortly"
+        raise ApiError(503, "projection_lagging", message, headers={"Retry-After": "1"}) from error
