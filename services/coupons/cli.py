@@ -62,7 +62,15 @@ def serve(settings: Settings) -> None:
         uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run()
     else:  # each worker process builds its app from the environment
         factory = "services.coupons.api.app:from_environment"
-        uvicorn.run(factory, factory=True, workers=settings.workers, **options)
+        # A worker answers the supervisor's pings only once its imports are done: on a busy
+        # machine that takes longer than uvicorn's 5 s, and the worker would be killed.
+        uvicorn.run(
+            factory,
+            factory=True,
+            workers=settings.workers,
+            timeout_worker_healthcheck=60,
+            **options,
+        )
 
 
 def run_local() -> None:
