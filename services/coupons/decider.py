@@ -89,15 +89,17 @@ class Decider:
                 batches = await consumer.getmany(timeout_ms=200, max_records=500)
                 if self._rebalance_error is not None:
                     raise self._rebalance_error
-                for tp, records in batches.items():
-                    writer = self._writers.get(tp.partition)
-                    if writer is None:
-                        # Fetched before a rebalance took the partition away; whoever owns it
-                        # next starts from the committed offset. If it comes back to us, we do.
-                        if tp in consumer.assignment():
-                            consumer.seek(tp, records[0].offset)
-                        continue
-                    await self._decide_batch(writer, tp, records)
+                async with asyncio.TaskGroup() as partitions:  # each its own transaction
+                    for tp, records in batches.items():
+                        writer = self._writers.get(tp.partition)
+                        if writer is None:
+                            # Fetched before a rebalance took the partition away; whoever owns
+                            # it next starts from the committed offset. If it comes back to us,
+                            # we do.
+                            if tp in consumer.assignment():
+                                consumer.seek(tp, records[0].offset)
+                            continue
+                        partitions.create_task(self._decide_batch(writer, tp, records))
         finally:
             await consumer.stop()
             await self._release(list(self._writers))

@@ -79,11 +79,19 @@ class CommandGateway:
         finally:
             self._waiting.pop(command.id, None)
 
+    def _awaits(self, key: bytes | None) -> bool:
+        try:
+            return key is None or UUID(key.decode()) in self._waiting
+        except ValueError:
+            return True  # let the decoder report it
+
     async def _read_replies(self) -> None:
         while True:
             batches = await self._replies.getmany(timeout_ms=1000)
             for records in batches.values():
                 for record in records:
+                    if not self._awaits(record.key):
+                        continue  # another replica's (every replica reads every reply)
                     try:
                         reply = REPLIES.decode(record.value).data
                     except MalformedMessage as error:
