@@ -53,15 +53,20 @@ async def ensure_topics(bootstrap: str, topics: Topics, replication_factor: int)
 async def _with_leaders(
     admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30
 ) -> list[dict[str, Any]]:
-    """Describe `names` once every partition has a leader (just-created topics need a moment)."""
+    """Describe `names` once every partition has a leader (just-created topics need a moment:
+    on a busy broker their metadata may list no partitions at first)."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         described: list[dict[str, Any]] = await admin.describe_topics(names)
         leaderless = [
             d["topic"]
             for d in described
-            if d.get("error_code") or any(p["leader"] < 0 for p in d["partitions"])
+            if d.get("error_code")
+            or not d["partitions"]
+            or any(p["leader"] < 0 for p in d["partitions"])
         ]
-        if not leaderless or asyncio.get_running_loop().time() > deadline:
+        if not leaderless:
             return described
+        if asyncio.get_running_loop().time() > deadline:
+            raise TopicLayoutError(f"no leader for every partition of {leaderless}")
         await asyncio.sleep(0.1)
