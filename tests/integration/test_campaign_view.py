@@ -35,3 +35,25 @@ def test_worker_processes_share_the_port_and_each_has_the_campaigns(
     assert all(a["valid"] for a in answers), answers
     started = log.read_text().count('"event": "runtime.started"')
     assert started == 2, f"{started} runtimes started"
+
+
+def test_a_redemption_answered_by_one_replica_is_read_and_reversed_at_once_by_another(
+    start_service: ServiceFactory,
+) -> None:
+    """A redemption is answered from the decider's reply, before the `campaigns` projection
+    has it; another replica's read that misses waits for the projection instead of a 404."""
+    deciding, _ = start_service(COUPONS_COMPONENTS="decider")
+    projecting, _ = start_service(COUPONS_COMPONENTS="projector")
+    created = campaign(deciding, "ATONCE", limits={"per_contact": None})
+    for i in range(10):
+        redeemed = deciding.post(
+            "/v1/redemptions", json=checkout("ATONCE", f"c{i}"), headers={"Idempotency-Key": f"{i}"}
+        )
+        assert redeemed.status_code == 201, redeemed.text
+        path = f"/v1/redemptions/{redeemed.json()['redemption_id']}"
+        read = projecting.get(path)
+        assert read.status_code == 200, read.text
+        assert read.json() | {"stacked": []} == redeemed.json()
+        reversed_ = projecting.post(f"{path}/reversal", json={"reason": "cancelled"})
+        assert reversed_.status_code == 200, reversed_.text
+    assert deciding.get(f"/v1/campaigns/{created['id']}").json()["usage"]["redemptions"] == 0
