@@ -43,6 +43,7 @@ PHASES = ("validations", "redemptions")  # endpoints under /v1/; wrk counts non-
 @dataclass(frozen=True)
 class Phase:
     name: str
+    connections: int
     requests: int
     seconds: float
     latency_ms: dict[int, float]  # percentile -> ms, as wrk reports them
@@ -57,7 +58,7 @@ class Phase:
         cpu = " ".join(f"{k} {v:.0f}%" for k, v in self.cpu.items())
         latency = "  ".join(f"p{p} {ms:6.1f}" for p, ms in self.latency_ms.items())
         return (
-            f"{self.name:<11} {self.throughput:6.0f} req/s  {latency} ms"
+            f"{self.name:<11} {self.connections:3} conns {self.throughput:6.0f} req/s  {latency} ms"
             f"  unexpected: {self.unexpected}  cpu: {cpu}"
         )
 
@@ -128,11 +129,12 @@ def phase(
     args: argparse.Namespace, base_url: str, name: str, env: dict[str, str], pid: int
 ) -> Phase:
     url = f"{base_url}/v1/{name}"
-    wrk(url, 2, args.connections, env)  # warm-up
+    connections = getattr(args, f"{name}_connections")
+    wrk(url, 2, connections, env)  # warm-up
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())  # 1, 5, 15 min
     print(f"  {name}: {os.cpu_count()} CPUs, load average {load} before the phase")
     client, before = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_ticks(pid)
-    found = wrk(url, args.seconds, args.connections, env)
+    found = wrk(url, args.seconds, connections, env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     service, busy, total = (b - a for a, b in zip(before, cpu_ticks(pid), strict=True))
     seconds = found["seconds"]
@@ -141,7 +143,7 @@ def phase(
     cpu = {"service": service / os.sysconf("SC_CLK_TCK"), "wrk": client_s}
     cpu = {k: v * per_cent for k, v in cpu.items()} | {"busy": 100 * busy / max(total, 1)}
     latency = {p: found[f"p{p}"] for p in (50, 90, 99)}
-    return Phase(name, found["requests"], seconds, latency, found["bad"], cpu)
+    return Phase(name, connections, found["requests"], seconds, latency, found["bad"], cpu)
 
 
 def measure(args: argparse.Namespace, base_url: str, key: str, pid: int) -> list[Phase]:
@@ -231,7 +233,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=16, help="wrk's open connections")
+    parser.add_argument(
+        "--validations-connections", type=int, default=16, help="wrk's open connections"
+    )
+    parser.add_argument(
+        "--redemptions-connections", type=int, default=16, help="wrk's open connections"
+    )
     parser.add_argument("--workers", type=int, default=2, help="COUPONS_WORKERS of the service")
     parser.add_argument("--seconds", type=int, default=10, help="each phase's duration")
     args = parser.parse_args()
@@ -241,14 +248,13 @@ def main() -> None:
         state_dir, kafka_port=KAFKA_PORT, pg_port=PG_PORT, database="coupons_bench"
     ) as endpoints:
         results = bench(args, endpoints, state_dir / "service.log")
-    print(
-        f"\nmedians over {args.runs} runs, {args.connections} connections, {args.workers} workers:"
-    )
+    print(f"\nmedians over {args.runs} runs, {args.workers} workers:")
     for name in PHASES:
         mine = [r for r in results if r.name == name]
         throughput = statistics.median(r.throughput for r in mine)
         p99 = statistics.median(r.latency_ms[99] for r in mine)
-        print(f"  {name:<11} {throughput:6.0f} req/s  p99 {p99:6.1f} ms")
+        conns = getattr(args, f"{name}_connections")
+        print(f"  {name:<11} {conns:3} conns {throughput:6.0f} req/s  p99 {p99:6.1f} ms")
 
 
 if __name__ == "__main__":
