@@ -77,10 +77,12 @@ class Decider:
         self._group = f"{topics.commands.name}.decider"
         self._writers: dict[int, Writer] = {}
         self._rebalance_error: Exception | None = None
-        self._replies = kafka.producer(bootstrap)
+        self._replies: AIOKafkaProducer | None = None  # one per run: a restart makes another
 
     async def run(self) -> None:
+        self._rebalance_error = None  # a restart after a failed acquisition tries afresh
         consumer = kafka.reader(self._bootstrap, group_id=self._group)
+        self._replies = kafka.producer(self._bootstrap)
         await self._replies.start()
         await consumer.start()
         consumer.subscribe([self._topics.commands.name], listener=_Rebalance(self))
@@ -250,6 +252,7 @@ class Decider:
 
     async def _reply(self, outcome: Outcome, memo: Memo) -> None:
         """Queue the reply; it is sent while the next batch is decided."""
+        assert self._replies is not None, "replies are sent while the decider runs"
         command = outcome.command
         reply = outcome.reply or _from_memo(command, memo, duplicate=outcome.duplicate)
         if outcome.decided_at is not None and reply.outcome == "accepted":
