@@ -185,9 +185,11 @@ async def _apply_one(conn: Connection, envelope: Envelope[Event], batch: _Batch)
                 at,
             )
         case CodesAdded() as event:
-            await conn.copy_records_to_table(
+            await conn.copy_records_to_table(  # in key order: the indexes take it fastest
                 "codes",
-                records=[(c, event.campaign_id, event.batch_id, event.chunk) for c in event.codes],
+                records=[
+                    (c, event.campaign_id, event.batch_id, event.chunk) for c in sorted(event.codes)
+                ],
                 columns=["code", "campaign_id", "batch_id", "chunk"],
             )
         case CommandRejected() | RedemptionRefunded():

@@ -79,6 +79,7 @@ async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
             limited,
         )
     if added:
+        added.sort()  # in key order: the index takes it fastest
         await conn.copy_records_to_table("usage_codes", records=added, columns=CODE_KEY)
     if redeemed:
         await conn.copy_records_to_table(

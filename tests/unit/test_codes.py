@@ -14,6 +14,7 @@ from services.coupons.domain.codes import (
     format_code,
     generate,
     normalise,
+    normalise_all,
     space_size,
 )
 
@@ -43,6 +44,11 @@ def regex_for(pattern: CodePattern) -> re.Pattern[str]:
 )
 def test_normalise(raw: str, normal: str) -> None:
     assert normalise(raw) == normal
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_characters=","))))
+def test_normalise_all_is_normalise_of_each(codes: list[str]) -> None:
+    assert normalise_all(codes) == [normalise(c) for c in codes]
 
 
 @given(st.text())

@@ -50,6 +50,12 @@ def normalise(code: str) -> str:
     return _SEPARATORS.sub("", code).upper()
 
 
+def normalise_all(codes: list[str]) -> list[str]:
+    """`normalise` each of `codes` (which hold no comma) in one pass over their joined text:
+    for a chunk of generated codes, a few milliseconds instead of tens."""
+    return normalise(",".join(codes)).split(",") if codes else []
+
+
 def entropy_bits(pattern: CodePattern) -> float:
     """Bits an attacker must guess for one code (the prefix is public, so it adds none)."""
     return pattern.length * math.log2(len(pattern.alphabet))
