@@ -57,9 +57,14 @@ async def advance(conn: Connection, batch_id: str, next_chunk: int, generated: i
     )
 
 
-async def recount(conn: Connection, batch_id: str) -> int:
-    """The batch's codes in the read model: for when a chunk's outcome was not recorded."""
-    count: int = await conn.fetchval("SELECT count(*) FROM codes WHERE batch_id = $1", batch_id)
+async def recount(conn: Connection, campaign_id: str, batch_id: str) -> int:
+    """The batch's codes in the read model: for when a chunk's outcome was not recorded (after
+    a crash, so rare enough to read through the campaign's codes)."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM codes WHERE campaign_id = $1 AND batch_id = $2",
+        campaign_id,
+        batch_id,
+    )
     return count
 
 

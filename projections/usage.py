@@ -49,7 +49,8 @@ async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
                 )
             case CodesAdded() as event:
                 campaigns[event.campaign_id]["issued"] += len(event.codes)
-                added.extend((event.campaign_id, code) for code in event.codes)
+                # in key order: the index takes it fastest
+                added.extend((event.campaign_id, code) for code in sorted(event.codes))
             case CodeDistributed() as event:
                 campaigns[event.campaign_id]["distributed"] += 1
                 codes[event.campaign_id, event.code]["distributed"] += 1
@@ -79,7 +80,6 @@ async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
             limited,
         )
     if added:
-        added.sort()  # in key order: the index takes it fastest
         await conn.copy_records_to_table("usage_codes", records=added, columns=CODE_KEY)
     if redeemed:
         await conn.copy_records_to_table(

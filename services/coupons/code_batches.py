@@ -27,7 +27,7 @@ from contracts.rules import CodePattern
 from projections import campaigns, code_batches
 from projections.watermarks import Watermarks
 from services.coupons.bus.gateway import CommandGateway
-from services.coupons.domain.codes import generate, normalise, normalise_all
+from services.coupons.domain.codes import generate, normal_form
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +41,7 @@ IDLE_S = 0.5
 
 def chunk_size(pattern: CodePattern) -> int:
     """Codes per chunk: as many as fit in `CHUNK_BYTES` (a quoted code and a comma each)."""
-    code_length = len(normalise(pattern.prefix)) + pattern.length
+    code_length = len(normal_form(pattern).prefix) + pattern.length
     return min(MAX_CHUNK_CODES, CHUNK_BYTES // (code_length + 3))
 
 
@@ -92,7 +92,7 @@ class CodeBatchRunner:
                     if reply.outcome == "accepted":
                         made += len(claimed)  # claimed codes are new to every campaign
                     elif reply.reason == Reason.IDEMPOTENCY_KEY_REUSED:  # decided before a crash
-                        made = await self._recount(batch_id, unprojected) if reply.events else made
+                        made = await self._recount(job, unprojected) if reply.events else made
                     else:
                         await self._finish(batch_id, error=str(reply.reason))
                         log.warning("code_batch.failed", batch=batch_id, reason=reply.reason)
@@ -114,7 +114,7 @@ class CodeBatchRunner:
         return asyncio.create_task(self._claim(job, count))
 
     async def _claim(self, job: dict[str, Any], count: int) -> list[str]:
-        candidates = normalise_all(list(generate(job["pattern"], count)))
+        candidates = list(generate(normal_form(job["pattern"]), count))
         async with self._pool.acquire() as conn:
             return await code_batches.claim_all(conn, candidates, job["campaign_id"])
 
@@ -131,12 +131,12 @@ class CodeBatchRunner:
         )
         return await self._gateway.decide(envelope)
 
-    async def _recount(self, batch_id: str, unprojected: deque[EventPosition]) -> int:
+    async def _recount(self, job: dict[str, Any], unprojected: deque[EventPosition]) -> int:
         """The batch's codes in the read model, once it holds every chunk decided so far."""
         await self._projected(*unprojected)
         unprojected.clear()
         async with self._pool.acquire() as conn:
-            return await code_batches.recount(conn, batch_id)
+            return await code_batches.recount(conn, job["campaign_id"], job["id"])
 
     async def _projected(self, *positions: EventPosition) -> None:
         for position in positions:

@@ -13,8 +13,8 @@ from services.coupons.domain.codes import (
     entropy_bits,
     format_code,
     generate,
+    normal_form,
     normalise,
-    normalise_all,
     space_size,
 )
 
@@ -46,9 +46,12 @@ def test_normalise(raw: str, normal: str) -> None:
     assert normalise(raw) == normal
 
 
-@given(st.lists(st.text(alphabet=st.characters(blacklist_characters=","))))
-def test_normalise_all_is_normalise_of_each(codes: list[str]) -> None:
-    assert normalise_all(codes) == [normalise(c) for c in codes]
+@pytest.mark.parametrize("prefix", ["", "PH", "SUMMER-26-"])
+def test_the_normal_form_of_a_pattern_gives_its_codes_normalised(prefix: str) -> None:
+    pattern = CodePattern(prefix=prefix, length=12, group=4)
+    formatted = generate(pattern, 500, random.Random(7))
+    normal = generate(normal_form(pattern), 500, random.Random(7))
+    assert list(normal) == [normalise(code) for code in formatted]
 
 
 @given(st.text())

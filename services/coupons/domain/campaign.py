@@ -115,6 +115,8 @@ class Campaign:
         owned: set[str] = set() if self.code is None else wanted & {self.code}
         for chunk in self.chunks:
             owned |= chunk.members & wanted
+        if not owned and len(wanted) == len(codes):
+            return list(codes)  # the usual case: all new, no repeats
         return [c for c in dict.fromkeys(codes) if c not in owned]
 
     def next_unique(self) -> str | None:

@@ -50,10 +50,10 @@ def normalise(code: str) -> str:
     return _SEPARATORS.sub("", code).upper()
 
 
-def normalise_all(codes: list[str]) -> list[str]:
-    """`normalise` each of `codes` (which hold no comma) in one pass over their joined text:
-    for a chunk of generated codes, a few milliseconds instead of tens."""
-    return normalise(",".join(codes)).split(",") if codes else []
+def normal_form(pattern: CodePattern) -> CodePattern:
+    """The pattern whose codes are those of `pattern` normalised: to generate codes to store
+    without normalising each one."""
+    return pattern.model_copy(update={"prefix": normalise(pattern.prefix), "group": 0})
 
 
 def entropy_bits(pattern: CodePattern) -> float:
