@@ -81,15 +81,16 @@ async def claim_all(conn: Connection, codes: list[str], campaign_id: str) -> lis
     """Claim every one of `codes` (distinct) that no campaign has yet; return those now this
     campaign's, in their order.
 
-    Optimistic: random codes almost never meet a claimed one, so the chunk is first copied
+    Optimistic: random codes almost never meet a claimed one, so the chunk is first inserted
     in whole, in key order (which the index takes fastest); only if a code is taken does the
     claim go code by code, skipping the taken ones."""
     try:
         async with conn.transaction():
-            await conn.copy_records_to_table(
-                "code_claims",
-                records=[(code, campaign_id) for code in sorted(codes)],
-                columns=CLAIM_COLUMNS,
+            await conn.execute(
+                """INSERT INTO code_claims (code, campaign_id)
+                   SELECT unnest($1::text[]), $2""",
+                sorted(codes),
+                campaign_id,
             )
         return codes
     except asyncpg.UniqueViolationError:
@@ -101,6 +102,3 @@ async def claim_all(conn: Connection, codes: list[str], campaign_id: str) -> lis
         )
         claimed = {r["code"] for r in rows}
         return [code for code in codes if code in claimed]
-
-
-CLAIM_COLUMNS = ["code", "campaign_id"]
