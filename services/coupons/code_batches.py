@@ -106,6 +106,8 @@ class CodeBatchRunner:
         finally:
             if claiming is not None:
                 claiming.cancel()
+        async with self._pool.acquire() as conn:
+            await code_batches.analyse_codes(conn)
         await self._finish(batch_id)
         log.info("code_batch.done", batch=batch_id, codes=made)
 
