@@ -2,11 +2,12 @@
 
 For each chunk: generate codes (domain.codes), claim them in the global code registry (a code
 another campaign has is dropped and made up for in the next chunk), then append them through
-the campaign's decider as `AddCodes` with the idempotency key `<batch>:<chunk>`, and record
-the next chunk. After a crash the job resumes at its recorded chunk; if that chunk had in
-fact been decided, the decider refuses the new attempt as a reused key, saying where the first
-attempt's events are, and the job counts its codes once the projection holds them.
-Codes claimed by an attempt that never reached the log stay claimed, unused: harmless.
+the campaign's decider as `AddCodes` with the idempotency key `<batch>:<chunk>`, and, once the
+`campaigns` projection holds the chunk, record the next chunk. After a crash the job resumes
+at its recorded chunk; a chunk that had in fact been decided is refused as a reused key, the
+refusal saying where the first attempt's events are, and the job counts its codes once the
+projection holds them. Codes claimed by an attempt that never reached the log stay claimed,
+unused: harmless.
 
 The stages overlap: the next chunk is generated and claimed while this one is decided, and
 the projection may be up to `AHEAD` chunks behind the decider. The job is done only once the
@@ -14,6 +15,7 @@ projection holds every chunk, so its codes can be listed, exported and redeemed.
 
 import asyncio
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -43,6 +45,15 @@ def chunk_size(pattern: CodePattern) -> int:
     """Codes per chunk: as many as fit in `CHUNK_BYTES` (a quoted code and a comma each)."""
     code_length = len(normal_form(pattern).prefix) + pattern.length
     return min(MAX_CHUNK_CODES, CHUNK_BYTES // (code_length + 3))
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """A chunk the decider took: the job's progress, once the projection holds its events."""
+
+    next_chunk: int
+    made: int
+    events: tuple[EventPosition, ...]
 
 
 class CodeBatchRunner:
@@ -77,7 +88,7 @@ class CodeBatchRunner:
         size = chunk_size(job["pattern"])
         chunk, made = job["next_chunk"], job["generated"]
         structlog.contextvars.bind_contextvars(correlation_id=f"batch-{batch_id}")
-        unprojected: deque[EventPosition] = deque()
+        decided: deque[_Decided] = deque()  # not yet known to be projected, nor recorded
         claiming: asyncio.Task[list[str]] | None = None
         try:
             while made < requested:
@@ -86,23 +97,24 @@ class CodeBatchRunner:
                 claimed = (await claiming)[: requested - made]
                 ahead = requested - made - len(claimed)  # if this chunk is accepted
                 claiming = self._claim_soon(job, min(size, ahead)) if ahead > 0 else None
+                events: tuple[EventPosition, ...] = ()
                 if claimed:
                     reply = await self._append(job, chunk, claimed)
-                    unprojected.extend(reply.events)
+                    events = reply.events
                     if reply.outcome == "accepted":
                         made += len(claimed)  # claimed codes are new to every campaign
                     elif reply.reason == Reason.IDEMPOTENCY_KEY_REUSED:  # decided before a crash
-                        made = await self._recount(job, unprojected) if reply.events else made
+                        made = await self._recount(job, decided, events) if events else made
                     else:
                         await self._finish(batch_id, error=str(reply.reason))
                         log.warning("code_batch.failed", batch=batch_id, reason=reply.reason)
                         return
                 chunk += 1
-                async with self._pool.acquire() as conn:
-                    await code_batches.advance(conn, batch_id, chunk, made)
-                while len(unprojected) > AHEAD:
-                    await self._projected(unprojected.popleft())
-            await self._projected(*unprojected)
+                decided.append(_Decided(chunk, made, events))
+                while len(decided) > AHEAD:
+                    await self._record(batch_id, decided.popleft())
+            while decided:
+                await self._record(batch_id, decided.popleft())
         finally:
             if claiming is not None:
                 claiming.cancel()
@@ -133,15 +145,25 @@ class CodeBatchRunner:
         )
         return await self._gateway.decide(envelope)
 
-    async def _recount(self, job: dict[str, Any], unprojected: deque[EventPosition]) -> int:
-        """The batch's codes in the read model, once it holds every chunk decided so far."""
-        await self._projected(*unprojected)
-        unprojected.clear()
+    async def _recount(
+        self, job: dict[str, Any], decided: deque[_Decided], events: tuple[EventPosition, ...]
+    ) -> int:
+        """The batch's codes in the read model, once it holds every chunk decided so far (up to
+        the one whose `events` a refusal as a reused key pointed at)."""
+        while decided:
+            await self._record(job["id"], decided.popleft())
+        await self._projected(events)
         async with self._pool.acquire() as conn:
             return await code_batches.recount(conn, job["campaign_id"], job["id"])
 
-    async def _projected(self, *positions: EventPosition) -> None:
-        for position in positions:
+    async def _record(self, batch_id: str, chunk: _Decided) -> None:
+        """Record a decided chunk as the job's progress, once the projection holds it."""
+        await self._projected(chunk.events)
+        async with self._pool.acquire() as conn:
+            await code_batches.advance(conn, batch_id, chunk.next_chunk, chunk.made)
+
+    async def _projected(self, events: tuple[EventPosition, ...]) -> None:
+        for position in events:
             await self._watermarks.wait(
                 campaigns.NAME, position.partition, position.offset, self._timeout_s
             )
