@@ -280,8 +280,8 @@ def _event_envelope(
 
 
 def _refusal(command: Envelope[Command], reason: Reason, memo: Memo) -> Reply:
-    """Where the key's first request put its events, so a code batch resumed after a crash
-    can wait for the chunk it had decided."""
+    """A refusal of a reused key, saying where the key's first request put its events: a code
+    batch resumed after a crash waits for the chunk it had decided before counting it."""
     detail = "this Idempotency-Key was already used with a different request"
     first = memo.get(command)
     events = () if first is None else first.events
