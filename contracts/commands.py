@@ -145,6 +145,10 @@ class RefundRedemption(Frozen):
     reason: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
+MAX_CHUNK_CODES = 50_000
+"""The most codes one `AddCodes` carries: 50,000 default codes make a 750 kB message."""
+
+
 class AddCodes(Frozen):
     """Add generated unique codes to the campaign (one chunk of a code batch). The codes are
     already claimed for this campaign in the code registry, so no other campaign has them."""
@@ -153,7 +157,7 @@ class AddCodes(Frozen):
     campaign_id: CampaignId
     batch_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     chunk: Annotated[int, Field(ge=0)]
-    codes: Annotated[tuple[Code, ...], Field(min_length=1, max_length=20_000)]
+    codes: Annotated[tuple[Code, ...], Field(min_length=1, max_length=MAX_CHUNK_CODES)]
 
 
 Channel = Literal["email", "sequence", "broadcast", "nudge", "partner", "api"]

@@ -185,10 +185,14 @@ async def _apply_one(conn: Connection, envelope: Envelope[Event], batch: _Batch)
                 at,
             )
         case CodesAdded() as event:
-            await conn.copy_records_to_table(
-                "codes",
-                records=[(c, event.campaign_id, event.batch_id, event.chunk) for c in event.codes],
-                columns=["code", "campaign_id", "batch_id", "chunk"],
+            # one array rather than a record per code; in key order: the indexes take it fastest
+            await conn.execute(
+                """INSERT INTO codes (code, campaign_id, batch_id, chunk)
+                   SELECT unnest($1::text[]), $2, $3, $4""",
+                sorted(event.codes),
+                event.campaign_id,
+                event.batch_id,
+                event.chunk,
             )
         case CommandRejected() | RedemptionRefunded():
             pass

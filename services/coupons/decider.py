@@ -167,7 +167,7 @@ class Decider:
                         outcome.duplicate = True  # a retry: answered below from the memo
                         continue
                 except KeyReused:
-                    outcome.reply = _refusal(command, Reason.IDEMPOTENCY_KEY_REUSED)
+                    outcome.reply = _refusal(command, Reason.IDEMPOTENCY_KEY_REUSED, state.memo)
                     continue
                 now = datetime.now(UTC)  # the decision's time: checked against and recorded
                 events = aggregate.decide(state.campaigns.get(command.key), command.data, now)
@@ -303,9 +303,15 @@ def _event_envelope(
     )
 
 
-def _refusal(command: Envelope[Command], reason: Reason) -> Reply:
+def _refusal(command: Envelope[Command], reason: Reason, memo: Memo) -> Reply:
+    """A refusal of a reused key, saying where the key's first request put its events: a code
+    batch resumed after a crash waits for the chunk it had decided before counting it."""
     detail = "this Idempotency-Key was already used with a different request"
-    return Reply(command_id=command.id, outcome="rejected", reason=reason, detail=detail)
+    first = memo.get(command)
+    events = () if first is None else first.events
+    return Reply(
+        command_id=command.id, outcome="rejected", reason=reason, detail=detail, events=events
+    )
 
 
 def _from_memo(command: Envelope[Command], memo: Memo, *, duplicate: bool) -> Reply:

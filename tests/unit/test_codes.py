@@ -13,6 +13,7 @@ from services.coupons.domain.codes import (
     entropy_bits,
     format_code,
     generate,
+    normal_form,
     normalise,
     space_size,
 )
@@ -43,6 +44,14 @@ def regex_for(pattern: CodePattern) -> re.Pattern[str]:
 )
 def test_normalise(raw: str, normal: str) -> None:
     assert normalise(raw) == normal
+
+
+@pytest.mark.parametrize("prefix", ["", "PH", "SUMMER-26-"])
+def test_the_normal_form_of_a_pattern_gives_its_codes_normalised(prefix: str) -> None:
+    pattern = CodePattern(prefix=prefix, length=12, group=4)
+    formatted = generate(pattern, 500, random.Random(7))
+    normal = generate(normal_form(pattern), 500, random.Random(7))
+    assert list(normal) == [normalise(code) for code in formatted]
 
 
 @given(st.text())

@@ -335,6 +335,19 @@ def add_codes(*codes: str, chunk: int = 0) -> AddCodes:
     return AddCodes(campaign_id="c1", batch_id="b1", chunk=chunk, codes=codes)
 
 
+def test_added_codes_drop_repeats_and_codes_the_campaign_has_keeping_their_order() -> None:
+    _, log = run(
+        [
+            define(),  # the shared code SPRING
+            add_codes("CCCC3333", "AAAA1111"),
+            add_codes("DDDD4444", "SPRING", "AAAA1111", "BBBB2222", "DDDD4444", chunk=1),
+            add_codes("SPRING", "CCCC3333", chunk=2),  # nothing new: no event
+        ]
+    )
+    added = [e.codes for e in log if isinstance(e, CodesAdded)]
+    assert added == [("CCCC3333", "AAAA1111"), ("DDDD4444", "BBBB2222")]
+
+
 def test_unique_codes_are_handed_out_once_bound_to_their_contact_and_single_use() -> None:
     state, log = run(
         [

@@ -107,6 +107,18 @@ class Campaign:
     def owns(self, code: str) -> bool:
         return code == self.code or self.is_unique(code)
 
+    def not_owned(self, codes: tuple[str, ...]) -> list[str]:
+        """`codes` without repeats and without those the campaign has, in order. Set
+        operations per chunk, not a lookup in every chunk per code: at a million codes this
+        was most of the time spent deciding a chunk."""
+        wanted = set(codes)
+        owned: set[str] = set() if self.code is None else wanted & {self.code}
+        for chunk in self.chunks:
+            owned |= chunk.members & wanted
+        if not owned and len(wanted) == len(codes):
+            return list(codes)  # the usual case: all new, no repeats
+        return [c for c in dict.fromkeys(codes) if c not in owned]
+
     def next_unique(self) -> str | None:
         """The next unique code to hand out, if any is left."""
         index = self.handed_out
@@ -171,7 +183,7 @@ def decide(campaign: Campaign | None, command: Command, now: datetime) -> list[E
 def _add_codes(campaign: Campaign, command: AddCodes) -> list[Event]:
     if campaign.status == "ended":
         return [_rejected(command, Reason.ENDED, "the campaign has ended")]
-    new = tuple(c for c in dict.fromkeys(command.codes) if not campaign.owns(c))
+    new = tuple(campaign.not_owned(command.codes))
     if not new:
         return []
     return [

@@ -50,6 +50,12 @@ def normalise(code: str) -> str:
     return _SEPARATORS.sub("", code).upper()
 
 
+def normal_form(pattern: CodePattern) -> CodePattern:
+    """The pattern whose codes are those of `pattern` normalised: to generate codes to store
+    without normalising each one."""
+    return pattern.model_copy(update={"prefix": normalise(pattern.prefix), "group": 0})
+
+
 def entropy_bits(pattern: CodePattern) -> float:
     """Bits an attacker must guess for one code (the prefix is public, so it adds none)."""
     return pattern.length * math.log2(len(pattern.alphabet))
