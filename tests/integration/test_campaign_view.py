@@ -1,6 +1,8 @@
 """Validations read an in-memory view folded from the event log: a replica that starts later
 is ready only once its view has the whole history, and answers from it at once."""
 
+import time
+
 from tests.integration.conftest import ServiceFactory
 from tests.integration.test_checkout import campaign, checkout
 
@@ -31,10 +33,13 @@ def test_worker_processes_share_the_port_and_each_has_the_campaigns(
     campaign(client, "TWOWORKERS")
     body = checkout("TWOWORKERS", "ann")
     del body["order_ref"]
+    deadline = time.monotonic() + 60  # /readyz answered once one worker was up
+    while (started := log.read_text().count('"event": "runtime.started"')) < 2:
+        assert time.monotonic() < deadline, f"{started} runtimes started"
+        time.sleep(0.2)
+    assert started == 2, f"{started} runtimes started"
     answers = [client.post("/v1/validations", json=body).json() for _ in range(20)]
     assert all(a["valid"] for a in answers), answers
-    started = log.read_text().count('"event": "runtime.started"')
-    assert started == 2, f"{started} runtimes started"
 
 
 def test_a_redemption_answered_by_one_replica_is_read_and_reversed_at_once_by_another(
