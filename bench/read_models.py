@@ -6,10 +6,10 @@
    produced straight to the event topic, then `usage`, `contacts` and `ledger` are each
    rebuilt R times (replay into shadow tables, then the swap): events/s per projection.
 2. Lag: a projector process (`coupons serve`, COUPONS_COMPONENTS=projector, every
-   projection) follows a fresh topic while E events/s are appended for S seconds. An event
-   is visible when its projection's transaction commits: the `projection_progress`
-   notification sent in that transaction. Lag = notification received - append acknowledged,
-   per event and projection; p50/p99 per run, median over R runs.
+   projection) follows a fresh topic; once it owns every partition, E events/s are appended
+   for S seconds. An event is visible when its projection's transaction commits: the
+   `projection_progress` notification sent in that transaction. Lag = notification received -
+   append acknowledged, per event and projection; p50/p99 per run, median over R runs.
 """
 
 import argparse
@@ -30,6 +30,7 @@ from projections.migrate import migrate
 from projections.runner import PROGRESS_CHANNEL
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.rebuilds import rebuild_projections
+from services.coupons.runtime import PROJECTIONS
 from services.coupons.settings import Settings
 from services.devstack.stack import default_state_dir, provisioned
 from services.devstack.workload import mixed_events
@@ -138,7 +139,7 @@ async def lag_run(settings: Settings, rate: int, seconds: float) -> dict[str, li
         appended.append((meta.partition, meta.offset, time.monotonic()))
 
     try:
-        await asyncio.sleep(5)  # the projector joins its consumer groups
+        await assigned(listener, len(PROJECTIONS) * PARTITIONS)
         events = mixed_events(int(rate * seconds), campaigns=200)
         started = time.monotonic()
         pending = []
@@ -164,6 +165,16 @@ async def lag_run(settings: Settings, rate: int, seconds: float) -> dict[str, li
             if visible is not None:
                 lags.setdefault(name, []).append((visible - at) * 1000)
     return lags
+
+
+async def assigned(conn: asyncpg.Connection, partitions: int, timeout_s: float = 60) -> None:
+    """Wait until every projection of the projector owns its partitions (the stored offsets
+    it creates on assignment), so the lag measured is the steady state, not its start-up."""
+    deadline = time.monotonic() + timeout_s
+    while await conn.fetchval("SELECT count(*) FROM projection_offsets") < partitions:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the projector did not own {partitions} partitions in time")
+        await asyncio.sleep(0.2)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -207,7 +218,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     args = parser.parse_args()
     state = default_state_dir() / "bench-proj"
-    with provisioned(state, kafka_port=39492, pg_port=35832, database="bench") as found:
+    with provisioned(state, kafka_port=31492, pg_port=31832, database="bench") as found:
         asyncio.run(main_async(args, found.kafka_bootstrap_servers, found.database_url))
 
 
