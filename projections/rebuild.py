@@ -24,6 +24,7 @@ from contracts.codec import EVENTS, MalformedMessage
 from contracts.envelope import Envelope
 from contracts.events import Event
 from contracts.topics import Topics
+from projections.db import Connection
 from projections.runner import Projection
 from services.coupons.bus import kafka
 
@@ -153,6 +154,33 @@ async def rebuild(
         tables = ", ".join(f"public.{t}" for t in projection.tables)
         await conn.execute(f"TRUNCATE {tables}")
         for table in projection.tables:
-            await conn.execute(f"INSERT INTO public.{table} SELECT * FROM {shadow}.{table}")
+            await _copy_rows(conn, f"{shadow}.{table}", f"public.{table}")
         await conn.execute(f"DROP SCHEMA {shadow} CASCADE")
     return Rebuilt(projection.name, total, skipped, time.monotonic() - started)
+
+
+async def _copy_rows(conn: Connection, source: str, target: str) -> None:
+    """Copy every row of `source` into the empty `target`, dropping the target's indexes
+    (and the keys they back) first and building them again after: building an index once
+    from all the rows takes half the time of maintaining it row by row."""
+    indexes = await conn.fetch(
+        """SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS index,
+                  c.conname AS key, pg_get_constraintdef(c.oid) AS definition
+           FROM pg_index i
+           LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+           WHERE i.indrelid = $1::regclass""",
+        target,
+    )
+    for index in indexes:
+        if index["key"]:
+            await conn.execute(f'ALTER TABLE {target} DROP CONSTRAINT "{index["key"]}"')
+        else:
+            await conn.execute(f"DROP INDEX {index['name']}")
+    await conn.execute(f"INSERT INTO {target} SELECT * FROM {source}")
+    for index in indexes:
+        if index["key"]:
+            await conn.execute(
+                f'ALTER TABLE {target} ADD CONSTRAINT "{index["key"]}" {index["definition"]}'
+            )
+        else:
+            await conn.execute(index["index"])
