@@ -32,6 +32,10 @@ BATCH = 5000
 Progress = Callable[[int, int], None]
 
 
+class RebuildRunning(RuntimeError):
+    """Another rebuild of the same projection holds its lock."""
+
+
 @dataclass(frozen=True)
 class _Batch:
     envelopes: list[Envelope[Event]]
@@ -101,8 +105,30 @@ async def rebuild(
     partitions: int,
     progress: Progress = lambda done, total: None,
 ) -> Rebuilt:
+    """One rebuild of a projection at a time (an advisory lock): a second would drop the
+    first's shadow tables under it."""
     if not projection.tables:
         raise ValueError(f"projection {projection.name} declares no tables to rebuild")
+    key = f"rebuild:{projection.name}"
+    async with pool.acquire() as lock:
+        if not await lock.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key):
+            raise RebuildRunning(
+                f"a rebuild of {projection.name} is already running: wait for it to finish"
+            )
+        try:
+            return await _replay_and_swap(projection, bootstrap, topics, pool, partitions, progress)
+        finally:
+            await lock.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
+
+
+async def _replay_and_swap(
+    projection: Projection,
+    bootstrap: str,
+    topics: Topics,
+    pool: asyncpg.Pool,
+    partitions: int,
+    progress: Progress,
+) -> Rebuilt:
     started = time.monotonic()
     shadow = f"rebuild_{projection.name}"
     topic = topics.events.name
