@@ -31,6 +31,7 @@ class _Batch:
     """What a batch adds up to, written at its end in a few statements: rows are inserted
     before the updates that read them (a reversal of a redemption in the same batch)."""
 
+    defined: list[tuple[Any, ...]] = field(default_factory=list)
     redemptions: list[tuple[Any, ...]] = field(default_factory=list)
     distributions: list[tuple[Any, ...]] = field(default_factory=list)
     reversals: dict[str, tuple[Any, str]] = field(default_factory=dict)  # id -> (at, reason)
@@ -48,7 +49,22 @@ class _Batch:
         deltas[2] += distributed
         deltas[3] = max(deltas[3], at)
 
+    async def write_defined(self, conn: Connection) -> None:
+        """The campaigns defined so far, before anything that updates them."""
+        if self.defined:
+            await conn.execute(
+                """INSERT INTO campaigns (id, name, discount, code, status, rules, defined_at,
+                                          defined_by, correlation_id, event_id)
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[],
+                                        $5::text[], $6::jsonb[], $7::timestamptz[], $8::text[],
+                                        $9::text[], $10::uuid[])
+                   ON CONFLICT (id) DO NOTHING""",
+                *zip(*self.defined, strict=True),
+            )
+            self.defined.clear()
+
     async def write(self, conn: Connection) -> None:
+        await self.write_defined(conn)
         if self.redemptions:
             await conn.execute(
                 """INSERT INTO redemptions (redemption_id, campaign_id, code, contact_id, order_ref,
@@ -112,9 +128,9 @@ class _Batch:
 
 
 async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
-    """Apply a batch in order. Definitions, updates, status changes and added codes are written
-    as they come (they are rare, and later events of the batch rely on them); everything else
-    is summed up and written once at the end of the batch, a statement per kind."""
+    """Apply a batch in order. Updates, status changes and added codes are written as they come
+    (they are rare); everything else is collected and written once at the end of the batch, a
+    statement per kind, definitions first (and before an update of one of them)."""
     if not envelopes:
         return
     await conn.execute(
@@ -150,23 +166,22 @@ async def _apply_one(conn: Connection, envelope: Envelope[Event], batch: _Batch)
     match envelope.data:
         case CampaignDefined() as event:
             rules = event.model_dump(mode="json", include=set(RULES))
-            await conn.execute(
-                """INSERT INTO campaigns (id, name, discount, code, status, rules, defined_at,
-                                          defined_by, correlation_id, event_id)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                   ON CONFLICT (id) DO NOTHING""",
-                event.campaign_id,
-                event.name,
-                event.discount.model_dump_json(),
-                event.code,
-                event.status,
-                json.dumps(rules),
-                at,
-                envelope.actor,
-                envelope.correlation_id,
-                envelope.id,
+            batch.defined.append(
+                (
+                    event.campaign_id,
+                    event.name,
+                    event.discount.model_dump_json(),
+                    event.code,
+                    event.status,
+                    json.dumps(rules),
+                    at,
+                    envelope.actor,
+                    envelope.correlation_id,
+                    envelope.id,
+                )
             )
         case CampaignUpdated() as event:
+            await batch.write_defined(conn)  # it may be in this batch
             rules = event.model_dump(mode="json", include=set(RULES), exclude_none=True)
             await conn.execute(
                 """UPDATE campaigns SET name = coalesce($2, name), rules = rules || $3::jsonb,
@@ -178,6 +193,7 @@ async def _apply_one(conn: Connection, envelope: Envelope[Event], batch: _Batch)
                 at,
             )
         case CampaignStatusChanged() as event:
+            await batch.write_defined(conn)
             await conn.execute(
                 "UPDATE campaigns SET status = $2, updated_at = $3 WHERE id = $1",
                 event.campaign_id,
