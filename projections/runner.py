@@ -149,9 +149,12 @@ class ProjectionRunner:
                     dead.append(error.reason)
             await self.projection.apply(conn, envelopes)
             for envelope in envelopes:
-                structlog.contextvars.bind_contextvars(correlation_id=envelope.correlation_id)
-                log.info("projection.applied", projection=name, type=envelope.type)
-            structlog.contextvars.unbind_contextvars("correlation_id")
+                log.info(
+                    "projection.applied",
+                    projection=name,
+                    type=envelope.type,
+                    correlation_id=envelope.correlation_id,
+                )
             await conn.execute(
                 "SELECT pg_notify($1, progress) FROM unnest($2::text[]) AS progress",
                 PROGRESS_CHANNEL,
