@@ -33,6 +33,13 @@ class Codec(Generic[T]):
         if raw is None:
             raise MalformedMessage("empty_message", "the record has no value")
         try:
+            # A message of the current version, the usual case, in one pass (twice as fast as
+            # json.loads and validating the dict); an old version or bad input fails here and
+            # takes the path below, which upcasts it or says what is wrong.
+            return self._adapter.validate_json(raw)
+        except ValidationError:
+            pass
+        try:
             document: Any = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise MalformedMessage("invalid_json", str(error)) from error

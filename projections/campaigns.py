@@ -28,11 +28,17 @@ RULES = ("duration", "validity", "limits", "eligibility")
 
 @dataclass
 class _Batch:
-    """What a batch adds up to, written once at its end (or before an event that reads it)."""
+    """What a batch adds up to, written at its end in a few statements: rows are inserted
+    before the updates that read them (a reversal of a redemption in the same batch)."""
 
+    defined: list[tuple[Any, ...]] = field(default_factory=list)
     redemptions: list[tuple[Any, ...]] = field(default_factory=list)
+    distributions: list[tuple[Any, ...]] = field(default_factory=list)
+    reversals: dict[str, tuple[Any, str]] = field(default_factory=dict)  # id -> (at, reason)
+    reversed_times: Counter[str] = field(default_factory=Counter)  # id -> reversals of it
     campaigns: dict[str, list[Any]] = field(default_factory=dict)  # id -> [n, spent, dist, at]
     codes: Counter[str] = field(default_factory=Counter)  # code -> redemptions added
+    contacts: dict[str, tuple[str, Any]] = field(default_factory=dict)  # code -> first holder
 
     def count(
         self, campaign_id: str, at: Any, redemptions: int = 0, spent: int = 0, distributed: int = 0
@@ -43,45 +49,111 @@ class _Batch:
         deltas[2] += distributed
         deltas[3] = max(deltas[3], at)
 
-    async def write_redemptions(self, conn: Connection) -> None:
-        if self.redemptions:
-            await conn.executemany(
-                """INSERT INTO redemptions (redemption_id, campaign_id, code, contact_id, order_ref,
-                       currency, amount, discount, total, redeemed_at, correlation_id)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
-                self.redemptions,
+    async def write_defined(self, conn: Connection) -> None:
+        """The campaigns defined so far, before anything that updates them."""
+        if self.defined:
+            await conn.execute(
+                """INSERT INTO campaigns (id, name, discount, code, status, rules, defined_at,
+                                          defined_by, correlation_id, event_id)
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[],
+                                        $5::text[], $6::jsonb[], $7::timestamptz[], $8::text[],
+                                        $9::text[], $10::uuid[])
+                   ON CONFLICT (id) DO NOTHING""",
+                *zip(*self.defined, strict=True),
             )
-            self.redemptions.clear()
+            self.defined.clear()
 
     async def write(self, conn: Connection) -> None:
-        await self.write_redemptions(conn)
+        await self.write_defined(conn)
+        if self.redemptions:
+            await conn.execute(
+                """INSERT INTO redemptions (redemption_id, campaign_id, code, contact_id, order_ref,
+                       currency, amount, discount, total, redeemed_at, correlation_id)
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                        $6::text[], $7::bigint[], $8::bigint[], $9::bigint[],
+                                        $10::timestamptz[], $11::text[])""",
+                *zip(*self.redemptions, strict=True),
+            )
+        if self.distributions:
+            await conn.execute(
+                """INSERT INTO distributions (distribution_id, campaign_id, code, contact_id, email,
+                       channel, source_ref, expires_at, distributed_at)
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                        $6::text[], $7::text[], $8::timestamptz[],
+                                        $9::timestamptz[])""",
+                *zip(*self.distributions, strict=True),
+            )
+        if self.contacts:
+            await conn.execute(
+                """UPDATE codes c SET contact_id = h.contact_id, distributed_at = h.at
+                   FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS h(code, contact_id, at)
+                   WHERE c.code = h.code AND c.contact_id IS NULL""",
+                list(self.contacts),
+                *zip(*self.contacts.values(), strict=True),
+            )
+        if self.reversals:
+            await self._reverse(conn)
         if self.campaigns:
-            await conn.executemany(
-                """UPDATE campaigns SET redemptions = redemptions + $2,
-                                        budget_spent = budget_spent + $3,
-                                        distributed = distributed + $4,
-                                        updated_at = greatest(updated_at, $5)
-                   WHERE id = $1""",
-                [(campaign_id, *deltas) for campaign_id, deltas in self.campaigns.items()],
+            await conn.execute(
+                """UPDATE campaigns c SET redemptions = c.redemptions + d.redemptions,
+                                          budget_spent = c.budget_spent + d.spent,
+                                          distributed = c.distributed + d.distributed,
+                                          updated_at = greatest(c.updated_at, d.at)
+                   FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
+                               $5::timestamptz[]) AS d(id, redemptions, spent, distributed, at)
+                   WHERE c.id = d.id""",
+                list(self.campaigns),
+                *zip(*self.campaigns.values(), strict=True),
             )
-        if self.codes:
-            await conn.executemany(
-                "UPDATE codes SET redemptions = redemptions + $2 WHERE code = $1",
-                list(self.codes.items()),
+        if changed := [(code, n) for code, n in self.codes.items() if n]:
+            await conn.execute(
+                """UPDATE codes c SET redemptions = c.redemptions + d.n
+                   FROM unnest($1::text[], $2::int[]) AS d(code, n) WHERE c.code = d.code""",
+                *zip(*changed, strict=True),
             )
+
+    async def _reverse(self, conn: Connection) -> None:
+        """Mark the reversed redemptions, and count each reversal off its redemption's code."""
+        marked = await conn.fetch(
+            """UPDATE redemptions r SET reversed_at = v.at, reversal_reason = v.reason
+               FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS v(id, at, reason)
+               WHERE r.redemption_id = v.id
+               RETURNING r.redemption_id, r.code""",
+            list(self.reversals),
+            [at for at, _ in self.reversals.values()],
+            [reason for _, reason in self.reversals.values()],
+        )
+        for row in marked:
+            self.codes[row["code"]] -= self.reversed_times[row["redemption_id"]]
 
 
 async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
-    """Apply a batch in order. The audit rows, the new redemptions and the counters are written
-    once per batch (pipelined), the rest event by event."""
-    await conn.executemany(
+    """Apply a batch in order. Updates, status changes and added codes are written as they come
+    (they are rare); everything else is collected and written once at the end of the batch, a
+    statement per kind, definitions first (and before an update of one of them)."""
+    if not envelopes:
+        return
+    await conn.execute(
         """INSERT INTO campaign_audit
                (event_id, campaign_id, type, actor, occurred_at, correlation_id, detail)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING""",
-        [
-            (e.id, e.key, e.type, e.actor, e.occurred_at, e.correlation_id, _audit_detail(e.data))
-            for e in envelopes
-        ],
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],
+                                $5::timestamptz[], $6::text[], $7::jsonb[])
+           ON CONFLICT (event_id) DO NOTHING""",
+        *zip(
+            *(
+                (
+                    e.id,
+                    e.key,
+                    e.type,
+                    e.actor,
+                    e.occurred_at,
+                    e.correlation_id,
+                    _audit_detail(e.data),
+                )
+                for e in envelopes
+            ),
+            strict=True,
+        ),
     )
     batch = _Batch()
     for envelope in envelopes:
@@ -94,23 +166,22 @@ async def _apply_one(conn: Connection, envelope: Envelope[Event], batch: _Batch)
     match envelope.data:
         case CampaignDefined() as event:
             rules = event.model_dump(mode="json", include=set(RULES))
-            await conn.execute(
-                """INSERT INTO campaigns (id, name, discount, code, status, rules, defined_at,
-                                          defined_by, correlation_id, event_id)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                   ON CONFLICT (id) DO NOTHING""",
-                event.campaign_id,
-                event.name,
-                event.discount.model_dump_json(),
-                event.code,
-                event.status,
-                json.dumps(rules),
-                at,
-                envelope.actor,
-                envelope.correlation_id,
-                envelope.id,
+            batch.defined.append(
+                (
+                    event.campaign_id,
+                    event.name,
+                    event.discount.model_dump_json(),
+                    event.code,
+                    event.status,
+                    json.dumps(rules),
+                    at,
+                    envelope.actor,
+                    envelope.correlation_id,
+                    envelope.id,
+                )
             )
         case CampaignUpdated() as event:
+            await batch.write_defined(conn)  # it may be in this batch
             rules = event.model_dump(mode="json", include=set(RULES), exclude_none=True)
             await conn.execute(
                 """UPDATE campaigns SET name = coalesce($2, name), rules = rules || $3::jsonb,
@@ -122,6 +193,7 @@ async def _apply_one(conn: Connection, envelope: Envelope[Event], batch: _Batch)
                 at,
             )
         case CampaignStatusChanged() as event:
+            await batch.write_defined(conn)
             await conn.execute(
                 "UPDATE campaigns SET status = $2, updated_at = $3 WHERE id = $1",
                 event.campaign_id,
@@ -147,43 +219,25 @@ async def _apply_one(conn: Connection, envelope: Envelope[Event], batch: _Batch)
             batch.count(event.campaign_id, at, redemptions=1, spent=event.discount)
             batch.codes[event.code] += 1
         case RedemptionReversed() as event:
-            await batch.write_redemptions(conn)  # it may be in this batch
-            await conn.execute(
-                """UPDATE codes SET redemptions = redemptions - 1
-                   WHERE code = (SELECT code FROM redemptions WHERE redemption_id = $1)""",
-                event.redemption_id,
-            )
-            await conn.execute(
-                """UPDATE redemptions SET reversed_at = $2, reversal_reason = $3
-                   WHERE redemption_id = $1""",
-                event.redemption_id,
-                at,
-                event.reason,
-            )
+            batch.reversals[event.redemption_id] = (at, event.reason)
+            batch.reversed_times[event.redemption_id] += 1
             batch.count(event.campaign_id, at, redemptions=-1, spent=-event.discount)
         case CodeDistributed() as event:
-            await conn.execute(
-                """INSERT INTO distributions (distribution_id, campaign_id, code, contact_id, email,
-                       channel, source_ref, expires_at, distributed_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-                event.distribution_id,
-                event.campaign_id,
-                event.code,
-                event.contact_id,
-                event.email,
-                event.channel,
-                event.source_ref,
-                event.expires_at,
-                at,
+            batch.distributions.append(
+                (
+                    event.distribution_id,
+                    event.campaign_id,
+                    event.code,
+                    event.contact_id,
+                    event.email,
+                    event.channel,
+                    event.source_ref,
+                    event.expires_at,
+                    at,
+                )
             )
+            batch.contacts.setdefault(event.code, (event.contact_id, at))
             batch.count(event.campaign_id, at, distributed=1)
-            await conn.execute(
-                """UPDATE codes SET contact_id = $2, distributed_at = $3
-                   WHERE code = $1 AND contact_id IS NULL""",
-                event.code,
-                event.contact_id,
-                at,
-            )
         case CodesAdded() as event:
             # one array rather than a record per code; in key order: the indexes take it fastest
             await conn.execute(

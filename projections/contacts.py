@@ -5,6 +5,7 @@ that code; a reversal or refund carries its redemption's code and attribution.""
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from contracts.envelope import Envelope
 from contracts.events import (
@@ -119,11 +120,28 @@ async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
         )
 
 
-async def coupons(conn: Connection, contact_id: str, limit: int) -> list[dict[str, Any]]:
+async def coupons(
+    conn: Connection, contact_id: str, limit: int, after: Any = None
+) -> list[dict[str, Any]]:
+    """Oldest first, keyset-paginated by (occurred_at, activity, event_id): a page starts
+    after the row whose `event_id` is `after` (from `position`)."""
     records = await conn.fetch(
-        f"""SELECT {COLUMNS} FROM analytics.contact_coupons WHERE contact_id = $1
-            ORDER BY occurred_at, activity LIMIT $2""",
+        f"""SELECT event_id, {COLUMNS} FROM contact_coupons
+            WHERE contact_id = $1 AND ($3::timestamptz IS NULL
+                                        OR (occurred_at, activity, event_id) > ($3, $4, $5))
+            ORDER BY occurred_at, activity, event_id LIMIT $2""",
         contact_id,
         limit,
+        *(after or (None, None, None)),
     )
     return [dict(r) for r in records]
+
+
+async def position(conn: Connection, contact_id: str, event_id: UUID) -> Any:
+    """The sort key of the contact's row `event_id`, or None when the contact has no such row."""
+    return await conn.fetchrow(
+        """SELECT occurred_at, activity, event_id FROM contact_coupons
+           WHERE contact_id = $1 AND event_id = $2""",
+        contact_id,
+        event_id,
+    )

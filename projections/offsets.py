@@ -101,18 +101,27 @@ class StoredOffsets:
         """Move the stored offset from `expected` to `to` inside the caller's transaction, or
         raise LostOwnership when it is not at `expected` any more. Call `advanced` once the
         transaction committed."""
+        await self.advance_many(conn, {partition: (expected, to)})
+
+    async def advance_many(self, conn: Connection, moves: dict[int, tuple[int, int]]) -> None:
+        """`advance` for several partitions, `{partition: (expected, to)}`, in one statement."""
         moved = await conn.fetchval(
-            """UPDATE projection_offsets SET next_offset = $5, updated_at = now()
-               WHERE projection = $1 AND topic = $2 AND partition = $3 AND next_offset = $4
-               RETURNING next_offset""",
+            """WITH moved AS (
+                   UPDATE projection_offsets o SET next_offset = m.next_offset, updated_at = now()
+                   FROM unnest($3::int[], $4::bigint[], $5::bigint[])
+                        AS m(partition, expected, next_offset)
+                   WHERE o.projection = $1 AND o.topic = $2 AND o.partition = m.partition
+                     AND o.next_offset = m.expected
+                   RETURNING 1)
+               SELECT count(*) FROM moved""",
             self._name,
             self._topic,
-            partition,
-            expected,
-            to,
+            list(moves),
+            [expected for expected, _ in moves.values()],
+            [to for _, to in moves.values()],
         )
-        if moved is None:
-            raise LostOwnership(f"{self._name} {self._topic}[{partition}] is not at {expected}")
+        if moved != len(moves):
+            raise LostOwnership(f"{self._name} {self._topic} is not at {moves} any more")
 
     def advanced(self, partition: int, to: int) -> None:
         self._next[partition] = to

@@ -1,9 +1,10 @@
 """Runs one projection over the event topic, exactly once per event.
 
-For every batch of one partition, the projection's rows and the partition's next offset are
+For every poll, the projection's rows and the next offset of each partition it read are
 written in ONE PostgreSQL transaction, and `pg_notify('projection_progress', ...)` is sent
-from inside it (delivered at commit). On assignment the consumer seeks to the stored offsets,
-so redelivered events are never applied twice; Kafka's own committed offsets are not used.
+from inside it, once per partition (delivered at commit). On assignment the consumer seeks to
+the stored offsets, so redelivered events are never applied twice; Kafka's own committed
+offsets are not used.
 An unreadable event goes to the dead-letter topic and the projection moves past it.
 """
 
@@ -84,8 +85,7 @@ class ProjectionRunner:
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)
                 if self.offsets.rebalance_error is not None:
                     raise self.offsets.rebalance_error
-                for tp in consumer.assignment():
-                    await self._advance(consumer, producer, tp, batches.get(tp, []))
+                await self._advance(consumer, producer, batches)
                 if time.monotonic() >= recheck_at:
                     recheck_at = time.monotonic() + RECHECK_S
                     await self.offsets.follow_moved(consumer)
@@ -97,41 +97,49 @@ class ProjectionRunner:
         self,
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
-        tp: TopicPartition,
-        records: list[ConsumerRecord[Any, Any]],
+        batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]],
     ) -> None:
-        unseen = self.offsets.unseen(tp.partition, records)
-        if unseen is None:
+        """Apply what one poll fetched, every partition in ONE transaction: its cost (a few
+        round trips) is paid once per poll, not once per partition."""
+        moves: dict[int, tuple[int, int]] = {}
+        fetched: list[ConsumerRecord[Any, Any]] = []
+        for tp in consumer.assignment():
+            unseen = self.offsets.unseen(tp.partition, batches.get(tp, []))
+            if unseen is None:
+                continue
+            expected, records = unseen
+            if records:
+                next_offset = records[-1].offset + 1
+            else:
+                # The position moves past transaction markers too, which hold offsets but no
+                # records: storing it keeps the reported lag exact.
+                next_offset = await consumer.position(tp)
+                if next_offset <= expected:
+                    continue
+            moves[tp.partition] = (expected, next_offset)
+            fetched.extend(records)  # a campaign's events are in one partition, in order
+        if not moves:
             return
-        expected, records = unseen
-        if records:
-            next_offset = records[-1].offset + 1
-        else:
-            # The position moves past transaction markers too, which hold offsets but no
-            # records: storing it keeps the reported lag exact.
-            next_offset = await consumer.position(tp)
-            if next_offset <= expected:
-                return
         try:
-            await self._apply_batch(producer, tp, records, expected, next_offset)
+            await self._apply_batch(producer, fetched, moves)
         except LostOwnership:
             log.warning(
-                "projection.lost_ownership", projection=self.projection.name, partition=tp.partition
+                "projection.lost_ownership", projection=self.projection.name, partitions=moves
             )
-            await self.offsets.seek(consumer, {tp} & consumer.assignment())
+            await self.offsets.seek(
+                consumer, {tp for tp in consumer.assignment() if tp.partition in moves}
+            )
 
     async def _apply_batch(
         self,
         producer: AIOKafkaProducer,
-        tp: TopicPartition,
         records: list[ConsumerRecord[Any, Any]],
-        expected: int,
-        next_offset: int,
+        moves: dict[int, tuple[int, int]],
     ) -> None:
         name = self.projection.name
         dead: list[str] = []
         async with self._pool.acquire() as conn, conn.transaction():
-            await self.offsets.advance(conn, tp.partition, expected, next_offset)
+            await self.offsets.advance_many(conn, moves)
             envelopes = []
             for record in records:
                 try:
@@ -141,12 +149,18 @@ class ProjectionRunner:
                     dead.append(error.reason)
             await self.projection.apply(conn, envelopes)
             for envelope in envelopes:
-                structlog.contextvars.bind_contextvars(correlation_id=envelope.correlation_id)
-                log.info("projection.applied", projection=name, type=envelope.type)
-            structlog.contextvars.unbind_contextvars("correlation_id")
+                log.info(
+                    "projection.applied",
+                    projection=name,
+                    type=envelope.type,
+                    correlation_id=envelope.correlation_id,
+                )
             await conn.execute(
-                "SELECT pg_notify($1, $2)", PROGRESS_CHANNEL, f"{name}:{tp.partition}:{next_offset}"
+                "SELECT pg_notify($1, progress) FROM unnest($2::text[]) AS progress",
+                PROGRESS_CHANNEL,
+                [f"{name}:{partition}:{to}" for partition, (_, to) in moves.items()],
             )
-        self.offsets.advanced(tp.partition, next_offset)
+        for partition, (_, to) in moves.items():
+            self.offsets.advanced(partition, to)
         metrics.APPLIED[name] += len(envelopes)
         metrics.DEAD_LETTERS.update((name, reason) for reason in dead)

@@ -5,7 +5,7 @@ import asyncpg
 
 from contracts.topics import declare
 from projections.migrate import migrate
-from projections.rebuild import Progress, Rebuilt, progress_bar, rebuild
+from projections.rebuild import Progress, RebuildRunning, Rebuilt, progress_bar, rebuild
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.runtime import PROJECTIONS
 from services.coupons.settings import Settings
@@ -22,7 +22,7 @@ async def rebuild_projections(
     topics = declare(settings.topic_prefix, settings.partitions)
     bootstrap = settings.kafka_bootstrap_servers
     layout = await ensure_topics(bootstrap, topics, settings.replication_factor)
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=3)
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
@@ -34,9 +34,13 @@ async def rebuild_projections(
 
             progress: Progress = progress_bar(name) if show_progress else quiet
             partitions = layout[topics.events.name]
-            done.append(
-                await rebuild(REBUILDABLE[name], bootstrap, topics, pool, partitions, progress)
-            )
+            try:
+                rebuilt = await rebuild(
+                    REBUILDABLE[name], bootstrap, topics, pool, partitions, progress
+                )
+            except RebuildRunning as error:
+                raise SystemExit(str(error)) from error
+            done.append(rebuilt)
         return done
     finally:
         await pool.close()

@@ -37,6 +37,22 @@ async def snapshot(settings: Settings) -> Tables:
         await conn.close()
 
 
+async def indexes(settings: Settings) -> list[tuple[str, str]]:
+    """The rebuildable tables' indexes and the keys they back: the swap rebuilds them."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        rows = await conn.fetch(
+            """SELECT pg_get_indexdef(i.indexrelid), coalesce(pg_get_constraintdef(c.oid), '')
+               FROM pg_index i
+               LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+               WHERE i.indrelid::regclass::text = ANY($1::text[]) ORDER BY 1""",
+            [table for projection in REBUILDABLE.values() for table in projection.tables],
+        )
+        return [(r[0], r[1]) for r in rows]
+    finally:
+        await conn.close()
+
+
 async def caught_up(settings: Settings, timeout_s: float = 60) -> None:
     """Every rebuildable projection has stored the topic's end offset of every partition."""
     topic = declare(settings.topic_prefix, settings.partitions).events.name
@@ -131,6 +147,8 @@ async def test_a_rebuild_equals_the_live_rows_after_a_mixed_workload(
         await caught_up(settings)
         before = await snapshot(settings)
         assert all(before.values()), {t: len(rows) for t, rows in before.items()}
+        keys = await indexes(settings)
+        assert len(keys) >= 10
         conn = await asyncpg.connect(settings.database_url)
         rows = await conn.fetch(
             """SELECT redemption_id, channel, source_ref, refunded, reversed_at IS NOT NULL AS gone
@@ -141,6 +159,7 @@ async def test_a_rebuild_equals_the_live_rows_after_a_mixed_workload(
         rebuilt = await rebuild_projections(settings, [], show_progress=False)
         assert {r.projection: r.skipped for r in rebuilt} == dict.fromkeys(REBUILDABLE, 3)
         assert await snapshot(settings) == before
+        assert await indexes(settings) == keys
         # Events appended during a rebuild: the live projector applies them, the swap moves
         # its offsets back under it, and it applies them again on top of the rebuilt rows.
         await asyncio.gather(

@@ -6,6 +6,7 @@ import io
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -65,6 +66,7 @@ class ContactCoupon(BaseModel):
 class ContactCoupons(BaseModel):
     contact_id: str
     data: list[ContactCoupon]
+    next_cursor: str | None
 
 
 class StatsRow(BaseModel):
@@ -119,12 +121,34 @@ async def get_usage(campaign_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.get("/contacts/{contact_id}/coupons", response_model=ContactCoupons, responses=ERRORS)
-async def contact_coupons(contact_id: str, request: Request) -> dict[str, Any]:
+async def contact_coupons(
+    contact_id: str,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=MAX_CONTACT_ROWS)] = 100,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
     """Every coupon distributed to the contact and every redemption, reversal and refund they
-    made, oldest first (up to 1,000 rows; the full history is `analytics.contact_coupons`)."""
+    made, oldest first; pass `next_cursor` back as `cursor` for the next page."""
     async with runtime_of(request).pool.acquire() as conn:
-        rows = await contacts.coupons(conn, contact_id, MAX_CONTACT_ROWS)
-    return {"contact_id": contact_id, "data": rows}
+        after = None
+        if cursor is not None:
+            after = await contacts.position(conn, contact_id, _event_id(cursor))
+            if after is None:
+                raise _invalid_cursor()
+        rows = await contacts.coupons(conn, contact_id, limit, after)
+    next_cursor = str(rows[-1]["event_id"]) if len(rows) == limit else None
+    return {"contact_id": contact_id, "data": rows, "next_cursor": next_cursor}
+
+
+def _event_id(cursor: str) -> UUID:
+    try:
+        return UUID(cursor)
+    except ValueError as error:
+        raise _invalid_cursor() from error
+
+
+def _invalid_cursor() -> ApiError:
+    return ApiError(422, "invalid_cursor", "cursor is not one this API returned", field="cursor")
 
 
 @router.get("/campaigns/{campaign_id}/stats", response_model=Stats, responses=ERRORS)
