@@ -6,6 +6,9 @@ offsets in ONE Kafka transaction. A crash anywhere before the commit leaves no t
 everything is there. On assignment, a transactional producer with the id `...decider.p{p}`
 fences any zombie writer of p, then the state is rebuilt from the log.
 
+Commands keep being fetched while a partition's transaction is in flight; the next transaction
+takes all of them at once, so batches grow with the load instead of waiting a turn.
+
 The replies follow the commit, outside the transaction: a reply then never waits for commit
 markers, and the transaction has one partition less to add. A crash between the commit and a
 reply loses only the reply; the caller's retry with the same idempotency key is answered from
@@ -18,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from contracts.codec import COMMANDS, EVENTS, MalformedMessage
@@ -36,6 +39,8 @@ from services.coupons.domain import summary
 from services.coupons.domain.idempotency import KeyReused, Memo, request_hash
 
 log = structlog.get_logger(__name__)
+
+MAX_BATCH = 500  # commands per transaction
 
 
 @dataclass
@@ -58,6 +63,8 @@ class Writer:
     partition: int
     producer: AIOKafkaProducer
     state: PartitionState
+    waiting: list[ConsumerRecord[Any, Any]] = field(default_factory=list)  # fetched, undecided
+    deciding: asyncio.Task[None] | None = None  # the batch whose transaction is in flight
 
 
 @dataclass
@@ -86,26 +93,59 @@ class Decider:
         await self._replies.start()
         await consumer.start()
         consumer.subscribe([self._topics.commands.name], listener=_Rebalance(self))
+        fetching: asyncio.Task[dict[TopicPartition, list[ConsumerRecord[Any, Any]]]] | None = None
         try:
             while True:
-                batches = await consumer.getmany(timeout_ms=200, max_records=500)
-                if self._rebalance_error is not None:
-                    raise self._rebalance_error
-                async with asyncio.TaskGroup() as partitions:  # each its own transaction
-                    for tp, records in batches.items():
-                        writer = self._writers.get(tp.partition)
-                        if writer is None:
-                            # Fetched before a rebalance took the partition away; whoever owns
-                            # it next starts from the committed offset. If it comes back to us,
-                            # we do.
-                            if tp in consumer.assignment():
-                                consumer.seek(tp, records[0].offset)
-                            continue
-                        partitions.create_task(self._decide_batch(writer, tp, records))
+                # Fetch while transactions are in flight: the consumer fetches a partition
+                # again only once what it fetched is taken, so taking it only between
+                # transactions would leave the commands sent meanwhile for the one after next.
+                if fetching is None:
+                    fetching = asyncio.create_task(consumer.getmany(timeout_ms=200))
+                deciding = [w.deciding for w in self._writers.values() if w.deciding]
+                done, _ = await asyncio.wait(
+                    [fetching, *deciding], return_when=asyncio.FIRST_COMPLETED
+                )
+                if fetching in done:
+                    batches, fetching = fetching.result(), None
+                    if self._rebalance_error is not None:
+                        raise self._rebalance_error
+                    self._queue(consumer, batches)
+                for writer in list(self._writers.values()):
+                    self._decide_next(writer)
         finally:
+            if fetching is not None:
+                fetching.cancel()
+                await asyncio.gather(fetching, return_exceptions=True)
             await consumer.stop()
             await self._release(list(self._writers))
             await self._replies.stop()
+
+    def _queue(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]],
+    ) -> None:
+        for tp, records in batches.items():
+            writer = self._writers.get(tp.partition)
+            if writer is None:
+                # Fetched before a rebalance took the partition away; whoever owns it next
+                # starts from the committed offset. If it comes back to us, we do.
+                if tp in consumer.assignment():
+                    consumer.seek(tp, records[0].offset)
+                continue
+            writer.waiting.extend(records)
+
+    def _decide_next(self, writer: Writer) -> None:
+        """Start the partition's next transaction, with every command fetched meanwhile, once
+        the one in flight has committed. Partitions commit independently of each other."""
+        if writer.deciding is not None:
+            if not writer.deciding.done():
+                return
+            finished, writer.deciding = writer.deciding, None
+            finished.result()  # a failed transaction crashes the decider: it resumes from the log
+        if writer.waiting:
+            batch, writer.waiting = writer.waiting[:MAX_BATCH], writer.waiting[MAX_BATCH:]
+            writer.deciding = asyncio.create_task(self._decide_batch(writer, batch))
 
     async def _acquire(self, partitions: list[int]) -> None:
         for p in partitions:
@@ -118,9 +158,13 @@ class Decider:
             log.info("decider.partition_acquired", partition=p, campaigns=len(state.campaigns))
 
     async def _release(self, partitions: list[int]) -> None:
+        """Let the transaction in flight end (commit or abort), then give the partition up;
+        its undecided commands are the next owner's, from the committed offset."""
         for p in partitions:
             writer = self._writers.pop(p, None)
             if writer is not None:
+                if writer.deciding is not None:
+                    await asyncio.gather(writer.deciding, return_exceptions=True)
                 await writer.producer.stop()
 
     async def _load(self, partition: int) -> PartitionState:
@@ -147,10 +191,9 @@ class Decider:
             await consumer.stop()
         return state
 
-    async def _decide_batch(
-        self, writer: Writer, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]
-    ) -> None:
+    async def _decide_batch(self, writer: Writer, records: list[ConsumerRecord[Any, Any]]) -> None:
         producer, state = writer.producer, writer.state
+        tp = TopicPartition(records[0].topic, records[0].partition)
         outcomes: list[Outcome] = []
         appended: list[tuple[Envelope[Event], asyncio.Future[Any]]] = []
         async with producer.transaction():
