@@ -237,7 +237,7 @@ def main() -> None:
         "--validations-connections", type=int, default=16, help="wrk's open connections"
     )
     parser.add_argument(
-        "--redemptions-connections", type=int, default=16, help="wrk's open connections"
+        "--redemptions-connections", type=int, default=64, help="wrk's open connections"
     )
     parser.add_argument("--workers", type=int, default=2, help="COUPONS_WORKERS of the service")
     parser.add_argument("--seconds", type=int, default=10, help="each phase's duration")

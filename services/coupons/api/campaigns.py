@@ -24,7 +24,7 @@ from contracts.money import Discount
 from contracts.rules import Duration, Eligibility, Limits, Validity
 from projections import campaigns, codes
 from services.coupons.api.auth import require
-from services.coupons.api.commands import execute, runtime_of
+from services.coupons.api.commands import caught_up, execute, runtime_of
 from services.coupons.api.errors import ApiError, ErrorBody, ErrorResponse
 from services.coupons.domain.codes import normalise
 
@@ -268,8 +268,10 @@ class AuditEntry(BaseModel):
 )
 async def audit(campaign_id: str, request: Request) -> list[dict[str, Any]]:
     """Every decision about the campaign, oldest first: what, who (API key), when, and why
-    (the reason given, or the refusal's)."""
+    (the reason given, or the refusal's). Includes every decision answered before the call:
+    redemptions answer before the `campaigns` projection has them, so this waits for it."""
     await _read(request, campaign_id)
+    await caught_up(request)
     async with runtime_of(request).pool.acquire() as conn:
         return await campaigns.audit(conn, campaign_id)
 
