@@ -2,8 +2,8 @@
 
 Provisions Kafka and PostgreSQL (or uses KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL), serves a
 fresh database and topic prefix with one shared-code campaign, and drives it with wrk (C
-keep-alive connections, a fixed duration per phase after a 2 s warm-up; every request has its
-own contact, order and Idempotency-Key). wrk is written in C, so the load generator takes little
+keep-alive connections, a fixed duration per phase after a 2 s warm-up and once every projection
+has caught up; every request has its own contact, order and Idempotency-Key). wrk is written in C, so the load generator takes little
 of the 2 cores the service shares with Kafka and PostgreSQL. CPU is % of the whole machine
 during a phase: the service, wrk, and all busy time (the rest is mostly Kafka and PostgreSQL).
 """
@@ -125,12 +125,27 @@ end
 """
 
 
+def settle(base_url: str, key: str) -> None:
+    """Wait until every projection has applied every event, so a phase does not pay for the
+    backlog the previous one left (redemptions answer before the projections have them)."""
+    started = time.monotonic()
+    auth = {"Authorization": f"Bearer {key}"}
+    while sum(
+        p["lag"] for p in httpx.get(f"{base_url}/v1/projections", headers=auth).json()["data"]
+    ):
+        if time.monotonic() - started > 120:
+            raise SystemExit("the projections did not catch up within 120 s")
+        time.sleep(0.2)
+    print(f"  projections caught up in {time.monotonic() - started:.1f} s")
+
+
 def phase(
     args: argparse.Namespace, base_url: str, name: str, env: dict[str, str], pid: int
 ) -> Phase:
     url = f"{base_url}/v1/{name}"
     connections = getattr(args, f"{name}_connections")
     wrk(url, 2, connections, env)  # warm-up
+    settle(base_url, env["BENCH_KEY"])
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())  # 1, 5, 15 min
     print(f"  {name}: {os.cpu_count()} CPUs, load average {load} before the phase")
     client, before = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_ticks(pid)
