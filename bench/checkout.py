@@ -2,9 +2,10 @@
 
 Provisions Kafka and PostgreSQL (or uses KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL), serves a
 fresh database and topic prefix with one shared-code campaign, and drives it with wrk (C
-keep-alive connections, a fixed duration per phase after a 2 s warm-up and once every projection
-has caught up; every request has its own contact, order and Idempotency-Key). wrk is written in C, so the load generator takes little
-of the 2 cores the service shares with Kafka and PostgreSQL. CPU is % of the whole machine
+keep-alive connections, a fixed duration per phase after a 2 s warm-up and once every
+projection has caught up; every request has its own contact, order and Idempotency-Key). wrk
+is written in C, so the load generator takes little of the 2 cores the service shares with
+Kafka and PostgreSQL. CPU is % of the whole machine
 during a phase: the service, wrk, and all busy time (the rest is mostly Kafka and PostgreSQL).
 """
 
