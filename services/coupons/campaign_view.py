@@ -54,6 +54,10 @@ class CampaignView:
     def campaign(self, campaign_id: str) -> aggregate.Campaign | None:
         return self._live.campaigns.get(campaign_id)
 
+    def folded(self) -> dict[int, int]:
+        """The offset of the last event folded in, per partition."""
+        return dict(self._live.last)
+
     def reached(self, partition: int, offset: int) -> bool:
         return self._live.next.get(partition, 0) > offset
 
@@ -61,9 +65,9 @@ class CampaignView:
         """Return once the event at (partition, offset) is folded in."""
         await self.reach({partition: offset + 1}, timeout_s)
 
-    async def reach(self, positions: dict[int, int], timeout_s: float) -> dict[int, int]:
+    async def reach(self, positions: dict[int, int], timeout_s: float) -> None:
         """Return once every partition is folded up to its position (the offset after the
-        last event to fold), with the offset of the last event folded in each partition."""
+        last event to fold)."""
         try:
             async with asyncio.timeout(timeout_s):
                 async with self._advanced:
@@ -72,7 +76,6 @@ class CampaignView:
                     )
         except TimeoutError as error:
             raise ViewNotCaughtUp(f"the view has not reached {positions}") from error
-        return dict(self._live.last)
 
     async def wait_for_code(self, code: str, timeout_s: float) -> aggregate.Campaign | None:
         """The campaign of a code that exists but may not be folded in yet; None if it is not

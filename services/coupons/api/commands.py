@@ -79,8 +79,8 @@ async def caught_up(request: Request) -> None:
     try:
         tps = [TopicPartition(runtime.topics.events.name, p) for p in range(runtime.partitions)]
         ends = await runtime.offsets.end_offsets(tps)
-        folded = await runtime.view.reach({tp.partition: at for tp, at in ends.items()}, timeout)
-        for partition, offset in folded.items():
+        await runtime.view.reach({tp.partition: at for tp, at in ends.items()}, timeout)
+        for partition, offset in runtime.view.folded().items():
             await runtime.watermarks.wait(campaigns.NAME, partition, offset, timeout)
     except (ProjectionNotCaughtUp, ViewNotCaughtUp) as error:
         message = "the read model is behind; retry shortly"
