@@ -49,6 +49,7 @@ class Phase:
     seconds: float
     latency_ms: dict[int, float]  # percentile -> ms, as wrk reports them
     unexpected: int  # responses that were not 2xx, and socket errors
+    effects: int  # redemptions the campaign counted during the phase (one per request)
     cpu: dict[str, float]  # % of all CPUs
 
     @property
@@ -60,7 +61,7 @@ class Phase:
         latency = "  ".join(f"p{p} {ms:6.1f}" for p, ms in self.latency_ms.items())
         return (
             f"{self.name:<11} {self.connections:3} conns {self.throughput:6.0f} req/s  {latency} ms"
-            f"  unexpected: {self.unexpected}  cpu: {cpu}"
+            f"  unexpected: {self.unexpected}  effects: {self.effects}  cpu: {cpu}"
         )
 
 
@@ -78,9 +79,17 @@ def process_ticks(pid: int) -> int:
     return int(mine[11]) + int(mine[12]) + sum(process_ticks(int(c)) for c in children)
 
 
-# wrk sends each request from Lua: every checkout has its own contact, order and key.
+# wrk sends each request from Lua: every checkout has its own contact, order and key. Each of
+# wrk's threads runs its own Lua state with the same random seed, so `setup` numbers them.
 SCRIPT = """
-local counter, tag = 0, os.getenv("BENCH_TAG") .. "-" .. tostring(math.random(1e9))
+local threads, counter, tag = 0, 0, nil
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread", threads)
+end
+function init(args)
+  tag = os.getenv("BENCH_TAG") .. "-" .. thread
+end
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_KEY")
@@ -98,13 +107,14 @@ end
 
 
 def wrk(url: str, seconds: int, connections: int, env: dict[str, str]) -> dict[str, Any]:
-    """Run wrk; its requests, seconds, latency percentiles and non-2xx/error count."""
+    """Run wrk; its requests, seconds, latency percentiles and non-2xx/error count. Its
+    Idempotency-Keys are its own: no request repeats one of an earlier call."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(SCRIPT + REPORT)
         script.flush()
         done = subprocess.run(
             ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", script.name, url],
-            env={**os.environ, **env},
+            env={**os.environ, **env, "BENCH_TAG": uuid.uuid4().hex[:8]},  # keys of this call
             capture_output=True,
             text=True,
             check=True,
@@ -140,18 +150,30 @@ def settle(base_url: str, key: str) -> None:
     print(f"  projections caught up in {time.monotonic() - started:.1f} s")
 
 
+def redemptions(base_url: str, key: str, campaign_id: str) -> int:
+    auth = {"Authorization": f"Bearer {key}"}
+    found = httpx.get(f"{base_url}/v1/campaigns/{campaign_id}", headers=auth).json()
+    return int(found["usage"]["redemptions"])
+
+
 def phase(
     args: argparse.Namespace, base_url: str, name: str, env: dict[str, str], pid: int
 ) -> Phase:
+    """One phase. A redemption phase counts the campaign's redemptions before and after: each
+    request answered is one new redemption (a repeated key would be answered without one), plus
+    at most one per connection still in flight when wrk stopped."""
     url = f"{base_url}/v1/{name}"
     connections = getattr(args, f"{name}_connections")
     wrk(url, 2, connections, env)  # warm-up
     settle(base_url, env["BENCH_KEY"])
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())  # 1, 5, 15 min
     print(f"  {name}: {os.cpu_count()} CPUs, load average {load} before the phase")
+    redeemed = redemptions(base_url, env["BENCH_KEY"], env["BENCH_CAMPAIGN"])
     client, before = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_ticks(pid)
     found = wrk(url, args.seconds, connections, env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    settle(base_url, env["BENCH_KEY"])  # the requests in flight when wrk stopped
+    effects = redemptions(base_url, env["BENCH_KEY"], env["BENCH_CAMPAIGN"]) - redeemed
     service, busy, total = (b - a for a, b in zip(before, cpu_ticks(pid), strict=True))
     seconds = found["seconds"]
     per_cent = 100 / ((os.cpu_count() or 1) * seconds)  # CPU seconds -> % of the machine
@@ -159,13 +181,14 @@ def phase(
     cpu = {"service": service / os.sysconf("SC_CLK_TCK"), "wrk": client_s}
     cpu = {k: v * per_cent for k, v in cpu.items()} | {"busy": 100 * busy / max(total, 1)}
     latency = {p: found[f"p{p}"] for p in (50, 90, 99)}
-    return Phase(name, connections, found["requests"], seconds, latency, found["bad"], cpu)
+    return Phase(name, connections, found["requests"], seconds, latency, found["bad"], effects, cpu)
 
 
 def measure(args: argparse.Namespace, base_url: str, key: str, pid: int) -> list[Phase]:
     auth = {"Authorization": f"Bearer {key}"}
-    httpx.post(f"{base_url}/v1/campaigns", json=CAMPAIGN, headers=auth).raise_for_status()
-    env = {"BENCH_KEY": key, "BENCH_CODE": CODE, "BENCH_TAG": uuid.uuid4().hex[:8]}
+    created = httpx.post(f"{base_url}/v1/campaigns", json=CAMPAIGN, headers=auth)
+    created.raise_for_status()
+    env = {"BENCH_KEY": key, "BENCH_CODE": CODE, "BENCH_CAMPAIGN": created.json()["id"]}
     results = []
     for run in range(args.runs):
         print(f"run {run + 1}/{args.runs}")

@@ -1,10 +1,17 @@
 """The campaign decider: the single writer of each command partition.
 
 For every batch of commands on partition p it decides each one against the state folded from
-event partition p, then appends the events (to event partition p) and the consumed command
-offsets in ONE Kafka transaction. A crash anywhere before the commit leaves no trace; after it,
-everything is there. On assignment, a transactional producer with the id `...decider.p{p}`
-fences any zombie writer of p, then the state is rebuilt from the log.
+event partition p, then appends the events (to event partition p) in ONE Kafka transaction,
+each event carrying the batch's consumed command offset in its `consumed` header. A crash
+anywhere before the commit leaves no trace; after it, everything is there. On assignment, a
+transactional producer with the id `...decider.p{p}` fences any zombie writer of p, then the
+state and the consumed offset are rebuilt from the log.
+
+The checkpoint rides on the events, not on the consumer group (`send_offsets_to_transaction`),
+because the group costs each transaction two more sequential round trips to the coordinator and
+commit markers on one more partition. A batch that appends no event (every command a retry, or
+unreadable) has nothing to carry it, so only then is its offset committed through the group;
+the decider resumes from whichever of the two is further.
 
 Commands keep being fetched while a partition's transaction is in flight; the next transaction
 takes all of them at once, so batches grow with the load instead of waiting a turn.
@@ -41,6 +48,7 @@ from services.coupons.domain.idempotency import KeyReused, Memo, request_hash
 log = structlog.get_logger(__name__)
 
 MAX_BATCH = 500  # commands per transaction
+CHECKPOINT = "consumed"  # event header: the next command offset after the event's batch
 
 
 @dataclass
@@ -49,6 +57,7 @@ class PartitionState:
 
     campaigns: dict[str, aggregate.Campaign] = field(default_factory=dict)
     memo: Memo = field(default_factory=Memo)
+    consumed: int = 0  # the next command offset to decide, as the events checkpointed it
 
     def apply(self, event: Envelope[Event], position: EventPosition | None) -> None:
         folded = aggregate.evolve(self.campaigns.get(event.key), event.data, event.occurred_at)
@@ -85,10 +94,11 @@ class Decider:
         self._writers: dict[int, Writer] = {}
         self._rebalance_error: Exception | None = None
         self._replies: AIOKafkaProducer | None = None  # one per run: a restart makes another
+        self._consumer: AIOKafkaConsumer | None = None
 
     async def run(self) -> None:
         self._rebalance_error = None  # a restart after a failed acquisition tries afresh
-        consumer = kafka.reader(self._bootstrap, group_id=self._group)
+        self._consumer = consumer = kafka.reader(self._bootstrap, group_id=self._group)
         self._replies = kafka.producer(self._bootstrap)
         await self._replies.start()
         await consumer.start()
@@ -148,14 +158,23 @@ class Decider:
             writer.deciding = asyncio.create_task(self._decide_batch(writer, batch))
 
     async def _acquire(self, partitions: list[int]) -> None:
+        assert self._consumer is not None, "partitions are assigned while the decider runs"
         for p in partitions:
             producer = kafka.producer(
                 self._bootstrap, transactional_id=f"{self._topics.commands.name}.decider.p{p}"
             )
             await producer.start()  # init_transactions: fences the previous writer of p
             state = await self._load(p)
+            tp = TopicPartition(self._topics.commands.name, p)
+            start = max(state.consumed, await self._consumer.committed(tp) or 0)
+            self._consumer.seek(tp, start)
             self._writers[p] = Writer(p, producer, state)
-            log.info("decider.partition_acquired", partition=p, campaigns=len(state.campaigns))
+            log.info(
+                "decider.partition_acquired",
+                partition=p,
+                campaigns=len(state.campaigns),
+                offset=start,
+            )
 
     async def _release(self, partitions: list[int]) -> None:
         """Let the transaction in flight end (commit or abort), then give the partition up;
@@ -187,6 +206,7 @@ class Decider:
                         )
                         continue
                     state.apply(event, EventPosition(partition=partition, offset=record.offset))
+                    state.consumed = max(state.consumed, _checkpoint(record))
         finally:
             await consumer.stop()
         return state
@@ -194,6 +214,7 @@ class Decider:
     async def _decide_batch(self, writer: Writer, records: list[ConsumerRecord[Any, Any]]) -> None:
         producer, state = writer.producer, writer.state
         tp = TopicPartition(records[0].topic, records[0].partition)
+        consumed = records[-1].offset + 1
         outcomes: list[Outcome] = []
         appended: list[tuple[Envelope[Event], asyncio.Future[Any]]] = []
         async with producer.transaction():
@@ -219,9 +240,8 @@ class Decider:
                 for event in events:
                     envelope = _event_envelope(command, event, now, digest)
                     state.apply(envelope, None)
-                    appended.append(
-                        (envelope, await self._append(producer, writer.partition, envelope))
-                    )
+                    acked = await self._append(producer, writer.partition, envelope, consumed)
+                    appended.append((envelope, acked))
                     if isinstance(event, CodeDistributed):
                         await self._announce(
                             producer, state.campaigns[command.key], envelope, event
@@ -232,8 +252,8 @@ class Decider:
                     "decider.decided", command=command.data.type, events=[e.type for e in events]
                 )
             structlog.contextvars.unbind_contextvars("correlation_id")
-            # queued behind the appends: committing the offsets overlaps sending the events
-            await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, self._group)
+            if not appended:  # no event carries the checkpoint
+                await producer.send_offsets_to_transaction({tp: consumed}, self._group)
         for envelope, acked in appended:
             metadata = await acked  # resolved: the commit flushed every append
             state.memo.place(
@@ -259,14 +279,14 @@ class Decider:
         return command
 
     async def _append(
-        self, producer: AIOKafkaProducer, partition: int, envelope: Envelope[Event]
+        self, producer: AIOKafkaProducer, partition: int, envelope: Envelope[Event], consumed: int
     ) -> asyncio.Future[Any]:
         acked: asyncio.Future[Any] = await producer.send(
             self._topics.events.name,
             envelope.to_bytes(),
             key=envelope.key.encode(),
             partition=partition,
-            headers=[("type", envelope.type.encode())],
+            headers=[("type", envelope.type.encode()), (CHECKPOINT, str(consumed).encode())],
         )
         return acked
 
@@ -329,6 +349,14 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._decider._acquire(sorted(tp.partition for tp in assigned))
         except Exception as error:  # noqa: BLE001 - re-raised by the run loop
             self._decider._rebalance_error = error
+
+
+def _checkpoint(record: ConsumerRecord[Any, Any]) -> int:
+    """The command offset an event's transaction consumed up to (0 if it does not say)."""
+    for name, value in record.headers:
+        if name == CHECKPOINT:
+            return int(value)
+    return 0
 
 
 def _event_envelope(

@@ -1,6 +1,6 @@
 """A decider killed with SIGKILL mid-stream resumes without losing or duplicating a decision:
 every command gets exactly one committed event, whatever the kill interrupted, and a
-redemption cap holds exactly across the kills."""
+redemption cap holds exactly across the kills. It resumes where it committed, not before."""
 
 import asyncio
 import os
@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from contracts.checkout import Cart, Customer
-from contracts.codec import EVENTS
+from contracts.codec import EVENTS, REPLIES
 from contracts.commands import DefineCampaign, RedeemCode
 from contracts.envelope import Envelope
 from contracts.events import CampaignDefined, CodeRedeemed, CommandRejected
@@ -192,3 +192,76 @@ async def test_sigkill_while_redeeming_keeps_the_cap_exact(
     refused = [e for e in events if isinstance(e.data, CommandRejected)]
     assert len(redeemed) == 120
     assert {e.data.reason for e in refused} == {Reason.EXHAUSTED} and len(refused) == 180
+
+
+async def committed_replies(settings: Settings, expect: int) -> list[Envelope]:  # type: ignore[type-arg]
+    """Every reply on the topic, once `expect` are there and two quiet seconds have passed."""
+    topics = declare(settings.topic_prefix, settings.partitions)
+    consumer = kafka.reader(settings.kafka_bootstrap_servers)
+    consumer.subscribe([topics.replies.name])
+    await consumer.start()
+    seen: list[Envelope] = []  # type: ignore[type-arg]
+    try:
+        deadline = asyncio.get_running_loop().time() + 90
+        while len(seen) < expect and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                seen.extend(REPLIES.decode(r.value) for r in records)
+        for records in (await consumer.getmany(timeout_ms=2000)).values():  # nothing extra
+            seen.extend(REPLIES.decode(r.value) for r in records)
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def test_a_restarted_decider_resumes_after_what_it_committed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The consumed offset rides on the events; a batch of retries only, with no event to
+    carry it, commits it through the consumer group. A restarted decider starts after both: it
+    decides (and answers) no command a second time, not even the retry."""
+    topics = declare(settings.topic_prefix, settings.partitions)
+    partitions = (await ensure_topics(settings.kafka_bootstrap_servers, topics, 1))[
+        topics.commands.name
+    ]
+    producer = kafka.producer(settings.kafka_bootstrap_servers)
+    await producer.start()
+
+    def define(i: int) -> Envelope[DefineCampaign]:
+        data = DefineCampaign(
+            campaign_id=f"c{i}", name=f"n{i}", discount=AmountOff(amount_off=100, currency="EUR")
+        )
+        return Envelope[DefineCampaign](key="one-partition", correlation_id=f"corr-{i}", data=data)
+
+    async def send(*commands: Envelope[DefineCampaign]) -> None:
+        for command in commands:
+            partition = kafka.partition_for(command.key, partitions)
+            await producer.send_and_wait(
+                topics.commands.name,
+                command.to_bytes(),
+                key=command.key.encode(),
+                partition=partition,
+            )
+
+    first, last = [define(i) for i in range(20)], define(20)
+    log = tmp_path / "decider.log"
+    decider = start_decider(settings, log)
+    try:
+        await send(*first)
+        assert len(await committed_replies(settings, 20)) == 20
+        await send(first[0])  # a retry: answered from the memo, appends nothing
+        replies = await committed_replies(settings, 21)
+        assert [r.data.duplicate for r in replies].count(True) == 1, log.read_text()[-2000:]
+        decider.send_signal(signal.SIGKILL)
+        decider.wait()
+        decider = start_decider(settings, log)
+        await send(last)
+        replies = await committed_replies(settings, 22)
+    finally:
+        await producer.stop()
+        decider.terminate()
+        decider.wait(timeout=30)
+
+    assert len(replies) == 22, log.read_text()[-2000:]
+    assert sorted(r.data.command_id for r in replies) == sorted(
+        [c.id for c in first] + [first[0].id, last.id]
+    )
