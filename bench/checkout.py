@@ -5,8 +5,9 @@ fresh database and topic prefix with one shared-code campaign, and drives it wit
 keep-alive connections, a fixed duration per phase after a 2 s warm-up and once every
 projection has caught up; every request has its own contact, order and Idempotency-Key). wrk
 is written in C, so the load generator takes little of the 2 cores the service shares with
-Kafka and PostgreSQL. CPU is % of the whole machine
-during a phase: the service, wrk, and all busy time (the rest is mostly Kafka and PostgreSQL).
+Kafka and PostgreSQL. CPU is % of the whole machine during a phase: the service (with its
+workers), the broker and the database server (when this script started them), wrk, and all
+busy time (anything else running shows as the difference).
 """
 
 import argparse
@@ -65,11 +66,25 @@ class Phase:
         )
 
 
-def cpu_ticks(pid: int) -> tuple[int, ...]:
-    """Jiffies: the service's (user + system, with its worker processes), all CPUs' busy, all
+def cpu_ticks(processes: dict[str, int]) -> dict[str, int]:
+    """Jiffies: each named process's (user + system, with its children), all CPUs' busy, all
     CPUs' total."""
     all_ = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return process_ticks(pid), sum(all_) - all_[3] - all_[4], sum(all_)
+    ticks = {name: process_ticks(pid) for name, pid in processes.items()}
+    return ticks | {"busy": sum(all_) - all_[3] - all_[4], "total": sum(all_)}
+
+
+def stack_processes(state_dir: Path) -> dict[str, int]:
+    """The broker's and the database server's pids, when this script started them."""
+    found = {}
+    for name, pid_file in (
+        ("kafka", "kafka/broker.pid"),
+        ("postgres", "postgres/data/postmaster.pid"),
+    ):
+        path = state_dir / pid_file
+        if path.exists():
+            found[name] = int(path.read_text().split()[0])
+    return found
 
 
 def process_ticks(pid: int) -> int:
@@ -157,7 +172,11 @@ def redemptions(base_url: str, key: str, campaign_id: str) -> int:
 
 
 def phase(
-    args: argparse.Namespace, base_url: str, name: str, env: dict[str, str], pid: int
+    args: argparse.Namespace,
+    base_url: str,
+    name: str,
+    env: dict[str, str],
+    processes: dict[str, int],
 ) -> Phase:
     """One phase. A redemption phase counts the campaign's redemptions before and after: each
     request answered is one new redemption (a repeated key would be answered without one), plus
@@ -169,22 +188,25 @@ def phase(
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())  # 1, 5, 15 min
     print(f"  {name}: {os.cpu_count()} CPUs, load average {load} before the phase")
     redeemed = redemptions(base_url, env["BENCH_KEY"], env["BENCH_CAMPAIGN"])
-    client, before = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_ticks(pid)
+    client, before = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_ticks(processes)
     found = wrk(url, args.seconds, connections, env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     settle(base_url, env["BENCH_KEY"])  # the requests in flight when wrk stopped
     effects = redemptions(base_url, env["BENCH_KEY"], env["BENCH_CAMPAIGN"]) - redeemed
-    service, busy, total = (b - a for a, b in zip(before, cpu_ticks(pid), strict=True))
+    ticks = {k: v - before[k] for k, v in cpu_ticks(processes).items()}
     seconds = found["seconds"]
     per_cent = 100 / ((os.cpu_count() or 1) * seconds)  # CPU seconds -> % of the machine
     client_s = after.ru_utime + after.ru_stime - client.ru_utime - client.ru_stime
-    cpu = {"service": service / os.sysconf("SC_CLK_TCK"), "wrk": client_s}
-    cpu = {k: v * per_cent for k, v in cpu.items()} | {"busy": 100 * busy / max(total, 1)}
+    cpu = {k: ticks[k] / os.sysconf("SC_CLK_TCK") for k in processes} | {"wrk": client_s}
+    busy = 100 * ticks["busy"] / max(ticks["total"], 1)
+    cpu = {k: v * per_cent for k, v in cpu.items()} | {"busy": busy}
     latency = {p: found[f"p{p}"] for p in (50, 90, 99)}
     return Phase(name, connections, found["requests"], seconds, latency, found["bad"], effects, cpu)
 
 
-def measure(args: argparse.Namespace, base_url: str, key: str, pid: int) -> list[Phase]:
+def measure(
+    args: argparse.Namespace, base_url: str, key: str, processes: dict[str, int]
+) -> list[Phase]:
     auth = {"Authorization": f"Bearer {key}"}
     created = httpx.post(f"{base_url}/v1/campaigns", json=CAMPAIGN, headers=auth)
     created.raise_for_status()
@@ -193,7 +215,7 @@ def measure(args: argparse.Namespace, base_url: str, key: str, pid: int) -> list
     for run in range(args.runs):
         print(f"run {run + 1}/{args.runs}")
         for name in PHASES:
-            results.append(phase(args, base_url, name, env, pid))
+            results.append(phase(args, base_url, name, env, processes))
             print("    " + results[-1].line())
     return results
 
@@ -225,7 +247,7 @@ async def admin_sql(endpoints: Endpoints, statement: str, drop_topics: str = "")
             await kafka.close()
 
 
-def bench(args: argparse.Namespace, endpoints: Endpoints, log: Path) -> list[Phase]:
+def bench(args: argparse.Namespace, endpoints: Endpoints, state_dir: Path) -> list[Phase]:
     """One service on a fresh database and topic prefix, both dropped afterwards."""
     suffix = uuid.uuid4().hex[:10]
     database, prefix = f"bench_{suffix}", f"bench{suffix}."
@@ -245,6 +267,7 @@ def bench(args: argparse.Namespace, endpoints: Endpoints, log: Path) -> list[Pha
     }
     base_url, cli = f"http://127.0.0.1:{port}", [sys.executable, "-m", "services.coupons.cli"]
     process: subprocess.Popen[bytes] | None = None
+    log = state_dir / "service.log"
     try:
         with log.open("wb") as out:  # Ctrl-C reaches only us (new session); we stop it below
             process = subprocess.Popen(
@@ -254,7 +277,8 @@ def bench(args: argparse.Namespace, endpoints: Endpoints, log: Path) -> list[Pha
         create = [*cli, "keys", "create", "--scope", "admin", "--name", "bench-checkout"]
         made = subprocess.run(create, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
         key = made.stdout.strip().splitlines()[-1]
-        return measure(args, base_url, key, process.pid)
+        processes = {"service": process.pid} | stack_processes(state_dir)
+        return measure(args, base_url, key, processes)
     finally:
         if process is not None:
             process.terminate()
@@ -286,7 +310,7 @@ def main() -> None:
     with provisioned(
         state_dir, kafka_port=KAFKA_PORT, pg_port=PG_PORT, database="coupons_bench"
     ) as endpoints:
-        results = bench(args, endpoints, state_dir / "service.log")
+        results = bench(args, endpoints, state_dir)
     print(f"\nmedians over {args.runs} runs, {args.workers} workers:")
     for name in PHASES:
         mine = [r for r in results if r.name == name]
