@@ -3,9 +3,11 @@
 Provisions Kafka and PostgreSQL (or uses KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL), serves a
 fresh database and topic prefix with one shared-code campaign, and drives it with wrk (C
 keep-alive connections, a fixed duration per phase after a 2 s warm-up and once every
-projection has caught up; every request has its own contact, order and Idempotency-Key). wrk
-is written in C, so the load generator takes little of the 2 cores the service shares with
-Kafka and PostgreSQL. CPU is % of the whole machine during a phase: the service (with its
+projection has caught up; every request has its own contact, order and Idempotency-Key).
+Before the first run each phase warms up for `--warm-up` seconds, so the figures are those of
+a running broker: a freshly started JVM spends a minute or more compiling. wrk is written in
+C, so the load generator takes little of the 2 cores the service shares with Kafka and
+PostgreSQL. CPU is % of the whole machine during a phase: the service (with its
 workers), the broker and the database server (when this script started them), wrk, and all
 busy time (anything else running shows as the difference).
 """
@@ -128,7 +130,15 @@ def wrk(url: str, seconds: int, connections: int, env: dict[str, str]) -> dict[s
         script.write(SCRIPT + REPORT)
         script.flush()
         done = subprocess.run(
-            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", script.name, url],
+            [
+                "wrk",
+                f"-t{min(2, connections)}",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "-s",
+                script.name,
+                url,
+            ],
             env={**os.environ, **env, "BENCH_TAG": uuid.uuid4().hex[:8]},  # keys of this call
             capture_output=True,
             text=True,
@@ -211,6 +221,9 @@ def measure(
     created = httpx.post(f"{base_url}/v1/campaigns", json=CAMPAIGN, headers=auth)
     created.raise_for_status()
     env = {"BENCH_KEY": key, "BENCH_CODE": CODE, "BENCH_CAMPAIGN": created.json()["id"]}
+    for name in PHASES:  # the broker's JIT compiler takes a minute or more to settle
+        print(f"warm-up: {name} for {args.warm_up} s")
+        wrk(f"{base_url}/v1/{name}", args.warm_up, getattr(args, f"{name}_connections"), env)
     results = []
     for run in range(args.runs):
         print(f"run {run + 1}/{args.runs}")
@@ -304,6 +317,9 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=2, help="COUPONS_WORKERS of the service")
     parser.add_argument("--seconds", type=int, default=10, help="each phase's duration")
+    parser.add_argument(
+        "--warm-up", type=int, default=30, help="seconds of each phase before the first run"
+    )
     args = parser.parse_args()
     state_dir = default_state_dir() / "bench"
     state_dir.mkdir(parents=True, exist_ok=True)  # also holds service.log
