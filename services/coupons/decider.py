@@ -13,8 +13,10 @@ commit markers on one more partition. A batch that appends no event (every comma
 unreadable) has nothing to carry it, so only then is its offset committed through the group;
 the decider resumes from whichever of the two is further.
 
-Commands keep being fetched while a partition's transaction is in flight; the next transaction
-takes all of them at once, so batches grow with the load instead of waiting a turn.
+Commands keep being fetched, and decided, while a partition's transaction is in flight; the
+next transaction takes all of them at once, already decided and encoded, so it only sends and
+commits. Batches grow with the load instead of waiting a turn. Deciding ahead is safe: a
+transaction that fails crashes the decider, which rebuilds its state from the log.
 
 The replies follow the commit, outside the transaction: a reply then never waits for commit
 markers, and the transaction has one partition less to add. A crash between the commit and a
@@ -40,7 +42,7 @@ from contracts.reasons import Reason
 from contracts.replies import EventPosition, Reply
 from contracts.topics import Topics
 from services.coupons.bus import kafka
-from services.coupons.bus.dead_letters import dead_letter
+from services.coupons.bus.dead_letters import dead_letter_headers
 from services.coupons.domain import campaign as aggregate
 from services.coupons.domain import summary
 from services.coupons.domain.idempotency import KeyReused, Memo, request_hash
@@ -68,21 +70,43 @@ class PartitionState:
 
 
 @dataclass
-class Writer:
-    partition: int
-    producer: AIOKafkaProducer
-    state: PartitionState
-    waiting: list[ConsumerRecord[Any, Any]] = field(default_factory=list)  # fetched, undecided
-    deciding: asyncio.Task[None] | None = None  # the batch whose transaction is in flight
-
-
-@dataclass
 class Outcome:
     command: Envelope[Command]
     duplicate: bool = False
     reply: Reply | None = None  # set for refusals that append nothing
     decided_at: datetime | None = None
     redeemed: CodeRedeemed | None = None
+
+
+@dataclass(frozen=True)
+class Send:
+    """One record of a transaction, encoded when its command was decided."""
+
+    topic: str
+    value: bytes
+    key: bytes | None
+    headers: list[tuple[str, bytes]]
+    partition: int | None = None
+    event: Envelope[Event] | None = None  # an appended event: placed in the memo once acked
+
+
+@dataclass
+class Batch:
+    """Commands decided, in order, waiting for (or in) their transaction."""
+
+    records: list[ConsumerRecord[Any, Any]] = field(default_factory=list)
+    sends: list[Send] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+@dataclass
+class Writer:
+    partition: int
+    producer: AIOKafkaProducer
+    state: PartitionState
+    waiting: list[ConsumerRecord[Any, Any]] = field(default_factory=list)  # fetched, undecided
+    decided: Batch = field(default_factory=Batch)  # the next transaction's
+    committing: asyncio.Task[None] | None = None  # the batch whose transaction is in flight
 
 
 class Decider:
@@ -111,9 +135,9 @@ class Decider:
                 # transactions would leave the commands sent meanwhile for the one after next.
                 if fetching is None:
                     fetching = asyncio.create_task(consumer.getmany(timeout_ms=200))
-                deciding = [w.deciding for w in self._writers.values() if w.deciding]
+                committing = [w.committing for w in self._writers.values() if w.committing]
                 done, _ = await asyncio.wait(
-                    [fetching, *deciding], return_when=asyncio.FIRST_COMPLETED
+                    [fetching, *committing], return_when=asyncio.FIRST_COMPLETED
                 )
                 if fetching in done:
                     batches, fetching = fetching.result(), None
@@ -121,7 +145,7 @@ class Decider:
                         raise self._rebalance_error
                     self._queue(consumer, batches)
                 for writer in list(self._writers.values()):
-                    self._decide_next(writer)
+                    self._advance(writer)
         finally:
             if fetching is not None:
                 fetching.cancel()
@@ -145,17 +169,17 @@ class Decider:
                 continue
             writer.waiting.extend(records)
 
-    def _decide_next(self, writer: Writer) -> None:
-        """Start the partition's next transaction, with every command fetched meanwhile, once
-        the one in flight has committed. Partitions commit independently of each other."""
-        if writer.deciding is not None:
-            if not writer.deciding.done():
-                return
-            finished, writer.deciding = writer.deciding, None
+    def _advance(self, writer: Writer) -> None:
+        """Decide what was fetched; once the transaction in flight has committed, start the
+        next one with everything decided meanwhile. Partitions commit independently."""
+        if writer.committing is not None and writer.committing.done():
+            finished, writer.committing = writer.committing, None
             finished.result()  # a failed transaction crashes the decider: it resumes from the log
-        if writer.waiting:
-            batch, writer.waiting = writer.waiting[:MAX_BATCH], writer.waiting[MAX_BATCH:]
-            writer.deciding = asyncio.create_task(self._decide_batch(writer, batch))
+        self._decide(writer)
+        if writer.committing is None and writer.decided.records:
+            batch, writer.decided = writer.decided, Batch()
+            writer.committing = asyncio.create_task(self._commit(writer, batch))
+            self._decide(writer)  # what MAX_BATCH left over, ahead of the next transaction
 
     async def _acquire(self, partitions: list[int]) -> None:
         assert self._consumer is not None, "partitions are assigned while the decider runs"
@@ -182,8 +206,8 @@ class Decider:
         for p in partitions:
             writer = self._writers.pop(p, None)
             if writer is not None:
-                if writer.deciding is not None:
-                    await asyncio.gather(writer.deciding, return_exceptions=True)
+                if writer.committing is not None:
+                    await asyncio.gather(writer.committing, return_exceptions=True)
                 await writer.producer.stop()
 
     async def _load(self, partition: int) -> PartitionState:
@@ -211,92 +235,102 @@ class Decider:
             await consumer.stop()
         return state
 
-    async def _decide_batch(self, writer: Writer, records: list[ConsumerRecord[Any, Any]]) -> None:
-        producer, state = writer.producer, writer.state
-        tp = TopicPartition(records[0].topic, records[0].partition)
-        consumed = records[-1].offset + 1
-        outcomes: list[Outcome] = []
+    def _decide(self, writer: Writer) -> None:
+        """Decide the fetched commands into the next batch, up to MAX_BATCH of them: each
+        against the state the ones before it left, so the state runs ahead of the log."""
+        batch = writer.decided
+        room = MAX_BATCH - len(batch.records)
+        records, writer.waiting = writer.waiting[:room], writer.waiting[room:]
+        for record in records:
+            batch.records.append(record)
+            command = self._read(record, batch)
+            if command is None:
+                continue
+            with structlog.contextvars.bound_contextvars(correlation_id=command.correlation_id):
+                batch.outcomes.append(self._decide_one(writer, command, batch))
+
+    def _decide_one(self, writer: Writer, command: Envelope[Command], batch: Batch) -> Outcome:
+        state, outcome = writer.state, Outcome(command)
+        digest = request_hash(command.data)  # once: it serialises the whole command
+        try:
+            if state.memo.recall(command, digest) is not None:
+                outcome.duplicate = True  # a retry: answered from the memo
+                return outcome
+        except KeyReused:
+            outcome.reply = _refusal(command, Reason.IDEMPOTENCY_KEY_REUSED, state.memo)
+            return outcome
+        now = datetime.now(UTC)  # the decision's time: checked against and recorded
+        events = aggregate.decide(state.campaigns.get(command.key), command.data, now)
+        state.memo.begin(command, digest, events)
+        outcome.decided_at = now
+        for event in events:
+            envelope = _event_envelope(command, event, now, digest)
+            state.apply(envelope, None)
+            batch.sends.append(
+                Send(
+                    self._topics.events.name,
+                    envelope.to_bytes(),
+                    envelope.key.encode(),
+                    [("type", envelope.type.encode())],
+                    partition=writer.partition,
+                    event=envelope,
+                )
+            )
+            if isinstance(event, CodeDistributed):
+                batch.sends.append(self._announce(state.campaigns[command.key], envelope, event))
+            elif isinstance(event, CodeRedeemed):
+                outcome.redeemed = event
+        log.info("decider.decided", command=command.data.type, events=[e.type for e in events])
+        return outcome
+
+    async def _commit(self, writer: Writer, batch: Batch) -> None:
+        """Send the batch in one transaction, every event carrying the consumed offset; then
+        place the events in the memo and answer."""
+        producer, memo = writer.producer, writer.state.memo
+        tp = TopicPartition(batch.records[0].topic, batch.records[0].partition)
+        consumed = batch.records[-1].offset + 1
+        checkpoint = (CHECKPOINT, str(consumed).encode())
         appended: list[tuple[Envelope[Event], asyncio.Future[Any]]] = []
         async with producer.transaction():
-            for record in records:
-                command = await self._read(producer, record)
-                if command is None:
-                    continue
-                outcome = Outcome(command)
-                outcomes.append(outcome)
-                structlog.contextvars.bind_contextvars(correlation_id=command.correlation_id)
-                digest = request_hash(command.data)  # once: it serialises the whole command
-                try:
-                    if state.memo.recall(command, digest) is not None:
-                        outcome.duplicate = True  # a retry: answered below from the memo
-                        continue
-                except KeyReused:
-                    outcome.reply = _refusal(command, Reason.IDEMPOTENCY_KEY_REUSED, state.memo)
-                    continue
-                now = datetime.now(UTC)  # the decision's time: checked against and recorded
-                events = aggregate.decide(state.campaigns.get(command.key), command.data, now)
-                state.memo.begin(command, digest, events)
-                outcome.decided_at = now
-                for event in events:
-                    envelope = _event_envelope(command, event, now, digest)
-                    state.apply(envelope, None)
-                    acked = await self._append(producer, writer.partition, envelope, consumed)
-                    appended.append((envelope, acked))
-                    if isinstance(event, CodeDistributed):
-                        await self._announce(
-                            producer, state.campaigns[command.key], envelope, event
-                        )
-                    elif isinstance(event, CodeRedeemed):
-                        outcome.redeemed = event
-                log.info(
-                    "decider.decided", command=command.data.type, events=[e.type for e in events]
+            for send in batch.sends:
+                headers = send.headers if send.event is None else [*send.headers, checkpoint]
+                acked = await producer.send(
+                    send.topic, send.value, key=send.key, partition=send.partition, headers=headers
                 )
-            structlog.contextvars.unbind_contextvars("correlation_id")
+                if send.event is not None:
+                    appended.append((send.event, acked))
             if not appended:  # no event carries the checkpoint
                 await producer.send_offsets_to_transaction({tp: consumed}, self._group)
         for envelope, acked in appended:
             metadata = await acked  # resolved: the commit flushed every append
-            state.memo.place(
+            memo.place(
                 envelope, EventPosition(partition=metadata.partition, offset=metadata.offset)
             )
-        for outcome in outcomes:
-            await self._reply(outcome, state.memo)
+        for outcome in batch.outcomes:
+            await self._reply(outcome, memo)
 
-    async def _read(
-        self, producer: AIOKafkaProducer, record: ConsumerRecord[Any, Any]
-    ) -> Envelope[Command] | None:
+    def _read(self, record: ConsumerRecord[Any, Any], batch: Batch) -> Envelope[Command] | None:
+        """The command in `record`, or None once it is queued for the dead-letter topic."""
         try:
             command = COMMANDS.decode(record.value)
         except MalformedMessage as error:
-            await dead_letter(producer, self._topics, record, error.reason, error.detail)
+            batch.sends.append(self._dead_letter(record, error.reason, error.detail))
             return None
         if kafka.partition_for(command.key, self._partitions) != record.partition:
             detail = f"key {command.key!r} belongs to another partition"
-            await dead_letter(producer, self._topics, record, "wrong_partition", detail)
+            batch.sends.append(self._dead_letter(record, "wrong_partition", detail))
             return None
         if command.idempotency_key is None:  # every decision is remembered under some key
             command = command.model_copy(update={"idempotency_key": str(command.id)})
         return command
 
-    async def _append(
-        self, producer: AIOKafkaProducer, partition: int, envelope: Envelope[Event], consumed: int
-    ) -> asyncio.Future[Any]:
-        acked: asyncio.Future[Any] = await producer.send(
-            self._topics.events.name,
-            envelope.to_bytes(),
-            key=envelope.key.encode(),
-            partition=partition,
-            headers=[("type", envelope.type.encode()), (CHECKPOINT, str(consumed).encode())],
-        )
-        return acked
+    def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str, detail: str) -> Send:
+        headers = dead_letter_headers(record, reason, detail)
+        return Send(self._topics.dead_letters.name, record.value, record.key, headers)
 
-    async def _announce(
-        self,
-        producer: AIOKafkaProducer,
-        campaign: aggregate.Campaign,
-        envelope: Envelope[Event],
-        event: CodeDistributed,
-    ) -> None:
+    def _announce(
+        self, campaign: aggregate.Campaign, envelope: Envelope[Event], event: CodeDistributed
+    ) -> Send:
         """Tell sequence engines, in the same transaction as the event it announces."""
         public = Envelope[CouponIssued](
             key=event.contact_id,
@@ -306,11 +340,11 @@ class Decider:
             actor=envelope.actor,
             data=summary.issued(campaign, event),
         )
-        await producer.send(
+        return Send(
             self._topics.issued.name,
             public.to_bytes(),
-            key=event.contact_id.encode(),
-            headers=[("type", public.type.encode())],
+            event.contact_id.encode(),
+            [("type", public.type.encode())],
         )
 
     async def _reply(self, outcome: Outcome, memo: Memo) -> None:

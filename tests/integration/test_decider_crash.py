@@ -265,3 +265,73 @@ async def test_a_restarted_decider_resumes_after_what_it_committed(
     assert sorted(r.data.command_id for r in replies) == sorted(
         [c.id for c in first] + [first[0].id, last.id]
     )
+
+
+async def dead_letters(settings: Settings, expect: int) -> list[dict[str, bytes]]:
+    """The headers of every dead letter, once `expect` are there and two quiet seconds passed."""
+    topics = declare(settings.topic_prefix, settings.partitions)
+    consumer = kafka.reader(settings.kafka_bootstrap_servers)
+    consumer.subscribe([topics.dead_letters.name])
+    await consumer.start()
+    seen: list[dict[str, bytes]] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 90
+        while len(seen) < expect and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                seen.extend(dict(r.headers) for r in records)
+        for records in (await consumer.getmany(timeout_ms=2000)).values():  # nothing extra
+            seen.extend(dict(r.headers) for r in records)
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def test_unreadable_commands_are_dead_lettered_once_and_the_rest_decided(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Junk and a command on the wrong partition go to the dead-letter topic with their reason
+    and origin; the commands around them are decided; a restarted decider parks none again."""
+    topics = declare(settings.topic_prefix, settings.partitions)
+    partitions = (await ensure_topics(settings.kafka_bootstrap_servers, topics, 1))[
+        topics.commands.name
+    ]
+    mine = kafka.partition_for("k", partitions)
+    producer = kafka.producer(settings.kafka_bootstrap_servers)
+    await producer.start()
+
+    def define(key: str) -> Envelope[DefineCampaign]:
+        data = DefineCampaign(
+            campaign_id=key, name=key, discount=AmountOff(amount_off=100, currency="EUR")
+        )
+        return Envelope[DefineCampaign](key="k", correlation_id=key, data=data)
+
+    async def send(value: bytes, partition: int = mine) -> None:
+        await producer.send_and_wait(topics.commands.name, value, key=b"k", partition=partition)
+
+    log = tmp_path / "decider.log"
+    decider = start_decider(settings, log)
+    try:
+        await send(b"{not json")  # alone in its batch: no event carries its offset
+        assert len(await dead_letters(settings, 1)) == 1, log.read_text()[-2000:]
+        before, after = define("before"), define("after")
+        await send(before.to_bytes())
+        await send(define("elsewhere").to_bytes(), partition=(mine + 1) % partitions)
+        await send(after.to_bytes())
+        replies = await committed_replies(settings, 2)
+        decider.send_signal(signal.SIGKILL)
+        decider.wait()
+        decider = start_decider(settings, log)
+        last = define("last")
+        await send(last.to_bytes())
+        replies = await committed_replies(settings, 3)
+        parked = await dead_letters(settings, 2)
+    finally:
+        await producer.stop()
+        decider.terminate()
+        decider.wait(timeout=30)
+
+    assert sorted(r.data.command_id for r in replies) == sorted([before.id, after.id, last.id])
+    assert [(h["reason"], h["source_topic"]) for h in parked] == [
+        (b"invalid_json", topics.commands.name.encode()),
+        (b"wrong_partition", topics.commands.name.encode()),
+    ], log.read_text()[-2000:]

@@ -19,17 +19,19 @@ async def dead_letter(
     detail: str,
 ) -> None:
     """Park `record` with its reason. Awaited to the broker's ack before the caller moves on."""
-    headers = [
-        ("reason", reason.encode()),
-        ("detail", detail[:1000].encode()),
-        ("source_topic", record.topic.encode()),
-        ("source_partition", str(record.partition).encode()),
-        ("source_offset", str(record.offset).encode()),
-    ]
     sent = await producer.send(
-        topics.dead_letters.name, record.value, key=record.key, headers=headers
+        topics.dead_letters.name,
+        record.value,
+        key=record.key,
+        headers=dead_letter_headers(record, reason, detail),
     )
     await sent
+
+
+def dead_letter_headers(
+    record: ConsumerRecord[Any, Any], reason: str, detail: str
+) -> list[tuple[str, bytes]]:
+    """Why `record` is parked and where it came from; logged once, here."""
     log.warning(
         "message.dead_lettered",
         reason=reason,
@@ -38,3 +40,10 @@ async def dead_letter(
         partition=record.partition,
         offset=record.offset,
     )
+    return [
+        ("reason", reason.encode()),
+        ("detail", detail[:1000].encode()),
+        ("source_topic", record.topic.encode()),
+        ("source_partition", str(record.partition).encode()),
+        ("source_offset", str(record.offset).encode()),
+    ]
