@@ -29,7 +29,7 @@ from projections.db import Connection
 from projections.runner import Projection
 from services.coupons.bus import kafka
 
-BATCH = 5000
+BATCH = 20_000  # events per transaction: bigger than the live runner's, fewer round trips
 Progress = Callable[[int, int], None]
 
 
