@@ -172,6 +172,20 @@ async def _create_shadow(conn: Connection, projection: Projection, shadow: str) 
     maintaining the others row by row took about 40% of PostgreSQL's time in the replay, and
     the swap builds every live index anew anyway. Unlogged and never vacuumed: they are
     scratch space, dropped at the swap (or by the next rebuild, if this one dies)."""
+    found = await conn.fetch(
+        """SELECT c.relname AS name, pg_get_indexdef(c.oid) AS index, t.relname AS table
+           FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
+           JOIN pg_class t ON t.oid = i.indrelid
+           WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY($1)
+             AND t.relname = ANY($2)""",
+        list(projection.indexes),
+        list(projection.tables),
+    )
+    missing = set(projection.indexes) - {index["name"] for index in found}
+    if missing:
+        raise ValueError(
+            f"projection {projection.name} relies on indexes its tables do not have: {missing}"
+        )
     await conn.execute(f"DROP SCHEMA IF EXISTS {shadow} CASCADE; CREATE SCHEMA {shadow}")
     for table in projection.tables:
         await conn.execute(
@@ -179,16 +193,6 @@ async def _create_shadow(conn: Connection, projection: Projection, shadow: str) 
                 (LIKE public.{table} INCLUDING ALL EXCLUDING INDEXES)
                 WITH (autovacuum_enabled = false)"""
         )
-    found = await conn.fetch(
-        """SELECT c.relname AS name, pg_get_indexdef(c.oid) AS index, t.relname AS table
-           FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
-           JOIN pg_class t ON t.oid = i.indrelid
-           WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY($1)""",
-        list(projection.indexes),
-    )
-    missing = set(projection.indexes) - {index["name"] for index in found}
-    if missing:
-        raise ValueError(f"projection {projection.name} relies on unknown indexes {missing}")
     for index in found:
         table = index["table"]
         await conn.execute(index["index"].replace(f" ON public.{table} ", f" ON {shadow}.{table} "))

@@ -61,14 +61,19 @@ async def test_a_projection_relying_on_an_unknown_index_is_refused(settings: Set
     await ensure_topics(settings.kafka_bootstrap_servers, topics, 1)
     await send(settings, 50, seed=6)
     ledger = REBUILDABLE["ledger"]
-    broken = dataclasses.replace(ledger, indexes=(*ledger.indexes, "ledger_by_nothing"))
+    # A name that does not exist, and one of another projection's table.
+    broken = dataclasses.replace(
+        ledger, indexes=(*ledger.indexes, "ledger_by_nothing", "contact_coupons_by_contact")
+    )
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=3)
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
-        with pytest.raises(ValueError, match="ledger_by_nothing"):
+        with pytest.raises(ValueError, match="ledger_by_nothing") as refused:
             await rebuild(broken, settings.kafka_bootstrap_servers, topics, pool, 3)
+        assert "contact_coupons_by_contact" in str(refused.value)
         assert await pool.fetchval("SELECT count(*) FROM projection_offsets") == 0
+        assert not await pool.fetchval("SELECT to_regnamespace('rebuild_ledger')::text")
         # The lock was released: a correct rebuild runs next.
         assert (await rebuild(ledger, settings.kafka_bootstrap_servers, topics, pool, 3)).events
     finally:
