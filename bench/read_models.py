@@ -25,6 +25,7 @@ from itertools import islice
 from pathlib import Path
 
 import asyncpg
+import uvloop
 from aiokafka import AIOKafkaProducer
 
 from contracts.topics import declare
@@ -252,7 +253,8 @@ def main() -> None:
     args = parser.parse_args()
     state = default_state_dir() / "bench-proj"
     with provisioned(state, kafka_port=31492, pg_port=31832, database="bench") as found:
-        asyncio.run(main_async(args, found.kafka_bootstrap_servers, found.database_url))
+        # uvloop, as the service and `coupons projections rebuild` run.
+        uvloop.run(main_async(args, found.kafka_bootstrap_servers, found.database_url))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from projections.db import Connection
 
 NAME = "contacts"
 TABLES = ("contact_coupons",)
+INDEXES = ("contact_coupons_by_redemption", "contact_coupons_distributed")  # the lookups
 COLUMNS = (
     "activity, campaign_id, code, channel, source_ref, redemption_id, order_ref, currency,"
     " amount, discount, total, refunded, occurred_at"

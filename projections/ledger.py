@@ -23,6 +23,7 @@ from projections.db import Connection
 
 NAME = "ledger"
 TABLES = ("ledger", "ledger_distributions")
+INDEXES = ("ledger_pkey", "ledger_distributions_by_code")  # reversals, refunds; attribution
 DIRECT = "direct"
 Grouping = Literal["day", "channel", "source"]
 LEDGER_COLUMNS = (

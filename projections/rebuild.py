@@ -12,9 +12,10 @@ Unreadable events were dead-lettered by the live projector; the rebuild skips an
 
 import asyncio
 import contextlib
+import gc
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -28,7 +29,7 @@ from projections.db import Connection
 from projections.runner import Projection
 from services.coupons.bus import kafka
 
-BATCH = 5000
+BATCH = 20_000  # events per transaction: bigger than the live runner's, fewer round trips
 Progress = Callable[[int, int], None]
 
 
@@ -133,9 +134,7 @@ async def _replay_and_swap(
     shadow = f"rebuild_{projection.name}"
     topic = topics.events.name
     async with pool.acquire() as conn:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {shadow} CASCADE; CREATE SCHEMA {shadow}")
-        for table in projection.tables:
-            await conn.execute(f"CREATE TABLE {shadow}.{table} (LIKE public.{table} INCLUDING ALL)")
+        await _create_shadow(conn, projection, shadow)
     consumer = kafka.reader(bootstrap)
     await consumer.start()
     try:
@@ -146,25 +145,8 @@ async def _replay_and_swap(
         starts = {tp: await consumer.position(tp) for tp in tps}
         total = sum(ends[tp] - starts[tp] for tp in tps)
         progress(0, total)
-        # Reading and decoding the next batch overlaps with PostgreSQL writing this one.
-        batches: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=2)
-        reading = asyncio.create_task(_read(consumer, starts, ends, batches))
-        skipped = 0
-        try:
-            async with pool.acquire() as conn:
-                await conn.execute(f"SET search_path = {shadow}, public")
-                try:
-                    while (batch := await batches.get()) is not None:
-                        async with conn.transaction():
-                            await projection.apply(conn, batch.envelopes)
-                        skipped += batch.skipped
-                        progress(batch.done, total)
-                finally:
-                    await conn.execute("RESET search_path")
-        finally:
-            reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reading
+        with _cycle_collector_paused():
+            skipped = await _replay(projection, consumer, starts, ends, pool, shadow, progress)
     finally:
         await consumer.stop()
     async with pool.acquire() as conn, conn.transaction():
@@ -183,6 +165,85 @@ async def _replay_and_swap(
             await _copy_rows(conn, f"{shadow}.{table}", f"public.{table}")
         await conn.execute(f"DROP SCHEMA {shadow} CASCADE")
     return Rebuilt(projection.name, total, skipped, time.monotonic() - started)
+
+
+async def _create_shadow(conn: Connection, projection: Projection, shadow: str) -> None:
+    """Empty copies of the projection's tables with only the indexes its `apply` relies on:
+    maintaining the others row by row took about 40% of PostgreSQL's time in the replay, and
+    the swap builds every live index anew anyway. Unlogged and never vacuumed: they are
+    scratch space, dropped at the swap (or by the next rebuild, if this one dies)."""
+    found = await conn.fetch(
+        """SELECT c.relname AS name, pg_get_indexdef(c.oid) AS index, t.relname AS table
+           FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
+           JOIN pg_class t ON t.oid = i.indrelid
+           WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY($1)
+             AND t.relname = ANY($2)""",
+        list(projection.indexes),
+        list(projection.tables),
+    )
+    missing = set(projection.indexes) - {index["name"] for index in found}
+    if missing:
+        raise ValueError(
+            f"projection {projection.name} relies on indexes its tables do not have: {missing}"
+        )
+    await conn.execute(f"DROP SCHEMA IF EXISTS {shadow} CASCADE; CREATE SCHEMA {shadow}")
+    for table in projection.tables:
+        await conn.execute(
+            f"""CREATE UNLOGGED TABLE {shadow}.{table}
+                (LIKE public.{table} INCLUDING ALL EXCLUDING INDEXES)
+                WITH (autovacuum_enabled = false)"""
+        )
+    for index in found:
+        table = index["table"]
+        await conn.execute(index["index"].replace(f" ON public.{table} ", f" ON {shadow}.{table} "))
+
+
+async def _replay(
+    projection: Projection,
+    consumer: AIOKafkaConsumer,
+    starts: dict[TopicPartition, int],
+    ends: dict[TopicPartition, int],
+    pool: asyncpg.Pool,
+    shadow: str,
+    progress: Progress,
+) -> int:
+    """Apply every event before `ends` into the shadow tables; returns how many were skipped
+    as unreadable. Reading and decoding the next batch overlaps with PostgreSQL writing this
+    one."""
+    total = sum(ends[tp] - starts[tp] for tp in starts)
+    batches: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=2)
+    reading = asyncio.create_task(_read(consumer, starts, ends, batches))
+    skipped = 0
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute(f"SET search_path = {shadow}, public")
+            try:
+                while (batch := await batches.get()) is not None:
+                    async with conn.transaction():
+                        await projection.apply(conn, batch.envelopes)
+                    skipped += batch.skipped
+                    progress(batch.done, total)
+            finally:
+                await conn.execute("RESET search_path")
+    finally:
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+    return skipped
+
+
+@contextlib.contextmanager
+def _cycle_collector_paused() -> Iterator[None]:
+    """The replay keeps batches of thousands of decoded events alive, which Python's cycle
+    collector would scan again and again: it took half the rebuild's CPU time. Decoded events
+    hold no reference cycles (reference counting frees them), so pause it for the replay."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 async def _copy_rows(conn: Connection, source: str, target: str) -> None:

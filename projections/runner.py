@@ -54,6 +54,9 @@ class Projection:
     apply: Apply
     tables: tuple[str, ...] = ()
     """The tables it alone writes: what `coupons projections rebuild` replaces."""
+    indexes: tuple[str, ...] = ()
+    """The indexes of those tables its `apply` relies on (lookups, ON CONFLICT keys): the
+    only ones a rebuild maintains while it replays; the swap builds the rest."""
 
 
 class ProjectionRunner:

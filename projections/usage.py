@@ -22,6 +22,12 @@ from projections.db import Connection
 
 NAME = "usage"
 TABLES = ("usage_campaigns", "usage_codes", "usage_refusals", "usage_redemptions")
+INDEXES = (  # the keys its upserts and lookups use
+    "usage_campaigns_pkey",
+    "usage_codes_pkey",
+    "usage_refusals_pkey",
+    "usage_redemptions_pkey",
+)
 
 
 async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:

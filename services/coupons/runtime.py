@@ -32,9 +32,9 @@ log = structlog.get_logger(__name__)
 
 PROJECTIONS = (
     Projection(campaigns.NAME, campaigns.apply),
-    Projection(usage.NAME, usage.apply, usage.TABLES),
-    Projection(contacts.NAME, contacts.apply, contacts.TABLES),
-    Projection(ledger.NAME, ledger.apply, ledger.TABLES),
+    Projection(usage.NAME, usage.apply, usage.TABLES, usage.INDEXES),
+    Projection(contacts.NAME, contacts.apply, contacts.TABLES, contacts.INDEXES),
+    Projection(ledger.NAME, ledger.apply, ledger.TABLES, ledger.INDEXES),
 )
 
 
