@@ -2,6 +2,7 @@
 application's lifespan (never at import time), and tears them down in reverse order."""
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -77,6 +78,17 @@ async def _without_reset_query(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
+def _collect_garbage_less_often() -> None:
+    """Python's cycle collector scans the young objects every 700 allocations and, now and
+    then, every object the process holds: here the campaign view and the deciders' memo,
+    which grow with every redemption. In `bench/checkout.py` (medians of 3) redemptions went
+    from 441/s with p99 535 ms to 526/s and 211 ms with this. Freeze what start-up loaded
+    (never scanned again) and collect young objects 70 times less often; cycles are still
+    collected."""
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Runtime]:
     """Start everything `settings.components` asks for; stop it all, in reverse, on exit."""
@@ -125,6 +137,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         for component in components:
             component.start()
             stack.push_async_callback(component.stop)
+        _collect_garbage_less_often()
         log.info("runtime.started", components=settings.components, partitions=partitions)
         yield Runtime(
             settings,
