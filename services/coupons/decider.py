@@ -73,7 +73,7 @@ class PartitionState:
 class Outcome:
     command: Envelope[Command]
     duplicate: bool = False
-    reply: Reply | None = None  # set for refusals that append nothing
+    key_reused: bool = False  # refused, appending nothing
     decided_at: datetime | None = None
     redeemed: CodeRedeemed | None = None
 
@@ -257,7 +257,7 @@ class Decider:
                 outcome.duplicate = True  # a retry: answered from the memo
                 return outcome
         except KeyReused:
-            outcome.reply = _refusal(command, Reason.IDEMPOTENCY_KEY_REUSED, state.memo)
+            outcome.key_reused = True  # answered once the first request's events are placed
             return outcome
         now = datetime.now(UTC)  # the decision's time: checked against and recorded
         events = aggregate.decide(state.campaigns.get(command.key), command.data, now)
@@ -351,7 +351,10 @@ class Decider:
         """Queue the reply; it is sent while the next batch is decided."""
         assert self._replies is not None, "replies are sent while the decider runs"
         command = outcome.command
-        reply = outcome.reply or _from_memo(command, memo, duplicate=outcome.duplicate)
+        if outcome.key_reused:
+            reply = _refusal(command, Reason.IDEMPOTENCY_KEY_REUSED, memo)
+        else:
+            reply = _from_memo(command, memo, duplicate=outcome.duplicate)
         if outcome.decided_at is not None and reply.outcome == "accepted":
             reply = reply.model_copy(
                 update={"decided_at": outcome.decided_at, "redeemed": outcome.redeemed}
