@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
 
 from contracts.checkout import Cart, Customer
 from contracts.codec import EVENTS, REPLIES
@@ -44,28 +44,33 @@ def start_decider(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-async def committed_events(
-    settings: Settings, expect: int, timeout_s: float = 90
-) -> list[Envelope]:  # type: ignore[type-arg]
-    topics = declare(settings.topic_prefix, settings.partitions)
-    consumer = AIOKafkaConsumer(
-        topics.events.name,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
+async def committed(settings: Settings, topic: str, expect: int) -> list[ConsumerRecord[Any, Any]]:
+    """Every committed record of `topic`, once `expect` are there and two quiet seconds have
+    passed (so a record too many shows)."""
+    consumer = kafka.reader(settings.kafka_bootstrap_servers)
+    consumer.subscribe([topic])
     await consumer.start()
-    seen: list[Envelope] = []  # type: ignore[type-arg]
+    seen: list[ConsumerRecord[Any, Any]] = []
     try:
-        deadline = asyncio.get_running_loop().time() + timeout_s
+        deadline = asyncio.get_running_loop().time() + 90
         while len(seen) < expect and asyncio.get_running_loop().time() < deadline:
             for records in (await consumer.getmany(timeout_ms=500)).values():
-                seen.extend(EVENTS.decode(r.value) for r in records)
+                seen.extend(records)
         for records in (await consumer.getmany(timeout_ms=2000)).values():  # nothing extra
-            seen.extend(EVENTS.decode(r.value) for r in records)
+            seen.extend(records)
     finally:
         await consumer.stop()
     return seen
+
+
+async def committed_events(settings: Settings, expect: int) -> list[Envelope]:  # type: ignore[type-arg]
+    topic = declare(settings.topic_prefix, settings.partitions).events.name
+    return [EVENTS.decode(r.value) for r in await committed(settings, topic, expect)]
+
+
+async def committed_replies(settings: Settings, expect: int) -> list[Envelope]:  # type: ignore[type-arg]
+    topic = declare(settings.topic_prefix, settings.partitions).replies.name
+    return [REPLIES.decode(r.value) for r in await committed(settings, topic, expect)]
 
 
 async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
@@ -194,25 +199,6 @@ async def test_sigkill_while_redeeming_keeps_the_cap_exact(
     assert {e.data.reason for e in refused} == {Reason.EXHAUSTED} and len(refused) == 180
 
 
-async def committed_replies(settings: Settings, expect: int) -> list[Envelope]:  # type: ignore[type-arg]
-    """Every reply on the topic, once `expect` are there and two quiet seconds have passed."""
-    topics = declare(settings.topic_prefix, settings.partitions)
-    consumer = kafka.reader(settings.kafka_bootstrap_servers)
-    consumer.subscribe([topics.replies.name])
-    await consumer.start()
-    seen: list[Envelope] = []  # type: ignore[type-arg]
-    try:
-        deadline = asyncio.get_running_loop().time() + 90
-        while len(seen) < expect and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                seen.extend(REPLIES.decode(r.value) for r in records)
-        for records in (await consumer.getmany(timeout_ms=2000)).values():  # nothing extra
-            seen.extend(REPLIES.decode(r.value) for r in records)
-    finally:
-        await consumer.stop()
-    return seen
-
-
 async def test_a_restarted_decider_resumes_after_what_it_committed(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -267,25 +253,6 @@ async def test_a_restarted_decider_resumes_after_what_it_committed(
     )
 
 
-async def dead_letters(settings: Settings, expect: int) -> list[dict[str, bytes]]:
-    """The headers of every dead letter, once `expect` are there and two quiet seconds passed."""
-    topics = declare(settings.topic_prefix, settings.partitions)
-    consumer = kafka.reader(settings.kafka_bootstrap_servers)
-    consumer.subscribe([topics.dead_letters.name])
-    await consumer.start()
-    seen: list[dict[str, bytes]] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + 90
-        while len(seen) < expect and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                seen.extend(dict(r.headers) for r in records)
-        for records in (await consumer.getmany(timeout_ms=2000)).values():  # nothing extra
-            seen.extend(dict(r.headers) for r in records)
-    finally:
-        await consumer.stop()
-    return seen
-
-
 async def test_unreadable_commands_are_dead_lettered_once_and_the_rest_decided(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -312,7 +279,8 @@ async def test_unreadable_commands_are_dead_lettered_once_and_the_rest_decided(
     decider = start_decider(settings, log)
     try:
         await send(b"{not json")  # alone in its batch: no event carries its offset
-        assert len(await dead_letters(settings, 1)) == 1, log.read_text()[-2000:]
+        parked = await committed(settings, topics.dead_letters.name, 1)
+        assert len(parked) == 1, log.read_text()[-2000:]
         before, after = define("before"), define("after")
         await send(before.to_bytes())
         await send(define("elsewhere").to_bytes(), partition=(mine + 1) % partitions)
@@ -324,14 +292,15 @@ async def test_unreadable_commands_are_dead_lettered_once_and_the_rest_decided(
         last = define("last")
         await send(last.to_bytes())
         replies = await committed_replies(settings, 3)
-        parked = await dead_letters(settings, 2)
+        parked = await committed(settings, topics.dead_letters.name, 2)
     finally:
         await producer.stop()
         decider.terminate()
         decider.wait(timeout=30)
 
     assert sorted(r.data.command_id for r in replies) == sorted([before.id, after.id, last.id])
-    assert [(h["reason"], h["source_topic"]) for h in parked] == [
+    headers = [dict(record.headers) for record in parked]
+    assert [(h["reason"], h["source_topic"]) for h in headers] == [
         (b"invalid_json", topics.commands.name.encode()),
         (b"wrong_partition", topics.commands.name.encode()),
     ], log.read_text()[-2000:]
