@@ -90,9 +90,13 @@ def stack_processes(state_dir: Path) -> dict[str, int]:
 
 
 def process_ticks(pid: int) -> int:
-    """User + system jiffies of `pid` and its live children."""
-    mine = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    """User + system jiffies of `pid` and its live children (0 for one that has just exited:
+    PostgreSQL forks short-lived workers)."""
+    try:
+        mine = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
     return int(mine[11]) + int(mine[12]) + sum(process_ticks(int(c)) for c in children)
 
 
