@@ -206,3 +206,43 @@ def test_status_and_code_uniqueness(service: Service) -> None:
     back = client.post(f"/v1/campaigns/{created['id']}/status", json={"status": "active"})
     assert back.status_code == 409 and back.json()["error"]["code"] == "invalid_status_transition"
     assert created["validity"]["expires_at"] is not None  # every coupon expires
+
+
+def test_malformed_checkout_requests_are_refused_naming_the_field(service: Service) -> None:
+    """Validations and redemptions are served by the checkout lane, not FastAPI's routing:
+    the same error shape, the field at fault, never a 500."""
+    client, _ = service
+    campaign(client, "LANE")
+    key = {"Idempotency-Key": "lane-1"}
+
+    def refused(path: str, **request: Any) -> tuple[int, str, str | None]:
+        answered = client.post(path, **request)
+        assert answered.headers["x-correlation-id"]
+        error = answered.json()["error"]
+        return answered.status_code, error["code"], error["field"]
+
+    for path in ("/v1/validations", "/v1/redemptions"):
+        assert refused(path, content=b"{oops", headers=key) == (400, "invalid_json", None)
+        no_cart = {k: v for k, v in checkout("LANE", "a").items() if k != "cart"}
+        assert refused(path, json=no_cart, headers=key) == (422, "invalid_request", "cart")
+        text_amount = checkout("LANE", "a") | {"cart": {"currency": "EUR", "amount": "lots"}}
+        assert refused(path, json=text_amount, headers=key) == (
+            422,
+            "invalid_request",
+            "cart.amount",
+        )
+        both = checkout("LANE", "a", codes=["LANE"])
+        assert refused(path, json=both, headers=key) == (422, "invalid_request", "code")
+        anonymous = httpx.post(str(client.base_url) + path, json=checkout("LANE", "a"))
+        assert anonymous.status_code == 401
+        assert client.get(path).status_code == 405
+    too_long = {"Idempotency-Key": "k" * 256}
+    assert refused("/v1/redemptions", json=checkout("LANE", "a"), headers=too_long) == (
+        422,
+        "invalid_request",
+        "header.idempotency-key",
+    )
+    redeemed = client.post("/v1/redemptions", json=checkout("LANE", "a"), headers=key)
+    assert redeemed.status_code == 201, redeemed.text
+    assert redeemed.headers["location"] == f"/v1/redemptions/{redeemed.json()['redemption_id']}"
+    assert redeemed.headers["content-type"] == "application/json"

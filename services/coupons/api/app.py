@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.coupons import logs
 from services.coupons.api import analytics, campaigns, checkout, codes, errors, health, monitoring
 from services.coupons.api.auth import KeyCache
+from services.coupons.api.checkout_lane import CheckoutLane
 from services.coupons.api.throttle import FailureThrottle
 from services.coupons.runtime import running
 from services.coupons.settings import Settings
@@ -24,14 +25,16 @@ log = structlog.get_logger(__name__)
 VERSION = "0.1.0"
 
 
-def from_environment() -> FastAPI:
+def from_environment() -> ASGIApp:
     """The app of one worker process when `COUPONS_WORKERS` > 1 (each one imports it)."""
     settings = Settings()
     logs.configure(settings.log_level, settings.log_format)
     return create_app(settings)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> ASGIApp:
+    """FastAPI, with the checkout lane in front of it and correlation ids around both."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running(settings) as runtime:
@@ -55,8 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(stripe_mirror.router)
     app.include_router(analytics.router)
     app.include_router(monitoring.router)
-    app.add_middleware(Correlated)
-    return app
+    return Correlated(CheckoutLane(app))
 
 
 class Correlated:

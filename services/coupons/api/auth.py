@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Header, Request
 
 from projections import api_keys
 from projections.api_keys import ApiKey, Scope
@@ -39,9 +39,9 @@ class KeyCache:
         self._found[secret] = (time.monotonic(), key)
 
 
-async def _caller(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> ApiKey:
+async def authorised(request: Request, authorization: str | None, scope: Scope) -> ApiKey:
+    """The caller's key, which must carry `scope` (admin carries them all); it is recorded as
+    the request's actor, for the audit trail."""
     scheme, _, secret = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not secret:
         raise ApiError(401, "unauthenticated", "send Authorization: Bearer <API key>")
@@ -54,15 +54,17 @@ async def _caller(
     if key is None:
         raise ApiError(401, "unauthenticated", "unknown or revoked API key")
     request.state.actor = f"{key.id} ({key.name})"
+    if scope not in ALLOWED[key.scope]:
+        raise ApiError(403, "forbidden", f"this key has scope {key.scope}; {scope} is needed")
     return key
 
 
 def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
-    """A dependency: the caller's key, which must carry `scope` (admin carries them all)."""
+    """A dependency: the caller's key, which must carry `scope`."""
 
-    async def check(key: Annotated[ApiKey, Depends(_caller)]) -> ApiKey:
-        if scope not in ALLOWED[key.scope]:
-            raise ApiError(403, "forbidden", f"this key has scope {key.scope}; {scope} is needed")
-        return key
+    async def check(
+        request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> ApiKey:
+        return await authorised(request, authorization, scope)
 
     return check

@@ -23,6 +23,8 @@ from services.coupons.api.errors import ApiError, ErrorBody, ErrorResponse
 from services.coupons.domain import campaign as aggregate
 from services.coupons.domain.codes import normalise
 
+# `POST /v1/validations` and `POST /v1/redemptions` are served by the checkout lane
+# (checkout_lane.py), which calls these same handlers; FastAPI declares and documents them.
 router = APIRouter(prefix="/v1", tags=["checkout"], dependencies=[Depends(require("checkout"))])
 
 REDEMPTION_NAMESPACE = uuid5(NAMESPACE_URL, "growthos-coupons/redemption")
@@ -30,6 +32,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 429, 503)
 }
 _CODE = re.compile(r"[A-Z0-9]{3,64}")
+IDEMPOTENCY_KEY_MAX = 255
 
 
 class ValidationRequest(BaseModel):
@@ -136,7 +139,7 @@ async def redeem(
     body: RedemptionRequest,
     request: Request,
     response: Response,
-    idempotency_key: Annotated[str, Header(min_length=1, max_length=255)],
+    idempotency_key: Annotated[str, Header(min_length=1, max_length=IDEMPOTENCY_KEY_MAX)],
 ) -> dict[str, Any]:
     """Redeem a code, or several (each campaign must allow stacking). Requires an
     `Idempotency-Key`: the same key and body give the same answer and one redemption; the same

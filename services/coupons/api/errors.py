@@ -3,6 +3,7 @@
 `code` is stable and machine-readable; the table of codes and statuses is in docs/errors.md.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -89,13 +90,18 @@ async def _api_error(_: Request, error: Exception) -> JSONResponse:
     return error_response(error.status, error.code, error.message, error.field, error.headers)
 
 
-async def _invalid(_: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)
-    first = error.errors()[0]
+def invalid_request(found: Sequence[Any]) -> JSONResponse:
+    """The first of pydantic's errors as a 400 (unreadable JSON) or a 422 naming the field."""
+    first = found[0]
     if first.get("type") == "json_invalid":
         return error_response(400, "invalid_json", "the request body is not valid JSON")
     where = _field(tuple(first.get("loc", ())))
     return error_response(422, "invalid_request", f"{where}: {first.get('msg')}", where)
+
+
+async def _invalid(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return invalid_request(error.errors())
 
 
 async def _http(_: Request, error: Exception) -> JSONResponse:
