@@ -120,7 +120,8 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         view = CampaignView(bootstrap, topics, partitions)
         components = [Supervised("campaign-view", view.run)]
         if "decider" in settings.components:
-            components.append(Supervised("decider", Decider(bootstrap, topics, partitions).run))
+            decider = Decider(bootstrap, topics, partitions, gateway.answer)
+            components.append(Supervised("decider", decider.run))
         if "projector" in settings.components:
             for projection in PROJECTIONS:
                 runner = ProjectionRunner(projection, bootstrap, topics, pool)

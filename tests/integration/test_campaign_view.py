@@ -1,10 +1,13 @@
 """Validations read an in-memory view folded from the event log: a replica that starts later
 is ready only once its view has the whole history, and answers from it at once."""
 
+import asyncio
 import time
 
+from services.coupons.settings import Settings
 from tests.integration.conftest import ServiceFactory
 from tests.integration.test_checkout import campaign, checkout
+from tests.integration.test_decider_crash import committed_replies
 
 
 def test_a_replica_started_later_validates_codes_made_before_it_started(
@@ -43,10 +46,12 @@ def test_worker_processes_share_the_port_and_each_has_the_campaigns(
 
 
 def test_a_redemption_answered_by_one_replica_is_read_and_reversed_at_once_by_another(
-    start_service: ServiceFactory,
+    start_service: ServiceFactory, settings: Settings
 ) -> None:
     """A redemption is answered from the decider's reply, before the `campaigns` projection
-    has it; another replica's read that misses waits for the projection instead of a 404."""
+    has it; another replica's read that misses waits for the projection instead of a 404.
+    Replies to commands sent by the deciding process are handed over in memory; only the
+    other replica's (the reversals) go through the replies topic."""
     deciding, _ = start_service(COUPONS_COMPONENTS="decider")
     projecting, _ = start_service(COUPONS_COMPONENTS="projector")
     created = campaign(deciding, "ATONCE", limits={"per_contact": None})
@@ -62,3 +67,5 @@ def test_a_redemption_answered_by_one_replica_is_read_and_reversed_at_once_by_an
         reversed_ = projecting.post(f"{path}/reversal", json={"reason": "cancelled"})
         assert reversed_.status_code == 200, reversed_.text
     assert deciding.get(f"/v1/campaigns/{created['id']}").json()["usage"]["redemptions"] == 0
+    replies = asyncio.run(committed_replies(settings, 10))
+    assert len(replies) == 10 and {r.data.outcome for r in replies} == {"accepted"}

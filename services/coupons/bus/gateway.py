@@ -1,9 +1,10 @@
 """The API's side of the decider: send a command durably, then await its reply.
 
 Every API replica tails the replies topic from the moment it starts and resolves the waits of
-the commands it sent. A command is durable once `send` returned (acks=all), whether or not the
-reply arrives in time: a client that times out can retry with the same Idempotency-Key and
-gets the first outcome back.
+the commands it sent. A command decided in the process that sent it is answered in memory
+(`answer`), without the replies topic. A command is durable once `send` returned (acks=all),
+whether or not the reply arrives in time: a client that times out can retry with the same
+Idempotency-Key and gets the first outcome back.
 """
 
 import asyncio
@@ -78,6 +79,17 @@ class CommandGateway:
             raise DecisionPending(str(command.id)) from error
         finally:
             self._waiting.pop(command.id, None)
+
+    def answer(self, reply: Reply) -> bool:
+        """Resolve the wait for `reply` if this process sent its command: the decider of the
+        campaign runs here too, so the reply need not go through the broker. False if no wait
+        of this process's is for it."""
+        waiter = self._waiting.get(reply.command_id)
+        if waiter is None:
+            return False
+        if not waiter.done():
+            waiter.set_result(reply)
+        return True
 
     def _awaits(self, key: bytes | None) -> bool:
         try:
