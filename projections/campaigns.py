@@ -37,8 +37,8 @@ class _Batch:
     reversals: dict[str, tuple[Any, str]] = field(default_factory=dict)  # id -> (at, reason)
     reversed_times: Counter[str] = field(default_factory=Counter)  # id -> reversals of it
     campaigns: dict[str, list[Any]] = field(default_factory=dict)  # id -> [n, spent, dist, at]
-    codes: Counter[str] = field(default_factory=Counter)  # code -> redemptions added
-    contacts: dict[str, tuple[str, Any]] = field(default_factory=dict)  # code -> first holder
+    codes: Counter[tuple[str, str]] = field(default_factory=Counter)  # -> redemptions added
+    contacts: dict[tuple[str, str], tuple[str, Any]] = field(default_factory=dict)  # first holder
 
     def count(
         self, campaign_id: str, at: Any, redemptions: int = 0, spent: int = 0, distributed: int = 0
@@ -86,9 +86,11 @@ class _Batch:
         if self.contacts:
             await conn.execute(
                 """UPDATE codes c SET contact_id = h.contact_id, distributed_at = h.at
-                   FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS h(code, contact_id, at)
-                   WHERE c.code = h.code AND c.contact_id IS NULL""",
-                list(self.contacts),
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+                        AS h(campaign_id, code, contact_id, at)
+                   WHERE c.campaign_id = h.campaign_id AND c.code = h.code
+                     AND c.contact_id IS NULL""",
+                *zip(*self.contacts, strict=True),
                 *zip(*self.contacts.values(), strict=True),
             )
         if self.reversals:
@@ -105,10 +107,11 @@ class _Batch:
                 list(self.campaigns),
                 *zip(*self.campaigns.values(), strict=True),
             )
-        if changed := [(code, n) for code, n in self.codes.items() if n]:
+        if changed := [(*key, n) for key, n in self.codes.items() if n]:
             await conn.execute(
                 """UPDATE codes c SET redemptions = c.redemptions + d.n
-                   FROM unnest($1::text[], $2::int[]) AS d(code, n) WHERE c.code = d.code""",
+                   FROM unnest($1::text[], $2::text[], $3::int[]) AS d(campaign_id, code, n)
+                   WHERE c.campaign_id = d.campaign_id AND c.code = d.code""",
                 *zip(*changed, strict=True),
             )
 
@@ -118,13 +121,14 @@ class _Batch:
             """UPDATE redemptions r SET reversed_at = v.at, reversal_reason = v.reason
                FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS v(id, at, reason)
                WHERE r.redemption_id = v.id
-               RETURNING r.redemption_id, r.code""",
+               RETURNING r.redemption_id, r.campaign_id, r.code""",
             list(self.reversals),
             [at for at, _ in self.reversals.values()],
             [reason for _, reason in self.reversals.values()],
         )
         for row in marked:
-            self.codes[row["code"]] -= self.reversed_times[row["redemption_id"]]
+            key = (row["campaign_id"], row["code"])
+            self.codes[key] -= self.reversed_times[row["redemption_id"]]
 
 
 async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
@@ -217,7 +221,7 @@ async def _apply_one(conn: Connection, envelope: Envelope[Event], batch: _Batch)
                 )
             )
             batch.count(event.campaign_id, at, redemptions=1, spent=event.discount)
-            batch.codes[event.code] += 1
+            batch.codes[event.campaign_id, event.code] += 1
         case RedemptionReversed() as event:
             batch.reversals[event.redemption_id] = (at, event.reason)
             batch.reversed_times[event.redemption_id] += 1
@@ -236,7 +240,7 @@ async def _apply_one(conn: Connection, envelope: Envelope[Event], batch: _Batch)
                     at,
                 )
             )
-            batch.contacts.setdefault(event.code, (event.contact_id, at))
+            batch.contacts.setdefault((event.campaign_id, event.code), (event.contact_id, at))
             batch.count(event.campaign_id, at, distributed=1)
         case CodesAdded() as event:
             # one array rather than a record per code; in key order: the indexes take it fastest

@@ -1,6 +1,10 @@
 """The usage read model (projection "usage"): per campaign and per code, what was issued,
 distributed, redeemed and reversed, what remains under the limits, the budget spent and left,
-and refusals counted by reason. Analysts read it through `analytics.campaign_usage`."""
+and refusals counted by reason. Analysts read it through `analytics.campaign_usage`.
+
+`usage_codes` has a row for a campaign's shared code from its definition, and for a unique
+code from its first distribution or redemption: a million-code batch adds no rows here.
+`analytics.code_usage` lists the unique codes not used yet from `codes`, with zeros."""
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -34,7 +38,6 @@ async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
     """Sum the batch in memory, then write each table once: a few statements per batch."""
     defined: list[tuple[Any, ...]] = []
     limited: list[tuple[Any, ...]] = []  # limits changed by an update, in order
-    added: list[tuple[str, list[str]]] = []  # a campaign and codes, in key order
     campaigns: defaultdict[str, Counter[str]] = defaultdict(Counter)
     codes: defaultdict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     refusals: Counter[tuple[str, str, str]] = Counter()
@@ -53,9 +56,8 @@ async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
                 limited.append(
                     (event.campaign_id, limits.max_redemptions, limits.per_code, limits.budget)
                 )
-            case CodesAdded() as event:
+            case CodesAdded() as event:  # a code's row comes with its first use
                 campaigns[event.campaign_id]["issued"] += len(event.codes)
-                added.append((event.campaign_id, sorted(event.codes)))
             case CodeDistributed() as event:
                 campaigns[event.campaign_id]["distributed"] += 1
                 codes[event.campaign_id, event.code]["distributed"] += 1
@@ -83,10 +85,6 @@ async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
             """UPDATE usage_campaigns SET max_redemptions = $2, per_code = $3, budget = $4
                WHERE campaign_id = $1""",
             limited,
-        )
-    if added:  # an array rather than a record per code; in key order: the index's fastest
-        await conn.executemany(
-            "INSERT INTO usage_codes (campaign_id, code) SELECT $1, unnest($2::text[])", added
         )
     if redeemed:
         await conn.copy_records_to_table(

@@ -30,9 +30,14 @@ listen_addresses = '127.0.0.1'
 port = {port}
 unix_socket_directories = '{socket_dir}'
 max_connections = 200
-shared_buffers = 128MB
-effective_cache_size = 512MB
-maintenance_work_mem = 64MB
+# A million-code batch writes about 1.5 GB of WAL and 400 MB of tables and indexes: with the
+# defaults (128MB of buffers, a checkpoint every 1 GB of WAL) the server evicts dirty pages and
+# checkpoints mid-batch, and each checkpoint makes the next writes log whole pages again.
+shared_buffers = 1GB
+max_wal_size = 8GB
+checkpoint_timeout = 15min
+effective_cache_size = 4GB
+maintenance_work_mem = 256MB
 fsync = on
 synchronous_commit = on
 timezone = 'UTC'

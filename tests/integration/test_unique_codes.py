@@ -1,18 +1,22 @@
 """Unique codes over HTTP: a bulk job, export, distribution to contacts, and redemption only
 by the contact a code was given to."""
 
+import asyncio
 import csv
 import io
 import time
 from pathlib import Path
 
+import asyncpg
 import httpx
+
+from services.coupons.settings import Settings
 
 COUNT = 25_000  # two chunks of the job
 
 
 def test_generate_export_distribute_and_redeem_unique_codes(
-    service: tuple[httpx.Client, Path],
+    service: tuple[httpx.Client, Path], settings: Settings
 ) -> None:
     client, _ = service
     created = client.post(
@@ -79,3 +83,24 @@ def test_generate_export_distribute_and_redeem_unique_codes(
     again = redeem("ada", holders["ada"], "ada-2")
     assert again.status_code == 409 and again.json()["error"]["code"] == "code_exhausted"
     assert client.get(batch_url).json()["generated"] == COUNT
+
+    # every code has its row for analysts, the unused ones with zeros (not stored per code)
+    deadline = time.monotonic() + 30
+    while (usage := asyncio.run(code_usage(settings, created["id"])))[holders["ada"]] != (1, 1):
+        assert time.monotonic() < deadline, usage[holders["ada"]]
+        time.sleep(0.5)
+    assert len(usage) == COUNT and usage[holders["bob"]] == (1, 0)
+    assert sum(d + r for d, r in usage.values()) == 3
+
+
+async def code_usage(settings: Settings, campaign_id: str) -> dict[str, tuple[int, int]]:
+    """`analytics.code_usage` of a campaign: code -> (distributed, redeemed)."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT code, distributed, redeemed FROM analytics.code_usage WHERE campaign_id = $1",
+            campaign_id,
+        )
+    finally:
+        await conn.close()
+    return {r["code"]: (r["distributed"], r["redeemed"]) for r in rows}
