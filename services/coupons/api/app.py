@@ -1,8 +1,9 @@
 """The FastAPI application: routers, error handlers, correlation ids, and the lifespan that
 starts and stops the runtime."""
 
+import itertools
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -61,6 +62,16 @@ def create_app(settings: Settings) -> ASGIApp:
     return Correlated(CheckoutLane(app))
 
 
+_PROCESS = os.urandom(8).hex()  # ids made by different processes never collide
+_made = itertools.count()
+
+
+def _new_correlation_id() -> str:
+    """Unique, not secret: a random prefix per process and a counter, a tenth of the CPU of
+    `uuid4` (a system call for 16 random bytes per request)."""
+    return f"{_PROCESS}{next(_made):016x}"
+
+
 class Correlated:
     """Bind a correlation id (the caller's `X-Correlation-Id`, or a new one) to every log line
     of a request and to every command it sends; echo it back; log the request. Plain ASGI
@@ -74,7 +85,7 @@ class Correlated:
             await self.app(scope, receive, send)
             return
         sent = dict(scope["headers"]).get(b"x-correlation-id", b"").decode("latin-1")
-        correlation_id = sent or uuid.uuid4().hex
+        correlation_id = sent or _new_correlation_id()
         scope.setdefault("state", {})["correlation_id"] = correlation_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(correlation_id=correlation_id)

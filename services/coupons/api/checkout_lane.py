@@ -21,12 +21,14 @@ from services.coupons.api.auth import authorised
 from services.coupons.api.errors import ApiError, error_response, invalid_request
 
 IDEMPOTENCY_KEY = "idempotency-key"
+JSON = ((b"content-type", b"application/json"),)
+_Answer = tuple[int, BaseModel, list[tuple[bytes, bytes]]]  # status, body, more headers
 
 
 class CheckoutLane:
     def __init__(self, app: FastAPI) -> None:
         self.app = app
-        self._operations: dict[str, Callable[[Request], Awaitable[Response]]] = {
+        self._operations: dict[str, Callable[[Request], Awaitable[_Answer]]] = {
             "/v1/validations": _validate,
             "/v1/redemptions": _redeem,
         }
@@ -39,30 +41,42 @@ class CheckoutLane:
         scope["app"] = self.app  # what FastAPI sets: handlers reach the runtime through it
         request = Request(scope, receive)
         try:
-            response = await operation(request)
+            status, body, headers = await operation(request)
         except ApiError as error:
-            response = error_response(
+            refusal = error_response(
                 error.status, error.code, error.message, error.field, error.headers
             )
         except ValidationError as error:
-            response = invalid_request(error.errors())
-        await response(scope, receive, send)
+            refusal = invalid_request(error.errors())
+        else:  # the two messages, without building a Starlette response
+            content = body.model_dump_json().encode()
+            length = str(len(content)).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [*JSON, (b"content-length", length), *headers],
+                }
+            )
+            await send({"type": "http.response.body", "body": content})
+            return
+        await refusal(scope, receive, send)
 
 
-async def _validate(request: Request) -> Response:
+async def _validate(request: Request) -> _Answer:
     await authorised(request, request.headers.get("authorization"), "checkout")
     body = checkout.ValidationRequest.model_validate_json(await request.body())
-    return _json(200, await checkout.validate(body, request))
+    return 200, await checkout.validate(body, request), []
 
 
-async def _redeem(request: Request) -> Response:
+async def _redeem(request: Request) -> _Answer:
     await authorised(request, request.headers.get("authorization"), "checkout")
     key = _idempotency_key(request)
     body = checkout.RedemptionRequest.model_validate_json(await request.body())
     answered = Response()  # takes the headers the handler sets, as FastAPI's would
     redeemed = await checkout.redeem(body, request, answered, key)
     result = checkout.RedemptionResult.model_validate(redeemed)
-    return _json(201, result, {"location": answered.headers["location"]})
+    return 201, result, [(b"location", answered.headers["location"].encode("latin-1"))]
 
 
 def _idempotency_key(request: Request) -> str:
@@ -75,9 +89,3 @@ def _idempotency_key(request: Request) -> str:
         message = f"{field}: should have 1 to {checkout.IDEMPOTENCY_KEY_MAX} characters"
         raise ApiError(422, "invalid_request", message, field=field)
     return key
-
-
-def _json(status: int, body: BaseModel, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        body.model_dump_json(), status_code=status, headers=headers, media_type="application/json"
-    )
