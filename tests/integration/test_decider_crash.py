@@ -20,7 +20,7 @@ from contracts.events import CampaignDefined, CodeRedeemed, CommandRejected
 from contracts.money import AmountOff
 from contracts.reasons import Reason
 from contracts.rules import Limits
-from contracts.topics import declare
+from contracts.topics import Topics, declare
 from services.coupons.bus import kafka
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.settings import Settings
@@ -73,13 +73,17 @@ async def committed_replies(settings: Settings, expect: int) -> list[Envelope]: 
     return [REPLIES.decode(r.value) for r in await committed(settings, topic, expect)]
 
 
+async def command_topics(settings: Settings) -> tuple[Topics, int]:
+    """The test's topics, created, and the command topic's partition count."""
+    topics = declare(settings.topic_prefix, settings.partitions)
+    layout = await ensure_topics(settings.kafka_bootstrap_servers, topics, 1)
+    return topics, layout[topics.commands.name]
+
+
 async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     settings: Settings, tmp_path: Path
 ) -> None:
-    topics = declare(settings.topic_prefix, settings.partitions)
-    partitions = (await ensure_topics(settings.kafka_bootstrap_servers, topics, 1))[
-        topics.commands.name
-    ]
+    topics, partitions = await command_topics(settings)
     log = tmp_path / "decider.log"
     producer = kafka.producer(settings.kafka_bootstrap_servers)
     await producer.start()
@@ -134,10 +138,7 @@ async def test_sigkill_while_redeeming_keeps_the_cap_exact(
 ) -> None:
     """300 redemptions against a cap of 120, two SIGKILLs in the middle: exactly 120 are
     accepted, the rest refused as exhausted, and each command is decided exactly once."""
-    topics = declare(settings.topic_prefix, settings.partitions)
-    partitions = (await ensure_topics(settings.kafka_bootstrap_servers, topics, 1))[
-        topics.commands.name
-    ]
+    topics, partitions = await command_topics(settings)
     campaign_partition = kafka.partition_for("capped", partitions)
     producer = kafka.producer(settings.kafka_bootstrap_servers)
     await producer.start()
@@ -205,10 +206,7 @@ async def test_a_restarted_decider_resumes_after_what_it_committed(
     """The consumed offset rides on the events; a batch of retries only, with no event to
     carry it, commits it through the consumer group. A restarted decider starts after both: it
     decides (and answers) no command a second time, not even the retry."""
-    topics = declare(settings.topic_prefix, settings.partitions)
-    partitions = (await ensure_topics(settings.kafka_bootstrap_servers, topics, 1))[
-        topics.commands.name
-    ]
+    topics, partitions = await command_topics(settings)
     producer = kafka.producer(settings.kafka_bootstrap_servers)
     await producer.start()
 
@@ -258,10 +256,7 @@ async def test_unreadable_commands_are_dead_lettered_once_and_the_rest_decided(
 ) -> None:
     """Junk and a command on the wrong partition go to the dead-letter topic with their reason
     and origin; the commands around them are decided; a restarted decider parks none again."""
-    topics = declare(settings.topic_prefix, settings.partitions)
-    partitions = (await ensure_topics(settings.kafka_bootstrap_servers, topics, 1))[
-        topics.commands.name
-    ]
+    topics, partitions = await command_topics(settings)
     mine = kafka.partition_for("k", partitions)
     producer = kafka.producer(settings.kafka_bootstrap_servers)
     await producer.start()
