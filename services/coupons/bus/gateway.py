@@ -81,9 +81,9 @@ class CommandGateway:
             self._waiting.pop(command.id, None)
 
     def answer(self, reply: Reply) -> bool:
-        """Resolve the wait for `reply` if this process sent its command: the decider of the
-        campaign runs here too, so the reply need not go through the broker. False if no wait
-        of this process's is for it."""
+        """Resolve the wait for `reply` if this process sent its command; False if no wait of
+        this process's is for it. The replies topic's reader calls it, and so does a decider
+        running in this process, whose reply then need not go through the broker."""
         waiter = self._waiting.get(reply.command_id)
         if waiter is None:
             return False
@@ -111,6 +111,4 @@ class CommandGateway:
                             "gateway.unreadable_reply", reason=error.reason, offset=record.offset
                         )
                         continue
-                    waiter = self._waiting.get(reply.command_id)
-                    if waiter is not None and not waiter.done():
-                        waiter.set_result(reply)
+                    self.answer(reply)
