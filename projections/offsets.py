@@ -42,6 +42,7 @@ class StoredOffsets:
         # next offset per owned partition, as stored; a partition is absent until its
         # assignment has loaded this from PostgreSQL and sought the consumer to it
         self._next: dict[int, int] = {}
+        self._loaded: dict[TopicPartition, int] = {}  # by `load`, until `accept`
         self.rebalance_error: Exception | None = None
         """A failure in the rebalance listener, for the run loop to raise (aiokafka would
         log and swallow it)."""
@@ -65,6 +66,13 @@ class StoredOffsets:
     async def seek(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
         """Load the stored offsets (creating rows at 0 for new partitions), seek to them, and
         only then accept records of these partitions."""
+        for tp, offset in (await self.load(assigned)).items():
+            consumer.seek(tp, offset)
+        self.accept(assigned)
+
+    async def load(self, assigned: set[TopicPartition]) -> dict[TopicPartition, int]:
+        """The stored offsets of `assigned` (rows at 0 for new partitions); their records are
+        ignored until `accept`, once the consumer has sought to them."""
         for tp in assigned:
             self._next.pop(tp.partition, None)
         async with self._pool.acquire() as conn:
@@ -74,13 +82,16 @@ class StoredOffsets:
                 [(self._name, self._topic, tp.partition) for tp in assigned],
             )
             stored = await stored_offsets(conn, self._name, self._topic)
-        for tp in assigned:
-            consumer.seek(tp, stored[tp.partition])
-            self._next[tp.partition] = stored[tp.partition]
+        self._loaded = {tp: stored[tp.partition] for tp in assigned}
         log.info("offsets.assigned", consumer=self._name, stored=stored)
+        return dict(self._loaded)
 
-    async def follow_moved(self, consumer: AIOKafkaConsumer) -> None:
-        """Seek again where the stored offsets moved under us (a rebuild moves them). With new
+    def accept(self, sought: set[TopicPartition]) -> None:
+        for tp in sought:
+            self._next[tp.partition] = self._loaded[tp]
+
+    async def moved(self, consumer: AIOKafkaConsumer) -> set[TopicPartition]:
+        """The partitions whose stored offsets moved under us (a rebuild moves them). With new
         records the compare-and-set notices; on a quiet partition only this does."""
         async with self._pool.acquire() as conn:
             stored = await stored_offsets(conn, self._name, self._topic)
@@ -91,7 +102,7 @@ class StoredOffsets:
         }
         if moved:
             log.warning("offsets.moved", consumer=self._name)
-            await self.seek(consumer, moved)
+        return moved
 
     def forget(self, revoked: set[TopicPartition]) -> None:
         for tp in revoked:
@@ -101,30 +112,34 @@ class StoredOffsets:
         """Move the stored offset from `expected` to `to` inside the caller's transaction, or
         raise LostOwnership when it is not at `expected` any more. Call `advanced` once the
         transaction committed."""
-        await self.advance_many(conn, {partition: (expected, to)})
-
-    async def advance_many(self, conn: Connection, moves: dict[int, tuple[int, int]]) -> None:
-        """`advance` for several partitions, `{partition: (expected, to)}`, in one statement."""
-        moved = await conn.fetchval(
-            """WITH moved AS (
-                   UPDATE projection_offsets o SET next_offset = m.next_offset, updated_at = now()
-                   FROM unnest($3::int[], $4::bigint[], $5::bigint[])
-                        AS m(partition, expected, next_offset)
-                   WHERE o.projection = $1 AND o.topic = $2 AND o.partition = m.partition
-                     AND o.next_offset = m.expected
-                   RETURNING 1)
-               SELECT count(*) FROM moved""",
-            self._name,
-            self._topic,
-            list(moves),
-            [expected for expected, _ in moves.values()],
-            [to for _, to in moves.values()],
-        )
-        if moved != len(moves):
-            raise LostOwnership(f"{self._name} {self._topic} is not at {moves} any more")
+        await advance_all(conn, self._topic, {self._name: {partition: (expected, to)}})
 
     def advanced(self, partition: int, to: int) -> None:
         self._next[partition] = to
+
+
+async def advance_all(
+    conn: Connection, topic: str, moves: dict[str, dict[int, tuple[int, int]]]
+) -> None:
+    """Move stored offsets, `{name: {partition: (expected, to)}}`, in one statement inside the
+    caller's transaction, or raise LostOwnership when any is not at `expected` any more."""
+    rows = [
+        (name, p, expected, to) for name, ps in moves.items() for p, (expected, to) in ps.items()
+    ]
+    moved = await conn.fetchval(
+        """WITH moved AS (
+               UPDATE projection_offsets o SET next_offset = m.next_offset, updated_at = now()
+               FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[])
+                    AS m(projection, partition, expected, next_offset)
+               WHERE o.projection = m.projection AND o.topic = $1 AND o.partition = m.partition
+                 AND o.next_offset = m.expected
+               RETURNING 1)
+           SELECT count(*) FROM moved""",
+        topic,
+        *(list(column) for column in zip(*rows, strict=True)),
+    )
+    if moved != len(rows):
+        raise LostOwnership(f"{topic} is not at {moves} any more")
 
 
 class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -123,9 +123,8 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             decider = Decider(bootstrap, topics, partitions, gateway.answer)
             components.append(Supervised("decider", decider.run))
         if "projector" in settings.components:
-            for projection in PROJECTIONS:
-                runner = ProjectionRunner(projection, bootstrap, topics, pool)
-                components.append(Supervised(f"projection.{projection.name}", runner.run))
+            runner = ProjectionRunner(PROJECTIONS, bootstrap, topics, pool)
+            components.append(Supervised("projector", runner.run))
         if "batches" in settings.components:
             batches = CodeBatchRunner(pool, gateway, watermarks, settings.command_timeout_s)
             components.append(Supervised("code-batches", batches.run))

@@ -66,10 +66,12 @@ async def publish(settings: Settings, events: list[Envelope[Event]], pace_s: flo
         await producer.stop()
 
 
-async def wait_for_rows(pool: asyncpg.Pool, expected: int, timeout_s: float = 60) -> None:
+async def wait_for_rows(
+    pool: asyncpg.Pool, expected: int, timeout_s: float = 60, table: str = "applied"
+) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while asyncio.get_running_loop().time() < deadline:
-        if await pool.fetchval("SELECT count(*) FROM applied") >= expected:
+        if await pool.fetchval(f"SELECT count(*) FROM {table}") >= expected:
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"fewer than {expected} events applied after {timeout_s}s")
@@ -83,14 +85,14 @@ async def test_restarts_mid_stream_lose_nothing_and_apply_nothing_twice(settings
     rng = random.Random(7)
     try:
         for _ in range(4):  # stop the consumer at random points while events flow
-            runner = ProjectionRunner(COUNTING, settings.kafka_bootstrap_servers, topics, pool)
+            runner = ProjectionRunner([COUNTING], settings.kafka_bootstrap_servers, topics, pool)
             task = asyncio.create_task(runner.run())
             await asyncio.sleep(rng.uniform(0.3, 1.2))
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await producing
-        runner = ProjectionRunner(COUNTING, settings.kafka_bootstrap_servers, topics, pool)
+        runner = ProjectionRunner([COUNTING], settings.kafka_bootstrap_servers, topics, pool)
         task = asyncio.create_task(runner.run())
         await wait_for_rows(pool, COUNT)
         await asyncio.sleep(0.5)  # a double application would show up now
@@ -117,7 +119,9 @@ async def test_a_zombie_consumer_cannot_apply_an_event_twice(settings: Settings)
     topics = declare(settings.topic_prefix, settings.partitions)
     events = [event(i) for i in range(COUNT)]
     runners = [
-        ProjectionRunner(COUNTING, settings.kafka_bootstrap_servers, topics, pool, group_id=f"g{i}")
+        ProjectionRunner(
+            [COUNTING], settings.kafka_bootstrap_servers, topics, pool, group_id=f"g{i}"
+        )
         for i in range(2)
     ]
     tasks = [asyncio.create_task(r.run()) for r in runners]
@@ -148,7 +152,7 @@ async def test_an_unreadable_event_is_dead_lettered_and_the_projection_moves_on(
     )
     await producer.send_and_wait(topics.events.name, good.to_bytes(), key=b"c1", partition=0)
     await producer.stop()
-    runner = ProjectionRunner(COUNTING, settings.kafka_bootstrap_servers, topics, pool)
+    runner = ProjectionRunner([COUNTING], settings.kafka_bootstrap_servers, topics, pool)
     task = asyncio.create_task(runner.run())
     dead = AIOKafkaConsumer(
         topics.dead_letters.name,
@@ -170,4 +174,62 @@ async def test_an_unreadable_event_is_dead_lettered_and_the_projection_moves_on(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await dead.stop()
+        await pool.close()
+
+
+async def count_late_event(conn: Connection, envelope: Envelope[Event]) -> None:
+    await conn.execute(
+        """INSERT INTO applied_late (event_id, times) VALUES ($1, 1)
+           ON CONFLICT (event_id) DO UPDATE SET times = applied_late.times + 1""",
+        envelope.id,
+    )
+
+
+async def test_each_projection_applies_from_its_own_stored_offset(settings: Settings) -> None:
+    """One consumer serves several projections from the lowest of their stored offsets. One
+    whose offset stands ahead skips what it already has; one whose offset a rebuild moves
+    back applies again from there, and only it: nothing else is applied twice."""
+    pool = await prepare(settings)
+    await pool.execute("CREATE TABLE applied_late (event_id uuid PRIMARY KEY, times int NOT NULL)")
+    late = Projection("late", each(count_late_event))
+    topics = declare(settings.topic_prefix, settings.partitions)
+    events = [event(i) for i in range(100)]
+    producer = kafka.producer(settings.kafka_bootstrap_servers)
+    await producer.start()
+    for envelope in events:
+        await producer.send(topics.events.name, envelope.to_bytes(), partition=0)
+    await producer.stop()
+    await pool.execute(
+        """INSERT INTO projection_offsets (projection, topic, partition, next_offset)
+           VALUES ('late', $1, 0, 60)""",
+        topics.events.name,
+    )
+    runner = ProjectionRunner([COUNTING, late], settings.kafka_bootstrap_servers, topics, pool)
+    task = asyncio.create_task(runner.run())
+
+    async def late_rows() -> dict[int, int]:
+        rows = await pool.fetch("SELECT event_id, times FROM applied_late")
+        index = {e.id: i for i, e in enumerate(events)}
+        return {index[r["event_id"]]: r["times"] for r in rows}
+
+    try:
+        await wait_for_rows(pool, 100)
+        await asyncio.sleep(0.5)
+        assert await late_rows() == dict.fromkeys(range(60, 100), 1)
+        # what a rebuild does: move one projection's stored offset, here back to 50
+        await pool.execute(
+            "UPDATE projection_offsets SET next_offset = 50 WHERE projection = 'late'"
+            " AND partition = 0"
+        )
+        await wait_for_rows(pool, 50, table="applied_late")
+        await asyncio.sleep(0.5)
+        assert await late_rows() == dict.fromkeys(range(50, 60), 1) | dict.fromkeys(
+            range(60, 100), 2
+        )
+        rows = await pool.fetch("SELECT times FROM applied")
+        assert len(rows) == 100 and {r["times"] for r in rows} == {1}
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         await pool.close()
