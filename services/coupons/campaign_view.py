@@ -5,16 +5,24 @@ The view reads committed events only, from the beginning of every partition, in 
 partition's order, so it holds exactly what the decider held some moments ago. A validation
 is advice (it changes nothing); the redemption is decided by the campaign's writer, against
 the state as of its own turn.
+
+A transaction the writer in this same process has just committed is handed over in memory
+(`take_committed`), with the campaigns as they stand after it: the redemption it answers then
+need not wait for the consumer to fetch, decode and fold its events (about 10 ms under load),
+and the consumer skips them when they arrive. It is taken only when it follows exactly what
+the view has folded; otherwise the consumer brings it as usual.
 """
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 from aiokafka import TopicPartition
 
 from contracts.codec import EVENTS, MalformedMessage
-from contracts.events import CampaignDefined, CodesAdded
+from contracts.envelope import Envelope
+from contracts.events import CampaignDefined, CodesAdded, Event
 from contracts.topics import Topics
 from services.coupons.bus import kafka
 from services.coupons.domain import campaign as aggregate
@@ -88,6 +96,26 @@ class CampaignView:
             return None
         return self.campaign_of(code)
 
+    async def take_committed(
+        self,
+        partition: int,
+        offsets: tuple[int, int],
+        events: Sequence[Envelope[Event]],
+        campaigns: Mapping[str, aggregate.Campaign],
+    ) -> None:
+        """Fold a committed transaction of `partition`: its `events`, at `offsets` (first,
+        last), and `campaigns`, the state of those it changed after it (the writer's own
+        fold). Ignored unless the view has folded exactly up to `first`."""
+        live, (first, last) = self._live, offsets
+        if not self.caught_up or live.next.get(partition) != first:
+            return
+        live.campaigns.update(campaigns)
+        for envelope in events:
+            _index_codes(live, envelope)
+        live.last[partition], live.next[partition] = last, last + 1
+        async with self._advanced:
+            self._advanced.notify_all()
+
     async def run(self) -> None:
         consumer = kafka.reader(self._bootstrap)
         await consumer.start()
@@ -100,11 +128,17 @@ class CampaignView:
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for tp, records in batches.items():
+                    taken = folding.next.get(tp.partition, 0)  # folded already, or handed over
                     for record in records:
-                        self._fold(folding, record.value)
-                    folding.last[tp.partition] = records[-1].offset
+                        if record.offset >= taken:
+                            self._fold(folding, record.value)
+                    folding.last[tp.partition] = max(
+                        records[-1].offset, folding.last.get(tp.partition, -1)
+                    )
                 for tp in tps:
-                    folding.next[tp.partition] = await consumer.position(tp)
+                    folding.next[tp.partition] = max(
+                        await consumer.position(tp), folding.next.get(tp.partition, 0)
+                    )
                 if folding is not self._live and all(
                     folding.next[tp.partition] >= ends[tp] for tp in tps
                 ):
@@ -132,8 +166,12 @@ class CampaignView:
         if folded is None:
             return
         folding.campaigns[key] = folded
-        match event:
-            case CampaignDefined(code=str(code)):
-                folding.owners[code] = key
-            case CodesAdded():
-                folding.owners.update(dict.fromkeys(event.codes, key))
+        _index_codes(folding, envelope)
+
+
+def _index_codes(folding: _Folded, envelope: Envelope[Event]) -> None:
+    match envelope.data:
+        case CampaignDefined(code=str(code)):
+            folding.owners[code] = envelope.key
+        case CodesAdded(codes=codes):
+            folding.owners.update(dict.fromkeys(codes, envelope.key))

@@ -22,11 +22,13 @@ The replies follow the commit, outside the transaction: a reply then never waits
 markers, and the transaction has one partition less to add. A reply to a command sent by this
 process's own gateway is handed to it in memory, saving two round trips to the broker. A
 crash between the commit and a reply loses only the reply; the caller's retry with the same
-idempotency key is answered from the memo.
+idempotency key is answered from the memo. The committed events, and the campaigns as they stand
+after them, are handed to this process's campaign view before the replies, so a redemption
+answered here need not wait for the view to fetch its events.
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -99,6 +101,8 @@ class Batch:
     records: list[ConsumerRecord[Any, Any]] = field(default_factory=list)
     sends: list[Send] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
+    campaigns: dict[str, aggregate.Campaign] = field(default_factory=dict)
+    """The campaigns its events changed, as they stand after them: set when it is sealed."""
 
 
 @dataclass
@@ -111,6 +115,18 @@ class Writer:
     committing: asyncio.Task[None] | None = None  # the batch whose transaction is in flight
 
 
+TakeCommitted = Callable[
+    [int, tuple[int, int], Sequence[Envelope[Event]], Mapping[str, aggregate.Campaign]],
+    Awaitable[None],
+]
+"""Hand a committed transaction to the campaign view: partition, (first, last) offsets, its
+events, and the campaigns they changed as they stand after them."""
+
+
+async def _nowhere(*_: Any) -> None:
+    pass
+
+
 class Decider:
     def __init__(
         self,
@@ -118,11 +134,14 @@ class Decider:
         topics: Topics,
         partitions: int,
         answer_here: Callable[[Reply], bool] = lambda _: False,
+        fold_here: TakeCommitted = _nowhere,
     ) -> None:
         """`answer_here` resolves a wait of this process's gateway for a reply, if it has one:
-        then the reply is not sent to the replies topic."""
+        then the reply is not sent to the replies topic. `fold_here` takes each committed
+        transaction into this process's campaign view."""
         self._bootstrap = bootstrap
         self._answer_here = answer_here
+        self._fold_here = fold_here
         self._topics = topics
         self._partitions = partitions
         self._group = f"{topics.commands.name}.decider"
@@ -189,6 +208,9 @@ class Decider:
         self._decide(writer)
         if writer.committing is None and writer.decided.records:
             batch, writer.decided = writer.decided, Batch()
+            changed = {send.event.key for send in batch.sends if send.event is not None}
+            campaigns = writer.state.campaigns
+            batch.campaigns = {key: campaigns[key] for key in changed if key in campaigns}
             writer.committing = asyncio.create_task(self._commit(writer, batch))
             self._decide(writer)  # what MAX_BATCH left over, ahead of the next transaction
 
@@ -312,10 +334,17 @@ class Decider:
                     appended.append((send.event, acked))
             if not appended:  # no event carries the checkpoint
                 await producer.send_offsets_to_transaction({tp: consumed}, self._group)
+        offsets = []
         for envelope, acked in appended:
             metadata = await acked  # resolved: the commit flushed every append
             memo.place(
                 envelope, EventPosition(partition=metadata.partition, offset=metadata.offset)
+            )
+            offsets.append(metadata.offset)
+        if appended:
+            events = [envelope for envelope, _ in appended]
+            await self._fold_here(
+                writer.partition, (offsets[0], offsets[-1]), events, batch.campaigns
             )
         for outcome in batch.outcomes:
             await self._reply(outcome, memo)

@@ -48,7 +48,8 @@ class Runtime:
     gateway: CommandGateway
     watermarks: Watermarks
     view: CampaignView
-    offsets: AIOKafkaConsumer  # reads end offsets, for lag
+    offsets: AIOKafkaConsumer  # reads end offsets (of committed events), for lag
+    appended: AIOKafkaConsumer  # reads high watermarks (every event appended), to catch up
     components: list[Supervised]
     stripe_sink: WebhookSink
 
@@ -106,6 +107,9 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         offsets = kafka.reader(bootstrap)
         await offsets.start()
         stack.push_async_callback(offsets.stop)
+        appended = kafka.reader(bootstrap, committed_only=False)
+        await appended.start()
+        stack.push_async_callback(appended.stop)
         watermarks = Watermarks(settings.database_url, topics.events.name, pool)
         await watermarks.start()
         stack.push_async_callback(watermarks.stop)
@@ -120,7 +124,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         view = CampaignView(bootstrap, topics, partitions)
         components = [Supervised("campaign-view", view.run)]
         if "decider" in settings.components:
-            decider = Decider(bootstrap, topics, partitions, gateway.answer)
+            decider = Decider(bootstrap, topics, partitions, gateway.answer, view.take_committed)
             components.append(Supervised("decider", decider.run))
         if "projector" in settings.components:
             runner = ProjectionRunner(PROJECTIONS, bootstrap, topics, pool)
@@ -148,6 +152,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             watermarks,
             view,
             offsets,
+            appended,
             components,
             stripe_sink,
         )

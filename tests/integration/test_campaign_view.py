@@ -69,3 +69,33 @@ def test_a_redemption_answered_by_one_replica_is_read_and_reversed_at_once_by_an
     assert deciding.get(f"/v1/campaigns/{created['id']}").json()["usage"]["redemptions"] == 0
     replies = asyncio.run(committed_replies(settings, 10))
     assert len(replies) == 10 and {r.data.outcome for r in replies} == {"accepted"}
+
+
+def test_the_deciding_process_folds_its_transactions_once(start_service: ServiceFactory) -> None:
+    """The deciding process hands each committed transaction to its own campaign view, and the
+    view's consumer then skips those events: folding them twice would count each redemption
+    twice, and the next validation would refuse a code that still has room."""
+    client, _ = start_service()
+    campaign(client, "FOLDONCE", limits={"max_redemptions": 4, "per_contact": None})
+
+    def validate(contact: str) -> dict[str, object]:
+        body = checkout("FOLDONCE", contact)
+        del body["order_ref"]
+        return dict(client.post("/v1/validations", json=body).json())
+
+    for i in range(3):
+        redeemed = client.post(
+            "/v1/redemptions",
+            json=checkout("FOLDONCE", f"c{i}"),
+            headers={"Idempotency-Key": f"{i}"},
+        )
+        assert redeemed.status_code == 201, redeemed.text
+        assert validate(f"v{i}")["valid"] is True, f"after {i + 1} of 4 redemptions"
+    time.sleep(1)  # the view's consumer has fetched the same events by now
+    assert validate("late")["valid"] is True, "3 of 4 redemptions, counted once"
+    last = client.post(
+        "/v1/redemptions", json=checkout("FOLDONCE", "c3"), headers={"Idempotency-Key": "3"}
+    )
+    assert last.status_code == 201, last.text
+    refusal = validate("after")["refusal"]
+    assert isinstance(refusal, dict) and refusal["code"] == "exhausted"

@@ -72,13 +72,18 @@ async def execute(
 
 
 async def caught_up(request: Request) -> None:
-    """Return once the `campaigns` projection has every event committed before this call:
-    for a read that missed, since a write answered from its reply may not be projected yet."""
+    """Return once the `campaigns` projection has every event appended before this call: for
+    a read that missed, since a write answered from its reply may not be projected yet.
+    Appended, not committed: a decider answers once its transaction has committed, but the
+    commit markers that make it visible to readers (and move the topic's committed end) may
+    still be on their way, so a read right after the answer, in another replica, would not
+    wait for them. The view reaches the high watermark once every transaction before it has
+    ended."""
     runtime = runtime_of(request)
     timeout = runtime.settings.command_timeout_s
     try:
         tps = [TopicPartition(runtime.topics.events.name, p) for p in range(runtime.partitions)]
-        ends = await runtime.offsets.end_offsets(tps)
+        ends = await runtime.appended.end_offsets(tps)
         await runtime.view.reach({tp.partition: at for tp, at in ends.items()}, timeout)
         for partition, offset in runtime.view.folded().items():
             await runtime.watermarks.wait(campaigns.NAME, partition, offset, timeout)

@@ -39,13 +39,17 @@ def producer(bootstrap: str, *, transactional_id: str | None = None) -> AIOKafka
     )
 
 
-def reader(bootstrap: str, *, group_id: str | None = None) -> AIOKafkaConsumer:
-    """A consumer that sees only committed transactions and never commits by itself."""
+def reader(
+    bootstrap: str, *, group_id: str | None = None, committed_only: bool = True
+) -> AIOKafkaConsumer:
+    """A consumer that never commits by itself and sees only committed transactions; with
+    `committed_only=False` its end offsets are the high watermarks, past transactions still
+    in flight or whose commit markers are still being written."""
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        isolation_level="read_committed",
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
         max_poll_records=1000,
     )
