@@ -8,7 +8,7 @@ On assignment the consumer seeks to the stored offsets, and until then ignores t
 records.
 """
 
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import structlog
@@ -61,7 +61,7 @@ class StoredOffsets:
         return expected, [r for r in records if r.offset >= expected]
 
     def listener(self, consumer: AIOKafkaConsumer) -> ConsumerRebalanceListener:
-        return _SeekToStored(self, consumer)
+        return SeekOnAssignment(self, consumer)
 
     async def seek(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
         """Load the stored offsets (creating rows at 0 for new partitions), seek to them, and
@@ -142,8 +142,21 @@ async def advance_all(
         raise LostOwnership(f"{topic} is not at {moves} any more")
 
 
-class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, offsets: StoredOffsets, consumer: AIOKafkaConsumer) -> None:
+class Seeks(Protocol):
+    """Where a consumer resumes: `StoredOffsets`, or a runner holding several of them."""
+
+    rebalance_error: Exception | None
+
+    async def seek(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None: ...
+
+    def forget(self, revoked: set[TopicPartition]) -> None: ...
+
+
+class SeekOnAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Seeks assigned partitions to their stored offsets and forgets revoked ones; a failure is
+    kept in `rebalance_error` for the run loop to raise (aiokafka would log and swallow it)."""
+
+    def __init__(self, offsets: Seeks, consumer: AIOKafkaConsumer) -> None:
         self._offsets = offsets
         self._consumer = consumer
 

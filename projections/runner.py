@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from contracts.codec import EVENTS, MalformedMessage
@@ -27,7 +27,7 @@ from contracts.events import Event
 from contracts.topics import Topics
 from projections import metrics
 from projections.db import Connection
-from projections.offsets import LostOwnership, StoredOffsets, advance_all
+from projections.offsets import LostOwnership, SeekOnAssignment, StoredOffsets, advance_all
 from services.coupons.bus import kafka
 from services.coupons.bus.dead_letters import dead_letter
 
@@ -89,7 +89,7 @@ class ProjectionRunner:
         producer = kafka.producer(self._bootstrap)
         await producer.start()
         await consumer.start()
-        consumer.subscribe([topic], listener=_SeekToLowest(self, consumer))
+        consumer.subscribe([topic], listener=SeekOnAssignment(self, consumer))
         recheck_at = time.monotonic() + RECHECK_S
         try:
             while True:
@@ -202,18 +202,3 @@ class ProjectionRunner:
                 self._offsets[name].advanced(partition, to)
         metrics.APPLIED.update(applied)
         metrics.DEAD_LETTERS.update(dead)
-
-
-class _SeekToLowest(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, runner: ProjectionRunner, consumer: AIOKafkaConsumer) -> None:
-        self._runner = runner
-        self._consumer = consumer
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._runner.forget(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        try:
-            await self._runner.seek(self._consumer, assigned)
-        except Exception as error:  # noqa: BLE001 - re-raised by the run loop
-            self._runner.rebalance_error = error
