@@ -82,13 +82,15 @@ class StoredOffsets:
                 [(self._name, self._topic, tp.partition) for tp in assigned],
             )
             stored = await stored_offsets(conn, self._name, self._topic)
-        self._loaded = {tp: stored[tp.partition] for tp in assigned}
+        loaded = {tp: stored[tp.partition] for tp in assigned}
+        self._loaded.update(loaded)
         log.info("offsets.assigned", consumer=self._name, stored=stored)
-        return dict(self._loaded)
+        return loaded
 
     def accept(self, sought: set[TopicPartition]) -> None:
         for tp in sought:
-            self._next[tp.partition] = self._loaded[tp]
+            if tp in self._loaded:  # not already accepted by an overlapping seek
+                self._next[tp.partition] = self._loaded.pop(tp)
 
     async def moved(self, consumer: AIOKafkaConsumer) -> set[TopicPartition]:
         """The partitions whose stored offsets moved under us (a rebuild moves them). With new
