@@ -1,7 +1,8 @@
 """Checkout throughput and latency: validations and redemptions against a real service.
 
 Provisions Kafka and PostgreSQL (or uses KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL), serves a
-fresh database and topic prefix with one shared-code campaign, and drives it with wrk (C
+fresh database and topic prefix with one shared-code campaign (`--campaigns` for more, each
+request taking the next one's code), and drives it with wrk (C
 keep-alive connections, a fixed duration per phase after a 2 s warm-up and once every
 projection has caught up; every request has its own contact, order and Idempotency-Key).
 Before the first run each phase warms up for `--warm-up` seconds, so the figures are those of
@@ -40,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KAFKA_PORT, PG_PORT = 30192, 30532  # `make run`: 19092/15432, tests: 29092/25432
 CODE = "BENCH-CHECKOUT"
 DISCOUNT = {"kind": "amount", "amount_off": 500, "currency": "EUR"}
-CAMPAIGN = {"name": "Bench", "code": CODE, "discount": DISCOUNT, "limits": {"per_contact": None}}
+CAMPAIGN = {"name": "Bench", "discount": DISCOUNT, "limits": {"per_contact": None}}
 PHASES = ("validations", "redemptions")  # endpoints under /v1/; wrk counts non-2xx as bad
 
 
@@ -103,13 +104,14 @@ def process_ticks(pid: int) -> int:
 # wrk sends each request from Lua: every checkout has its own contact, order and key. Each of
 # wrk's threads runs its own Lua state with the same random seed, so `setup` numbers them.
 SCRIPT = """
-local threads, counter, tag = 0, 0, nil
+local threads, counter, tag, codes = 0, 0, nil, {}
 function setup(thread)
   threads = threads + 1
   thread:set("thread", threads)
 end
 function init(args)
   tag = os.getenv("BENCH_TAG") .. "-" .. thread
+  for code in string.gmatch(os.getenv("BENCH_CODES"), "[^,]+") do table.insert(codes, code) end
 end
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -121,7 +123,7 @@ request = function()
   local body = string.format(
     '{"code":"%s","customer":{"contact_id":"c-%s","email":"c@example.com"},'
     .. '"cart":{"currency":"EUR","amount":4900},"order_ref":"o-%s"}',
-    os.getenv("BENCH_CODE"), id, id)
+    codes[counter % #codes + 1], id, id)
   return wrk.format(nil, nil, nil, body)
 end
 """
@@ -179,10 +181,13 @@ def settle(base_url: str, key: str) -> None:
     print(f"  projections caught up in {time.monotonic() - started:.1f} s")
 
 
-def redemptions(base_url: str, key: str, campaign_id: str) -> int:
+def redemptions(base_url: str, key: str, campaign_ids: str) -> int:
     auth = {"Authorization": f"Bearer {key}"}
-    found = httpx.get(f"{base_url}/v1/campaigns/{campaign_id}", headers=auth).json()
-    return int(found["usage"]["redemptions"])
+    found = [
+        httpx.get(f"{base_url}/v1/campaigns/{campaign_id}", headers=auth).json()
+        for campaign_id in campaign_ids.split(",")
+    ]
+    return sum(int(campaign["usage"]["redemptions"]) for campaign in found)
 
 
 def phase(
@@ -201,12 +206,12 @@ def phase(
     settle(base_url, env["BENCH_KEY"])
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())  # 1, 5, 15 min
     print(f"  {name}: {os.cpu_count()} CPUs, load average {load} before the phase")
-    redeemed = redemptions(base_url, env["BENCH_KEY"], env["BENCH_CAMPAIGN"])
+    redeemed = redemptions(base_url, env["BENCH_KEY"], env["BENCH_CAMPAIGNS"])
     client, before = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_ticks(processes)
     found = wrk(url, args.seconds, connections, env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     settle(base_url, env["BENCH_KEY"])  # the requests in flight when wrk stopped
-    effects = redemptions(base_url, env["BENCH_KEY"], env["BENCH_CAMPAIGN"]) - redeemed
+    effects = redemptions(base_url, env["BENCH_KEY"], env["BENCH_CAMPAIGNS"]) - redeemed
     ticks = {k: v - before[k] for k, v in cpu_ticks(processes).items()}
     seconds = found["seconds"]
     per_cent = 100 / ((os.cpu_count() or 1) * seconds)  # CPU seconds -> % of the machine
@@ -222,9 +227,15 @@ def measure(
     args: argparse.Namespace, base_url: str, key: str, processes: dict[str, int]
 ) -> list[Phase]:
     auth = {"Authorization": f"Bearer {key}"}
-    created = httpx.post(f"{base_url}/v1/campaigns", json=CAMPAIGN, headers=auth)
-    created.raise_for_status()
-    env = {"BENCH_KEY": key, "BENCH_CODE": CODE, "BENCH_CAMPAIGN": created.json()["id"]}
+    codes = [CODE] if args.campaigns == 1 else [f"{CODE}-{i}" for i in range(args.campaigns)]
+    ids = []
+    for code in codes:
+        created = httpx.post(
+            f"{base_url}/v1/campaigns", json=CAMPAIGN | {"code": code}, headers=auth
+        )
+        created.raise_for_status()
+        ids.append(created.json()["id"])
+    env = {"BENCH_KEY": key, "BENCH_CODES": ",".join(codes), "BENCH_CAMPAIGNS": ",".join(ids)}
     for name in PHASES:  # the broker's JIT compiler takes a minute or more to settle
         print(f"warm-up: {name} for {args.warm_up} s")
         wrk(f"{base_url}/v1/{name}", args.warm_up, getattr(args, f"{name}_connections"), env)
@@ -320,6 +331,9 @@ def main() -> None:
         "--redemptions-connections", type=int, default=64, help="wrk's open connections"
     )
     parser.add_argument("--workers", type=int, default=2, help="COUPONS_WORKERS of the service")
+    parser.add_argument(
+        "--campaigns", type=int, default=1, help="campaigns the requests go to, in turn"
+    )
     parser.add_argument("--seconds", type=int, default=10, help="each phase's duration")
     parser.add_argument(
         "--warm-up", type=int, default=30, help="seconds of each phase before the first run"
@@ -331,7 +345,7 @@ def main() -> None:
         state_dir, kafka_port=KAFKA_PORT, pg_port=PG_PORT, database="coupons_bench"
     ) as endpoints:
         results = bench(args, endpoints, state_dir)
-    print(f"\nmedians over {args.runs} runs, {args.workers} workers:")
+    print(f"\nmedians over {args.runs} runs, {args.workers} workers, {args.campaigns} campaigns:")
     for name in PHASES:
         mine = [r for r in results if r.name == name]
         throughput = statistics.median(r.throughput for r in mine)
