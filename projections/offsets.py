@@ -42,7 +42,6 @@ class StoredOffsets:
         # next offset per owned partition, as stored; a partition is absent until its
         # assignment has loaded this from PostgreSQL and sought the consumer to it
         self._next: dict[int, int] = {}
-        self._loaded: dict[TopicPartition, int] = {}  # by `load`, until `accept`
         self.rebalance_error: Exception | None = None
         """A failure in the rebalance listener, for the run loop to raise (aiokafka would
         log and swallow it)."""
@@ -66,9 +65,10 @@ class StoredOffsets:
     async def seek(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
         """Load the stored offsets (creating rows at 0 for new partitions), seek to them, and
         only then accept records of these partitions."""
-        for tp, offset in (await self.load(assigned)).items():
+        stored = await self.load(assigned)
+        for tp, offset in stored.items():
             consumer.seek(tp, offset)
-        self.accept(assigned)
+        self.accept(stored)
 
     async def load(self, assigned: set[TopicPartition]) -> dict[TopicPartition, int]:
         """The stored offsets of `assigned` (rows at 0 for new partitions); their records are
@@ -82,15 +82,13 @@ class StoredOffsets:
                 [(self._name, self._topic, tp.partition) for tp in assigned],
             )
             stored = await stored_offsets(conn, self._name, self._topic)
-        loaded = {tp: stored[tp.partition] for tp in assigned}
-        self._loaded.update(loaded)
         log.info("offsets.assigned", consumer=self._name, stored=stored)
-        return loaded
+        return {tp: stored[tp.partition] for tp in assigned}
 
-    def accept(self, sought: set[TopicPartition]) -> None:
-        for tp in sought:
-            if tp in self._loaded:  # not already accepted by an overlapping seek
-                self._next[tp.partition] = self._loaded.pop(tp)
+    def accept(self, sought: dict[TopicPartition, int]) -> None:
+        """Take the records of partitions the consumer has sought to their `load`ed offsets."""
+        for tp, offset in sought.items():
+            self._next[tp.partition] = offset
 
     async def moved(self, consumer: AIOKafkaConsumer) -> set[TopicPartition]:
         """The partitions whose stored offsets moved under us (a rebuild moves them). With new

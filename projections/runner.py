@@ -110,11 +110,11 @@ class ProjectionRunner:
         only then accept their records."""
         if not partitions:
             return
-        loaded = [await offsets.load(partitions) for offsets in self._offsets.values()]
+        loaded = {name: await offsets.load(partitions) for name, offsets in self._offsets.items()}
         for tp in partitions:
-            consumer.seek(tp, min(stored[tp] for stored in loaded))
-        for offsets in self._offsets.values():
-            offsets.accept(partitions)
+            consumer.seek(tp, min(stored[tp] for stored in loaded.values()))
+        for name, stored in loaded.items():
+            self._offsets[name].accept(stored)
 
     def forget(self, revoked: set[TopicPartition]) -> None:
         for offsets in self._offsets.values():
@@ -159,26 +159,21 @@ class ProjectionRunner:
     ) -> None:
         decoded: dict[tuple[int, int], Envelope[Event]] = {}
         unreadable: dict[tuple[int, int], str] = {}  # position -> reason
+        records_at = {(r.partition, r.offset): r for rs in fetched.values() for r in rs}
+        for at, record in records_at.items():
+            try:  # once for all the projections that read it
+                decoded[at] = EVENTS.decode(record.value)
+            except MalformedMessage as error:
+                await dead_letter(producer, self._topics, record, error.reason, error.detail)
+                unreadable[at] = error.reason
         dead: list[tuple[str, str]] = []
         applied: dict[str, int] = {}
         async with self._pool.acquire() as conn, conn.transaction():
             await advance_all(conn, self._topics.events.name, moves)
             for name, records in fetched.items():
-                envelopes = []
-                for record in records:
-                    at = record.partition, record.offset
-                    if at not in decoded and at not in unreadable:  # once for all projections
-                        try:
-                            decoded[at] = EVENTS.decode(record.value)
-                        except MalformedMessage as error:
-                            await dead_letter(
-                                producer, self._topics, record, error.reason, error.detail
-                            )
-                            unreadable[at] = error.reason
-                    if at in decoded:
-                        envelopes.append(decoded[at])
-                    else:
-                        dead.append((name, unreadable[at]))
+                positions = [(r.partition, r.offset) for r in records]
+                envelopes = [decoded[at] for at in positions if at in decoded]
+                dead.extend((name, unreadable[at]) for at in positions if at in unreadable)
                 await self._projections[name].apply(conn, envelopes)
                 applied[name] = len(envelopes)
                 for envelope in envelopes:
