@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -42,13 +43,35 @@ KAFKA_PORT, PG_PORT = 30192, 30532  # `make run`: 19092/15432, tests: 29092/2543
 CODE = "BENCH-CHECKOUT"
 DISCOUNT = {"kind": "amount", "amount_off": 500, "currency": "EUR"}
 CAMPAIGN = {"name": "Bench", "discount": DISCOUNT, "limits": {"per_contact": None}}
-PHASES = ("validations", "redemptions")  # endpoints under /v1/; wrk counts non-2xx as bad
+OPENLOOP = ROOT / "bench" / "openloop"  # Go source of the open-loop load generator
+
+
+@dataclass(frozen=True)
+class Load:
+    """How a phase drives an endpoint (under /v1/): wrk's closed loop over `connections`, each
+    sending its next request when the last is answered (the throughput the service sustains),
+    or the open loop at `rate` requests a second (the latency at that throughput). Both count
+    non-2xx answers as bad."""
+
+    endpoint: str
+    connections: int = 0
+    rate: int = 0
+
+    @property
+    def label(self) -> str:
+        kind = f"{self.connections} conns" if self.connections else f"{self.rate}/s open"
+        return f"{self.endpoint} {kind}"
+
+    def run(self, base_url: str, seconds: int, env: dict[str, str]) -> dict[str, Any]:
+        url = f"{base_url}/v1/{self.endpoint}"
+        if self.connections:
+            return wrk(url, seconds, self.connections, env)
+        return open_loop(url, seconds, self.rate, env)
 
 
 @dataclass(frozen=True)
 class Phase:
     name: str
-    connections: int
     requests: int
     seconds: float
     latency_ms: dict[int, float]  # percentile -> ms, as wrk reports them
@@ -64,7 +87,7 @@ class Phase:
         cpu = " ".join(f"{k} {v:.0f}%" for k, v in self.cpu.items())
         latency = "  ".join(f"p{p} {ms:6.1f}" for p, ms in self.latency_ms.items())
         return (
-            f"{self.name:<11} {self.connections:3} conns {self.throughput:6.0f} req/s  {latency} ms"
+            f"{self.name:<26} {self.throughput:6.0f} req/s  {latency} ms"
             f"  unexpected: {self.unexpected}  effects: {self.effects}  cpu: {cpu}"
         )
 
@@ -154,6 +177,25 @@ def wrk(url: str, seconds: int, connections: int, env: dict[str, str]) -> dict[s
     return found
 
 
+def open_loop(url: str, seconds: int, rate: int, env: dict[str, str]) -> dict[str, Any]:
+    """Run bench/openloop (Go; built on each call, from the build cache after the first): the
+    same requests as wrk's, sent at `rate` a second whatever the answers take, each request's
+    latency counted from when it was due."""
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    binary = Path(tempfile.gettempdir()) / "growthos-bench-openloop"
+    subprocess.run([go, "build", "-o", str(binary), "."], cwd=OPENLOOP, check=True)
+    tag = uuid.uuid4().hex[:8]  # keys of this call
+    done = subprocess.run(
+        [str(binary), f"-url={url}", f"-rate={rate}", f"-seconds={seconds}", f"-tag={tag}"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
+
+
 # Printed by wrk after the run, as one JSON line.
 REPORT = """
 done = function(summary, latency, requests)
@@ -193,22 +235,20 @@ def redemptions(base_url: str, key: str, campaign_ids: str) -> int:
 def phase(
     args: argparse.Namespace,
     base_url: str,
-    name: str,
+    load: Load,
     env: dict[str, str],
     processes: dict[str, int],
 ) -> Phase:
     """One phase. A redemption phase counts the campaign's redemptions before and after: each
     request answered is one new redemption (a repeated key would be answered without one), plus
     at most one per connection still in flight when wrk stopped."""
-    url = f"{base_url}/v1/{name}"
-    connections = getattr(args, f"{name}_connections")
-    wrk(url, 2, connections, env)  # warm-up
+    load.run(base_url, 2, env)  # warm-up
     settle(base_url, env["BENCH_KEY"])
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())  # 1, 5, 15 min
-    print(f"  {name}: {os.cpu_count()} CPUs, load average {load} before the phase")
+    average = " ".join(f"{x:.2f}" for x in os.getloadavg())  # 1, 5, 15 min
+    print(f"  {load.label}: {os.cpu_count()} CPUs, load average {average} before the phase")
     redeemed = redemptions(base_url, env["BENCH_KEY"], env["BENCH_CAMPAIGNS"])
     client, before = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_ticks(processes)
-    found = wrk(url, args.seconds, connections, env)
+    found = load.run(base_url, args.seconds, env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     settle(base_url, env["BENCH_KEY"])  # the requests in flight when wrk stopped
     effects = redemptions(base_url, env["BENCH_KEY"], env["BENCH_CAMPAIGNS"]) - redeemed
@@ -216,11 +256,21 @@ def phase(
     seconds = found["seconds"]
     per_cent = 100 / ((os.cpu_count() or 1) * seconds)  # CPU seconds -> % of the machine
     client_s = after.ru_utime + after.ru_stime - client.ru_utime - client.ru_stime
-    cpu = {k: ticks[k] / os.sysconf("SC_CLK_TCK") for k in processes} | {"wrk": client_s}
+    cpu = {k: ticks[k] / os.sysconf("SC_CLK_TCK") for k in processes} | {"load": client_s}
     busy = 100 * ticks["busy"] / max(ticks["total"], 1)
     cpu = {k: v * per_cent for k, v in cpu.items()} | {"busy": busy}
     latency = {p: found[f"p{p}"] for p in (50, 90, 99)}
-    return Phase(name, connections, found["requests"], seconds, latency, found["bad"], effects, cpu)
+    return Phase(load.label, found["requests"], seconds, latency, found["bad"], effects, cpu)
+
+
+def loads(args: argparse.Namespace) -> list[Load]:
+    found = [
+        Load("validations", connections=args.validations_connections),
+        Load("redemptions", connections=args.redemptions_connections),
+    ]
+    return found + (
+        [Load("redemptions", rate=args.redemptions_rate)] if args.redemptions_rate else []
+    )
 
 
 def measure(
@@ -236,14 +286,14 @@ def measure(
         created.raise_for_status()
         ids.append(created.json()["id"])
     env = {"BENCH_KEY": key, "BENCH_CODES": ",".join(codes), "BENCH_CAMPAIGNS": ",".join(ids)}
-    for name in PHASES:  # the broker's JIT compiler takes a minute or more to settle
-        print(f"warm-up: {name} for {args.warm_up} s")
-        wrk(f"{base_url}/v1/{name}", args.warm_up, getattr(args, f"{name}_connections"), env)
+    for load in loads(args):  # the broker's JIT compiler takes a minute or more to settle
+        print(f"warm-up: {load.label} for {args.warm_up} s")
+        load.run(base_url, args.warm_up, env)
     results = []
     for run in range(args.runs):
         print(f"run {run + 1}/{args.runs}")
-        for name in PHASES:
-            results.append(phase(args, base_url, name, env, processes))
+        for load in loads(args):
+            results.append(phase(args, base_url, load, env, processes))
             print("    " + results[-1].line())
     return results
 
@@ -330,6 +380,12 @@ def main() -> None:
     parser.add_argument(
         "--redemptions-connections", type=int, default=64, help="wrk's open connections"
     )
+    parser.add_argument(
+        "--redemptions-rate",
+        type=int,
+        default=1000,
+        help="requests a second of the open-loop redemption phase (0: none)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="COUPONS_WORKERS of the service")
     parser.add_argument(
         "--campaigns", type=int, default=1, help="campaigns the requests go to, in turn"
@@ -346,12 +402,12 @@ def main() -> None:
     ) as endpoints:
         results = bench(args, endpoints, state_dir)
     print(f"\nmedians over {args.runs} runs, {args.workers} workers, {args.campaigns} campaigns:")
-    for name in PHASES:
-        mine = [r for r in results if r.name == name]
+    for load in loads(args):
+        mine = [r for r in results if r.name == load.label]
         throughput = statistics.median(r.throughput for r in mine)
+        p50 = statistics.median(r.latency_ms[50] for r in mine)
         p99 = statistics.median(r.latency_ms[99] for r in mine)
-        conns = getattr(args, f"{name}_connections")
-        print(f"  {name:<11} {conns:3} conns {throughput:6.0f} req/s  p99 {p99:6.1f} ms")
+        print(f"  {load.label:<26} {throughput:6.0f} req/s  p50 {p50:6.1f}  p99 {p99:6.1f} ms")
 
 
 if __name__ == "__main__":

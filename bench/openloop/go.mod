@@ -1,0 +1,3 @@
+module growthos/bench/openloop
+
+go 1.19
