@@ -3,9 +3,15 @@
 For every batch of commands on partition p it decides each one against the state folded from
 event partition p, then appends the events (to event partition p) in ONE Kafka transaction,
 each event carrying the batch's consumed command offset in its `consumed` header. A crash
-anywhere before the commit leaves no trace; after it, everything is there. On assignment, a
-transactional producer with the id `...decider.p{p}` fences any zombie writer of p, then the
-state and the consumed offset are rebuilt from the log.
+anywhere before the commit leaves no trace; after it, everything is there. On assignment,
+two transactional producers with the ids `...decider.p{p}` and `...decider.p{p}.b` fence any
+zombie writer of p, then the state and the consumed offset are rebuilt from the log.
+
+The two take turns, one transaction at a time: the broker writes a transaction's commit markers
+after answering its commit, and refuses the same producer's next transaction until it has
+(CONCURRENT_TRANSACTIONS, retried after a backoff; back-to-back transactions hit it one and a
+half times each on an idle broker, measured). The other producer's next transaction is not
+held up by them; it still begins only once the one before it has committed.
 
 The checkpoint rides on the events, not on the consumer group (`send_offsets_to_transaction`),
 because the group costs each transaction two more sequential round trips to the coordinator and
@@ -108,11 +114,17 @@ class Batch:
 @dataclass
 class Writer:
     partition: int
-    producer: AIOKafkaProducer
+    producers: tuple[AIOKafkaProducer, AIOKafkaProducer]  # they take turns
     state: PartitionState
     waiting: list[ConsumerRecord[Any, Any]] = field(default_factory=list)  # fetched, undecided
     decided: Batch = field(default_factory=Batch)  # the next transaction's
     committing: asyncio.Task[None] | None = None  # the batch whose transaction is in flight
+    transactions: int = 0  # begun so far
+
+    def take_turn(self) -> AIOKafkaProducer:
+        """The producer of the next transaction: not the one whose markers may be pending."""
+        self.transactions += 1
+        return self.producers[self.transactions % 2]
 
 
 TakeCommitted = Callable[
@@ -217,15 +229,23 @@ class Decider:
     async def _acquire(self, partitions: list[int]) -> None:
         assert self._consumer is not None, "partitions are assigned while the decider runs"
         for p in partitions:
-            producer = kafka.producer(
-                self._bootstrap, transactional_id=f"{self._topics.commands.name}.decider.p{p}"
+            base = f"{self._topics.commands.name}.decider.p{p}"
+            pair = (
+                kafka.producer(self._bootstrap, transactional_id=base),
+                kafka.producer(self._bootstrap, transactional_id=f"{base}.b"),
             )
-            await producer.start()  # init_transactions: fences the previous writer of p
-            state = await self._load(p)
-            tp = TopicPartition(self._topics.commands.name, p)
-            start = max(state.consumed, await self._consumer.committed(tp) or 0)
+            try:
+                for producer in pair:
+                    await producer.start()  # init_transactions: fences the previous writer of p
+                state = await self._load(p)
+                tp = TopicPartition(self._topics.commands.name, p)
+                start = max(state.consumed, await self._consumer.committed(tp) or 0)
+            except BaseException:
+                for producer in pair:  # a producer never started stops at once
+                    await producer.stop()
+                raise
             self._consumer.seek(tp, start)
-            self._writers[p] = Writer(p, producer, state)
+            self._writers[p] = Writer(p, pair, state)
             log.info(
                 "decider.partition_acquired",
                 partition=p,
@@ -241,7 +261,8 @@ class Decider:
             if writer is not None:
                 if writer.committing is not None:
                     await asyncio.gather(writer.committing, return_exceptions=True)
-                await writer.producer.stop()
+                for producer in writer.producers:
+                    await producer.stop()
 
     async def _load(self, partition: int) -> PartitionState:
         """Fold event partition p from offset 0 to its last committed record."""
@@ -319,7 +340,7 @@ class Decider:
     async def _commit(self, writer: Writer, batch: Batch) -> None:
         """Send the batch in one transaction, every event carrying the consumed offset; then
         place the events in the memo and answer."""
-        producer, memo = writer.producer, writer.state.memo
+        producer, memo = writer.take_turn(), writer.state.memo
         tp = TopicPartition(batch.records[0].topic, batch.records[0].partition)
         consumed = batch.records[-1].offset + 1
         checkpoint = (CHECKPOINT, str(consumed).encode())

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from contracts.checkout import Cart, Customer
@@ -249,6 +251,47 @@ async def test_a_restarted_decider_resumes_after_what_it_committed(
     assert sorted(r.data.command_id for r in replies) == sorted(
         [c.id for c in first] + [first[0].id, last.id]
     )
+
+
+@pytest.mark.parametrize("suffix", ["", ".b"])
+async def test_a_new_decider_fences_a_zombie_of_either_transactional_id(
+    settings: Settings, tmp_path: Path, suffix: str
+) -> None:
+    """A partition's two transactional producers take turns; a writer of p that lost it (a
+    zombie) may hold either id with a transaction open on event partition p. The new writer
+    fences both: the zombie's transaction is aborted (an open one would hold every later event
+    of p from read-committed consumers for the transaction timeout) and it cannot commit."""
+    topics, partitions = await command_topics(settings)
+    mine = kafka.partition_for("k", partitions)
+    zombie = kafka.producer(
+        settings.kafka_bootstrap_servers,
+        transactional_id=f"{topics.commands.name}.decider.p{mine}{suffix}",
+    )
+    await zombie.start()
+    await zombie.begin_transaction()
+    await (await zombie.send(topics.events.name, b"from-the-zombie", partition=mine))
+    producer = kafka.producer(settings.kafka_bootstrap_servers)
+    await producer.start()
+    data = DefineCampaign(
+        campaign_id="c", name="c", discount=AmountOff(amount_off=1, currency="EUR")
+    )
+    command = Envelope[DefineCampaign](key="k", correlation_id="c", data=data)
+    log = tmp_path / "decider.log"
+    decider = start_decider(settings, log)
+    try:
+        await producer.send_and_wait(
+            topics.commands.name, command.to_bytes(), key=b"k", partition=mine
+        )
+        # well within the zombie's transaction timeout (60 s), which would also abort it
+        events = await asyncio.wait_for(committed_events(settings, 1), 30)
+        with pytest.raises(KafkaError):
+            await zombie.commit_transaction()
+    finally:
+        await producer.stop()
+        await zombie.stop()
+        decider.terminate()
+        decider.wait(timeout=30)
+    assert [e.causation_id for e in events] == [command.id], log.read_text()[-2000:]
 
 
 async def test_unreadable_commands_are_dead_lettered_once_and_the_rest_decided(
