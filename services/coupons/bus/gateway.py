@@ -2,9 +2,10 @@
 
 Every API replica tails the replies topic from the moment it starts and resolves the waits of
 the commands it sent. A command decided in the process that sent it is answered in memory
-(`answer`), without the replies topic. A command is durable once `send` returned (acks=all),
-whether or not the reply arrives in time: a client that times out can retry with the same
-Idempotency-Key and gets the first outcome back.
+(`answer`), and one decided in another process of the same host through a local socket
+(`local_replies`), both without the replies topic. A command is durable once `send` returned
+(acks=all), whether or not the reply arrives in time: a client that times out can retry with
+the same Idempotency-Key and gets the first outcome back.
 """
 
 import asyncio
@@ -19,7 +20,7 @@ from contracts.codec import REPLIES, MalformedMessage
 from contracts.envelope import Envelope
 from contracts.replies import Reply
 from contracts.topics import Topics
-from services.coupons.bus import kafka
+from services.coupons.bus import kafka, local_replies
 
 log = structlog.get_logger(__name__)
 
@@ -42,8 +43,14 @@ class CommandGateway:
         self._replies: AIOKafkaConsumer = kafka.reader(bootstrap)
         self._waiting: dict[UUID, asyncio.Future[Reply]] = {}
         self._tail: asyncio.Task[None] | None = None
+        self._inbox = local_replies.Inbox(self._resolve)
+        self._headers: list[tuple[str, bytes]] = []  # what every command carries but its type
 
     async def start(self) -> None:
+        if self._inbox.open():
+            self._headers = [(local_replies.HEADER, self._inbox.address)]
+        else:
+            log.warning("gateway.no_local_replies", detail="replies come through the topic only")
         await self._producer.start()
         await self._replies.start()
         tps = [TopicPartition(self._topics.replies.name, p) for p in range(self._reply_partitions)]
@@ -58,6 +65,7 @@ class CommandGateway:
             self._tail.cancel()
         await self._replies.stop()
         await self._producer.stop()
+        self._inbox.close()
 
     def healthy(self) -> bool:
         return self._tail is not None and not self._tail.done()
@@ -72,7 +80,7 @@ class CommandGateway:
                 command.to_bytes(),
                 key=command.key.encode(),
                 partition=kafka.partition_for(command.key, self._partitions),
-                headers=[("type", command.type.encode())],
+                headers=[("type", command.type.encode()), *self._headers],
             )
             return await asyncio.wait_for(waiter, self._timeout_s)
         except TimeoutError as error:
@@ -102,13 +110,14 @@ class CommandGateway:
             batches = await self._replies.getmany(timeout_ms=1000)
             for records in batches.values():
                 for record in records:
-                    if not self._awaits(record.key):
-                        continue  # another replica's (every replica reads every reply)
-                    try:
-                        reply = REPLIES.decode(record.value).data
-                    except MalformedMessage as error:
-                        log.error(
-                            "gateway.unreadable_reply", reason=error.reason, offset=record.offset
-                        )
-                        continue
-                    self.answer(reply)
+                    if self._awaits(record.key):  # else another replica's: all read all
+                        self._resolve(record.value)
+
+    def _resolve(self, value: bytes) -> None:
+        """Answer with an encoded reply, from the replies topic or the local socket."""
+        try:
+            reply = REPLIES.decode(value).data
+        except MalformedMessage as error:
+            log.error("gateway.unreadable_reply", reason=error.reason)
+            return
+        self.answer(reply)
