@@ -308,7 +308,7 @@ class Decider:
                 continue
             with structlog.contextvars.bound_contextvars(correlation_id=command.correlation_id):
                 outcome = self._decide_one(writer, command, batch)
-            outcome.reply_to = local_replies.reply_to(record.headers)
+            outcome.reply_to = kafka.header(record.headers, local_replies.HEADER)
             batch.outcomes.append(outcome)
 
     def _decide_one(self, writer: Writer, command: Envelope[Command], batch: Batch) -> Outcome:
@@ -463,10 +463,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 def _checkpoint(record: ConsumerRecord[Any, Any]) -> int:
     """The command offset an event's transaction consumed up to (0 if it does not say)."""
-    for name, value in record.headers:
-        if name == CHECKPOINT:
-            return int(value)
-    return 0
+    return int(kafka.header(record.headers, CHECKPOINT) or 0)
 
 
 def _event_envelope(

@@ -1,6 +1,7 @@
-"""Kafka client factories with the project's durability settings, and key partitioning."""
+"""Kafka client factories with the project's durability settings, key partitioning, headers."""
 
 import functools
+from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import murmur2
@@ -20,6 +21,14 @@ def partition_for(key: str, partitions: int) -> int:
     cached."""
     hashed: int = murmur2(key.encode())
     return (hashed & 0x7FFFFFFF) % partitions
+
+
+def header(headers: Sequence[tuple[str, bytes]], name: str) -> bytes | None:
+    """The value of a record's header `name`, if it has one."""
+    for found, value in headers:
+        if found == name:
+            return value
+    return None
 
 
 def producer(bootstrap: str, *, transactional_id: str | None = None) -> AIOKafkaProducer:

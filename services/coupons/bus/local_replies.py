@@ -13,20 +13,12 @@ import asyncio
 import contextlib
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 HEADER = "reply-to"
 _NAMESPACE = b"\0growthos-coupons.replies."
 _MAX_DATAGRAM = 256 * 1024  # a reply is about a kilobyte
 _RECEIVE_BUFFER = 4 * 1024 * 1024  # a burst of replies waits here for the event loop
-
-
-def reply_to(headers: Sequence[tuple[str, bytes]]) -> bytes | None:
-    """The address a command's sender listens on, if it said one."""
-    for name, value in headers:
-        if name == HEADER:
-            return value
-    return None
 
 
 class Inbox:
