@@ -16,6 +16,7 @@ busy time (anything else running shows as the difference).
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import resource
@@ -177,16 +178,27 @@ def wrk(url: str, seconds: int, connections: int, env: dict[str, str]) -> dict[s
     return found
 
 
-def open_loop(url: str, seconds: int, rate: int, env: dict[str, str]) -> dict[str, Any]:
-    """Run bench/openloop (Go; built on each call, from the build cache after the first): the
-    same requests as wrk's, sent at `rate` a second whatever the answers take, each request's
-    latency counted from when it was due."""
+@functools.cache
+def openloop_binary() -> Path:
+    """bench/openloop, built once per benchmark (Go, with the `go` stripe-mock's install uses)."""
     go = shutil.which("go") or "/usr/local/go/bin/go"
     binary = Path(tempfile.gettempdir()) / "growthos-bench-openloop"
     subprocess.run([go, "build", "-o", str(binary), "."], cwd=OPENLOOP, check=True)
+    return binary
+
+
+def open_loop(url: str, seconds: int, rate: int, env: dict[str, str]) -> dict[str, Any]:
+    """Run bench/openloop: the same requests as wrk's, sent at `rate` a second whatever the
+    answers take, each request's latency counted from when it was due."""
     tag = uuid.uuid4().hex[:8]  # keys of this call
     done = subprocess.run(
-        [str(binary), f"-url={url}", f"-rate={rate}", f"-seconds={seconds}", f"-tag={tag}"],
+        [
+            str(openloop_binary()),
+            f"-url={url}",
+            f"-rate={rate}",
+            f"-seconds={seconds}",
+            f"-tag={tag}",
+        ],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
