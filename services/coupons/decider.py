@@ -7,6 +7,13 @@ anywhere before the commit leaves no trace; after it, everything is there. On as
 two transactional producers with the ids `...decider.p{p}` and `...decider.p{p}.b` fence any
 zombie writer of p, then the state and the consumed offset are rebuilt from the log.
 
+A batch takes commands from two places: the commands topic, and the local socket at which the
+owner of p listens for gateways of its own host (`local_sockets`), who send their commands
+there instead of through the broker. A command handed over that way has no offset, so it
+moves no checkpoint; one lost with its decider is appended to the topic by its gateway after
+a while, and decided then (a second delivery of one decided already is a retry, answered from
+the memo). The socket is opened once p's state is loaded and closed first when p is given up.
+
 The two take turns, one transaction at a time: the broker writes a transaction's commit markers
 after answering its commit, and refuses the same producer's next transaction until it has
 (CONCURRENT_TRANSACTIONS, retried after a backoff; back-to-back transactions hit it one and a
@@ -27,7 +34,7 @@ transaction that fails crashes the decider, which rebuilds its state from the lo
 The replies follow the commit, outside the transaction: a reply then never waits for commit
 markers, and the transaction has one partition less to add. A reply to a command sent by this
 process's own gateway is handed to it in memory, and one to a gateway of another process of
-this host goes through a local socket (`local_replies`), each saving two round trips to the
+this host goes through a local socket (`local_sockets`), each saving two round trips to the
 broker; the others go through the replies topic. A crash between the commit and a reply
 loses only the reply; the caller's retry with the same idempotency key is answered from the
 memo. The committed events, and the campaigns as they stand
@@ -36,10 +43,11 @@ answered here need not wait for the view to fetch its events.
 """
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -53,7 +61,7 @@ from contracts.public import CouponIssued
 from contracts.reasons import Reason
 from contracts.replies import EventPosition, Reply
 from contracts.topics import Topics
-from services.coupons.bus import kafka, local_replies
+from services.coupons.bus import kafka, local_sockets
 from services.coupons.bus.dead_letters import dead_letter_headers
 from services.coupons.domain import campaign as aggregate
 from services.coupons.domain import summary
@@ -62,6 +70,7 @@ from services.coupons.domain.idempotency import KeyReused, Memo, request_hash
 log = structlog.get_logger(__name__)
 
 MAX_BATCH = 500  # commands per transaction
+REBIND_S = 1.0  # how often a writer whose socket name is still held elsewhere tries again
 CHECKPOINT = "consumed"  # event header: the next command offset after the event's batch
 
 
@@ -103,11 +112,22 @@ class Send:
     event: Envelope[Event] | None = None  # an appended event: placed in the memo once acked
 
 
+@dataclass(frozen=True)
+class Handed:
+    """A command handed over through the local socket: it is on no topic, so has no offset."""
+
+    value: bytes
+    reply_to: bytes
+
+
+Received: TypeAlias = ConsumerRecord[Any, Any] | Handed
+
+
 @dataclass
 class Batch:
     """Commands decided, in order, waiting for (or in) their transaction."""
 
-    records: list[ConsumerRecord[Any, Any]] = field(default_factory=list)
+    records: list[Received] = field(default_factory=list)
     sends: list[Send] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     campaigns: dict[str, aggregate.Campaign] = field(default_factory=dict)
@@ -119,10 +139,12 @@ class Writer:
     partition: int
     producers: tuple[AIOKafkaProducer, AIOKafkaProducer]  # they take turns
     state: PartitionState
-    waiting: list[ConsumerRecord[Any, Any]] = field(default_factory=list)  # fetched, undecided
+    inbox: local_sockets.Inbox
+    waiting: list[Received] = field(default_factory=list)  # fetched or handed, undecided
     decided: Batch = field(default_factory=Batch)  # the next transaction's
     committing: asyncio.Task[None] | None = None  # the batch whose transaction is in flight
     transactions: int = 0  # begun so far
+    bound_at: float = 0.0  # when the writer last tried to open its inbox
 
     def take_turn(self) -> AIOKafkaProducer:
         """The producer of the next transaction: not the one whose markers may be pending."""
@@ -163,18 +185,20 @@ class Decider:
         self._writers: dict[int, Writer] = {}
         self._rebalance_error: Exception | None = None
         self._replies: AIOKafkaProducer | None = None  # one per run: a restart makes another
-        self._outbox: local_replies.Outbox | None = None
+        self._outbox: local_sockets.Outbox | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._handed: asyncio.Future[None] | None = None  # resolved when a command is handed
 
     async def run(self) -> None:
         self._rebalance_error = None  # a restart after a failed acquisition tries afresh
         self._consumer = consumer = kafka.reader(self._bootstrap, group_id=self._group)
         self._replies = kafka.producer(self._bootstrap)
-        self._outbox = local_replies.Outbox()
+        self._outbox = local_sockets.Outbox()
         await self._replies.start()
         await consumer.start()
         consumer.subscribe([self._topics.commands.name], listener=_Rebalance(self))
         fetching: asyncio.Task[dict[TopicPartition, list[ConsumerRecord[Any, Any]]]] | None = None
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 # Fetch while transactions are in flight: the consumer fetches a partition
@@ -182,16 +206,18 @@ class Decider:
                 # transactions would leave the commands sent meanwhile for the one after next.
                 if fetching is None:
                     fetching = asyncio.create_task(consumer.getmany(timeout_ms=200))
+                if self._handed is None or self._handed.done():
+                    self._handed = loop.create_future()
                 committing = [w.committing for w in self._writers.values() if w.committing]
-                done, _ = await asyncio.wait(
-                    [fetching, *committing], return_when=asyncio.FIRST_COMPLETED
-                )
+                wakes: list[asyncio.Future[Any]] = [fetching, self._handed, *committing]
+                done, _ = await asyncio.wait(wakes, return_when=asyncio.FIRST_COMPLETED)
                 if fetching in done:
                     batches, fetching = fetching.result(), None
                     if self._rebalance_error is not None:
                         raise self._rebalance_error
                     self._queue(consumer, batches)
                 for writer in list(self._writers.values()):
+                    self._listen(writer, loop.time())
                     self._advance(writer)
         finally:
             if fetching is not None:
@@ -216,6 +242,24 @@ class Decider:
                     consumer.seek(tp, records[0].offset)
                 continue
             writer.waiting.extend(records)
+
+    def _take_handed(self, partition: int, datagram: bytes) -> None:
+        """Queue a command a gateway of this host handed over; if p is no longer ours, drop
+        it (its gateway appends it to the topic when no reply comes)."""
+        writer = self._writers.get(partition)
+        if writer is None:
+            return
+        reply_to, value = local_sockets.read_command_datagram(datagram)
+        writer.waiting.append(Handed(value, reply_to))
+        if self._handed is not None and not self._handed.done():
+            self._handed.set_result(None)
+
+    def _listen(self, writer: Writer, now: float) -> None:
+        """Open the writer's inbox if another process still held its name last time (the
+        partition's previous owner, giving it up)."""
+        if not writer.inbox.is_open and now - writer.bound_at >= REBIND_S:
+            writer.bound_at = now
+            writer.inbox.open()
 
     def _advance(self, writer: Writer) -> None:
         """Decide what was fetched; once the transaction in flight has committed, start the
@@ -251,7 +295,10 @@ class Decider:
                     await producer.stop()
                 raise
             self._consumer.seek(tp, start)
-            self._writers[p] = Writer(p, pair, state)
+            address = local_sockets.owner(self._bootstrap, self._topics.commands.name, p)
+            inbox = local_sockets.Inbox(address, functools.partial(self._take_handed, p))
+            self._writers[p] = writer = Writer(p, pair, state, inbox)
+            self._listen(writer, asyncio.get_running_loop().time())
             log.info(
                 "decider.partition_acquired",
                 partition=p,
@@ -265,6 +312,7 @@ class Decider:
         for p in partitions:
             writer = self._writers.pop(p, None)
             if writer is not None:
+                writer.inbox.close()  # what it holds undecided, its gateways send to the topic
                 if writer.committing is not None:
                     await asyncio.gather(writer.committing, return_exceptions=True)
                 for producer in writer.producers:
@@ -303,12 +351,15 @@ class Decider:
         records, writer.waiting = writer.waiting[:room], writer.waiting[room:]
         for record in records:
             batch.records.append(record)
-            command = self._read(record, batch)
+            command = self._read(record, batch, writer.partition)
             if command is None:
                 continue
             with structlog.contextvars.bound_contextvars(correlation_id=command.correlation_id):
                 outcome = self._decide_one(writer, command, batch)
-            outcome.reply_to = kafka.header(record.headers, local_replies.HEADER)
+            if isinstance(record, Handed):
+                outcome.reply_to = record.reply_to
+            else:
+                outcome.reply_to = kafka.header(record.headers, local_sockets.HEADER)
             batch.outcomes.append(outcome)
 
     def _decide_one(self, writer: Writer, command: Envelope[Command], batch: Batch) -> Outcome:
@@ -348,21 +399,28 @@ class Decider:
     async def _commit(self, writer: Writer, batch: Batch) -> None:
         """Send the batch in one transaction, every event carrying the consumed offset; then
         place the events in the memo and answer."""
-        producer, memo = writer.take_turn(), writer.state.memo
-        tp = TopicPartition(batch.records[0].topic, batch.records[0].partition)
-        consumed = batch.records[-1].offset + 1
-        checkpoint = (CHECKPOINT, str(consumed).encode())
+        memo = writer.state.memo
+        fetched = [r for r in batch.records if isinstance(r, ConsumerRecord)]
+        checkpoint = [(CHECKPOINT, str(fetched[-1].offset + 1).encode())] if fetched else []
         appended: list[tuple[Envelope[Event], asyncio.Future[Any]]] = []
-        async with producer.transaction():
-            for send in batch.sends:
-                headers = send.headers if send.event is None else [*send.headers, checkpoint]
-                acked = await producer.send(
-                    send.topic, send.value, key=send.key, partition=send.partition, headers=headers
-                )
-                if send.event is not None:
-                    appended.append((send.event, acked))
-            if not appended:  # no event carries the checkpoint
-                await producer.send_offsets_to_transaction({tp: consumed}, self._group)
+        if batch.sends or fetched:  # else every command was handed over and is a retry
+            producer = writer.take_turn()
+            async with producer.transaction():
+                for send in batch.sends:
+                    headers = send.headers if send.event is None else [*send.headers, *checkpoint]
+                    acked = await producer.send(
+                        send.topic,
+                        send.value,
+                        key=send.key,
+                        partition=send.partition,
+                        headers=headers,
+                    )
+                    if send.event is not None:
+                        appended.append((send.event, acked))
+                if fetched and not appended:  # no event carries the checkpoint
+                    tp = TopicPartition(fetched[-1].topic, fetched[-1].partition)
+                    consumed = {tp: fetched[-1].offset + 1}
+                    await producer.send_offsets_to_transaction(consumed, self._group)
         offsets = []
         for envelope, acked in appended:
             metadata = await acked  # resolved: the commit flushed every append
@@ -378,16 +436,23 @@ class Decider:
         for outcome in batch.outcomes:
             await self._reply(outcome, memo)
 
-    def _read(self, record: ConsumerRecord[Any, Any], batch: Batch) -> Envelope[Command] | None:
-        """The command in `record`, or None once it is queued for the dead-letter topic."""
+    def _read(self, record: Received, batch: Batch, partition: int) -> Envelope[Command] | None:
+        """The command in `record`, or None once it is queued for the dead-letter topic (or,
+        handed over, dropped: its gateway then appends it to the topic, where it is parked)."""
         try:
             command = COMMANDS.decode(record.value)
         except MalformedMessage as error:
-            batch.sends.append(self._dead_letter(record, error.reason, error.detail))
+            if isinstance(record, Handed):
+                log.error("decider.unreadable_handed_command", reason=error.reason)
+            else:
+                batch.sends.append(self._dead_letter(record, error.reason, error.detail))
             return None
-        if kafka.partition_for(command.key, self._partitions) != record.partition:
+        if kafka.partition_for(command.key, self._partitions) != partition:
             detail = f"key {command.key!r} belongs to another partition"
-            batch.sends.append(self._dead_letter(record, "wrong_partition", detail))
+            if isinstance(record, Handed):
+                log.error("decider.misdirected_handed_command", detail=detail)
+            else:
+                batch.sends.append(self._dead_letter(record, "wrong_partition", detail))
             return None
         if command.idempotency_key is None:  # every decision is remembered under some key
             command = command.model_copy(update={"idempotency_key": str(command.id)})

@@ -7,7 +7,7 @@ import time
 from services.coupons.settings import Settings
 from tests.integration.conftest import ServiceFactory
 from tests.integration.test_checkout import campaign, checkout
-from tests.integration.test_local_replies import replies_on_the_topic
+from tests.integration.test_local_sockets import replies_on_the_topic
 
 
 def test_a_replica_started_later_validates_codes_made_before_it_started(

@@ -21,11 +21,15 @@ from contracts.envelope import Envelope
 from contracts.events import CampaignDefined, CodeRedeemed, CommandRejected
 from contracts.money import AmountOff
 from contracts.reasons import Reason
+from contracts.replies import Reply
 from contracts.rules import Limits
 from contracts.topics import Topics, declare
+from services.coupons.bus import gateway as gateway_module
 from services.coupons.bus import kafka
+from services.coupons.bus.gateway import CommandGateway
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.settings import Settings
+from tests.integration.test_local_sockets import listens, records_on
 
 COMMANDS = 400
 
@@ -200,6 +204,84 @@ async def test_sigkill_while_redeeming_keeps_the_cap_exact(
     refused = [e for e in events if isinstance(e.data, CommandRejected)]
     assert len(redeemed) == 120
     assert {e.data.reason for e in refused} == {Reason.EXHAUSTED} and len(refused) == 180
+
+
+async def test_sigkill_mid_handover_loses_and_duplicates_nothing(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commands a gateway of this host hands to the decider through its socket are not durable
+    until decided: a SIGKILL loses the ones it held, and their gateway appends them to the topic
+    when no reply comes (commands sent while no decider listens go there at once). Across two
+    kills every caller is answered, each command is decided once, and the cap holds exactly."""
+    monkeypatch.setattr(gateway_module, "HANDOVER_PATIENCE_S", 1.0)
+    topics = declare(settings.topic_prefix, settings.partitions)
+    layout = await ensure_topics(settings.kafka_bootstrap_servers, topics, 1)
+    gateway = CommandGateway(settings.kafka_bootstrap_servers, topics, layout, 120)
+    define = DefineCampaign(
+        campaign_id="capped",
+        name="Capped",
+        code="CAP120",
+        discount=AmountOff(amount_off=100, currency="EUR"),
+        limits=Limits(max_redemptions=120, per_contact=None),
+    )
+    commands: list[Envelope[Any]] = [
+        Envelope[DefineCampaign](key="capped", correlation_id="define", data=define)
+    ]
+    for i in range(300):
+        redeem = RedeemCode(
+            campaign_id="capped",
+            redemption_id=f"r{i}",
+            code="CAP120",
+            customer=Customer(contact_id=f"contact-{i}"),
+            cart=Cart(currency="EUR", amount=1000),
+            order_ref=f"order-{i}",
+        )
+        commands.append(
+            Envelope[RedeemCode](
+                key="capped", correlation_id=f"corr-{i}", idempotency_key=f"k{i}", data=redeem
+            )
+        )
+    answers: list[asyncio.Task[Reply]] = []
+
+    async def send(batch: list[Envelope[Any]]) -> None:
+        for command in batch:
+            answers.append(asyncio.create_task(gateway.decide(command)))
+            await asyncio.sleep(0.004)
+
+    log = tmp_path / "decider.log"
+    await gateway.start()
+    try:
+        decider = start_decider(settings, log)
+        await listens(settings, topics, layout[topics.commands.name])
+        await send(commands[:50])
+        decider.send_signal(signal.SIGSTOP)  # its socket takes the next 100, nobody decides them
+        await send(commands[50:150])
+        decider.send_signal(signal.SIGKILL)
+        decider.wait()
+        decider = start_decider(settings, log)
+        await listens(settings, topics, layout[topics.commands.name])
+        flowing = asyncio.create_task(send(commands[150:250]))
+        await asyncio.sleep(0.5)
+        decider.send_signal(signal.SIGKILL)  # mid-stream
+        decider.wait()
+        await flowing
+        decider = start_decider(settings, log)
+        await send(commands[250:])
+        replies = await asyncio.gather(*answers)
+        events = await committed_events(settings, len(commands))
+        appended = await records_on(settings, topics.commands.name)
+    finally:
+        await gateway.stop()
+        decider.terminate()
+        decider.wait(timeout=30)
+
+    assert 100 <= appended < len(commands), "the 100 lost were appended, many were handed over"
+    assert len(events) == len(commands), log.read_text()[-2000:]
+    assert sorted(str(e.causation_id) for e in events) == sorted(str(c.id) for c in commands)
+    assert len([e for e in events if isinstance(e.data, CodeRedeemed)]) == 120
+    outcomes = [(r.outcome, r.reason) for r in replies[1:]]
+    assert outcomes.count(("accepted", None)) == 120
+    assert outcomes.count(("rejected", Reason.EXHAUSTED)) == 180
 
 
 async def test_a_restarted_decider_resumes_after_what_it_committed(
