@@ -139,15 +139,9 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     assert sorted(e.causation_id for e in defined) == sorted(c.id for c in sent)
 
 
-async def test_sigkill_while_redeeming_keeps_the_cap_exact(
-    settings: Settings, tmp_path: Path
-) -> None:
-    """300 redemptions against a cap of 120, two SIGKILLs in the middle: exactly 120 are
-    accepted, the rest refused as exhausted, and each command is decided exactly once."""
-    topics, partitions = await command_topics(settings)
-    campaign_partition = kafka.partition_for("capped", partitions)
-    producer = kafka.producer(settings.kafka_bootstrap_servers)
-    await producer.start()
+def capped_campaign() -> list[Envelope[Any]]:
+    """A campaign capped at 120 redemptions, then 300 redemptions of its code by as many
+    contacts, each with its own idempotency key."""
     define = DefineCampaign(
         campaign_id="capped",
         name="Capped",
@@ -167,7 +161,24 @@ async def test_sigkill_while_redeeming_keeps_the_cap_exact(
             cart=Cart(currency="EUR", amount=1000),
             order_ref=f"order-{i}",
         )
-        commands.append(Envelope[RedeemCode](key="capped", correlation_id=f"corr-{i}", data=redeem))
+        commands.append(
+            Envelope[RedeemCode](
+                key="capped", correlation_id=f"corr-{i}", idempotency_key=f"k{i}", data=redeem
+            )
+        )
+    return commands
+
+
+async def test_sigkill_while_redeeming_keeps_the_cap_exact(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """300 redemptions against a cap of 120, two SIGKILLs in the middle: exactly 120 are
+    accepted, the rest refused as exhausted, and each command is decided exactly once."""
+    topics, partitions = await command_topics(settings)
+    campaign_partition = kafka.partition_for("capped", partitions)
+    producer = kafka.producer(settings.kafka_bootstrap_servers)
+    await producer.start()
+    commands = capped_campaign()
 
     async def send(batch: list[Envelope[Any]]) -> None:
         for command in batch:
@@ -217,30 +228,7 @@ async def test_sigkill_mid_handover_loses_and_duplicates_nothing(
     topics = declare(settings.topic_prefix, settings.partitions)
     layout = await ensure_topics(settings.kafka_bootstrap_servers, topics, 1)
     gateway = CommandGateway(settings.kafka_bootstrap_servers, topics, layout, 120)
-    define = DefineCampaign(
-        campaign_id="capped",
-        name="Capped",
-        code="CAP120",
-        discount=AmountOff(amount_off=100, currency="EUR"),
-        limits=Limits(max_redemptions=120, per_contact=None),
-    )
-    commands: list[Envelope[Any]] = [
-        Envelope[DefineCampaign](key="capped", correlation_id="define", data=define)
-    ]
-    for i in range(300):
-        redeem = RedeemCode(
-            campaign_id="capped",
-            redemption_id=f"r{i}",
-            code="CAP120",
-            customer=Customer(contact_id=f"contact-{i}"),
-            cart=Cart(currency="EUR", amount=1000),
-            order_ref=f"order-{i}",
-        )
-        commands.append(
-            Envelope[RedeemCode](
-                key="capped", correlation_id=f"corr-{i}", idempotency_key=f"k{i}", data=redeem
-            )
-        )
+    commands = capped_campaign()
     answers: list[asyncio.Task[Reply]] = []
 
     async def send(batch: list[Envelope[Any]]) -> None:
