@@ -54,9 +54,10 @@ async def indexes(settings: Settings) -> list[tuple[str, str]]:
 
 
 async def caught_up(settings: Settings, timeout_s: float = 60) -> None:
-    """Every rebuildable projection has stored the topic's end offset of every partition."""
+    """Every rebuildable projection has stored the topic's end offset of every partition: its
+    high watermark, which a transaction's events reach before its commit markers do."""
     topic = declare(settings.topic_prefix, settings.partitions).events.name
-    consumer = kafka.reader(settings.kafka_bootstrap_servers)
+    consumer = kafka.reader(settings.kafka_bootstrap_servers, committed_only=False)
     await consumer.start()
     conn = await asyncpg.connect(settings.database_url)
     await migrate(conn)  # the projector may not have created the tables yet

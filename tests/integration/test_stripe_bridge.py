@@ -48,14 +48,21 @@ async def handled(settings: Settings, count: int, timeout_s: float = 30) -> list
 
 
 async def logged(settings: Settings) -> list[Any]:
-    """Every event in the event log, in partition order."""
+    """Every event in the event log, in partition order, up to the high watermark: a command
+    is answered once its transaction commits, but the commit markers that make its events
+    readable (and move the committed end) may still be on their way."""
     topic = declare(settings.topic_prefix, settings.partitions).events.name
+    tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+    watermarks = kafka.reader(settings.kafka_bootstrap_servers, committed_only=False)
+    await watermarks.start()
+    try:
+        ends = await watermarks.end_offsets(tps)
+    finally:
+        await watermarks.stop()
     consumer = kafka.reader(settings.kafka_bootstrap_servers)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
         consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
         found = []
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             for records in (await consumer.getmany(timeout_ms=500)).values():
