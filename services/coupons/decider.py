@@ -7,18 +7,18 @@ anywhere before the commit leaves no trace; after it, everything is there. On as
 two transactional producers with the ids `...decider.p{p}` and `...decider.p{p}.b` fence any
 zombie writer of p, then the state and the consumed offset are rebuilt from the log.
 
+The two take turns, one transaction at a time: the broker writes a transaction's commit markers
+after answering its commit, and refuses the same producer's next transaction until it has
+(CONCURRENT_TRANSACTIONS, retried after a backoff; back-to-back transactions hit it one and a
+half times each on an idle broker, measured). The other producer's next transaction is not
+held up by them; it still begins only once the one before it has committed.
+
 A batch takes commands from two places: the commands topic, and the local socket at which the
 owner of p listens for gateways of its own host (`local_sockets`), who send their commands
 there instead of through the broker. A command handed over that way has no offset, so it
 moves no checkpoint; one lost with its decider is appended to the topic by its gateway after
 a while, and decided then (a second delivery of one decided already is a retry, answered from
 the memo). The socket is opened once p's state is loaded and closed first when p is given up.
-
-The two take turns, one transaction at a time: the broker writes a transaction's commit markers
-after answering its commit, and refuses the same producer's next transaction until it has
-(CONCURRENT_TRANSACTIONS, retried after a backoff; back-to-back transactions hit it one and a
-half times each on an idle broker, measured). The other producer's next transaction is not
-held up by them; it still begins only once the one before it has committed.
 
 The checkpoint rides on the events, not on the consumer group (`send_offsets_to_transaction`),
 because the group costs each transaction two more sequential round trips to the coordinator and
@@ -400,10 +400,11 @@ class Decider:
         """Send the batch in one transaction, every event carrying the consumed offset; then
         place the events in the memo and answer."""
         memo = writer.state.memo
-        fetched = [r for r in batch.records if isinstance(r, ConsumerRecord)]
-        checkpoint = [(CHECKPOINT, str(fetched[-1].offset + 1).encode())] if fetched else []
+        fetched = (r for r in reversed(batch.records) if isinstance(r, ConsumerRecord))
+        last = next(fetched, None)  # the batch's last record of the topic, if any
+        checkpoint = [] if last is None else [(CHECKPOINT, str(last.offset + 1).encode())]
         appended: list[tuple[Envelope[Event], asyncio.Future[Any]]] = []
-        if batch.sends or fetched:  # else every command was handed over and is a retry
+        if batch.sends or last is not None:  # else every command was handed over, a retry
             producer = writer.take_turn()
             async with producer.transaction():
                 for send in batch.sends:
@@ -417,9 +418,8 @@ class Decider:
                     )
                     if send.event is not None:
                         appended.append((send.event, acked))
-                if fetched and not appended:  # no event carries the checkpoint
-                    tp = TopicPartition(fetched[-1].topic, fetched[-1].partition)
-                    consumed = {tp: fetched[-1].offset + 1}
+                if last is not None and not appended:  # no event carries the checkpoint
+                    consumed = {TopicPartition(last.topic, last.partition): last.offset + 1}
                     await producer.send_offsets_to_transaction(consumed, self._group)
         offsets = []
         for envelope, acked in appended:
@@ -442,25 +442,24 @@ class Decider:
         try:
             command = COMMANDS.decode(record.value)
         except MalformedMessage as error:
-            if isinstance(record, Handed):
-                log.error("decider.unreadable_handed_command", reason=error.reason)
-            else:
-                batch.sends.append(self._dead_letter(record, error.reason, error.detail))
+            self._park(record, batch, error.reason, error.detail)
             return None
         if kafka.partition_for(command.key, self._partitions) != partition:
             detail = f"key {command.key!r} belongs to another partition"
-            if isinstance(record, Handed):
-                log.error("decider.misdirected_handed_command", detail=detail)
-            else:
-                batch.sends.append(self._dead_letter(record, "wrong_partition", detail))
+            self._park(record, batch, "wrong_partition", detail)
             return None
         if command.idempotency_key is None:  # every decision is remembered under some key
             command = command.model_copy(update={"idempotency_key": str(command.id)})
         return command
 
-    def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str, detail: str) -> Send:
+    def _park(self, record: Received, batch: Batch, reason: str, detail: str) -> None:
+        """Queue a fetched record for the dead-letter topic; drop a handed one, which has no
+        origin to record (its gateway appends it to the topic, where it is parked)."""
+        if isinstance(record, Handed):
+            log.error("decider.handed_command_dropped", reason=reason, detail=detail)
+            return
         headers = dead_letter_headers(record, reason, detail)
-        return Send(self._topics.dead_letters.name, record.value, record.key, headers)
+        batch.sends.append(Send(self._topics.dead_letters.name, record.value, record.key, headers))
 
     def _announce(
         self, campaign: aggregate.Campaign, envelope: Envelope[Event], event: CodeDistributed
