@@ -319,16 +319,6 @@ async def redemption(conn: Connection, redemption_id: str) -> dict[str, Any] | N
     return None if record is None else dict(record)
 
 
-async def contact_redemptions(conn: Connection, campaign_id: str, contact_id: str) -> int:
-    count: int = await conn.fetchval(
-        """SELECT count(*) FROM redemptions
-           WHERE campaign_id = $1 AND contact_id = $2 AND reversed_at IS NULL""",
-        campaign_id,
-        contact_id,
-    )
-    return count
-
-
 async def audit(conn: Connection, campaign_id: str) -> list[dict[str, Any]]:
     records = await conn.fetch(
         """SELECT event_id::text, type, actor, occurred_at, correlation_id, detail
