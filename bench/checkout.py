@@ -115,14 +115,16 @@ def stack_processes(state_dir: Path) -> dict[str, int]:
 
 
 def process_ticks(pid: int) -> int:
-    """User + system jiffies of `pid` and its live children (0 for one that has just exited:
-    PostgreSQL forks short-lived workers)."""
+    """User + system jiffies of `pid`, of the children it has reaped and of its live ones (0
+    for one that has just exited). PostgreSQL forks short-lived workers: without the reaped
+    ones' time, which moves to the parent when it reaps them, the sum could go down."""
     try:
         mine = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except (FileNotFoundError, ProcessLookupError):
         return 0
-    return int(mine[11]) + int(mine[12]) + sum(process_ticks(int(c)) for c in children)
+    own = sum(int(ticks) for ticks in mine[11:15])  # utime, stime, cutime, cstime
+    return own + sum(process_ticks(int(c)) for c in children)
 
 
 # wrk sends each request from Lua: every checkout has its own contact, order and key. Each of
