@@ -155,13 +155,15 @@ class Writer:
     bound_at: float = 0.0  # when the writer last tried to open its inbox
     begun: asyncio.Task[TransactionContext] | None = None  # the next transaction, begun early
 
-    def take_turn(self) -> AIOKafkaProducer:
-        """The producer of the next transaction: not the one whose markers may be pending."""
-        self.transactions += 1
-        return self.producers[self.transactions % 2]
-
     def next_turn(self) -> AIOKafkaProducer:
+        """The producer of the next transaction: not the one whose markers may be pending."""
         return self.producers[(self.transactions + 1) % 2]
+
+    def take_turn(self) -> AIOKafkaProducer:
+        """The next transaction's producer, whose turn it now is."""
+        producer = self.next_turn()
+        self.transactions += 1
+        return producer
 
 
 TakeCommitted = Callable[
