@@ -281,10 +281,9 @@ def loads(args: argparse.Namespace) -> list[Load]:
     found = [
         Load("validations", connections=args.validations_connections),
         Load("redemptions", connections=args.redemptions_connections),
+        Load("redemptions", rate=args.redemptions_rate),
     ]
-    return found + (
-        [Load("redemptions", rate=args.redemptions_rate)] if args.redemptions_rate else []
-    )
+    return [load for load in found if load.connections or load.rate]  # 0 skips a phase
 
 
 def measure(
@@ -389,10 +388,10 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
-        "--validations-connections", type=int, default=16, help="wrk's open connections"
+        "--validations-connections", type=int, default=16, help="wrk's open connections (0: none)"
     )
     parser.add_argument(
-        "--redemptions-connections", type=int, default=64, help="wrk's open connections"
+        "--redemptions-connections", type=int, default=64, help="wrk's open connections (0: none)"
     )
     parser.add_argument(
         "--redemptions-rate",
