@@ -374,8 +374,7 @@ class Decider:
             command = self._read(record, batch, writer.partition)
             if command is None:
                 continue
-            with structlog.contextvars.bound_contextvars(correlation_id=command.correlation_id):
-                outcome = self._decide_one(writer, command, batch)
+            outcome = self._decide_one(writer, command, batch)
             if isinstance(record, Handed):
                 outcome.reply_to = record.reply_to
             else:
@@ -413,7 +412,12 @@ class Decider:
                 batch.sends.append(self._announce(state.campaigns[command.key], envelope, event))
             elif isinstance(event, CodeRedeemed):
                 outcome.redeemed = event
-        log.info("decider.decided", command=command.data.type, events=[e.type for e in events])
+        log.info(
+            "decider.decided",
+            correlation_id=command.correlation_id,
+            command=command.data.type,
+            events=[e.type for e in events],
+        )
         return outcome
 
     async def _begin(self, partition: int, producer: AIOKafkaProducer) -> TransactionContext:
