@@ -399,7 +399,12 @@ def main() -> None:
         default=1000,
         help="requests a second of the open-loop redemption phase (0: none)",
     )
-    parser.add_argument("--workers", type=int, default=2, help="COUPONS_WORKERS of the service")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="COUPONS_WORKERS of the service (default 1, as `make run` serves)",
+    )
     parser.add_argument(
         "--campaigns", type=int, default=1, help="campaigns the requests go to, in turn"
     )
