@@ -76,14 +76,16 @@ class CampaignView:
     async def reach(self, positions: dict[int, int], timeout_s: float) -> None:
         """Return once every partition is folded up to its position (the offset after the
         last event to fold)."""
-        if all(self.reached(p, at - 1) for p, at in positions.items()):
+
+        def folded() -> bool:
+            return all(self.reached(p, at - 1) for p, at in positions.items())
+
+        if folded():
             return  # usual in the deciding process: its view took the events before the reply
         try:
             async with asyncio.timeout(timeout_s):
                 async with self._advanced:
-                    await self._advanced.wait_for(
-                        lambda: all(self.reached(p, at - 1) for p, at in positions.items())
-                    )
+                    await self._advanced.wait_for(folded)
         except TimeoutError as error:
             raise ViewNotCaughtUp(f"the view has not reached {positions}") from error
 
