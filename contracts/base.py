@@ -4,6 +4,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from contracts import bounds
+
 
 class Frozen(BaseModel):
     """An immutable message part that rejects unknown fields."""
@@ -14,5 +16,5 @@ class Frozen(BaseModel):
 CampaignId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 ]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-"""ISO 4217 code, upper case. One currency per coupon."""
+Currency = bounds.Currency
+"""ISO 4217 code of money, upper case. One currency per coupon."""

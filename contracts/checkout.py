@@ -6,11 +6,12 @@ Money is integer minor units in the cart's one currency, as everywhere in `contr
 import re
 from typing import Annotated
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from contracts.base import Currency, Frozen
+from contracts.bounds import MAX_ITEMS, Amount, Count, EmailText, Flag, Id128
 
-ProductRef = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+ProductRef = Id128
 """A product id or a plan id, as the billing system names it."""
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
@@ -21,8 +22,8 @@ class LineItem(Frozen):
 
     product_id: ProductRef
     plan_id: ProductRef | None = None
-    amount: Annotated[int, Field(ge=0)]
-    quantity: Annotated[int, Field(ge=1)] = 1
+    amount: Amount
+    quantity: Count = 1
 
     @property
     def subtotal(self) -> int:
@@ -34,8 +35,8 @@ class Cart(Frozen):
     to `amount`, so that a product-restricted discount and the total never disagree."""
 
     currency: Currency
-    amount: Annotated[int, Field(ge=0)]
-    items: tuple[LineItem, ...] = ()
+    amount: Amount
+    items: Annotated[tuple[LineItem, ...], Field(max_length=MAX_ITEMS)] = ()
 
     @model_validator(mode="after")
     def _items_add_up(self) -> "Cart":
@@ -49,9 +50,9 @@ class Cart(Frozen):
 class Customer(Frozen):
     """Who is redeeming. `first_purchase` is what the caller knows (None: unknown)."""
 
-    contact_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    email: Annotated[str, StringConstraints(max_length=254)] | None = None
-    first_purchase: bool | None = None
+    contact_id: Id128
+    email: EmailText | None = None
+    first_purchase: Flag | None = None
 
     @field_validator("email")
     @classmethod

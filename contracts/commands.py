@@ -9,19 +9,34 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from contracts.base import CampaignId, Currency, Frozen
+from contracts.bounds import (
+    Amount,
+    EmailText,
+    Id64,
+    Id128,
+    Id200,
+    Index,
+    Label,
+    Note,
+    PositiveAmount,
+)
 from contracts.checkout import Cart, Customer
 from contracts.money import Discount
 from contracts.rules import Duration, Eligibility, Limits, Validity
 
 CampaignName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
 ]
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{3,64}$")]
 """A normalised code (domain.codes.normalise): upper case, no separators."""
-RedemptionId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-OrderRef = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+RedemptionId = Id64
+OrderRef = Id200
 Status = Literal["draft", "active", "paused", "ended"]
 MAX_CODES = 5
+MAX_EXPIRY_DAYS = 36_500
 """The most codes one cart may carry."""
 
 
@@ -50,7 +65,7 @@ class DefineCampaign(CampaignTerms):
     """Create a campaign with its discount and rules."""
 
     type: Literal["coupon.define_campaign.v1"] = "coupon.define_campaign.v1"
-    default_expiry_days: Annotated[int, Field(ge=1)] = 30
+    default_expiry_days: Annotated[int, Field(ge=1, le=MAX_EXPIRY_DAYS)] = 30
     """Every coupon expires: without `validity.expires_at`, the decider sets it this many days
     after `starts_at` (or the decision)."""
 
@@ -61,7 +76,7 @@ class ChangeCampaignStatus(Frozen):
     type: Literal["coupon.change_campaign_status.v1"] = "coupon.change_campaign_status.v1"
     campaign_id: CampaignId
     status: Literal["active", "paused", "ended"]
-    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+    reason: Note = ""
 
 
 class TermsChange(Frozen):
@@ -81,7 +96,7 @@ class UpdateCampaign(TermsChange):
     never change: customers were promised them. `reason` is the why of the audit trail."""
 
     type: Literal["coupon.update_campaign.v1"] = "coupon.update_campaign.v1"
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    reason: Annotated[Note, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 class RedeemCode(Frozen):
@@ -96,7 +111,7 @@ class RedeemCode(Frozen):
     order_ref: OrderRef
     other_codes_stackable: Annotated[tuple[bool, ...], Field(max_length=MAX_CODES - 1)] = ()
     """Stacking: the `stackable` flag of each other code in the cart."""
-    already_off: Annotated[int, Field(ge=0)] = 0
+    already_off: Amount = 0
     """Stacking: what the codes before this one take off the cart."""
 
     @model_validator(mode="after")
@@ -112,7 +127,7 @@ class ReverseRedemption(Frozen):
     type: Literal["coupon.reverse_redemption.v1"] = "coupon.reverse_redemption.v1"
     campaign_id: CampaignId
     redemption_id: RedemptionId
-    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+    reason: Note = ""
 
 
 class RecordRedemption(Frozen):
@@ -124,12 +139,12 @@ class RecordRedemption(Frozen):
     campaign_id: CampaignId
     redemption_id: RedemptionId
     code: Code
-    contact_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    contact_id: Id128
     order_ref: OrderRef
     currency: Currency
-    amount: Annotated[int, Field(ge=0)]
-    discount: Annotated[int, Field(ge=0)]
-    total: Annotated[int, Field(ge=0)]
+    amount: Amount
+    discount: Amount
+    total: Amount
     source: Literal["stripe"] = "stripe"
 
 
@@ -139,10 +154,10 @@ class RefundRedemption(Frozen):
     type: Literal["coupon.refund_redemption.v1"] = "coupon.refund_redemption.v1"
     campaign_id: CampaignId
     redemption_id: RedemptionId
-    refund_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    refund_id: Id200
     currency: Currency
-    refunded: Annotated[int, Field(gt=0)]
-    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+    refunded: PositiveAmount
+    reason: Note = ""
 
 
 MAX_CHUNK_CODES = 50_000
@@ -155,8 +170,8 @@ class AddCodes(Frozen):
 
     type: Literal["coupon.add_codes.v1"] = "coupon.add_codes.v1"
     campaign_id: CampaignId
-    batch_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    chunk: Annotated[int, Field(ge=0)]
+    batch_id: Id64
+    chunk: Index
     codes: Annotated[tuple[Code, ...], Field(min_length=1, max_length=MAX_CHUNK_CODES)]
 
 
@@ -169,11 +184,11 @@ class DistributeCode(Frozen):
 
     type: Literal["coupon.distribute_code.v1"] = "coupon.distribute_code.v1"
     campaign_id: CampaignId
-    distribution_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    contact_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    email: Annotated[str, StringConstraints(max_length=254)] | None = None
+    distribution_id: Id64
+    contact_id: Id128
+    email: EmailText | None = None
     channel: Channel = "api"
-    source_ref: Annotated[str, StringConstraints(max_length=200)] | None = None
+    source_ref: Label | None = None
     """The sequence, broadcast, nudge or partner that sends it."""
 
 

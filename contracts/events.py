@@ -5,9 +5,21 @@ The event log is the source of truth; projections and the decider's own state ar
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field, StringConstraints
 
 from contracts.base import CampaignId, Currency, Frozen
+from contracts.bounds import (
+    Amount,
+    EmailText,
+    Id64,
+    Id128,
+    Id200,
+    Index,
+    Label,
+    Note,
+    PositiveAmount,
+    Timestamp,
+)
 from contracts.commands import (
     CampaignTerms,
     Channel,
@@ -19,6 +31,9 @@ from contracts.commands import (
 )
 from contracts.reasons import Reason
 
+Detail = Annotated[str, StringConstraints(max_length=2000)]
+"""A refusal's explanation, made by the decider."""
+
 
 class CampaignDefined(CampaignTerms):
     type: Literal["coupon.campaign_defined.v1"] = "coupon.campaign_defined.v1"
@@ -29,7 +44,7 @@ class CampaignStatusChanged(Frozen):
     campaign_id: CampaignId
     status: Status
     previous: Status
-    reason: str = ""
+    reason: Note = ""
 
 
 RedemptionSource = Literal["checkout", "stripe"]
@@ -40,7 +55,7 @@ class CampaignUpdated(TermsChange):
     """The parts of a campaign's terms that changed, with their new values, and why."""
 
     type: Literal["coupon.campaign_updated.v1"] = "coupon.campaign_updated.v1"
-    reason: str
+    reason: Note
 
 
 class CodeRedeemed(Frozen):
@@ -51,12 +66,12 @@ class CodeRedeemed(Frozen):
     campaign_id: CampaignId
     redemption_id: RedemptionId
     code: Code
-    contact_id: str
+    contact_id: Id128
     order_ref: OrderRef
     currency: Currency
-    amount: int
-    discount: int
-    total: int
+    amount: Amount
+    discount: Amount
+    total: Amount
     source: RedemptionSource = "checkout"
 
 
@@ -64,9 +79,9 @@ class RedemptionReversed(Frozen):
     type: Literal["coupon.redemption_reversed.v1"] = "coupon.redemption_reversed.v1"
     campaign_id: CampaignId
     redemption_id: RedemptionId
-    contact_id: str
-    discount: int
-    reason: str = ""
+    contact_id: Id128
+    discount: Amount
+    reason: Note = ""
 
 
 class RedemptionRefunded(Frozen):
@@ -77,23 +92,23 @@ class RedemptionRefunded(Frozen):
     type: Literal["coupon.redemption_refunded.v1"] = "coupon.redemption_refunded.v1"
     campaign_id: CampaignId
     redemption_id: RedemptionId
-    contact_id: str
-    refund_id: Annotated[str, Field(min_length=1, max_length=200)]
+    contact_id: Id128
+    refund_id: Id200
     currency: Currency
-    refunded: Annotated[int, Field(gt=0)]
-    reason: str = ""
+    refunded: PositiveAmount
+    reason: Note = ""
 
 
 class CodeDistributed(Frozen):
     type: Literal["coupon.code_distributed.v1"] = "coupon.code_distributed.v1"
     campaign_id: CampaignId
-    distribution_id: str
+    distribution_id: Id64
     code: Code
-    contact_id: str
-    email: str | None
+    contact_id: Id128
+    email: EmailText | None
     channel: Channel
-    source_ref: str | None
-    expires_at: AwareDatetime | None
+    source_ref: Label | None
+    expires_at: Timestamp | None
 
 
 class CodesAdded(Frozen):
@@ -101,8 +116,8 @@ class CodesAdded(Frozen):
 
     type: Literal["coupon.codes_added.v1"] = "coupon.codes_added.v1"
     campaign_id: CampaignId
-    batch_id: str
-    chunk: int
+    batch_id: Id64
+    chunk: Index
     codes: tuple[Code, ...]
 
 
@@ -111,9 +126,9 @@ class CommandRejected(Frozen):
 
     type: Literal["coupon.command_rejected.v1"] = "coupon.command_rejected.v1"
     campaign_id: CampaignId
-    command_type: str
+    command_type: Annotated[str, StringConstraints(max_length=100)]
     reason: Reason
-    detail: str
+    detail: Detail
 
 
 Event = Annotated[

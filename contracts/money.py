@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from contracts.base import Currency, Frozen
+from contracts.bounds import PositiveAmount
 
 
 class PercentOff(Frozen):
@@ -13,7 +14,7 @@ class PercentOff(Frozen):
 
     kind: Literal["percent"] = "percent"
     percent_off: Annotated[Decimal, Field(gt=0, le=100, max_digits=5, decimal_places=2)]
-    max_amount_off: Annotated[int | None, Field(gt=0)] = None
+    max_amount_off: PositiveAmount | None = None
     currency: Currency | None = None
 
     @model_validator(mode="after")
@@ -27,7 +28,7 @@ class AmountOff(Frozen):
     """A fixed amount in minor units of `currency`."""
 
     kind: Literal["amount"] = "amount"
-    amount_off: Annotated[int, Field(gt=0)]
+    amount_off: PositiveAmount
     currency: Currency
 
 

@@ -14,6 +14,8 @@ class Reason(StrEnum):
     REDEMPTION_EXISTS = "redemption_exists"
     ALREADY_REVERSED = "already_reversed"
     NO_CODE_AVAILABLE = "no_code_available"
+    OUT_OF_RANGE = "out_of_range"
+    """the result would leave the bounds every consumer can store (contracts.bounds)"""
     # why a code may not be redeemed (checked in the order of domain.eligibility)
     UNKNOWN_CODE = "unknown_code"
     NOT_STARTED = "not_started"

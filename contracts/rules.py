@@ -3,20 +3,25 @@ discount lasts and what its generated codes look like. Defaults are the safe cho
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
+from pydantic import Field, Strict, StringConstraints, field_validator, model_validator
 
 from contracts.base import Frozen
+from contracts.bounds import Amount, Count, Flag, PositiveAmount, Timestamp
 from contracts.checkout import ProductRef
 
-Positive = Annotated[int, Field(ge=1)]
-EmailDomain = Annotated[str, StringConstraints(pattern=r"^(?:[a-z0-9-]+\.)+[a-z0-9-]+$")]
+MAX_PRODUCTS = 1000
+MAX_EMAIL_DOMAINS = 100
+MAX_MONTHS = 1200
+EmailDomain = Annotated[
+    str, StringConstraints(max_length=253, pattern=r"^(?:[a-z0-9-]+\.)+[a-z0-9-]+$")
+]
 
 
 class Validity(Frozen):
     """The redemption window: from `starts_at` (inclusive) to `expires_at` (exclusive)."""
 
-    starts_at: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
+    starts_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
 
     @model_validator(mode="after")
     def _expires_after_start(self) -> "Validity":
@@ -29,10 +34,10 @@ class Limits(Frozen):
     """Caps on use. None means unlimited. `budget` is the total discount the campaign may give,
     in minor units of the campaign's currency."""
 
-    max_redemptions: Positive | None = None
-    per_contact: Positive | None = 1
-    per_code: Positive | None = None
-    budget: Positive | None = None
+    max_redemptions: Count | None = None
+    per_contact: Count | None = 1
+    per_code: Count | None = None
+    budget: PositiveAmount | None = None
 
 
 class Eligibility(Frozen):
@@ -42,12 +47,12 @@ class Eligibility(Frozen):
     with the cart total before discount. `bound_to_contact`: a unique code distributed to a
     contact may only be redeemed by that contact."""
 
-    min_amount: Annotated[int, Field(ge=0)] | None = None
-    products: tuple[ProductRef, ...] = ()
-    first_purchase_only: bool = False
-    email_domains: tuple[EmailDomain, ...] = ()
-    bound_to_contact: bool = True
-    stackable: bool = False
+    min_amount: Amount | None = None
+    products: Annotated[tuple[ProductRef, ...], Field(max_length=MAX_PRODUCTS)] = ()
+    first_purchase_only: Flag = False
+    email_domains: Annotated[tuple[EmailDomain, ...], Field(max_length=MAX_EMAIL_DOMAINS)] = ()
+    bound_to_contact: Flag = True
+    stackable: Flag = False
 
     @field_validator("email_domains", mode="before")
     @classmethod
@@ -64,7 +69,7 @@ class Duration(Frozen):
     """How long a subscription discount lasts: one invoice, `months` months, or forever."""
 
     kind: Literal["once", "repeating", "forever"] = "once"
-    months: Positive | None = None
+    months: Annotated[int, Strict(), Field(ge=1, le=MAX_MONTHS)] | None = None
 
     @model_validator(mode="after")
     def _months_iff_repeating(self) -> "Duration":
@@ -82,8 +87,8 @@ class CodePattern(Frozen):
     which gives a stable reason."""
 
     prefix: Annotated[str, StringConstraints(max_length=16, pattern=r"^[A-Z0-9-]*$")] = ""
-    length: Annotated[int, Field(ge=4, le=64)] = 12
-    alphabet: Annotated[str, StringConstraints(min_length=1, max_length=64)] = (
-        "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
-    )
-    group: Annotated[int, Field(ge=0, le=64)] = 4
+    length: Annotated[int, Strict(), Field(ge=4, le=64)] = 12
+    alphabet: Annotated[
+        str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
+    ] = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+    group: Annotated[int, Strict(), Field(ge=0, le=64)] = 4

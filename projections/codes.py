@@ -23,3 +23,11 @@ async def campaign_of(conn: Connection, code: str) -> str | None:
         "SELECT campaign_id FROM code_claims WHERE code = $1", code
     )
     return owner
+
+
+async def release(conn: Connection, code: str, campaign_id: str) -> None:
+    """Give back a claim its campaign never used: `DefineCampaign` was refused because the
+    campaign existed already, with another code."""
+    await conn.execute(
+        "DELETE FROM code_claims WHERE code = $1 AND campaign_id = $2", code, campaign_id
+    )

@@ -5,6 +5,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from contracts.commands import MAX_EXPIRY_DAYS
+
 Component = Literal["decider", "projector", "batches", "stripe"]
 
 
@@ -22,7 +24,12 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("", validation_alias="COUPONS_TOPIC_PREFIX")
     partitions: int = Field(6, ge=1, validation_alias="COUPONS_PARTITIONS")
     replication_factor: int = Field(1, ge=1, validation_alias="COUPONS_REPLICATION_FACTOR")
-    default_expiry_days: int = Field(30, ge=1, validation_alias="COUPONS_DEFAULT_EXPIRY_DAYS")
+    default_expiry_days: int = Field(
+        30, ge=1, le=MAX_EXPIRY_DAYS, validation_alias="COUPONS_DEFAULT_EXPIRY_DAYS"
+    )
+    max_body_bytes: int = Field(
+        524_288, ge=1024, le=786_432, validation_alias="COUPONS_MAX_BODY_BYTES"
+    )
     throttle_failures: int = Field(5, ge=1, validation_alias="COUPONS_THROTTLE_FAILURES")
     throttle_window_s: float = Field(5.0, gt=0, validation_alias="COUPONS_THROTTLE_WINDOW_S")
     command_timeout_s: float = Field(10.0, gt=0, validation_alias="COUPONS_COMMAND_TIMEOUT_S")

@@ -63,7 +63,7 @@ def test_bad_updates_are_refused_with_their_reason(service: Service) -> None:
     assert no_reason.json()["error"]["field"] == "reason"
     late_start = client.patch(
         url,
-        json={"validity": {"starts_at": "2999-01-01T00:00:00Z"}, "reason": "postpone"},
+        json={"validity": {"starts_at": "2190-01-01T00:00:00Z"}, "reason": "postpone"},
     )
     assert late_start.status_code == 422
     assert late_start.json()["error"]["code"] == "invalid_terms"

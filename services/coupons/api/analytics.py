@@ -12,11 +12,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel
 
+from contracts import bounds
 from projections import contacts, ledger, usage
 from projections.ledger import Grouping
 from services.coupons.api.auth import require
 from services.coupons.api.commands import runtime_of
 from services.coupons.api.errors import ApiError, ErrorResponse
+from services.coupons.api.params import CampaignPath, ContactPath
 
 router = APIRouter(prefix="/v1", tags=["analytics"], dependencies=[Depends(require("analyst"))])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -101,6 +103,10 @@ def _range(since: date | None, until: date | None) -> tuple[date, date, datetime
     """Default: the 30 days up to today (UTC). Returns the days and [start, end) instants."""
     until = until or datetime.now(UTC).date()
     since = since or until - timedelta(days=29)
+    for day, name in ((since, "from"), (until, "to")):
+        if not bounds.MIN_TIME.date() <= day < bounds.MAX_TIME.date():
+            message = f"`{name}` must be from 2000-01-01 to before 2200-01-01"
+            raise ApiError(422, "invalid_range", message, field=f"query.{name}")
     if since > until:
         raise ApiError(422, "invalid_range", "`from` is after `to`", field="query.from")
     if (until - since).days >= MAX_RANGE_DAYS:
@@ -110,7 +116,7 @@ def _range(since: date | None, until: date | None) -> tuple[date, date, datetime
 
 
 @router.get("/campaigns/{campaign_id}/usage", response_model=Usage, responses=ERRORS)
-async def get_usage(campaign_id: str, request: Request) -> dict[str, Any]:
+async def get_usage(campaign_id: CampaignPath, request: Request) -> dict[str, Any]:
     """Issued, distributed, redeemed, reversed, remaining under `max_redemptions`, budget spent
     and left, and refused commands by reason (projection `usage`)."""
     async with runtime_of(request).pool.acquire() as conn:
@@ -122,7 +128,7 @@ async def get_usage(campaign_id: str, request: Request) -> dict[str, Any]:
 
 @router.get("/contacts/{contact_id}/coupons", response_model=ContactCoupons, responses=ERRORS)
 async def contact_coupons(
-    contact_id: str,
+    contact_id: ContactPath,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=MAX_CONTACT_ROWS)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
@@ -153,7 +159,7 @@ def _invalid_cursor() -> ApiError:
 
 @router.get("/campaigns/{campaign_id}/stats", response_model=Stats, responses=ERRORS)
 async def campaign_stats(
-    campaign_id: str,
+    campaign_id: CampaignPath,
     request: Request,
     since: Since = None,
     until: Until = None,
@@ -174,7 +180,7 @@ async def campaign_stats(
 
 @router.get("/campaigns/{campaign_id}/stats.csv", responses=ERRORS)
 async def campaign_stats_csv(
-    campaign_id: str,
+    campaign_id: CampaignPath,
     request: Request,
     since: Since = None,
     until: Until = None,
@@ -196,7 +202,7 @@ async def ledger_csv(
     request: Request,
     since: Since = None,
     until: Until = None,
-    campaign_id: Annotated[str | None, Query(max_length=200)] = None,
+    campaign_id: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] = None,
 ) -> StreamingResponse:
     """Every redemption made between `from` and `to` (UTC days, inclusive), optionally of one
     campaign, oldest first, streamed in pages: the revenue ledger attribution sums."""

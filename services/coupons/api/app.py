@@ -3,6 +3,7 @@ starts and stops the runtime."""
 
 import itertools
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.coupons import logs
 from services.coupons.api import analytics, campaigns, checkout, codes, errors, health, monitoring
 from services.coupons.api.auth import KeyCache
+from services.coupons.api.body_limit import BodyLimit
 from services.coupons.api.checkout_lane import CheckoutLane
 from services.coupons.api.throttle import FailureThrottle
 from services.coupons.runtime import running
@@ -59,9 +61,11 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(stripe_mirror.router)
     app.include_router(analytics.router)
     app.include_router(monitoring.router)
-    return Correlated(CheckoutLane(app))
+    return Correlated(BodyLimit(CheckoutLane(app), settings.max_body_bytes))
 
 
+_CORRELATION_ID = re.compile(r"^[!-~]{1,128}$")
+"""A caller's id is kept if it is 1 to 128 printable ASCII characters; else a new one is made."""
 _PROCESS = os.urandom(8).hex()  # ids made by different processes never collide
 _made = itertools.count()
 
@@ -85,7 +89,7 @@ class Correlated:
             await self.app(scope, receive, send)
             return
         sent = dict(scope["headers"]).get(b"x-correlation-id", b"").decode("latin-1")
-        correlation_id = sent or _new_correlation_id()
+        correlation_id = sent if _CORRELATION_ID.match(sent) else _new_correlation_id()
         scope.setdefault("state", {})["correlation_id"] = correlation_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(correlation_id=correlation_id)

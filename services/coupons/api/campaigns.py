@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import NAMESPACE_URL, uuid4, uuid5
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from contracts.base import CampaignId
+from contracts.bounds import EmailText, Id128, Label, Note
 from contracts.commands import (
     CampaignName,
     ChangeCampaignStatus,
@@ -21,11 +22,13 @@ from contracts.commands import (
     UpdateCampaign,
 )
 from contracts.money import Discount
+from contracts.reasons import Reason
 from contracts.rules import Duration, Eligibility, Limits, Validity
 from projections import campaigns, codes
 from services.coupons.api.auth import require
 from services.coupons.api.commands import caught_up, execute, runtime_of
 from services.coupons.api.errors import ApiError, ErrorBody, ErrorResponse
+from services.coupons.api.params import CampaignPath, IdempotencyKey
 from services.coupons.domain.codes import normalise
 
 _Part = TypeVar("_Part", Validity, Limits, Eligibility)
@@ -35,7 +38,6 @@ ADMIN = [Depends(require("admin"))]
 ANALYST = [Depends(require("analyst"))]
 
 IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "growthos-coupons/idempotency")
-IdempotencyKey = Annotated[str | None, Header(max_length=255)]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)
 }
@@ -45,9 +47,9 @@ class CampaignRequest(BaseModel):
     id: CampaignId | None = None
     name: CampaignName
     discount: Discount
-    code: Annotated[str | None, Field(description="shared (vanity) code; case and '-' ignored")] = (
-        None
-    )
+    code: Annotated[
+        Label | None, Field(description="shared (vanity) code; case and '-' ignored")
+    ] = None
     status: Literal["draft", "active"] = "active"
     duration: Duration = Duration()
     validity: Validity = Field(
@@ -91,12 +93,12 @@ class CampaignUpdate(BaseModel):
     validity: Validity | None = None
     limits: Limits | None = None
     eligibility: Eligibility | None = None
-    reason: Annotated[str, Field(min_length=1, max_length=500, description="why, for the audit")]
+    reason: Annotated[Note, Field(min_length=1, description="why, for the audit")]
 
 
 class StatusChange(BaseModel):
     status: Literal["active", "paused", "ended"]
-    reason: Annotated[str, Field(max_length=500)] = ""
+    reason: Note = ""
 
 
 @router.post("", status_code=201, response_model=Campaign, responses=ERRORS, dependencies=ADMIN)
@@ -138,14 +140,19 @@ async def define_campaign(
                 raise ApiError(
                     409, "code_taken", f"code {code} belongs to another campaign", field="code"
                 )
-    await execute(request, campaign_id, command, key)
+    try:
+        await execute(request, campaign_id, command, key)
+    except ApiError as refused:
+        if code is not None and refused.code == Reason.CAMPAIGN_EXISTS:
+            await _release_unused_claim(request, code, campaign_id)
+        raise
     response.headers["Location"] = f"/v1/campaigns/{campaign_id}"
     return await _read(request, campaign_id)
 
 
 @router.post("/{campaign_id}/status", response_model=Campaign, responses=ERRORS, dependencies=ADMIN)
 async def change_status(
-    campaign_id: str,
+    campaign_id: CampaignPath,
     body: StatusChange,
     request: Request,
     response: Response,
@@ -161,7 +168,7 @@ async def change_status(
 
 @router.patch("/{campaign_id}", response_model=Campaign, responses=ERRORS, dependencies=ADMIN)
 async def update_campaign(
-    campaign_id: str,
+    campaign_id: CampaignPath,
     body: CampaignUpdate,
     request: Request,
     response: Response,
@@ -197,7 +204,7 @@ def _merged(part: str, campaign: dict[str, Any], sent: _Part | None) -> _Part | 
 
 
 @router.get("/{campaign_id}", response_model=Campaign, responses=ERRORS, dependencies=ANALYST)
-async def get_campaign(campaign_id: str, request: Request) -> dict[str, Any]:
+async def get_campaign(campaign_id: CampaignPath, request: Request) -> dict[str, Any]:
     return await _read(request, campaign_id)
 
 
@@ -230,6 +237,19 @@ async def _read(request: Request, campaign_id: str) -> dict[str, Any]:
             "budget_spent": folded.budget_spent,
         }
     return row
+
+
+async def _release_unused_claim(request: Request, code: str, campaign_id: str) -> None:
+    """The campaign existed already: the code claimed for this attempt is given back unless
+    it is the existing campaign's own, so no later campaign is told `code_taken` for it."""
+    try:
+        await caught_up(request)  # the view then holds the existing campaign's definition
+    except ApiError:
+        return  # the claim stays: harmless, and the refusal is what the caller must see
+    existing = runtime_of(request).view.campaign(campaign_id)
+    if existing is None or existing.code != code:
+        async with runtime_of(request).pool.acquire() as conn:
+            await codes.release(conn, code, campaign_id)
 
 
 def _normalised(code: str) -> str:
@@ -266,7 +286,7 @@ class AuditEntry(BaseModel):
 @router.get(
     "/{campaign_id}/audit", response_model=list[AuditEntry], responses=ERRORS, dependencies=ANALYST
 )
-async def audit(campaign_id: str, request: Request) -> list[dict[str, Any]]:
+async def audit(campaign_id: CampaignPath, request: Request) -> list[dict[str, Any]]:
     """Every decision about the campaign, oldest first: what, who (API key), when, and why
     (the reason given, or the refusal's). Includes every decision answered before the call:
     redemptions answer before the `campaigns` projection has them, so this waits for it."""
@@ -277,16 +297,16 @@ async def audit(campaign_id: str, request: Request) -> list[dict[str, Any]]:
 
 
 class Recipient(BaseModel):
-    contact_id: Annotated[str, Field(min_length=1, max_length=128)]
-    email: Annotated[str | None, Field(max_length=254)] = None
+    contact_id: Id128
+    email: EmailText | None = None
 
 
 class DistributionRequest(BaseModel):
     contacts: Annotated[list[Recipient], Field(min_length=1, max_length=1000)]
     channel: Channel = "api"
-    source_ref: Annotated[
-        str | None, Field(max_length=200, description="the sequence, broadcast or nudge")
-    ] = None
+    source_ref: Annotated[Label | None, Field(description="the sequence, broadcast or nudge")] = (
+        None
+    )
 
 
 class Distribution(BaseModel):
@@ -316,7 +336,7 @@ class DistributionResult(BaseModel):
     dependencies=ADMIN,
 )
 async def distribute(
-    campaign_id: str,
+    campaign_id: CampaignPath,
     body: DistributionRequest,
     request: Request,
     response: Response,

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import NAMESPACE_URL, uuid5
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
+from contracts.bounds import Label, Note
 from contracts.checkout import Cart, Customer
 from contracts.commands import MAX_CODES, OrderRef, RedeemCode, ReverseRedemption
 from contracts.events import CodeRedeemed, CommandRejected
@@ -20,6 +21,7 @@ from projections import campaigns, codes
 from services.coupons.api.auth import require
 from services.coupons.api.commands import caught_up, execute, runtime_of
 from services.coupons.api.errors import ApiError, ErrorBody, ErrorResponse
+from services.coupons.api.params import IdempotencyKey, RedemptionPath, RequiredIdempotencyKey
 from services.coupons.domain import campaign as aggregate
 from services.coupons.domain.codes import normalise
 
@@ -32,13 +34,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 429, 503)
 }
 _CODE = re.compile(r"[A-Z0-9]{3,64}")
-IDEMPOTENCY_KEY_MAX = 255
 
 
 class ValidationRequest(BaseModel):
-    code: Annotated[str | None, Field(min_length=1, max_length=100)] = None
+    code: Annotated[Label | None, Field(min_length=1, max_length=100)] = None
     codes: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=100)]] | None,
+        list[Annotated[Label, Field(min_length=1, max_length=100)]] | None,
         Field(min_length=1, max_length=MAX_CODES, description="several codes, applied in order"),
     ] = None
     customer: Customer
@@ -103,7 +104,7 @@ class RedemptionResult(Redemption):
 
 
 class ReversalRequest(BaseModel):
-    reason: Annotated[str, Field(max_length=500)] = ""
+    reason: Note = ""
 
 
 @router.post("/validations", response_model=ValidationResult, responses=ERRORS)
@@ -139,7 +140,7 @@ async def redeem(
     body: RedemptionRequest,
     request: Request,
     response: Response,
-    idempotency_key: Annotated[str, Header(min_length=1, max_length=IDEMPOTENCY_KEY_MAX)],
+    idempotency_key: RequiredIdempotencyKey,
 ) -> dict[str, Any]:
     """Redeem a code, or several (each campaign must allow stacking). Requires an
     `Idempotency-Key`: the same key and body give the same answer and one redemption; the same
@@ -197,16 +198,16 @@ async def _undo(request: Request, done: list[dict[str, Any]], reason: str) -> No
 
 
 @router.get("/redemptions/{redemption_id}", response_model=Redemption, responses=ERRORS)
-async def get_redemption(redemption_id: str, request: Request) -> dict[str, Any]:
+async def get_redemption(redemption_id: RedemptionPath, request: Request) -> dict[str, Any]:
     return await _redemption(request, redemption_id)
 
 
 @router.post("/redemptions/{redemption_id}/reversal", response_model=Redemption, responses=ERRORS)
 async def reverse(
-    redemption_id: str,
+    redemption_id: RedemptionPath,
     body: ReversalRequest,
     request: Request,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Reverse a redemption (a refund or cancellation): its limits and budget are released.
     Retrying is safe: without an `Idempotency-Key`, the key is derived from the redemption."""

@@ -10,6 +10,7 @@ declares them (in `checkout.py`), which is what documents them in `/openapi.json
 `405` to their other methods; every other path goes to FastAPI untouched.
 """
 
+import re
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
@@ -19,9 +20,11 @@ from starlette.types import Receive, Scope, Send
 from services.coupons.api import checkout
 from services.coupons.api.auth import authorised
 from services.coupons.api.errors import ApiError, error_response, invalid_request
+from services.coupons.api.params import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
 
 IDEMPOTENCY_KEY = "idempotency-key"
 JSON = ((b"content-type", b"application/json"),)
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _Answer = tuple[int, BaseModel, list[tuple[bytes, bytes]]]  # status, body, more headers
 
 
@@ -85,7 +88,7 @@ def _idempotency_key(request: Request) -> str:
     field = f"header.{IDEMPOTENCY_KEY}"
     if key is None:
         raise ApiError(422, "invalid_request", f"{field}: Field required", field=field)
-    if not 1 <= len(key) <= checkout.IDEMPOTENCY_KEY_MAX:
-        message = f"{field}: should have 1 to {checkout.IDEMPOTENCY_KEY_MAX} characters"
+    if not (1 <= len(key) <= IDEMPOTENCY_KEY_MAX and _IDEMPOTENCY_KEY.match(key)):
+        message = f"{field}: 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters, no spaces"
         raise ApiError(422, "invalid_request", message, field=field)
     return key

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from uuid import NAMESPACE_URL, uuid4, uuid5
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -15,6 +15,7 @@ from projections import campaigns, code_batches
 from services.coupons.api.auth import require
 from services.coupons.api.commands import runtime_of
 from services.coupons.api.errors import ApiError, ErrorResponse
+from services.coupons.api.params import CampaignPath, IdempotencyKey, JobPath
 from services.coupons.domain.codes import PatternTooWeak, check_pattern
 
 router = APIRouter(prefix="/v1", tags=["codes"])
@@ -64,11 +65,11 @@ class CodePage(BaseModel):
     dependencies=ADMIN,
 )
 async def generate_codes(
-    campaign_id: str,
+    campaign_id: CampaignPath,
     body: BatchRequest,
     request: Request,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Generate `count` unique codes (up to 1,000,000) in the background. Answers `202` with
     the job; poll `GET /v1/code-batches/{id}` for progress. Refused (422) when the pattern is
@@ -98,7 +99,7 @@ async def generate_codes(
 @router.get(
     "/code-batches/{batch_id}", response_model=Batch, responses=ERRORS, dependencies=ANALYST
 )
-async def get_batch(batch_id: str, request: Request) -> dict[str, Any]:
+async def get_batch(batch_id: JobPath, request: Request) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
         batch = await code_batches.get(conn, batch_id)
     if batch is None:
@@ -113,7 +114,7 @@ async def get_batch(batch_id: str, request: Request) -> dict[str, Any]:
     dependencies=ANALYST,
 )
 async def list_codes(
-    campaign_id: str,
+    campaign_id: CampaignPath,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
@@ -125,7 +126,7 @@ async def list_codes(
 
 
 @router.get("/campaigns/{campaign_id}/codes.csv", responses=ERRORS, dependencies=ANALYST)
-async def export_codes(campaign_id: str, request: Request) -> StreamingResponse:
+async def export_codes(campaign_id: CampaignPath, request: Request) -> StreamingResponse:
     """Every unique code as CSV (code, contact_id, distributed_at, redemptions, batch_id),
     streamed in pages, so a million codes never sit in memory at once."""
     pool = runtime_of(request).pool

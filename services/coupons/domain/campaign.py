@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from immutables import Map
 
+from contracts import bounds
 from contracts.commands import (
     AddCodes,
     ChangeCampaignStatus,
@@ -61,6 +62,7 @@ class Redemption:
     discount: int
     reversed: bool = False
     refunds: frozenset[str] = frozenset()
+    refunded: int = 0
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,9 @@ def decide(campaign: Campaign | None, command: Command, now: datetime) -> list[E
         validity = command.validity
         if validity.expires_at is None:
             expires = (validity.starts_at or now) + timedelta(days=command.default_expiry_days)
+            if expires >= bounds.MAX_TIME:
+                detail = f"the default expiry, {expires.date()}, is after 2200: set expires_at"
+                return [_rejected(command, Reason.INVALID_TERMS, detail)]
             validity = Validity(starts_at=validity.starts_at, expires_at=expires)
         fields = command.model_dump(exclude={"type", "default_expiry_days", "validity"})
         return [CampaignDefined.model_validate({**fields, "validity": validity})]
@@ -285,6 +290,8 @@ def _redeem(campaign: Campaign, command: RedeemCode, now: datetime) -> list[Even
         return [_rejected(command, refusal.reason, refusal.detail)]
     cart, already_off = command.cart, command.already_off
     discount = pricing.discount_for(campaign.discount, cart, campaign.eligibility, already_off)
+    if campaign.budget_spent + discount > bounds.MAX_TOTAL:
+        return [_rejected(command, Reason.OUT_OF_RANGE, _SPENT_TOO_MUCH)]
     return [
         CodeRedeemed(
             campaign_id=campaign.id,
@@ -355,6 +362,8 @@ def _record(campaign: Campaign, command: RecordRedemption) -> list[Event]:
     """No limit is checked: the payment system granted the discount already."""
     if command.redemption_id in campaign.ledger:
         return [_rejected(command, Reason.REDEMPTION_EXISTS, "this redemption id was used")]
+    if campaign.budget_spent + command.discount > bounds.MAX_TOTAL:
+        return [_rejected(command, Reason.OUT_OF_RANGE, _SPENT_TOO_MUCH)]
     return [
         CodeRedeemed(
             campaign_id=campaign.id,
@@ -377,6 +386,9 @@ def _refund(campaign: Campaign, command: RefundRedemption) -> list[Event]:
         return [redemption]
     if command.refund_id in redemption.refunds:
         return []  # this refund counted already
+    if redemption.refunded + command.refunded > bounds.MAX_TOTAL:
+        detail = "the redemption's refunds would pass 10^18 minor units"
+        return [_rejected(command, Reason.OUT_OF_RANGE, detail)]
     return [
         RedemptionRefunded(
             campaign_id=campaign.id,
@@ -444,7 +456,11 @@ def evolve(campaign: Campaign | None, event: Event, occurred_at: datetime) -> Ca
         case RedemptionRefunded():
             # revenue only: the redemption keeps its limits and budget
             refunded = campaign.ledger[event.redemption_id]
-            done = replace(refunded, refunds=refunded.refunds | {event.refund_id})
+            done = replace(
+                refunded,
+                refunds=refunded.refunds | {event.refund_id},
+                refunded=refunded.refunded + event.refunded,
+            )
             return replace(campaign, ledger=campaign.ledger.set(event.redemption_id, done))
     raise AssertionError(f"unhandled event {event.type}")
 
@@ -461,6 +477,9 @@ def _use(campaign: Campaign, redemption_id: str, done: Redemption, sign: int) ->
         per_code=campaign.per_code.set(done.code, campaign.per_code.get(done.code, 0) + sign),
         ledger=campaign.ledger.set(redemption_id, done),
     )
+
+
+_SPENT_TOO_MUCH = "the campaign's discount given would pass 10^18 minor units"
 
 
 def _rejected(command: Command, reason: Reason, detail: str) -> CommandRejected:

@@ -1,15 +1,16 @@
 """Mirroring jobs over HTTP: start one for a campaign, watch its progress."""
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from uuid import NAMESPACE_URL, uuid4, uuid5
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import AwareDatetime, BaseModel
 
 from projections import campaigns
 from services.coupons.api.auth import require
 from services.coupons.api.commands import runtime_of
 from services.coupons.api.errors import ApiError, ErrorResponse
+from services.coupons.api.params import CampaignPath, IdempotencyKey, JobPath
 from services.coupons.stripe import mirror
 
 router = APIRouter(prefix="/v1", tags=["stripe"])
@@ -39,10 +40,10 @@ class MirrorJob(BaseModel):
     dependencies=[Depends(require("admin"))],
 )
 async def start_mirror(
-    campaign_id: str,
+    campaign_id: CampaignPath,
     request: Request,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Create the campaign's Stripe Coupon and a PromotionCode per code, in the background
     (at most STRIPE_RATE_LIMIT requests/s). `202` with the job; a job already running for
@@ -70,7 +71,7 @@ async def start_mirror(
     responses=ERRORS,
     dependencies=[Depends(require("analyst"))],
 )
-async def get_mirror(job_id: str, request: Request) -> dict[str, Any]:
+async def get_mirror(job_id: JobPath, request: Request) -> dict[str, Any]:
     """A mirroring job's progress: `mirrored` of `total` codes."""
     async with runtime_of(request).pool.acquire() as conn:
         job = await mirror.get_job(conn, job_id)
