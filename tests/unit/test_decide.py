@@ -142,6 +142,11 @@ def test_each_limit_refuses_with_its_reason(
     [
         ({}, redeem(1, code="OTHER"), Reason.UNKNOWN_CODE),
         ({"status": "draft"}, redeem(1), Reason.NOT_STARTED),
+        (
+            {"status": "draft"},
+            DistributeCode(campaign_id="c1", distribution_id="d1", contact_id="ann"),
+            Reason.NOT_STARTED,
+        ),
         ({"validity": Validity(starts_at=NOW + timedelta(days=1))}, redeem(1), Reason.NOT_STARTED),
         ({"validity": Validity(expires_at=NOW)}, redeem(1), Reason.EXPIRED),
         ({"eligibility": Eligibility(min_amount=5000)}, redeem(1), Reason.BELOW_MINIMUM),

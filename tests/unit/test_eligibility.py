@@ -51,6 +51,15 @@ def test_status() -> None:
     assert check_status("active") is None
     assert reason(check_status("paused")) == R.PAUSED
     assert reason(check_status("ended")) == R.ENDED
+    assert reason(check_status("draft")) == R.NOT_STARTED
+
+
+def test_a_stranger_holding_a_draft_campaigns_bound_code_is_told_it_is_not_theirs() -> None:
+    """`draft` is a status, checked in its place: after the bound contact, not before."""
+    offer = Offer(status="draft", discount=TEN_PERCENT, bound_contact_id="bob")
+    stranger = Customer(contact_id="eve")
+    assert reason(evaluate(offer, Usage(), attempt(stranger))) == R.BOUND_TO_ANOTHER_CONTACT
+    assert reason(evaluate(offer, Usage(), attempt(Customer(contact_id="bob")))) == R.NOT_STARTED
 
 
 def test_window_starts_inclusive_and_expires_exclusive() -> None:

@@ -207,9 +207,13 @@ def _code_for(campaign: Campaign, contact_id: str) -> str | None:
 
 
 def _distribute(campaign: Campaign, command: DistributeCode, now: datetime) -> list[Event]:
-    """Distribution may precede the start (the message says when it expires), not the end."""
+    """Distribution may precede the start (the message says when it expires), not the end;
+    a draft distributes nothing (it may never go live)."""
     if campaign.status == "ended":
         return [_rejected(command, Reason.ENDED, "the campaign has ended")]
+    if campaign.status == "draft":
+        detail = "the campaign is a draft: activate it first"
+        return [_rejected(command, Reason.NOT_STARTED, detail)]
     expires_at = campaign.validity.expires_at
     if expires_at is not None and now >= expires_at:
         return [_rejected(command, Reason.EXPIRED, f"expired at {expires_at.isoformat()}")]
@@ -311,8 +315,6 @@ def _refusal(campaign: Campaign, command: RedeemCode, now: datetime) -> checks.R
     """Why this campaign refuses this redemption (`domain.eligibility` fixes the order)."""
     if not campaign.owns(command.code):
         return checks.Refusal(Reason.UNKNOWN_CODE, "no such code in this campaign")
-    if campaign.status == "draft":
-        return checks.Refusal(Reason.NOT_STARTED, "the campaign is a draft")
     offer = checks.Offer(
         status=campaign.status,
         discount=campaign.discount,

@@ -5,7 +5,7 @@ Order (the first refusal wins), from what nobody can change to what the customer
 
  1. unknown_code              the code does not exist
  2. bound_to_another_contact  before anything else is revealed to a stranger holding it
- 3. ended, paused             the campaign's state
+ 3. ended, paused, draft      the campaign's state (a draft: not_started)
  4. not_started, expired      the redemption window
  5. currency_mismatch         the amounts below would not be comparable
  6. exhausted, code_exhausted, per_contact_limit, budget_exhausted   (in that order)
@@ -26,7 +26,7 @@ from contracts.reasons import Reason
 from contracts.rules import Eligibility, Limits, Validity
 from services.coupons.domain.pricing import applies_to, bound_currency, discount_for
 
-CampaignStatus = Literal["active", "paused", "ended"]
+CampaignStatus = Literal["draft", "active", "paused", "ended"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,8 @@ def check_status(status: CampaignStatus) -> Refusal | None:
         return Refusal(Reason.ENDED, "the campaign has ended")
     if status == "paused":
         return Refusal(Reason.PAUSED, "the campaign is paused")
+    if status == "draft":
+        return Refusal(Reason.NOT_STARTED, "the campaign is a draft")
     return None
 
 
