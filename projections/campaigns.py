@@ -27,6 +27,16 @@ RULES = ("duration", "validity", "limits", "eligibility")
 
 
 @dataclass
+class _Usage:
+    """What a batch adds to one campaign's counters, and its latest event's time."""
+
+    at: Any
+    redemptions: int = 0
+    spent: int = 0
+    distributed: int = 0
+
+
+@dataclass
 class _Batch:
     """What a batch adds up to, written at its end in a few statements: rows are inserted
     before the updates that read them (a reversal of a redemption in the same batch)."""
@@ -36,18 +46,18 @@ class _Batch:
     distributions: list[tuple[Any, ...]] = field(default_factory=list)
     reversals: dict[str, tuple[Any, str]] = field(default_factory=dict)  # id -> (at, reason)
     reversed_times: Counter[str] = field(default_factory=Counter)  # id -> reversals of it
-    campaigns: dict[str, list[Any]] = field(default_factory=dict)  # id -> [n, spent, dist, at]
+    campaigns: dict[str, _Usage] = field(default_factory=dict)
     codes: Counter[tuple[str, str]] = field(default_factory=Counter)  # -> redemptions added
     contacts: dict[tuple[str, str], tuple[str, Any]] = field(default_factory=dict)  # first holder
 
     def count(
         self, campaign_id: str, at: Any, redemptions: int = 0, spent: int = 0, distributed: int = 0
     ) -> None:
-        deltas = self.campaigns.setdefault(campaign_id, [0, 0, 0, at])
-        deltas[0] += redemptions
-        deltas[1] += spent
-        deltas[2] += distributed
-        deltas[3] = max(deltas[3], at)
+        usage = self.campaigns.setdefault(campaign_id, _Usage(at))
+        usage.redemptions += redemptions
+        usage.spent += spent
+        usage.distributed += distributed
+        usage.at = max(usage.at, at)
 
     async def write_defined(self, conn: Connection) -> None:
         """The campaigns defined so far, before anything that updates them."""
@@ -105,7 +115,13 @@ class _Batch:
                                $5::timestamptz[]) AS d(id, redemptions, spent, distributed, at)
                    WHERE c.id = d.id""",
                 list(self.campaigns),
-                *zip(*self.campaigns.values(), strict=True),
+                *zip(
+                    *(
+                        (u.redemptions, u.spent, u.distributed, u.at)
+                        for u in self.campaigns.values()
+                    ),
+                    strict=True,
+                ),
             )
         if changed := [(*key, n) for key, n in self.codes.items() if n]:
             await conn.execute(

@@ -18,9 +18,20 @@ import pytest
 
 from services.coupons.settings import Settings
 from services.devstack.stack import Endpoints, default_state_dir, provisioned
+from tests.integration.helpers import SECRET
 
 TEST_KAFKA_PORT = int(os.environ.get("COUPONS_TEST_KAFKA_PORT", "29092"))
 TEST_PG_PORT = int(os.environ.get("COUPONS_TEST_PG_PORT", "25432"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration is marked `integration` (its module's pytestmark)."""
+    unmarked = [
+        i.nodeid
+        for i in items
+        if "/integration/" in str(i.path) and i.get_closest_marker("integration") is None
+    ]
+    assert not unmarked, f"integration tests without pytestmark: {unmarked}"
 
 
 @pytest.fixture(scope="session")
@@ -140,3 +151,9 @@ def start_service(settings: Settings, tmp_path: Path) -> Iterator[ServiceFactory
 def service(start_service: ServiceFactory) -> tuple[httpx.Client, Path]:
     """The service with throttling relaxed, for tests that fail many checkouts on purpose."""
     return start_service(COUPONS_THROTTLE_FAILURES="1000000")
+
+
+@pytest.fixture
+def bridge(start_service: ServiceFactory) -> httpx.Client:
+    client, _ = start_service(STRIPE_WEBHOOK_SECRET=SECRET, COUPONS_THROTTLE_FAILURES="1000")
+    return client

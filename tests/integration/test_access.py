@@ -5,9 +5,12 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import pytest
 
 from services.coupons.settings import Settings
 from tests.integration.conftest import ServiceFactory, create_key
+
+pytestmark = pytest.mark.integration
 
 PERCENT_10 = {"kind": "percent", "percent_off": "10"}
 

@@ -4,29 +4,21 @@ attribution by channel and source, and the ledger as CSV, after a mixed workload
 import csv
 import io
 import re
-import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
+import pytest
 
 from contracts.topics import declare
 from services.coupons.bus import kafka
 from services.coupons.settings import Settings
 from services.devstack.workload import UNREADABLE
+from tests.integration.helpers import eventually
+
+pytestmark = pytest.mark.integration
 
 Service = tuple[httpx.Client, Path]
-
-
-def eventually(read: Any, check: Any, timeout_s: float = 20) -> Any:
-    """The projections apply asynchronously: poll until `check(read())` holds."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = read()
-        if check(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def redeem(client: httpx.Client, contact: str, order: str, amount: int = 2000) -> httpx.Response:

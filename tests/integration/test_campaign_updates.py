@@ -4,9 +4,11 @@ redemptions stand, and the audit trail says who changed what and why."""
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.integration.test_analytics import eventually
-from tests.integration.test_checkout import campaign, checkout
+from tests.integration.helpers import campaign, checkout, eventually
+
+pytestmark = pytest.mark.integration
 
 Service = tuple[httpx.Client, Path]
 

@@ -4,10 +4,13 @@ is ready only once its view has the whole history, and answers from it at once."
 import asyncio
 import time
 
+import pytest
+
 from services.coupons.settings import Settings
 from tests.integration.conftest import ServiceFactory
-from tests.integration.test_checkout import campaign, checkout
-from tests.integration.test_local_sockets import replies_on_the_topic
+from tests.integration.helpers import campaign, checkout, replies_on_the_topic
+
+pytestmark = pytest.mark.integration
 
 
 def test_a_replica_started_later_validates_codes_made_before_it_started(

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 
 from contracts.envelope import Envelope
 from contracts.events import (
@@ -22,6 +23,8 @@ from contracts.money import AmountOff
 from projections import campaigns
 from projections.migrate import migrate
 from services.coupons.settings import Settings
+
+pytestmark = pytest.mark.integration
 
 TABLES = ("campaigns", "codes", "distributions", "redemptions", "campaign_audit")
 START = datetime(2026, 5, 1, tzinfo=UTC)

@@ -1,57 +1,17 @@
 """Checkout over HTTP against the real service: limits hold exactly under concurrency,
 retries have one effect, refusals carry stable reasons, reversals release what they held."""
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+
+from tests.integration.helpers import campaign, checkout, codes_of, redeem_all
+
+pytestmark = pytest.mark.integration
 
 Service = tuple[httpx.Client, Path]
-
-
-def campaign(client: httpx.Client, code: str, **rules: Any) -> dict[str, Any]:
-    body = {
-        "name": f"Campaign {code}",
-        "code": code,
-        "discount": {"kind": "amount", "amount_off": 500, "currency": "EUR"},
-    }
-    created = client.post("/v1/campaigns", json={**body, **rules})
-    assert created.status_code == 201, created.text
-    return dict(created.json())
-
-
-def checkout(code: str, contact: str, amount: int = 2000, **extra: Any) -> dict[str, Any]:
-    return {
-        "code": code,
-        "customer": {"contact_id": contact, "email": f"{contact}@example.com"},
-        "cart": {"currency": "EUR", "amount": amount},
-        "order_ref": f"order-{contact}",
-        **extra,
-    }
-
-
-async def redeem_all(
-    client: httpx.Client, bodies: list[tuple[str, dict[str, Any]]]
-) -> list[httpx.Response]:
-    limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=0)
-    async with httpx.AsyncClient(
-        base_url=str(client.base_url), headers=client.headers, timeout=120, limits=limits
-    ) as http:
-        return await asyncio.gather(
-            *(
-                http.post("/v1/redemptions", json=body, headers={"Idempotency-Key": key})
-                for key, body in bodies
-            )
-        )
-
-
-def codes_of(responses: list[httpx.Response]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in responses:
-        key = "accepted" if r.status_code == 201 else r.json()["error"]["code"]
-        counts[key] = counts.get(key, 0) + 1
-    return counts
 
 
 async def test_a_thousand_concurrent_redemptions_of_a_code_capped_at_100_accept_exactly_100(

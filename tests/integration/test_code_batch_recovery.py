@@ -14,6 +14,8 @@ import pytest
 
 from services.coupons.settings import Settings
 
+pytestmark = pytest.mark.integration
+
 COUNT = 60_000  # chunks of 50,000 and 10,000
 
 

@@ -4,10 +4,13 @@ when two campaigns' batches claim at the same moment."""
 import asyncio
 
 import asyncpg
+import pytest
 
 from projections import code_batches
 from projections.migrate import migrate
 from services.coupons.settings import Settings
+
+pytestmark = pytest.mark.integration
 
 
 async def test_concurrent_claims_of_two_campaigns_never_share_a_code(settings: Settings) -> None:

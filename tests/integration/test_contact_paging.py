@@ -5,8 +5,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.integration.test_analytics import eventually
+from tests.integration.helpers import eventually
+
+pytestmark = pytest.mark.integration
 
 Service = tuple[httpx.Client, Path]
 

@@ -29,7 +29,9 @@ from services.coupons.bus import kafka
 from services.coupons.bus.gateway import CommandGateway
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.settings import Settings
-from tests.integration.test_local_sockets import listens, records_on
+from tests.integration.helpers import listens, records_on
+
+pytestmark = pytest.mark.integration
 
 COMMANDS = 400
 
@@ -120,7 +122,7 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     try:
         decider = start_decider(settings, log)
         for _ in range(2):
-            await asyncio.sleep(4)  # let it join and decide a while, then kill it mid-stream
+            await listens(settings, topics, partitions)  # it holds every partition: now
             flowing = asyncio.create_task(send(COMMANDS // 4))
             await asyncio.sleep(0.6)
             decider.send_signal(signal.SIGKILL)

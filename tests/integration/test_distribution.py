@@ -5,10 +5,13 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaConsumer
 
 from contracts.topics import declare
 from services.coupons.settings import Settings
+
+pytestmark = pytest.mark.integration
 
 
 async def issued_messages(settings: Settings, expect: int) -> list[tuple[bytes, dict]]:  # type: ignore[type-arg]

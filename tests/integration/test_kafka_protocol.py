@@ -12,6 +12,8 @@ from aiokafka.errors import KafkaError
 from services.coupons.bus import kafka
 from services.devstack.stack import Endpoints
 
+pytestmark = pytest.mark.integration
+
 
 async def new_topic(bootstrap: str, partitions: int = 1) -> str:
     name = f"protocol-{uuid.uuid4().hex[:8]}"

@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import TopicPartition
 
 from contracts.codec import REPLIES
 from contracts.commands import DefineCampaign
@@ -22,6 +21,9 @@ from services.coupons.bus.gateway import CommandGateway
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.decider import Decider
 from services.coupons.settings import Settings
+from tests.integration.helpers import listens, records_on, replies_on_the_topic
+
+pytestmark = pytest.mark.integration
 
 
 def define(campaign_id: str) -> Envelope[DefineCampaign]:
@@ -48,17 +50,6 @@ async def deciding(
         await asyncio.gather(running, return_exceptions=True)
 
 
-async def listens(settings: Settings, topics: Topics, partitions: int) -> None:
-    """Return once every partition's decider socket is bound (taking the name fails)."""
-    for p in range(partitions):
-        address = local_sockets.owner(settings.kafka_bootstrap_servers, topics.commands.name, p)
-        probe = local_sockets.Inbox(address, lambda _: None)
-        async with asyncio.timeout(60):
-            while probe.open():
-                probe.close()
-                await asyncio.sleep(0.1)
-
-
 @pytest.fixture
 async def topics(settings: Settings) -> AsyncIterator[tuple[Topics, dict[str, int]]]:
     """The test's topics, with a decider over them."""
@@ -79,22 +70,6 @@ async def gateway(
         yield gateway
     finally:
         await gateway.stop()
-
-
-async def records_on(settings: Settings, topic: str, partitions: int | None = None) -> int:
-    """How many records were ever written to `topic` (one of the test's)."""
-    reader = kafka.reader(settings.kafka_bootstrap_servers, committed_only=False)
-    await reader.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions or settings.partitions)]
-        return sum((await reader.end_offsets(tps)).values())
-    finally:
-        await reader.stop()
-
-
-async def replies_on_the_topic(settings: Settings) -> int:
-    """How many replies were ever written to the test's replies topic."""
-    return await records_on(settings, declare(settings.topic_prefix, 1).replies.name)
 
 
 async def decided_through_the_topic(

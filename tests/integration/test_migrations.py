@@ -9,6 +9,8 @@ import pytest
 from projections.migrate import Migration, MigrationError, discover, migrate
 from services.coupons.settings import Settings
 
+pytestmark = pytest.mark.integration
+
 
 async def test_applies_in_order_once_and_refuses_an_edited_file(
     settings: Settings, tmp_path: Path

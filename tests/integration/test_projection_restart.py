@@ -6,6 +6,7 @@ import contextlib
 import random
 
 import asyncpg
+import pytest
 from aiokafka import AIOKafkaConsumer
 
 from contracts.envelope import Envelope
@@ -18,6 +19,8 @@ from projections.runner import Projection, ProjectionRunner, each
 from services.coupons.bus import kafka
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.settings import Settings
+
+pytestmark = pytest.mark.integration
 
 COUNT = 300
 

@@ -6,11 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 from aiokafka import TopicPartition
 
 from contracts.events import CodeDistributed, CodeRedeemed, RedemptionRefunded, RedemptionReversed
@@ -20,7 +20,10 @@ from services.coupons.bus import kafka
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.rebuilds import REBUILDABLE, rebuild_projections
 from services.coupons.settings import Settings
-from services.devstack.workload import mixed_events, produce
+from services.devstack.workload import mixed_events
+from tests.integration.helpers import send
+
+pytestmark = pytest.mark.integration
 
 Tables = dict[str, list[Any]]
 
@@ -78,23 +81,6 @@ async def caught_up(settings: Settings, timeout_s: float = 60) -> None:
     finally:
         await conn.close()
         await consumer.stop()
-
-
-async def send(
-    settings: Settings, count: int, seed: int, unreadable: int = 0, chunks: int = 1
-) -> None:
-    """`count` mixed events, in `chunks` 0.1 s apart (a stream the projector keeps up with)."""
-    topics = declare(settings.topic_prefix, settings.partitions)
-    producer = kafka.producer(settings.kafka_bootstrap_servers)
-    await producer.start()
-    events = mixed_events(count, seed=seed)
-    try:
-        for _ in range(chunks):
-            await produce(producer, topics.events.name, islice(events, count // chunks + 1))
-            await asyncio.sleep(0.1)
-        await produce(producer, topics.events.name, events, unreadable)
-    finally:
-        await producer.stop()
 
 
 def projector(settings: Settings, log: Path) -> subprocess.Popen[bytes]:

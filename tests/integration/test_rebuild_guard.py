@@ -12,7 +12,9 @@ from projections.rebuild import RebuildRunning, rebuild
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.rebuilds import REBUILDABLE, rebuild_projections
 from services.coupons.settings import Settings
-from tests.integration.test_rebuild import send
+from tests.integration.helpers import send
+
+pytestmark = pytest.mark.integration
 
 
 async def test_a_second_rebuild_of_the_same_projection_is_refused(settings: Settings) -> None:

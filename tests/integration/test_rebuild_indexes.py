@@ -17,7 +17,9 @@ from projections.rebuild import rebuild
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.rebuilds import REBUILDABLE
 from services.coupons.settings import Settings
-from tests.integration.test_rebuild import send
+from tests.integration.helpers import send
+
+pytestmark = pytest.mark.integration
 
 
 async def test_shadow_tables_carry_only_the_declared_indexes(settings: Settings) -> None:

@@ -5,8 +5,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.integration.test_checkout import campaign
+from tests.integration.helpers import campaign
+
+pytestmark = pytest.mark.integration
 
 Service = tuple[httpx.Client, Path]
 STACKABLE = {"eligibility": {"stackable": True}}

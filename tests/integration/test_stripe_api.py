@@ -25,13 +25,9 @@ from services.coupons.settings import Settings
 from services.coupons.stripe.client import client_for, paid_invoices
 from tests import stripe_payloads as sp
 from tests.integration.conftest import ServiceFactory, free_port
-from tests.integration.test_stripe_bridge import (  # noqa: F401 - the fixture
-    bridge,
-    define,
-    deliver,
-    handled,
-    logged,
-)
+from tests.integration.helpers import define, deliver, handled, logged
+
+pytestmark = pytest.mark.integration
 
 
 def stripe_mock_binary() -> str:
@@ -138,7 +134,7 @@ def reconcile(settings: Settings, base: str, *flags: str) -> tuple[int, dict[str
 
 
 async def test_reconciliation_reports_and_repairs_what_the_ledger_lacks(
-    bridge: httpx.Client,  # noqa: F811 - the fixture
+    bridge: httpx.Client,
     settings: Settings,
     recorded: str,
 ) -> None:

@@ -4,92 +4,18 @@ redemptions, refunds and reversals in the event log, whatever the duplicates and
 import asyncio
 import random
 import time
-from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from aiokafka import TopicPartition
 
-from contracts.codec import EVENTS
 from contracts.events import CodeRedeemed, RedemptionRefunded, RedemptionReversed
-from contracts.topics import declare
-from services.coupons.bus import kafka
 from services.coupons.settings import Settings
 from services.coupons.stripe.translate import redemption_id
 from tests import stripe_payloads as sp
-from tests.integration.conftest import ServiceFactory
+from tests.integration.helpers import SECRET, define, deliver, handled, logged, read
 
-SECRET = "whsec_test_" + "x" * 24
-
-
-def deliver(client: httpx.Client, document: dict[str, Any], **headers: str) -> httpx.Response:
-    body = sp.body_of(document)
-    signed = {"Stripe-Signature": sp.sign(body, SECRET), **headers}
-    return client.post("/v1/webhooks/stripe", content=body, headers=signed)
-
-
-def read(client: httpx.Client, path: str) -> httpx.Response:
-    return client.get(path)
-
-
-async def handled(settings: Settings, count: int, timeout_s: float = 30) -> list[asyncpg.Record]:
-    """Wait until the translator has handled `count` distinct Stripe events."""
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            rows = await conn.fetch("SELECT * FROM stripe_events ORDER BY handled_at")
-            if len(rows) >= count or time.monotonic() > deadline:
-                return rows
-            await asyncio.sleep(0.2)
-    finally:
-        await conn.close()
-
-
-async def logged(settings: Settings) -> list[Any]:
-    """Every event in the event log, in partition order, up to the high watermark: a command
-    is answered once its transaction commits, but the commit markers that make its events
-    readable (and move the committed end) may still be on their way."""
-    topic = declare(settings.topic_prefix, settings.partitions).events.name
-    tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
-    watermarks = kafka.reader(settings.kafka_bootstrap_servers, committed_only=False)
-    await watermarks.start()
-    try:
-        ends = await watermarks.end_offsets(tps)
-    finally:
-        await watermarks.stop()
-    consumer = kafka.reader(settings.kafka_bootstrap_servers)
-    await consumer.start()
-    try:
-        consumer.assign(tps)
-        found = []
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                found.extend(EVENTS.decode(r.value).data for r in records)
-        return found
-    finally:
-        await consumer.stop()
-
-
-def define(client: httpx.Client, code: str) -> str:
-    reply = client.post(
-        "/v1/campaigns",
-        json={
-            "name": f"Stripe {code}",
-            "code": code,
-            "discount": {"kind": "percent", "percent_off": "20"},
-            "limits": {"max_redemptions": 1, "per_contact": 1},
-        },
-    )
-    assert reply.status_code == 201, reply.text
-    return str(reply.json()["id"])
-
-
-@pytest.fixture
-def bridge(start_service: ServiceFactory) -> httpx.Client:
-    client, _ = start_service(STRIPE_WEBHOOK_SECRET=SECRET, COUPONS_THROTTLE_FAILURES="1000")
-    return client
+pytestmark = pytest.mark.integration
 
 
 async def test_forged_stale_and_malformed_deliveries_are_refused_and_not_recorded(

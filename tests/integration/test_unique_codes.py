@@ -9,8 +9,11 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 
 from services.coupons.settings import Settings
+
+pytestmark = pytest.mark.integration
 
 COUNT = 25_000  # two chunks of the job
 

@@ -4,10 +4,14 @@ POST /v1/campaigns -> command on Kafka -> decider appends CampaignDefined -> pro
 PostgreSQL -> GET reads it, right after the POST returned (read-your-writes)."""
 
 import json
-import time
 from pathlib import Path
 
 import httpx
+import pytest
+
+from tests.integration.helpers import eventually
+
+pytestmark = pytest.mark.integration
 
 PERCENT_20 = {"kind": "percent", "percent_off": "20"}
 
@@ -120,10 +124,14 @@ def test_correlation_id_follows_http_kafka_and_projection(
     )
     assert created.status_code == 201
     assert created.headers["x-correlation-id"] == "trace-me-42"
-    time.sleep(0.5)
-    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
-    events = {line["event"] for line in lines if line.get("correlation_id") == "trace-me-42"}
-    assert {"http.request", "decider.decided", "projection.applied"} <= events
+
+    def traced() -> set[str]:
+        lines = log_path.read_text().splitlines()
+        logged = [json.loads(line) for line in lines if line.startswith("{")]
+        return {line["event"] for line in logged if line.get("correlation_id") == "trace-me-42"}
+
+    followed = {"http.request", "decider.decided", "projection.applied"}
+    assert followed <= eventually(traced, lambda events: followed <= events)
 
 
 def test_contracts_and_health_are_published(service: tuple[httpx.Client, Path]) -> None:
