@@ -82,10 +82,9 @@ async def _without_reset_query(conn: asyncpg.Connection) -> None:
 def _collect_garbage_less_often() -> None:
     """Python's cycle collector scans the young objects every 700 allocations and, now and
     then, every object the process holds: here the campaign view and the deciders' memo,
-    which grow with every redemption. In `bench/checkout.py` (medians of 3) redemptions went
-    from 441/s with p99 535 ms to 526/s and 211 ms with this. Freeze what start-up loaded
-    (never scanned again) and collect young objects 70 times less often; cycles are still
-    collected."""
+    which grow with every redemption: a measured cost (docs/performance.md, "Fewer cycle
+    collections"). Freeze what start-up loaded (never scanned again) and collect young
+    objects 70 times less often; cycles are still collected."""
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
 
