@@ -14,6 +14,9 @@ class Reason(StrEnum):
     REDEMPTION_EXISTS = "redemption_exists"
     ALREADY_REVERSED = "already_reversed"
     NO_CODE_AVAILABLE = "no_code_available"
+    UNPROCESSABLE = "unprocessable"
+    """the decider failed on the command (a bug or a value it cannot handle): refused and
+    parked in the dead-letter topic, so the campaign's other commands go on"""
     OUT_OF_RANGE = "out_of_range"
     """the result would leave the bounds every consumer can store (contracts.bounds)"""
     # why a code may not be redeemed (checked in the order of domain.eligibility)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import structlog
@@ -26,7 +27,7 @@ from contracts.envelope import Envelope
 from contracts.events import Event
 from contracts.topics import Topics
 from projections import metrics
-from projections.db import Connection
+from projections.db import DATABASE_UNAVAILABLE, Connection
 from projections.offsets import LostOwnership, SeekOnAssignment, StoredOffsets, advance_all
 from services.coupons.bus import kafka
 from services.coupons.bus.dead_letters import dead_letter
@@ -166,15 +167,51 @@ class ProjectionRunner:
             except MalformedMessage as error:
                 await dead_letter(producer, self._topics, record, error.reason, error.detail)
                 unreadable[at] = error.reason
-        dead: list[tuple[str, str]] = []
+        dead = [
+            (name, unreadable[(r.partition, r.offset)])
+            for name, records in fetched.items()
+            for r in records
+            if (r.partition, r.offset) in unreadable
+        ]
+        try:
+            applied = await self._write(fetched, moves, decoded)
+        except LostOwnership:
+            raise
+        except DATABASE_UNAVAILABLE:
+            raise  # not the events' fault: the batch is retried as it is
+        except Exception as error:  # noqa: BLE001 - one of its events cannot be applied: find it
+            log.error("projection.batch_failed", error=repr(error), partitions=moves)
+            records = {envelope.id: records_at[at] for at, envelope in decoded.items()}
+            park = _Parking(producer, self._topics, records)
+            applied = await self._write(fetched, moves, decoded, park)
+            dead.extend(park.parked)
+        for name, partitions in moves.items():
+            for partition, (_, to) in partitions.items():
+                self._offsets[name].advanced(partition, to)
+        metrics.APPLIED.update(applied)
+        metrics.DEAD_LETTERS.update(dead)
+
+    async def _write(
+        self,
+        fetched: dict[str, list[ConsumerRecord[Any, Any]]],
+        moves: dict[str, dict[int, tuple[int, int]]],
+        decoded: dict[tuple[int, int], Envelope[Event]],
+        park: "_Parking | None" = None,
+    ) -> dict[str, int]:
+        """Every projection's rows and offsets in ONE transaction; with `park`, each event
+        alone in a savepoint, and one that fails is parked instead (the slow way, only after
+        the batch failed). Returns the events applied per projection."""
         applied: dict[str, int] = {}
         async with self._pool.acquire() as conn, conn.transaction():
             await advance_all(conn, self._topics.events.name, moves)
             for name, records in fetched.items():
                 positions = [(r.partition, r.offset) for r in records]
                 envelopes = [decoded[at] for at in positions if at in decoded]
-                dead.extend((name, unreadable[at]) for at in positions if at in unreadable)
-                await self._projections[name].apply(conn, envelopes)
+                apply = self._projections[name].apply
+                if park is None:
+                    await apply(conn, envelopes)
+                else:
+                    envelopes = await park.each(conn, name, apply, envelopes)
                 applied[name] = len(envelopes)
                 for envelope in envelopes:
                     log.info(
@@ -192,8 +229,43 @@ class ProjectionRunner:
                     for partition, (_, to) in partitions.items()
                 ],
             )
-        for name, partitions in moves.items():
-            for partition, (_, to) in partitions.items():
-                self._offsets[name].advanced(partition, to)
-        metrics.APPLIED.update(applied)
-        metrics.DEAD_LETTERS.update(dead)
+        return applied
+
+
+class _Parking:
+    """Applies events one at a time, each in a savepoint, and parks those whose projection
+    fails on them (a value it cannot store, a bug): they go to the dead-letter topic, with
+    the projection and the error, and the projection's row for them stays missing until
+    repaired (docs/architecture.md, "Parked messages")."""
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        topics: Topics,
+        records: dict[UUID, ConsumerRecord[Any, Any]],
+    ) -> None:
+        self._producer, self._topics, self._records = producer, topics, records
+        self.parked: list[tuple[str, str]] = []
+
+    async def each(
+        self, conn: Connection, name: str, apply: Apply, envelopes: list[Envelope[Event]]
+    ) -> list[Envelope[Event]]:
+        """The envelopes applied; the others are parked."""
+        done = []
+        for envelope in envelopes:
+            try:
+                async with conn.transaction():  # a savepoint
+                    await apply(conn, [envelope])
+            except DATABASE_UNAVAILABLE:
+                raise
+            except Exception as error:  # noqa: BLE001 - parked, with the error, and counted
+                await self._park(name, envelope, error)
+                continue
+            done.append(envelope)
+        return done
+
+    async def _park(self, name: str, envelope: Envelope[Event], error: Exception) -> None:
+        record = self._records[envelope.id]
+        reason = f"projection_failed:{name}"
+        await dead_letter(self._producer, self._topics, record, reason, repr(error))
+        self.parked.append((name, "projection_failed"))

@@ -24,6 +24,7 @@ from contracts.codec import EVENTS, MalformedMessage
 from contracts.envelope import Envelope
 from contracts.events import CampaignDefined, CodesAdded, Event
 from contracts.topics import Topics
+from projections import parked
 from services.coupons.bus import kafka
 from services.coupons.domain import campaign as aggregate
 
@@ -160,12 +161,14 @@ class CampaignView:
             envelope = EVENTS.decode(raw)
         except MalformedMessage as error:
             log.warning("view.unreadable_event", reason=error.reason)
+            parked.PARKED["campaign-view", error.reason] += 1
             return
         event, key = envelope.data, envelope.key
         try:
             folded = aggregate.evolve(folding.campaigns.get(key), event, envelope.occurred_at)
-        except ValueError as error:  # e.g. an event for a campaign never defined: skip it
-            log.warning("view.unfoldable_event", type=event.type, detail=str(error))
+        except Exception as error:  # noqa: BLE001 - skipped and counted: the view goes on
+            log.error("view.unfoldable_event", type=event.type, error=repr(error))
+            parked.PARKED["campaign-view", "unfoldable_event"] += 1
             return
         if folded is None:
             return

@@ -64,13 +64,14 @@ from aiokafka.structs import ConsumerRecord
 from contracts.codec import COMMANDS, EVENTS, MalformedMessage
 from contracts.commands import Command
 from contracts.envelope import Envelope
-from contracts.events import CodeDistributed, CodeRedeemed, Event
+from contracts.events import CodeDistributed, CodeRedeemed, CommandRejected, Event
 from contracts.public import CouponIssued
 from contracts.reasons import Reason
 from contracts.replies import EventPosition, Reply
 from contracts.topics import Topics
+from projections import parked
 from services.coupons.bus import kafka, local_sockets
-from services.coupons.bus.dead_letters import dead_letter_headers
+from services.coupons.bus.dead_letters import dead_letter_headers, origin_headers
 from services.coupons.domain import campaign as aggregate
 from services.coupons.domain import summary
 from services.coupons.domain.idempotency import KeyReused, Memo, request_hash
@@ -91,11 +92,13 @@ class PartitionState:
     consumed: int = 0  # the next command offset to decide, as the events checkpointed it
 
     def apply(self, event: Envelope[Event], position: EventPosition | None) -> None:
+        """Fold `event` in; the memo first, so a command whose event cannot be folded (a
+        poison event, skipped) is still answered as decided when it is retried."""
+        if position is not None:
+            self.memo.replay(event, position)
         folded = aggregate.evolve(self.campaigns.get(event.key), event.data, event.occurred_at)
         if folded is not None:
             self.campaigns[event.key] = folded
-        if position is not None:
-            self.memo.replay(event, position)
 
 
 @dataclass
@@ -350,6 +353,7 @@ class Decider:
             end = (await consumer.end_offsets([tp]))[tp]
             while await consumer.position(tp) < end:
                 for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                    state.consumed = max(state.consumed, _checkpoint(record))
                     try:
                         event = EVENTS.decode(record.value)
                     except MalformedMessage as error:
@@ -357,8 +361,18 @@ class Decider:
                             "decider.unreadable_event", offset=record.offset, reason=error.reason
                         )
                         continue
-                    state.apply(event, EventPosition(partition=partition, offset=record.offset))
-                    state.consumed = max(state.consumed, _checkpoint(record))
+                    position = EventPosition(partition=partition, offset=record.offset)
+                    try:
+                        state.apply(event, position)
+                    except Exception as error:  # noqa: BLE001 - skipped, counted, never a crash loop
+                        log.error(
+                            "decider.unfoldable_event",
+                            partition=partition,
+                            offset=record.offset,
+                            type=event.type,
+                            error=repr(error),
+                        )
+                        parked.PARKED["decider", "unfoldable_event"] += 1
         finally:
             await consumer.stop()
         return state
@@ -374,14 +388,16 @@ class Decider:
             command = self._read(record, batch, writer.partition)
             if command is None:
                 continue
-            outcome = self._decide_one(writer, command, batch)
+            outcome = self._decide_one(writer, record, command, batch)
             if isinstance(record, Handed):
                 outcome.reply_to = record.reply_to
             else:
                 outcome.reply_to = kafka.header(record.headers, local_sockets.HEADER)
             batch.outcomes.append(outcome)
 
-    def _decide_one(self, writer: Writer, command: Envelope[Command], batch: Batch) -> Outcome:
+    def _decide_one(
+        self, writer: Writer, record: Received, command: Envelope[Command], batch: Batch
+    ) -> Outcome:
         state, outcome = writer.state, Outcome(command)
         digest = request_hash(command.data)  # once: it serialises the whole command
         try:
@@ -392,12 +408,23 @@ class Decider:
             outcome.key_reused = True  # answered once the first request's events are placed
             return outcome
         now = datetime.now(UTC)  # the decision's time: checked against and recorded
-        events = aggregate.decide(state.campaigns.get(command.key), command.data, now)
+        campaign = state.campaigns.get(command.key)
+        try:
+            events = aggregate.decide(campaign, command.data, now)
+            envelopes = [_event_envelope(command, event, now, digest) for event in events]
+            folded = aggregate.fold(campaign, [(e.data, now) for e in envelopes])
+        except Exception as error:  # noqa: BLE001 - parked and refused, never a dead partition
+            events, folded = [_unprocessable(command, error)], campaign
+            envelopes = [_event_envelope(command, events[0], now, digest)]
+            reason = Reason.UNPROCESSABLE.value
+            self._park(record, batch, writer.partition, reason, repr(error), handed_too=True)
+            parked.PARKED["decider", reason] += 1
         state.memo.begin(command, digest, events)
         outcome.decided_at = now
-        for event in events:
-            envelope = _event_envelope(command, event, now, digest)
-            state.apply(envelope, None)
+        if folded is not None:
+            state.campaigns[command.key] = folded
+        for envelope in envelopes:
+            event = envelope.data
             batch.sends.append(
                 Send(
                     self._topics.events.name,
@@ -480,21 +507,37 @@ class Decider:
         try:
             command = COMMANDS.decode(record.value)
         except MalformedMessage as error:
-            self._park(record, batch, error.reason, error.detail)
+            self._park(record, batch, partition, error.reason, error.detail)
             return None
         if kafka.partition_for(command.key, self._partitions) != partition:
             detail = f"key {command.key!r} belongs to another partition"
-            self._park(record, batch, "wrong_partition", detail)
+            self._park(record, batch, partition, "wrong_partition", detail)
             return None
         if command.idempotency_key is None:  # every decision is remembered under some key
             command = command.model_copy(update={"idempotency_key": str(command.id)})
         return command
 
-    def _park(self, record: Received, batch: Batch, reason: str, detail: str) -> None:
-        """Queue a fetched record for the dead-letter topic; drop a handed one, which has no
-        origin to record (its gateway appends it to the topic, where it is parked)."""
+    def _park(
+        self,
+        record: Received,
+        batch: Batch,
+        partition: int,
+        reason: str,
+        detail: str,
+        *,
+        handed_too: bool = False,
+    ) -> None:
+        """Queue a fetched record for the dead-letter topic. An unreadable handed one is
+        dropped (its gateway, unanswered, appends it to the topic, where it is parked); one
+        refused as unprocessable (`handed_too`) is answered, so it is parked here, with no
+        offset."""
         if isinstance(record, Handed):
-            log.error("decider.handed_command_dropped", reason=reason, detail=detail)
+            if not handed_too:
+                log.error("decider.handed_command_dropped", reason=reason, detail=detail)
+                return
+            topic = self._topics.commands.name
+            headers = origin_headers(topic, partition, None, reason, detail)
+            batch.sends.append(Send(self._topics.dead_letters.name, record.value, None, headers))
             return
         headers = dead_letter_headers(record, reason, detail)
         batch.sends.append(Send(self._topics.dead_letters.name, record.value, record.key, headers))
@@ -580,6 +623,18 @@ def _event_envelope(
         request_hash=digest,
         actor=command.actor,
         data=event,
+    )
+
+
+def _unprocessable(command: Envelope[Command], error: Exception) -> CommandRejected:
+    """The refusal of a command the decider failed on: its campaign's other commands go on."""
+    detail = f"the decider could not process this command ({type(error).__name__}); it is parked"
+    data = command.data
+    return CommandRejected(
+        campaign_id=data.campaign_id,
+        command_type=data.type,
+        reason=Reason.UNPROCESSABLE,
+        detail=detail,
     )
 
 

@@ -25,6 +25,7 @@ REFUSAL_STATUS: dict[Reason, int] = {
     Reason.ALREADY_REVERSED: 409,
     Reason.NO_CODE_AVAILABLE: 409,
     Reason.OUT_OF_RANGE: 422,
+    Reason.UNPROCESSABLE: 422,
     Reason.UNKNOWN_CODE: 404,
     Reason.NOT_STARTED: 409,
     Reason.EXPIRED: 409,

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from contracts.asyncapi import document
+from projections import metrics, parked
 from services.coupons.runtime import Runtime
 
 router = APIRouter(tags=["operations"])
@@ -38,6 +39,10 @@ async def readyz(request: Request) -> JSONResponse:
             checks["projections"] = f"behind: {behind}"
     except Exception as error:  # noqa: BLE001 - any failure means not ready
         checks["kafka"] = f"unreachable: {type(error).__name__}"
+    parked_here = {f"{c}:{r}": n for (c, r), n in sorted(parked.PARKED.items())}
+    parked_here.update({f"projector:{p}:{r}": n for (p, r), n in metrics.DEAD_LETTERS.items()})
+    if parked_here:  # loud, but the service serves: docs/architecture.md, "Parked messages"
+        checks["parked"] = parked_here
     if not runtime.view.caught_up:
         checks["campaign_view"] = "catching up with the event log"
     unhealthy = runtime.unhealthy_components()

@@ -7,7 +7,7 @@ from aiokafka import TopicPartition
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 
-from projections import metrics
+from projections import metrics, parked
 from projections.offsets import stored_offsets
 from services.coupons.api.auth import require
 from services.coupons.api.commands import runtime_of
@@ -81,6 +81,13 @@ async def prometheus(request: Request) -> str:
             f" {n}"
             for p in status
             for reason, n in p["dead_letters"].items()
+        ),
+        "# HELP coupons_parked_total Messages the decider, the campaign view or the Stripe"
+        " translator could not process and parked (docs/architecture.md), by this replica.",
+        "# TYPE coupons_parked_total counter",
+        *(
+            f'coupons_parked_total{{consumer="{consumer}",reason="{reason}"}} {n}'
+            for (consumer, reason), n in sorted(parked.PARKED.items())
         ),
     ]
     return "\n".join(lines) + "\n"

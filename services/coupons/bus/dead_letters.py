@@ -32,18 +32,28 @@ def dead_letter_headers(
     record: ConsumerRecord[Any, Any], reason: str, detail: str
 ) -> list[tuple[str, bytes]]:
     """Why `record` is parked and where it came from; logged once, here."""
+    return origin_headers(record.topic, record.partition, record.offset, reason, detail)
+
+
+def origin_headers(
+    topic: str, partition: int, offset: int | None, reason: str, detail: str
+) -> list[tuple[str, bytes]]:
+    """Why a message is parked and where it came from (`offset` None: it was handed over
+    on the same host, never on the topic); logged once, here."""
     log.warning(
         "message.dead_lettered",
         reason=reason,
         detail=detail,
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
+        topic=topic,
+        partition=partition,
+        offset=offset,
     )
-    return [
+    headers = [
         ("reason", reason.encode()),
         ("detail", detail[:1000].encode()),
-        ("source_topic", record.topic.encode()),
-        ("source_partition", str(record.partition).encode()),
-        ("source_offset", str(record.offset).encode()),
+        ("source_topic", topic.encode()),
+        ("source_partition", str(partition).encode()),
     ]
+    if offset is not None:
+        headers.append(("source_offset", str(offset).encode()))
+    return headers

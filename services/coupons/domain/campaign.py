@@ -7,6 +7,7 @@ its partition, so they hold exactly under any concurrency. Usage lives in persis
 on every event.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -465,6 +466,13 @@ def evolve(campaign: Campaign | None, event: Event, occurred_at: datetime) -> Ca
             )
             return replace(campaign, ledger=campaign.ledger.set(event.redemption_id, done))
     raise AssertionError(f"unhandled event {event.type}")
+
+
+def fold(campaign: Campaign | None, events: Iterable[tuple[Event, datetime]]) -> Campaign | None:
+    """`campaign` after `events` (each with the time it occurred), in order."""
+    for event, occurred_at in events:
+        campaign = evolve(campaign, event, occurred_at)
+    return campaign
 
 
 def _use(campaign: Campaign, redemption_id: str, done: Redemption, sign: int) -> Campaign:

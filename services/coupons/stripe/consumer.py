@@ -24,11 +24,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from contracts.topics import Topics
-from projections.db import Connection
+from projections import parked
+from projections.db import DATABASE_UNAVAILABLE, Connection
 from projections.offsets import LostOwnership, StoredOffsets
 from services.coupons.bus import kafka
 from services.coupons.bus.dead_letters import dead_letter
-from services.coupons.stripe.shapes import MalformedStripeEvent, fact_of
+from services.coupons.bus.gateway import DecisionPending
+from services.coupons.stripe.shapes import Fact, MalformedStripeEvent, fact_of
 from services.coupons.stripe.translate import Decide, Translator
 
 log = structlog.get_logger(__name__)
@@ -122,6 +124,30 @@ class StripeConsumer:
                 await self._one(conn, producer, record)
         self._offsets.advanced(tp.partition, next_offset)
 
+    async def _translate(
+        self,
+        conn: Connection,
+        producer: AIOKafkaProducer,
+        record: ConsumerRecord[Any, Any],
+        fact: Fact,
+        event_id: str,
+    ) -> str:
+        """The translation's outcome; `parked` when it failed on this event (a value out of
+        bounds, a bug): the event is dead-lettered, the translator goes on. Failures of a
+        dependency (PostgreSQL, the decider) and conflicts with another replica propagate:
+        the chunk is retried."""
+        try:
+            async with conn.transaction():  # a savepoint: what it wrote is undone if it fails
+                return await self._translator.handle(conn, fact, event_id)
+        except (asyncpg.UniqueViolationError, DecisionPending):
+            raise
+        except DATABASE_UNAVAILABLE:
+            raise
+        except Exception as error:  # noqa: BLE001 - parked, with the error, and counted
+            await dead_letter(producer, self._topics, record, "translation_failed", repr(error))
+            parked.PARKED[NAME, "translation_failed"] += 1
+            return "parked"
+
     async def _one(
         self, conn: Connection, producer: AIOKafkaProducer, record: ConsumerRecord[Any, Any]
     ) -> None:
@@ -144,7 +170,7 @@ class StripeConsumer:
             else:
                 outcome = "kept"
             if fact is not None:
-                outcome = await self._translator.handle(conn, fact, event_id)
+                outcome = await self._translate(conn, producer, record, fact, event_id)
             await conn.execute(
                 "INSERT INTO stripe_events (event_id, type, outcome) VALUES ($1, $2, $3)",
                 event_id,
