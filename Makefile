@@ -2,7 +2,7 @@
 UV ?= uv
 PY := .venv/bin/python
 
-.PHONY: run test key lint format bench system clean
+.PHONY: run test key lint format bench outages system clean
 
 run: system .venv/.synced  ## start the service (local Kafka + PostgreSQL unless configured)
 	$(PY) -m services.coupons.cli run
@@ -40,3 +40,6 @@ bench: .venv/.synced  ## benchmarks: print figures (see bench/)
 	$(PY) bench/codes.py --runs 3
 	$(PY) bench/stripe_bridge.py --runs 3
 	$(PY) bench/read_models.py --runs 3
+
+outages: system .venv/.synced  ## Kafka and PostgreSQL stopped 60 s and 3 min under load; prints recovery times (~10 min)
+	$(PY) bench/outages.py

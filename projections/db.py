@@ -16,7 +16,6 @@ else:
 
 DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable
-    TimeoutError,
     asyncpg.PostgresConnectionError,  # the server closed or refused the connection
     asyncpg.InterfaceError,  # the connection was closed under us
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, cannot connect now

@@ -85,6 +85,7 @@ class ProjectionRunner:
         and swallow it)."""
 
     async def run(self) -> None:
+        self.rebalance_error = None  # a restart after a failed assignment tries afresh
         topic = self._topics.events.name
         consumer = kafka.reader(self._bootstrap, group_id=self._group_id)
         producer = kafka.producer(self._bootstrap)

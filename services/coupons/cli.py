@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     ).add_argument("names", nargs="*", metavar="NAME", help="default: every rebuildable one")
     args = parser.parse_args(argv)
     logs.configure(
-        os.environ.get("COUPONS_LOG_LEVEL", "INFO"), os.environ.get("COUPONS_LOG_FORMAT", "json")
+        os.environ.get("COUPONS_LOG_LEVEL", "INFO"), os.environ.get("COUPONS_LOG_FORMAT")
     )
     if args.command == "run":
         run_local()

@@ -201,6 +201,7 @@ class Decider:
         self._group = f"{topics.commands.name}.decider"
         self._writers: dict[int, Writer] = {}
         self._rebalance_error: Exception | None = None
+        self._assigned: set[int] | None = None  # None until the group assigned us partitions
         self._replies: AIOKafkaProducer | None = None  # one per run: a restart makes another
         self._outbox: local_sockets.Outbox | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -208,6 +209,7 @@ class Decider:
 
     async def run(self) -> None:
         self._rebalance_error = None  # a restart after a failed acquisition tries afresh
+        self._assigned = None
         self._consumer = consumer = kafka.reader(self._bootstrap, group_id=self._group)
         self._replies = kafka.producer(self._bootstrap)
         self._outbox = local_sockets.Outbox()
@@ -295,6 +297,11 @@ class Decider:
             batch.campaigns = {key: campaigns[key] for key in changed if key in campaigns}
             writer.committing = asyncio.create_task(self._commit(writer, batch))
             self._decide(writer)  # what MAX_BATCH left over, ahead of the next transaction
+
+    @property
+    def ready(self) -> bool:
+        """It has joined its group and holds (has folded) every partition assigned to it."""
+        return self._assigned is not None and self._assigned <= self._writers.keys()
 
     async def _acquire(self, partitions: list[int]) -> None:
         assert self._consumer is not None, "partitions are assigned while the decider runs"
@@ -595,6 +602,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._decider = decider
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._decider._assigned = None  # not ready until the group has assigned again
         await self._decider._release([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -604,6 +612,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._decider._acquire(sorted(tp.partition for tp in assigned))
         except Exception as error:  # noqa: BLE001 - re-raised by the run loop
             self._decider._rebalance_error = error
+        else:
+            self._decider._assigned = {tp.partition for tp in assigned}
 
 
 def _checkpoint(record: ConsumerRecord[Any, Any]) -> int:

@@ -1,9 +1,10 @@
 """The composition root: builds every connection and component from Settings, in the
 application's lifespan (never at import time), and tears them down in reverse order."""
 
+import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -27,7 +28,7 @@ from services.coupons.stripe.client import client_for
 from services.coupons.stripe.consumer import StripeConsumer
 from services.coupons.stripe.mirror import MirrorRunner
 from services.coupons.stripe.sink import WebhookSink
-from services.coupons.supervise import Supervised
+from services.coupons.supervise import STOP_TIMEOUT_S, Supervised
 
 log = structlog.get_logger(__name__)
 
@@ -52,22 +53,36 @@ class Runtime:
     appended: AIOKafkaConsumer  # reads high watermarks (every event appended), to catch up
     components: list[Supervised]
     stripe_sink: WebhookSink
+    decider: Decider | None
+
+    async def event_ends(self) -> dict[int, int]:
+        """The event topic's committed end offset per partition (Kafka)."""
+        tps = [TopicPartition(self.topics.events.name, p) for p in range(self.partitions)]
+        ends = await self.offsets.end_offsets(tps)
+        return {tp.partition: at for tp, at in ends.items()}
+
+    async def projected(self) -> dict[str, dict[int, int]]:
+        """Each projection's stored next offset per partition (PostgreSQL)."""
+        async with self.pool.acquire() as conn:
+            return {
+                p.name: await stored_offsets(conn, p.name, self.topics.events.name)
+                for p in PROJECTIONS
+            }
 
     async def lag(self) -> dict[str, int]:
         """Events appended but not yet applied, per projection (all partitions summed)."""
-        tps = [TopicPartition(self.topics.events.name, p) for p in range(self.partitions)]
-        ends = await self.offsets.end_offsets(tps)
-        lags = {}
-        async with self.pool.acquire() as conn:
-            for projection in PROJECTIONS:
-                stored = await stored_offsets(conn, projection.name, self.topics.events.name)
-                lags[projection.name] = sum(
-                    max(0, ends[tp] - stored.get(tp.partition, 0)) for tp in tps
-                )
-        return lags
+        return lag_of(await self.event_ends(), await self.projected())
 
-    def unhealthy_components(self) -> list[str]:
-        return [c.name for c in self.components if not c.healthy]
+    def unhealthy_components(self) -> dict[str, str]:
+        """The components not running steadily, with what each last failed on."""
+        return {c.name: c.problem or "starting" for c in self.components if not c.healthy}
+
+
+def lag_of(ends: dict[int, int], projected: dict[str, dict[int, int]]) -> dict[str, int]:
+    return {
+        name: sum(max(0, end - stored.get(p, 0)) for p, end in ends.items())
+        for name, stored in projected.items()
+    }
 
 
 async def _without_reset_query(conn: asyncpg.Connection) -> None:
@@ -77,6 +92,15 @@ async def _without_reset_query(conn: asyncpg.Connection) -> None:
     connection). A transaction left open by a cancelled task is still rolled back."""
     if conn.is_in_transaction():
         await conn.execute("ROLLBACK")
+
+
+async def _within(stop: Callable[[], Awaitable[object]], what: str) -> None:
+    """Stop a client, but not for ever: closing Kafka clients while the broker is away waits
+    for requests that will not be answered, and a shutdown must not hang on them."""
+    try:
+        await asyncio.wait_for(stop(), STOP_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("runtime.stop_timed_out", what=what, after_s=STOP_TIMEOUT_S)
 
 
 def _collect_garbage_less_often() -> None:
@@ -100,28 +124,29 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         pool = await asyncpg.create_pool(
             settings.database_url, min_size=2, max_size=10, reset=_without_reset_query
         )
-        stack.push_async_callback(pool.close)
+        stack.push_async_callback(_within, pool.close, "pool")
         async with pool.acquire() as conn:
             await migrate(conn)
         offsets = kafka.reader(bootstrap)
         await offsets.start()
-        stack.push_async_callback(offsets.stop)
+        stack.push_async_callback(_within, offsets.stop, "offsets")
         appended = kafka.reader(bootstrap, committed_only=False)
         await appended.start()
-        stack.push_async_callback(appended.stop)
+        stack.push_async_callback(_within, appended.stop, "appended")
         watermarks = Watermarks(settings.database_url, topics.events.name, pool)
         await watermarks.start()
-        stack.push_async_callback(watermarks.stop)
+        stack.push_async_callback(_within, watermarks.stop, "watermarks")
         gateway = CommandGateway(bootstrap, topics, layout, settings.command_timeout_s)
         await gateway.start()
-        stack.push_async_callback(gateway.stop)
+        stack.push_async_callback(_within, gateway.stop, "gateway")
         stripe_sink = WebhookSink(
             bootstrap, topics.stripe_events, layout[topics.stripe_events.name]
         )
         await stripe_sink.start()
-        stack.push_async_callback(stripe_sink.stop)
+        stack.push_async_callback(_within, stripe_sink.stop, "stripe_sink")
         view = CampaignView(bootstrap, topics, partitions)
         components = [Supervised("campaign-view", view.run)]
+        decider = None
         if "decider" in settings.components:
             decider = Decider(bootstrap, topics, partitions, gateway.answer, view.take_committed)
             components.append(Supervised("decider", decider.run))
@@ -139,7 +164,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
                 components.append(Supervised("stripe-mirror", mirror.run))
         for component in components:
             component.start()
-            stack.push_async_callback(component.stop)
+            stack.push_async_callback(_within, component.stop, "component")
         _collect_garbage_less_often()
         log.info("runtime.started", components=settings.components, partitions=partitions)
         yield Runtime(
@@ -154,5 +179,6 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             appended,
             components,
             stripe_sink,
+            decider,
         )
     log.info("runtime.stopped")

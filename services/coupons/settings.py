@@ -35,7 +35,10 @@ class Settings(BaseSettings):
     command_timeout_s: float = Field(10.0, gt=0, validation_alias="COUPONS_COMMAND_TIMEOUT_S")
     ready_max_lag: int = Field(100, ge=0, validation_alias="COUPONS_READY_MAX_LAG")
     log_level: str = Field("INFO", validation_alias="COUPONS_LOG_LEVEL")
-    log_format: Literal["json", "console"] = Field("json", validation_alias="COUPONS_LOG_FORMAT")
+    log_format: Literal["json", "console"] | None = Field(
+        None, validation_alias="COUPONS_LOG_FORMAT"
+    )
+    """None: coloured console lines when stdout is a terminal, else JSON."""
     stripe_webhook_secret: str | None = Field(None, validation_alias="STRIPE_WEBHOOK_SECRET")
     stripe_webhook_tolerance_s: int = Field(
         300, ge=1, validation_alias="STRIPE_WEBHOOK_TOLERANCE_S"

@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from services.coupons.api import checkout
 from services.coupons.api.auth import authorised
-from services.coupons.api.errors import ApiError, error_response, invalid_request
+from services.coupons.api.errors import ApiError, error_response, invalid_request, unavailable
 from services.coupons.api.params import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
 
 IDEMPOTENCY_KEY = "idempotency-key"
@@ -51,6 +51,11 @@ class CheckoutLane:
             )
         except ValidationError as error:
             refusal = invalid_request(error.errors())
+        except Exception as error:
+            down = unavailable(error)
+            if down is None:
+                raise
+            refusal = down
         else:  # the two messages, without building a Starlette response
             content = body.model_dump_json().encode()
             length = str(len(content)).encode()

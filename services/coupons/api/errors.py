@@ -6,6 +6,8 @@
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -13,6 +15,10 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.reasons import Reason
+from projections.db import DATABASE_UNAVAILABLE
+from services.coupons.logs import RepeatLimiter
+
+log = structlog.get_logger(__name__)
 
 REFUSAL_STATUS: dict[Reason, int] = {
     Reason.CAMPAIGN_EXISTS: 409,
@@ -112,7 +118,36 @@ async def _http(_: Request, error: Exception) -> JSONResponse:
     return error_response(error.status_code, code, str(error.detail))
 
 
+RETRY_AFTER_S = "2"
+_REPEATS = RepeatLimiter()
+
+
+def unavailable(error: Exception) -> JSONResponse | None:
+    """`503` with a stable code and `Retry-After` when `error` means a dependency is down (a
+    request that cannot be served now, never a bare 500); None for any other error."""
+    if isinstance(error, KafkaError):
+        code, what = "broker_unavailable", "Kafka"
+    elif isinstance(error, DATABASE_UNAVAILABLE):
+        code, what = "database_unavailable", "PostgreSQL"
+    else:
+        return None
+    if (suppressed := _REPEATS.allow(code)) is not None:
+        log.warning("http.dependency_unavailable", code=code, error=repr(error), like=suppressed)
+    message = f"{what} is unavailable; retry after Retry-After s, with the same Idempotency-Key"
+    return error_response(503, code, message, headers={"Retry-After": RETRY_AFTER_S})
+
+
+async def _unavailable(_: Request, error: Exception) -> JSONResponse:
+    refusal = unavailable(error)
+    if refusal is not None:
+        return refusal
+    log.error("http.unhandled_error", error=repr(error))
+    return error_response(500, "internal_error", "an unexpected error; it is logged")
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    for dependency in (KafkaError, *DATABASE_UNAVAILABLE, Exception):
+        app.add_exception_handler(dependency, _unavailable)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http)

@@ -19,6 +19,7 @@ from uuid import UUID
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from contracts.base import Frozen
 from contracts.codec import REPLIES, MalformedMessage
@@ -26,6 +27,7 @@ from contracts.envelope import Envelope
 from contracts.replies import Reply
 from contracts.topics import Topics
 from services.coupons.bus import kafka, local_sockets
+from services.coupons.logs import RepeatLimiter
 
 log = structlog.get_logger(__name__)
 
@@ -97,13 +99,16 @@ class CommandGateway:
                     return await asyncio.wait_for(asyncio.shield(waiter), patience)
                 except TimeoutError:
                     log.warning("gateway.handover_unanswered", command_id=str(command.id))
-            await self._producer.send_and_wait(
+            appended = self._producer.send_and_wait(
                 self._topics.commands.name,
                 encoded,
                 key=command.key.encode(),
                 partition=partition,
                 headers=[("type", command.type.encode()), *self._headers],
             )
+            # bounded too: with the broker away the append would wait for it; the caller's
+            # retry with the same key is decided once, whether or not this one went out
+            await asyncio.wait_for(appended, max(deadline - loop.time(), 0))
             return await asyncio.wait_for(waiter, max(deadline - loop.time(), 0))
         except TimeoutError as error:
             raise DecisionPending(str(command.id)) from error
@@ -136,8 +141,17 @@ class CommandGateway:
             return True  # let the decoder report it
 
     async def _read_replies(self) -> None:
+        """For ever: an error of the broker (away, restarting) is logged and the reading goes
+        on, so the gateway answers again as soon as the broker is back."""
+        repeats = RepeatLimiter()
         while True:
-            batches = await self._replies.getmany(timeout_ms=1000)
+            try:
+                batches = await self._replies.getmany(timeout_ms=1000)
+            except KafkaError as error:
+                if (dropped := repeats.allow(type(error).__name__)) is not None:
+                    log.warning("gateway.replies_unavailable", error=repr(error), like=dropped)
+                await asyncio.sleep(1)
+                continue
             for records in batches.values():
                 for record in records:
                     if self._awaits(record.key):  # else another replica's: all read all

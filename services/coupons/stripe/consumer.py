@@ -52,6 +52,7 @@ class StripeConsumer:
         self._offsets = StoredOffsets(pool, NAME, topics.stripe_events.name)
 
     async def run(self) -> None:
+        self._offsets.rebalance_error = None  # a restart after a failed assignment tries afresh
         topic = self._topics.stripe_events.name
         consumer = kafka.reader(self._bootstrap, group_id=f"{topic}.{NAME}")
         producer = kafka.producer(self._bootstrap)
