@@ -29,6 +29,7 @@ from services.coupons.stripe.consumer import StripeConsumer
 from services.coupons.stripe.mirror import MirrorRunner
 from services.coupons.stripe.sink import WebhookSink
 from services.coupons.supervise import STOP_TIMEOUT_S, Supervised
+from services.coupons.writer.engine import Writers
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +54,7 @@ class Runtime:
     appended: AIOKafkaConsumer  # reads high watermarks (every event appended), to catch up
     components: list[Supervised]
     stripe_sink: WebhookSink
-    decider: Decider | None
+    decider: Writers | None
 
     async def event_ends(self) -> dict[int, int]:
         """The event topic's committed end offset per partition (Kafka)."""

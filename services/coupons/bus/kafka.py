@@ -5,13 +5,6 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import murmur2
-from aiokafka.producer import sender
-
-# A transaction begun while the broker still writes the previous one's commit markers is
-# refused as CONCURRENT_TRANSACTIONS (KAFKA-5477), and aiokafka retries it after a fixed 20 ms:
-# a busy decider, whose transactions are back to back, then waits 20 ms on every one of them.
-# The markers take about a millisecond on a broker, so retry after 2 ms.
-sender.BACKOFF_OVERRIDE = 0.002
 
 
 @functools.lru_cache(maxsize=100_000)

@@ -9,12 +9,14 @@ copying it per event would make a rebuild quadratic.
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
-from contracts.commands import Command
+from pydantic import BaseModel
+
 from contracts.envelope import Envelope
-from contracts.events import CommandRejected, Event
+from contracts.events import CommandRejected
 from contracts.reasons import Reason
 from contracts.replies import EventPosition
 
@@ -34,32 +36,45 @@ class KeyReused(Exception):
     """The idempotency key was decided before for a different request."""
 
 
-def request_hash(command: Command) -> str:
+Refusal = Callable[[Any], tuple[Reason, str] | None]
+"""Whether an event records a refusal: its reason and detail (the aggregate's `refusal`)."""
+
+
+def campaign_refusal(event: Any) -> tuple[Reason, str] | None:
+    if isinstance(event, CommandRejected):
+        return event.reason, event.detail
+    return None
+
+
+def request_hash(command: BaseModel) -> str:
     canonical = json.dumps(command.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _slot(envelope: Envelope[Command] | Envelope[Event]) -> Slot | None:
+def _slot(envelope: Envelope[Any]) -> Slot | None:
     if envelope.idempotency_key is None:
         return None
     return (envelope.key, envelope.idempotency_key)
 
 
-def _decided(digest: str, event: Event | None, events: tuple[EventPosition, ...]) -> Decided:
-    if isinstance(event, CommandRejected):
-        return Decided(digest, "rejected", event.reason, event.detail, events)
+def _decided(
+    digest: str, refused: tuple[Reason, str] | None, events: tuple[EventPosition, ...]
+) -> Decided:
+    if refused is not None:
+        return Decided(digest, "rejected", refused[0], refused[1], events)
     return Decided(digest, "accepted", events=events)
 
 
 class Memo:
-    def __init__(self) -> None:
+    def __init__(self, refusal: Refusal = campaign_refusal) -> None:
         self._decided: dict[Slot, Decided] = {}
+        self._refusal = refusal
 
-    def get(self, command: Envelope[Command]) -> Decided | None:
+    def get(self, command: Envelope[Any]) -> Decided | None:
         slot = _slot(command)
         return None if slot is None else self._decided.get(slot)
 
-    def recall(self, command: Envelope[Command], digest: str) -> Decided | None:
+    def recall(self, command: Envelope[Any], digest: str) -> Decided | None:
         """The first outcome for this command's key; raises `KeyReused` on a different body.
         `digest` is the command's `request_hash`, computed once by the caller."""
         prior = self.get(command)
@@ -67,21 +82,21 @@ class Memo:
             raise KeyReused(command.idempotency_key)
         return prior
 
-    def begin(self, command: Envelope[Command], digest: str, events: list[Event]) -> None:
+    def begin(self, command: Envelope[Any], digest: str, events: list[Any]) -> None:
         """Remember a decision as soon as it is made, so a retry in the same batch sees it;
         `place` adds each event's position once the log has acknowledged it."""
         slot = _slot(command)
         if slot is not None:
-            rejection = next((e for e in events if isinstance(e, CommandRejected)), None)
-            self._decided[slot] = _decided(digest, rejection, ())
+            refused = (self._refusal(e) for e in events)
+            self._decided[slot] = _decided(digest, next((r for r in refused if r), None), ())
 
-    def place(self, event: Envelope[Event], position: EventPosition) -> None:
+    def place(self, event: Envelope[Any], position: EventPosition) -> None:
         slot = _slot(event)
         if slot is not None and slot in self._decided:
             earlier = self._decided[slot]
             self._decided[slot] = replace(earlier, events=(*earlier.events, position))
 
-    def replay(self, event: Envelope[Event], position: EventPosition) -> None:
+    def replay(self, event: Envelope[Any], position: EventPosition) -> None:
         """Fold one event read back from the log."""
         slot, digest = _slot(event), event.request_hash
         if slot is None or digest is None:
@@ -90,4 +105,4 @@ class Memo:
         if earlier is not None and earlier.request_hash == digest:
             self._decided[slot] = replace(earlier, events=(*earlier.events, position))
         else:
-            self._decided[slot] = _decided(digest, event.data, (position,))
+            self._decided[slot] = _decided(digest, self._refusal(event.data), (position,))

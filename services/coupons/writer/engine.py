@@ -1,0 +1,308 @@
+"""The single-writer engine: the one writer of each partition of an aggregate's command topic.
+
+For every batch of commands on partition p it decides each one against the state folded from
+event partition p (`batch`), then appends the events to event partition p in ONE Kafka
+transaction (`transactions`). A crash anywhere before the commit leaves no trace; after it,
+everything is there. On assignment, p's two transactional producers fence any zombie writer
+of p, then the state and the consumed offset are folded from the log.
+
+A batch takes commands from two places: the commands topic, and the local socket at which the
+owner of p listens for gateways of its own host (`bus.local_sockets`), who send their commands
+there instead of through the broker. A command handed over that way has no offset, so it moves
+no checkpoint; one lost with its writer is appended to the topic by its gateway after a while,
+and decided then (a second delivery of one decided already is a retry, answered from the
+memo). The socket is opened once p's state is loaded and closed first when p is given up.
+
+Commands keep being fetched, and decided, while a partition's transaction is in flight; the
+next transaction takes all of them at once, already decided and encoded, so it only sends and
+commits. Batches grow with the load instead of waiting a turn.
+
+After a commit, the committed events and the states they changed are handed to this process's
+view (`fold_here`) before the replies (`replies`), so a command answered here need not wait
+for the view to fetch its events.
+"""
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from contracts.codec import MalformedMessage
+from contracts.envelope import Envelope
+from contracts.replies import EventPosition, Reply
+from contracts.topics import Topics
+from projections import parked
+from services.coupons.bus import kafka, local_sockets
+from services.coupons.writer import kafka_private, transactions
+from services.coupons.writer.aggregate import Aggregate
+from services.coupons.writer.batch import MAX_BATCH, Batch, Decisions, Handed, PartitionState
+from services.coupons.writer.replies import Replies
+from services.coupons.writer.transactions import Writer
+
+log = structlog.get_logger(__name__)
+
+REBIND_S = 1.0
+"""How often a writer whose socket name is still held elsewhere tries again."""
+
+TakeCommitted = Callable[
+    [int, tuple[int, int], Sequence[Envelope[Any]], Mapping[str, Any]], Awaitable[None]
+]
+"""Hand a committed transaction to this process's view: partition, (first, last) offsets, its
+events, and the states they changed as they stand after them."""
+
+
+async def _nowhere(*_: Any) -> None:
+    pass
+
+
+class Writers:
+    def __init__(
+        self,
+        aggregate: Aggregate,
+        bootstrap: str,
+        topics: Topics,
+        partitions: int,
+        answer_here: Callable[[Reply], bool] = lambda _: False,
+        fold_here: TakeCommitted = _nowhere,
+        role: str = "decider",
+    ) -> None:
+        """`answer_here` resolves a wait of this process's gateway for a reply, if it has one:
+        then the reply is not sent to the replies topic. `fold_here` takes each committed
+        transaction into this process's view. `role` names the consumer group and the
+        transactional ids (`<commands topic>.<role>`, `...p<p>`, `...p<p>.b`)."""
+        kafka_private.retry_concurrent_transactions_quickly()
+        self._aggregate = aggregate
+        self._bootstrap = bootstrap
+        self._answer_here = answer_here
+        self._fold_here = fold_here
+        self._topics = topics
+        self._decisions = Decisions(aggregate, topics, partitions)
+        self._group = f"{topics.commands.name}.{role}"
+        self._writers: dict[int, Writer] = {}
+        self._rebalance_error: Exception | None = None
+        self._assigned: set[int] | None = None  # None until the group assigned us partitions
+        self._replies: Replies | None = None  # one per run: a restart makes another
+        self._consumer: AIOKafkaConsumer | None = None
+        self._handed: asyncio.Future[None] | None = None  # resolved when a command is handed
+
+    @property
+    def ready(self) -> bool:
+        """It has joined its group and holds (has folded) every partition assigned to it."""
+        return self._assigned is not None and self._assigned <= self._writers.keys()
+
+    async def run(self) -> None:
+        self._rebalance_error = None  # a restart after a failed acquisition tries afresh
+        self._assigned = None
+        self._consumer = consumer = kafka.reader(self._bootstrap, group_id=self._group)
+        producer = kafka.producer(self._bootstrap)
+        outbox = local_sockets.Outbox()
+        self._replies = Replies(self._topics.replies.name, producer, outbox, self._answer_here)
+        await producer.start()
+        await consumer.start()
+        consumer.subscribe([self._topics.commands.name], listener=_Rebalance(self))
+        fetching: asyncio.Task[dict[TopicPartition, list[ConsumerRecord[Any, Any]]]] | None = None
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                # Fetch while transactions are in flight: the consumer fetches a partition
+                # again only once what it fetched is taken, so taking it only between
+                # transactions would leave the commands sent meanwhile for the one after next.
+                if fetching is None:
+                    fetching = asyncio.create_task(consumer.getmany(timeout_ms=200))
+                if self._handed is None or self._handed.done():
+                    self._handed = loop.create_future()
+                committing = [w.committing for w in self._writers.values() if w.committing]
+                wakes: list[asyncio.Future[Any]] = [fetching, self._handed, *committing]
+                done, _ = await asyncio.wait(wakes, return_when=asyncio.FIRST_COMPLETED)
+                if fetching in done:
+                    batches, fetching = fetching.result(), None
+                    if self._rebalance_error is not None:
+                        raise self._rebalance_error
+                    self._queue(consumer, batches)
+                for writer in list(self._writers.values()):
+                    self._listen(writer, loop.time())
+                    self._advance(writer)
+        finally:
+            if fetching is not None:
+                fetching.cancel()
+                await asyncio.gather(fetching, return_exceptions=True)
+            await consumer.stop()
+            await self._release(list(self._writers))
+            await producer.stop()
+            outbox.close()
+
+    def _queue(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]],
+    ) -> None:
+        for tp, records in batches.items():
+            writer = self._writers.get(tp.partition)
+            if writer is None:
+                # Fetched before a rebalance took the partition away; whoever owns it next
+                # starts from the committed offset. If it comes back to us, we do.
+                if tp in consumer.assignment():
+                    consumer.seek(tp, records[0].offset)
+                continue
+            writer.waiting.extend(records)
+
+    def _take_handed(self, partition: int, datagram: bytes) -> None:
+        """Queue a command a gateway of this host handed over; if p is no longer ours, drop
+        it (its gateway appends it to the topic when no reply comes)."""
+        writer = self._writers.get(partition)
+        if writer is None:
+            return
+        reply_to, value = local_sockets.read_command_datagram(datagram)
+        writer.waiting.append(Handed(value, reply_to))
+        if self._handed is not None and not self._handed.done():
+            self._handed.set_result(None)
+
+    def _listen(self, writer: Writer, now: float) -> None:
+        """Open the writer's inbox if another process still held its name last time (the
+        partition's previous owner, giving it up)."""
+        if not writer.inbox.is_open and now - writer.bound_at >= REBIND_S:
+            writer.bound_at = now
+            writer.inbox.open()
+
+    def _advance(self, writer: Writer) -> None:
+        """Decide what was fetched; once the transaction in flight has committed, start the
+        next one with everything decided meanwhile. Partitions commit independently."""
+        if writer.committing is not None and writer.committing.done():
+            finished, writer.committing = writer.committing, None
+            finished.result()  # a failed transaction crashes the writer: it resumes from the log
+        self._decide(writer)
+        if writer.committing is not None and writer.decided.sends and writer.begun is None:
+            # the next batch will need a transaction: begin it while this one commits
+            events = TopicPartition(self._topics.events.name, writer.partition)
+            writer.begun = asyncio.create_task(transactions.begin(writer.next_turn(), events))
+        if writer.committing is None and writer.decided.records:
+            batch, writer.decided = writer.decided, Batch()
+            batch.seal(writer.state)
+            writer.committing = asyncio.create_task(self._commit(writer, batch))
+            self._decide(writer)  # what MAX_BATCH left over, ahead of the next transaction
+
+    def _decide(self, writer: Writer) -> None:
+        """Decide the fetched commands into the next batch, up to MAX_BATCH of them."""
+        room = MAX_BATCH - len(writer.decided.records)
+        records, writer.waiting = writer.waiting[:room], writer.waiting[room:]
+        self._decisions.decide(writer.decided, writer.state, writer.partition, records)
+
+    async def _commit(self, writer: Writer, batch: Batch) -> None:
+        """Commit the batch, hand its events to this process's view, then answer."""
+        appended = await transactions.commit(writer, batch, self._group)
+        if appended:
+            offsets = (appended[0][1], appended[-1][1])
+            events = [envelope for envelope, _ in appended]
+            await self._fold_here(writer.partition, offsets, events, batch.states)
+        assert self._replies is not None, "replies are sent while the writers run"
+        for outcome in batch.outcomes:
+            await self._replies.send(outcome, writer.state.memo)
+
+    async def _acquire(self, partitions: list[int]) -> None:
+        assert self._consumer is not None, "partitions are assigned while the writers run"
+        for p in partitions:
+            base = f"{self._group}.p{p}"
+            pair = (
+                kafka.producer(self._bootstrap, transactional_id=base),
+                kafka.producer(self._bootstrap, transactional_id=f"{base}.b"),
+            )
+            try:
+                for producer in pair:
+                    await producer.start()  # init_transactions: fences the previous writer of p
+                state = await self._load(p)
+                tp = TopicPartition(self._topics.commands.name, p)
+                start = max(state.consumed, await self._consumer.committed(tp) or 0)
+            except BaseException:
+                for producer in pair:  # a producer never started stops at once
+                    await producer.stop()
+                raise
+            self._consumer.seek(tp, start)
+            address = local_sockets.owner(self._bootstrap, self._topics.commands.name, p)
+            inbox = local_sockets.Inbox(address, functools.partial(self._take_handed, p))
+            self._writers[p] = writer = Writer(p, pair, state, inbox)
+            self._listen(writer, asyncio.get_running_loop().time())
+            log.info(
+                "decider.partition_acquired",
+                aggregate=self._aggregate.name,
+                partition=p,
+                states=len(state.states),
+                offset=start,
+            )
+
+    async def _release(self, partitions: list[int]) -> None:
+        """Let the transaction in flight end (commit or abort), then give the partition up;
+        its undecided commands are the next owner's, from the committed offset."""
+        for p in partitions:
+            writer = self._writers.pop(p, None)
+            if writer is not None:
+                writer.inbox.close()  # what it holds undecided, its gateways send to the topic
+                if writer.committing is not None:
+                    await asyncio.gather(writer.committing, return_exceptions=True)
+                if writer.begun is not None:  # empty: the next owner's fencing aborts it
+                    writer.begun.cancel()
+                    await asyncio.gather(writer.begun, return_exceptions=True)
+                for producer in writer.producers:
+                    await producer.stop()
+
+    async def _load(self, partition: int) -> PartitionState:
+        """Fold event partition p from offset 0 to its last committed record. An event that
+        cannot be read or folded is skipped, logged and counted (docs/architecture.md,
+        "Parked messages"), never a crash loop."""
+        state = PartitionState(self._aggregate)
+        tp = TopicPartition(self._topics.events.name, partition)
+        consumer = kafka.reader(self._bootstrap)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            while await consumer.position(tp) < end:
+                for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                    state.consumed = max(state.consumed, transactions.checkpoint_of(record.headers))
+                    self._fold(state, partition, record)
+        finally:
+            await consumer.stop()
+        return state
+
+    def _fold(
+        self, state: PartitionState, partition: int, record: ConsumerRecord[Any, Any]
+    ) -> None:
+        try:
+            event = self._aggregate.events.decode(record.value)
+        except MalformedMessage as error:
+            log.error("decider.unreadable_event", offset=record.offset, reason=error.reason)
+            return
+        try:
+            state.apply(event, EventPosition(partition=partition, offset=record.offset))
+        except Exception as error:  # noqa: BLE001 - skipped and counted, never a crash loop
+            log.error(
+                "decider.unfoldable_event",
+                partition=partition,
+                offset=record.offset,
+                type=event.type,
+                error=repr(error),
+            )
+            parked.PARKED[self._aggregate.name, "unfoldable_event"] += 1
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, writers: Writers) -> None:
+        self._writers = writers
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._writers._assigned = None  # not ready until the group has assigned again
+        await self._writers._release([tp.partition for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        # aiokafka logs and swallows a listener's exception; hand it to the run loop instead,
+        # so a partition that could not be acquired crashes the writers (and restarts them).
+        try:
+            await self._writers._acquire(sorted(tp.partition for tp in assigned))
+        except Exception as error:  # noqa: BLE001 - re-raised by the run loop
+            self._writers._rebalance_error = error
+        else:
+            self._writers._assigned = {tp.partition for tp in assigned}

@@ -1,0 +1,112 @@
+"""A partition's writer and the commit of its batches.
+
+Two transactional producers per partition, `...p{p}` and `...p{p}.b`, take turns, one
+transaction at a time: the broker writes a transaction's commit markers after answering its
+commit, and refuses the same producer's next transaction until it has (CONCURRENT_TRANSACTIONS,
+retried after a backoff; back-to-back transactions hit it one and a half times each on an idle
+broker, measured). The other producer's next transaction is not held up by them; it still
+sends nothing before the one before it has committed. It is begun, and the event partition
+added to it, as soon as a command decided meanwhile has something to append: that round trip
+then overlaps the transaction in flight instead of lengthening the next one. A writer that
+crashes with such a transaction open leaves nothing in it; its next owner's fencing aborts it.
+
+Every event carries the batch's consumed command offset in its `consumed` header: that is the
+checkpoint, not the consumer group (which would cost each transaction two more round trips to
+the coordinator and markers on one more partition). A batch that appends no event (every
+command a retry, or unreadable) has nothing to carry it, so only then is its offset committed
+through the group, in its transaction; a writer resumes from whichever of the two is further.
+"""
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.producer.producer import TransactionContext
+
+from contracts.envelope import Envelope
+from contracts.replies import EventPosition
+from services.coupons.bus import local_sockets
+from services.coupons.writer import kafka_private
+from services.coupons.writer.batch import Batch, PartitionState, Received
+
+CHECKPOINT = "consumed"
+"""Event header: the next command offset after the event's batch."""
+
+
+@dataclass
+class Writer:
+    """The writer of one partition: its state, its producer pair, what waits to be decided,
+    the next transaction's batch and the one in flight."""
+
+    partition: int
+    producers: tuple[AIOKafkaProducer, AIOKafkaProducer]  # they take turns
+    state: PartitionState
+    inbox: local_sockets.Inbox
+    waiting: list[Received] = field(default_factory=list)  # fetched or handed, undecided
+    decided: Batch = field(default_factory=Batch)  # the next transaction's
+    committing: asyncio.Task[None] | None = None  # the batch whose transaction is in flight
+    transactions: int = 0  # begun so far
+    bound_at: float = 0.0  # when the writer last tried to open its inbox
+    begun: asyncio.Task[TransactionContext] | None = None  # the next transaction, begun early
+
+    def next_turn(self) -> AIOKafkaProducer:
+        """The producer of the next transaction: not the one whose markers may be pending."""
+        return self.producers[(self.transactions + 1) % 2]
+
+    def take_turn(self) -> AIOKafkaProducer:
+        """The next transaction's producer, whose turn it now is."""
+        producer = self.next_turn()
+        self.transactions += 1
+        return producer
+
+
+async def begin(producer: AIOKafkaProducer, events: TopicPartition) -> TransactionContext:
+    """Begin `producer`'s transaction, and add the event partition to it, ahead of its first
+    send."""
+    transaction = producer.transaction()
+    await transaction.__aenter__()
+    kafka_private.add_partition_early(producer, events)
+    return transaction
+
+
+async def commit(writer: Writer, batch: Batch, group: str) -> list[tuple[Envelope[Any], int]]:
+    """Send the batch in one transaction, every event carrying the consumed offset, and place
+    its events in the memo; returns the appended events with their offsets."""
+    last = batch.last_fetched()
+    checkpoint = [] if last is None else [(CHECKPOINT, str(last.offset + 1).encode())]
+    appended: list[tuple[Envelope[Any], asyncio.Future[Any]]] = []
+    if batch.sends or last is not None:  # else every command was handed over, a retry
+        producer = writer.take_turn()
+        begun, writer.begun = writer.begun, None
+        async with contextlib.AsyncExitStack() as transaction:
+            if begun is None:
+                await transaction.enter_async_context(producer.transaction())
+            else:  # by `begin`, on this same producer: commit or abort it on the way out
+                transaction.push_async_exit(await begun)
+            for send in batch.sends:
+                headers = send.headers if send.event is None else [*send.headers, *checkpoint]
+                acked = await producer.send(
+                    send.topic, send.value, key=send.key, partition=send.partition, headers=headers
+                )
+                if send.event is not None:
+                    appended.append((send.event, acked))
+            if last is not None and not appended:  # no event carries the checkpoint
+                consumed = {TopicPartition(last.topic, last.partition): last.offset + 1}
+                await producer.send_offsets_to_transaction(consumed, group)
+    placed = []
+    for envelope, acked in appended:
+        metadata = await acked  # resolved: the commit flushed every append
+        position = EventPosition(partition=metadata.partition, offset=metadata.offset)
+        writer.state.memo.place(envelope, position)
+        placed.append((envelope, metadata.offset))
+    return placed
+
+
+def checkpoint_of(headers: Any) -> int:
+    """The command offset an event's transaction consumed up to (0 if it does not say)."""
+    for name, value in headers:
+        if name == CHECKPOINT:
+            return int(value)
+    return 0
