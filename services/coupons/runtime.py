@@ -16,6 +16,7 @@ from projections.migrate import migrate
 from projections.offsets import stored_offsets
 from projections.runner import Projection, ProjectionRunner
 from projections.watermarks import Watermarks
+from services.coupons.api.throttle import Throttle
 from services.coupons.bus import kafka
 from services.coupons.bus.gateway import CommandGateway
 from services.coupons.bus.topics import ensure_topics
@@ -52,6 +53,7 @@ class Runtime:
     appended: AIOKafkaConsumer  # reads high watermarks (every event appended), to catch up
     components: list[Supervised]
     stripe_sink: WebhookSink
+    throttle: Throttle
 
     async def lag(self) -> dict[str, int]:
         """Events appended but not yet applied, per projection (all partitions summed)."""
@@ -122,7 +124,11 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         await stripe_sink.start()
         stack.push_async_callback(stripe_sink.stop)
         view = CampaignView(bootstrap, topics, partitions)
-        components = [Supervised("campaign-view", view.run)]
+        throttle = Throttle(settings.guessing_limits, pool, settings.database_url)
+        components = [
+            Supervised("campaign-view", view.run),
+            Supervised("checkout-throttle", throttle.run),
+        ]
         if "decider" in settings.components:
             decider = Decider(bootstrap, topics, partitions, gateway.answer, view.take_committed)
             components.append(Supervised("decider", decider.run))
@@ -155,5 +161,6 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             appended,
             components,
             stripe_sink,
+            throttle,
         )
     log.info("runtime.stopped")
