@@ -139,4 +139,8 @@ def start_service(settings: Settings, tmp_path: Path) -> Iterator[ServiceFactory
 @pytest.fixture
 def service(start_service: ServiceFactory) -> tuple[httpx.Client, Path]:
     """The service with throttling relaxed, for tests that fail many checkouts on purpose."""
-    return start_service(COUPONS_THROTTLE_FAILURES="1000000")
+    return start_service(
+        COUPONS_THROTTLE_FAILURES="1000000",
+        COUPONS_THROTTLE_ADDRESS_FAILURES="1000000",
+        COUPONS_THROTTLE_KEY_FAILURES="1000000",
+    )
