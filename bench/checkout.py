@@ -353,6 +353,8 @@ def bench(args: argparse.Namespace, endpoints: Endpoints, state_dir: Path) -> li
         "COUPONS_TOPIC_PREFIX": prefix,
         "COUPONS_PORT": str(port),
         "COUPONS_THROTTLE_FAILURES": "100000000",
+        "COUPONS_THROTTLE_ADDRESS_FAILURES": "100000000",
+        "COUPONS_THROTTLE_KEY_FAILURES": "100000000",
         "COUPONS_LOG_LEVEL": "WARNING",
         "COUPONS_WORKERS": str(args.workers),
     }

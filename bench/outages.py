@@ -32,6 +32,8 @@ def serve(broker: LocalKafka, database: LocalPostgres, log: Path) -> subprocess.
         "COUPONS_TOPIC_PREFIX": f"outages{int(time.time())}.",
         "COUPONS_PORT": str(HTTP_PORT),
         "COUPONS_THROTTLE_FAILURES": "1000000",
+        "COUPONS_THROTTLE_ADDRESS_FAILURES": "1000000",
+        "COUPONS_THROTTLE_KEY_FAILURES": "1000000",
     }
     with log.open("w") as out:
         command = [sys.executable, "-m", "services.coupons.cli", "serve"]

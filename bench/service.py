@@ -55,6 +55,8 @@ def serving(name: str, kafka_port: int, pg_port: int) -> Iterator[tuple[httpx.Cl
             "COUPONS_PORT": str(port),
             "COUPONS_LOG_LEVEL": "WARNING",
             "COUPONS_THROTTLE_FAILURES": "100000000",
+            "COUPONS_THROTTLE_ADDRESS_FAILURES": "100000000",
+            "COUPONS_THROTTLE_KEY_FAILURES": "100000000",
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "services.coupons.cli", "serve"],

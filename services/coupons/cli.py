@@ -40,6 +40,10 @@ def serve(settings: Settings) -> None:
         "http": "httptools",
         "log_config": None,
         "access_log": False,
+        # X-Forwarded-For is believed only from these proxies (uvicorn's own default trusts
+        # it from any local client): see COUPONS_TRUSTED_PROXIES in the README
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": settings.trusted_proxies or None,
     }
     base = f"http://{settings.host}:{settings.port}"
     log.info(

@@ -17,6 +17,7 @@ from projections.migrate import migrate
 from projections.offsets import stored_offsets
 from projections.runner import Projection, ProjectionRunner
 from projections.watermarks import Watermarks
+from services.coupons.api.throttle import Throttle
 from services.coupons.bus import kafka
 from services.coupons.bus.gateway import CommandGateway
 from services.coupons.bus.topics import ensure_topics
@@ -69,6 +70,8 @@ class Runtime:
                 p.name: await stored_offsets(conn, p.name, self.topics.events.name)
                 for p in PROJECTIONS
             }
+
+    throttle: Throttle
 
     async def lag(self) -> dict[str, int]:
         """Events appended but not yet applied, per projection (all partitions summed)."""
@@ -146,7 +149,11 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         await stripe_sink.start()
         stack.push_async_callback(_within, stripe_sink.stop, "stripe_sink")
         view = CampaignView(bootstrap, topics, partitions)
-        components = [Supervised("campaign-view", view.run)]
+        throttle = Throttle(settings.guessing_limits, pool, settings.database_url)
+        components = [
+            Supervised("campaign-view", view.run),
+            Supervised("checkout-throttle", throttle.run),
+        ]
         decider = None
         if "decider" in settings.components:
             decider = Decider(bootstrap, topics, partitions, gateway.answer, view.take_committed)
@@ -181,5 +188,6 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             components,
             stripe_sink,
             decider,
+            throttle,
         )
     log.info("runtime.stopped")

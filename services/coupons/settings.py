@@ -6,6 +6,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.commands import MAX_EXPIRY_DAYS
+from services.coupons.domain.guessing import Limit, Limits
 
 Component = Literal["decider", "projector", "batches", "stripe"]
 
@@ -30,8 +31,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         524_288, ge=1024, le=786_432, validation_alias="COUPONS_MAX_BODY_BYTES"
     )
-    throttle_failures: int = Field(5, ge=1, validation_alias="COUPONS_THROTTLE_FAILURES")
-    throttle_window_s: float = Field(5.0, gt=0, validation_alias="COUPONS_THROTTLE_WINDOW_S")
+    throttle_failures: int = Field(10, ge=1, validation_alias="COUPONS_THROTTLE_FAILURES")
+    throttle_address_failures: int = Field(
+        30, ge=1, validation_alias="COUPONS_THROTTLE_ADDRESS_FAILURES"
+    )
+    throttle_key_failures: int = Field(1000, ge=1, validation_alias="COUPONS_THROTTLE_KEY_FAILURES")
+    throttle_window_s: float = Field(60.0, ge=1, validation_alias="COUPONS_THROTTLE_WINDOW_S")
+    trusted_proxies: str = Field("", validation_alias="COUPONS_TRUSTED_PROXIES")
     command_timeout_s: float = Field(10.0, gt=0, validation_alias="COUPONS_COMMAND_TIMEOUT_S")
     ready_max_lag: int = Field(100, ge=0, validation_alias="COUPONS_READY_MAX_LAG")
     log_level: str = Field("INFO", validation_alias="COUPONS_LOG_LEVEL")
@@ -46,6 +52,15 @@ class Settings(BaseSettings):
     stripe_api_key: str | None = Field(None, validation_alias="STRIPE_API_KEY")
     stripe_api_base: str = Field("https://api.stripe.com", validation_alias="STRIPE_API_BASE")
     stripe_rate_limit: float = Field(25, gt=0, le=100, validation_alias="STRIPE_RATE_LIMIT")
+
+    @property
+    def guessing_limits(self) -> Limits:
+        window = self.throttle_window_s
+        return Limits(
+            contact=Limit(self.throttle_failures, window),
+            address=Limit(self.throttle_address_failures, window),
+            key=Limit(self.throttle_key_failures, window),
+        )
 
     @field_validator("components", mode="before")
     @classmethod

@@ -22,6 +22,12 @@ from tests.integration.helpers import SECRET
 
 TEST_KAFKA_PORT = int(os.environ.get("COUPONS_TEST_KAFKA_PORT", "29092"))
 TEST_PG_PORT = int(os.environ.get("COUPONS_TEST_PG_PORT", "25432"))
+RELAXED = {
+    "COUPONS_THROTTLE_FAILURES": "1000000",
+    "COUPONS_THROTTLE_ADDRESS_FAILURES": "1000000",
+    "COUPONS_THROTTLE_KEY_FAILURES": "1000000",
+}
+"""Throttling relaxed, for a service that fails many checkouts on purpose."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -150,10 +156,10 @@ def start_service(settings: Settings, tmp_path: Path) -> Iterator[ServiceFactory
 @pytest.fixture
 def service(start_service: ServiceFactory) -> tuple[httpx.Client, Path]:
     """The service with throttling relaxed, for tests that fail many checkouts on purpose."""
-    return start_service(COUPONS_THROTTLE_FAILURES="1000000")
+    return start_service(**RELAXED)
 
 
 @pytest.fixture
 def bridge(start_service: ServiceFactory) -> httpx.Client:
-    client, _ = start_service(STRIPE_WEBHOOK_SECRET=SECRET, COUPONS_THROTTLE_FAILURES="1000")
+    client, _ = start_service(STRIPE_WEBHOOK_SECRET=SECRET, **RELAXED)
     return client

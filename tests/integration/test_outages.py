@@ -25,7 +25,13 @@ from services.devstack.kafka import LocalKafka
 from services.devstack.outages import CheckoutLoad, Recovery, rehearse
 from services.devstack.postgres import LocalPostgres
 from services.devstack.stack import default_state_dir
-from tests.integration.conftest import TEST_KAFKA_PORT, TEST_PG_PORT, create_key, free_port
+from tests.integration.conftest import (
+    RELAXED,
+    TEST_KAFKA_PORT,
+    TEST_PG_PORT,
+    create_key,
+    free_port,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +68,7 @@ def serve(
         "COUPONS_TOPIC_PREFIX": f"o{uuid.uuid4().hex[:8]}.",
         "COUPONS_PARTITIONS": str(PARTITIONS),
         "COUPONS_PORT": str(port),
-        "COUPONS_THROTTLE_FAILURES": "1000000",
+        **RELAXED,
     }
     with log.open("w") as out:
         process = subprocess.Popen(

@@ -19,7 +19,7 @@ from contracts.topics import declare
 from services.coupons.bus import kafka
 from services.coupons.settings import Settings
 from tests import stripe_payloads as sp
-from tests.integration.conftest import ServiceFactory
+from tests.integration.conftest import RELAXED, ServiceFactory
 from tests.integration.helpers import SECRET, campaign, checkout, deliver, eventually, handled
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def ready(client: httpx.Client) -> dict[str, Any]:
 async def test_poison_on_the_topics_is_parked_and_every_consumer_goes_on(
     start_service: ServiceFactory, settings: Settings
 ) -> None:
-    client, _ = start_service(STRIPE_WEBHOOK_SECRET=SECRET, COUPONS_THROTTLE_FAILURES="1000")
+    client, _ = start_service(STRIPE_WEBHOOK_SECRET=SECRET, **RELAXED)
     campaign_id = campaign(client, "POISON1", limits={"per_contact": None})["id"]
     assert redeem(client, "POISON1", "before").status_code == 201
 
@@ -124,7 +124,7 @@ async def test_poison_on_the_topics_is_parked_and_every_consumer_goes_on(
 
     # a second replica joins: the partitions are reassigned and folded again from the log,
     # poison included; whichever decider holds the campaign skips the event and decides
-    second, _ = start_service(COUPONS_THROTTLE_FAILURES="1000")
+    second, _ = start_service(**RELAXED)
     eventually(lambda: redeem(second, "POISON1", "later").status_code, lambda s: s == 201)
     decider_parked = [
         ready(c).get("parked", {}).get("decider:unfoldable_event", 0) for c in (client, second)

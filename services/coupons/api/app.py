@@ -17,7 +17,6 @@ from services.coupons.api import analytics, campaigns, checkout, codes, errors, 
 from services.coupons.api.auth import KeyCache
 from services.coupons.api.body_limit import BodyLimit
 from services.coupons.api.checkout_lane import CheckoutLane
-from services.coupons.api.throttle import FailureThrottle
 from services.coupons.runtime import running
 from services.coupons.settings import Settings
 from services.coupons.stripe import mirror_api as stripe_mirror
@@ -51,7 +50,6 @@ def create_app(settings: Settings) -> ASGIApp:
         lifespan=lifespan,
     )
     app.state.key_cache = KeyCache()
-    app.state.throttle = FailureThrottle(settings.throttle_failures, settings.throttle_window_s)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(campaigns.router)
@@ -113,6 +111,7 @@ class Correlated:
                 "http.request",
                 method=scope["method"],
                 path=scope["path"],
+                client=(scope.get("client") or ("",))[0],  # the peer, or past trusted proxies
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )

@@ -5,6 +5,7 @@ domain logic the decider runs. A validation decides against the campaigns projec
 appends nothing; a redemption is decided by the campaign's single writer, in order."""
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import NAMESPACE_URL, uuid5
@@ -24,6 +25,7 @@ from services.coupons.api.errors import ApiError, ErrorBody, ErrorResponse
 from services.coupons.api.params import IdempotencyKey, RedemptionPath, RequiredIdempotencyKey
 from services.coupons.domain import campaign as aggregate
 from services.coupons.domain.codes import normalise
+from services.coupons.domain.guessing import GUESSES, retry_after, shopper_network
 
 # `POST /v1/validations` and `POST /v1/redemptions` are served by the checkout lane
 # (checkout_lane.py), which calls these same handlers; FastAPI declares and documents them.
@@ -34,6 +36,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 429, 503)
 }
 _CODE = re.compile(r"[A-Z0-9]{3,64}")
+SHOPPER_ADDRESS = "x-shopper-address"
+SHOPPER_ADDRESS_DOC: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "X-Shopper-Address",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 45},
+            "description": "the shopper's own IP address, as the merchant's checkout saw it: "
+            "guessing is throttled per contact and per shopper address (IPv6: per /64)",
+        }
+    ]
+}
 
 
 class ValidationRequest(BaseModel):
@@ -107,11 +122,16 @@ class ReversalRequest(BaseModel):
     reason: Note = ""
 
 
-@router.post("/validations", response_model=ValidationResult, responses=ERRORS)
+@router.post(
+    "/validations",
+    response_model=ValidationResult,
+    responses=ERRORS,
+    openapi_extra=SHOPPER_ADDRESS_DOC,
+)
 async def validate(body: ValidationRequest, request: Request) -> ValidationResult:
     """Would these codes apply to this cart for this customer, and for how much? Changes
     nothing. A code that does not apply answers `valid: false` with the refusal's reason."""
-    caller = _throttled(request)
+    shopper = _throttled(request, body.customer)
     codes = body.normalised_codes()
     states = [await _campaign_of(request, code) for code in codes]
     now, already_off, results = _now(), 0, []
@@ -119,9 +139,9 @@ async def validate(body: ValidationRequest, request: Request) -> ValidationResul
         outcome = _assess(state, code, body, _others_stackable(states, i), already_off, now)
         results.append(_result(code, state, outcome))
         already_off += results[-1].discount
+    await _guessed(request, shopper, sum(r.refusal.code in GUESSES for r in results if r.refusal))
     refusal = next((r.refusal for r in results if r.refusal is not None), None)
     if refusal is not None:
-        request.app.state.throttle.failed(caller)
         already_off = 0
     return ValidationResult(
         valid=refusal is None,
@@ -135,7 +155,13 @@ async def validate(body: ValidationRequest, request: Request) -> ValidationResul
     )
 
 
-@router.post("/redemptions", status_code=201, response_model=RedemptionResult, responses=ERRORS)
+@router.post(
+    "/redemptions",
+    status_code=201,
+    response_model=RedemptionResult,
+    responses=ERRORS,
+    openapi_extra=SHOPPER_ADDRESS_DOC,
+)
 async def redeem(
     body: RedemptionRequest,
     request: Request,
@@ -146,12 +172,12 @@ async def redeem(
     `Idempotency-Key`: the same key and body give the same answer and one redemption; the same
     key with another body is refused. With several codes, a refusal of any one reverses the
     ones already redeemed, so an order gets all its codes or none."""
-    caller = _throttled(request)
+    shopper = _throttled(request, body.customer)
     codes = body.normalised_codes()
     states = [await _campaign_of(request, code) for code in codes]
+    await _guessed(request, shopper, states.count(None))
     for code, state in zip(codes, states, strict=True):
         if state is None:
-            request.app.state.throttle.failed(caller)
             field = "code" if body.code else "codes"
             raise ApiError(404, Reason.UNKNOWN_CODE.value, f"no such code {code}", field=field)
     campaigns_of = [state.id for state in states if state is not None]
@@ -172,8 +198,8 @@ async def redeem(
             reply = await execute(request, campaign_id, command, key, read_back=False)
         except ApiError as refused:
             if refused.status < 500:
-                request.app.state.throttle.failed(caller)
                 await _undo(request, done, f"stacked code {code} refused: {refused.code}")
+            await _guessed(request, shopper, int(refused.code in GUESSES))
             raise
         if reply.redeemed is None or reply.decided_at is None:  # a retry: from the ledger
             done.append(await _redemption(request, command.redemption_id))
@@ -312,18 +338,45 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _throttled(request: Request) -> tuple[str, str]:
-    """The caller (API key, client address); refuses with 429 after too many failures."""
-    caller = (
-        str(getattr(request.state, "actor", "")),
-        request.client.host if request.client else "",
-    )
-    wait = request.app.state.throttle.retry_after(caller)
+@dataclass(frozen=True)
+class _Shopper:
+    """Whom a checkout call's guesses count against (domain.guessing.subjects_of)."""
+
+    key: str
+    contact_id: str
+    address: str | None
+
+
+def _throttled(request: Request, customer: Customer) -> _Shopper:
+    """The call's shopper; refuses with 429 while the contact, the shopper's address (the
+    `X-Shopper-Address` header) or the API key is blocked for guessing."""
+    raw = request.headers.get(SHOPPER_ADDRESS)
+    try:
+        address = None if raw is None else shopper_network(raw)
+    except ValueError:
+        field = f"header.{SHOPPER_ADDRESS}"
+        raise ApiError(422, "invalid_request", f"{field}: not an IP address", field=field) from None
+    shopper = _Shopper(str(getattr(request.state, "actor", "")), customer.contact_id, address)
+    wait = runtime_of(request).throttle.wait_s(shopper.key, shopper.contact_id, shopper.address)
     if wait is not None:
-        raise ApiError(
-            429,
-            "too_many_failures",
-            "too many failed validations or redemptions; wait before trying again",
-            headers={"Retry-After": str(wait)},
-        )
-    return caller
+        raise _too_many_failures(wait)
+    return shopper
+
+
+async def _guessed(request: Request, shopper: _Shopper, guesses: int) -> None:
+    """Count guessing refusals; 429 instead of the answer if they went past an allowance."""
+    if guesses == 0:
+        return
+    throttle = runtime_of(request).throttle
+    wait = await throttle.failed(shopper.key, shopper.contact_id, shopper.address, guesses)
+    if wait is not None:
+        raise _too_many_failures(wait)
+
+
+def _too_many_failures(wait_s: float) -> ApiError:
+    return ApiError(
+        429,
+        "too_many_failures",
+        "too many unknown codes or codes of other contacts; wait before trying again",
+        headers={"Retry-After": str(retry_after(wait_s))},
+    )
