@@ -73,7 +73,22 @@ class Trace:
         for r in records:
             if r[0] == "kafka":
                 self.requests[r[2]].append(Request(r[1], r[2], r[3], r[4]))
-        self.begun = {(r[1], r[3]) for r in records if r[0] == "begin"}
+        self.commits = [(r[1], r[3], r[4]) for r in records if r[0] == "commit"]
+
+    def produce_waits(self, start: float, end: float) -> dict[bool, list[float]]:
+        """For each transaction started in [start, end], the ms from its start (begun ahead)
+        or from its AddPartitionsToTxn's answer (not) to its first Produce sent."""
+        found: dict[bool, list[float]] = {True: [], False: []}
+        for tid, started, ended in self.commits:
+            if not start <= started <= end:
+                continue
+            mine = [r for r in self.requests[tid] if started <= r.sent and r.answered <= ended]
+            produce = next((r for r in mine if r.name == "ProduceRequest"), None)
+            add = [r for r in mine if r.name == "AddPartitionsToTxnRequest"]
+            if produce is not None:
+                since = add[-1].answered if add else started
+                found[not add].append((produce.sent - since) * 1000)
+        return found
 
     def steps(self, key: str) -> dict[str, float] | None:
         """One redemption's steps, in ms; None if a stamp is missing."""
@@ -138,11 +153,17 @@ def report(trace: Trace, rates: list[int], windows: dict[int, tuple[float, float
         rows = [s for s in (trace.steps(k) for k in keys) if s is not None]
         sizes = [trace.commit_of[trace.gateway[k][0]][1] for k in keys if k in trace.gateway]
         medians[rate] = {step: statistics.median(r[step] for r in rows) for step in STEPS}
+        waits = trace.produce_waits(start, end)
+        ahead, other = waits[True] or [0.0], waits[False] or [0.0]
+        share = len(waits[True]) / max(len(waits[True]) + len(waits[False]), 1)
         p99 = statistics.quantiles([r["server total"] for r in rows], n=100)[98]
         print(
             f"{rate}/s: {len(rows)} of {len(keys)} redemptions traced; client p50"
             f" {found['p50']:.1f} ms, p99 {found['p99']:.1f} ms; server p99 {p99:.1f} ms;"
-            f" commands per transaction (median) {statistics.median(sizes or [0])}"
+            f" commands per transaction (median) {statistics.median(sizes or [0])}\n"
+            f"  transactions begun ahead {share:.0%}: first Produce sent"
+            f" {statistics.median(ahead):.2f} ms after the start (median), against"
+            f" {statistics.median(other):.2f} ms after the AddPartitionsToTxn answer otherwise"
         )
     print("\nper-step medians, ms:")
     print(f"  {'step':<26}" + "".join(f"{rate:>8}/s" for rate in rates))

@@ -14,6 +14,9 @@ redemption passes through and records, with `time.time()`, when each was entered
 - `AIOKafkaClient.send`: every request to the broker (AddPartitionsToTxn, Produce, EndTxn,
   Fetch...) from the client's side, with the producer's transactional id.
 
+`BENCH_LINGER_MS=N` makes every producer of the service linger N ms instead of the project's
+setting: an experiment, to compare with the same trace without it.
+
 The records are written as JSON lines when the app shuts down (the end of its lifespan). A
 benchmark tool, not a part of the service: the private methods it wraps are the decider's of
 today; a name that no longer exists is reported on stderr and left out of the trace.
@@ -30,7 +33,7 @@ from typing import Any
 from aiokafka.client import AIOKafkaClient
 
 from services.coupons import cli, decider
-from services.coupons.bus import gateway
+from services.coupons.bus import gateway, kafka
 
 RECORDS: list[tuple[Any, ...]] = []
 
@@ -143,7 +146,16 @@ def _write() -> None:
             out.write(json.dumps(record) + "\n")
 
 
+def _linger(milliseconds: int) -> None:
+    """Every producer the service makes with `linger_ms` of `milliseconds` (an experiment:
+    `BENCH_LINGER_MS`)."""
+    made = kafka.AIOKafkaProducer
+    kafka.AIOKafkaProducer = lambda **options: made(**{**options, "linger_ms": milliseconds})
+
+
 def install() -> None:
+    if linger := os.environ.get("BENCH_LINGER_MS"):
+        _linger(int(linger))
     create_app = cli.create_app
     cli.create_app = lambda settings: _http(create_app(settings))  # type: ignore[assignment]
     _wrap(gateway.CommandGateway, "decide", _gateway_decide)
