@@ -124,9 +124,10 @@ async def test_kafka_and_postgresql_outages_under_load(
         key = create_key(database.database_url, "admin")
         auth = {"Authorization": f"Bearer {key}"}
         http = httpx.AsyncClient(base_url=base, headers=auth, timeout=30)
+        code = f"OUTAGE{uuid.uuid4().hex[:8].upper()}"  # the stack's data outlives a run
         body = {
             "name": "Outage",
-            "code": "OUTAGE1",
+            "code": code,
             "discount": {"kind": "amount", "amount_off": 100, "currency": "EUR"},
             "limits": {"per_contact": None},
         }
@@ -134,7 +135,7 @@ async def test_kafka_and_postgresql_outages_under_load(
         assert created.status_code == 201, created.text
         campaign_id = created.json()["id"]
 
-        load = CheckoutLoad(base, key, "OUTAGE1", clients=8)
+        load = CheckoutLoad(base, key, code, clients=8)
         running = asyncio.create_task(load.run(keys=100_000, pace_s=0.1))
         await asyncio.sleep(3)
         kafka_outage = await rehearse(load, "kafka", broker.stop, broker.start, OUTAGE_S)
