@@ -113,12 +113,38 @@ class RedeemCode(Frozen):
     """Stacking: the `stackable` flag of each other code in the cart."""
     already_off: Amount = 0
     """Stacking: what the codes before this one take off the cart."""
+    reservation_id: Id64 | None = None
+    """Redeem what this reservation holds: no rule is checked again but its expiry."""
 
     @model_validator(mode="after")
     def _already_off_within_the_cart(self) -> "RedeemCode":
         if self.already_off > self.cart.amount:
             raise ValueError("already_off exceeds the cart amount")
         return self
+
+
+class ReserveCode(Frozen):
+    """Hold one use of `code` for this customer and cart until the campaign's
+    `reservation_ttl_s` (or `ttl_s`) passes: it counts against every limit as a redemption
+    does, and is released by `ReleaseReservation`, its expiry, or turned into a redemption."""
+
+    type: Literal["coupon.reserve_code.v1"] = "coupon.reserve_code.v1"
+    campaign_id: CampaignId
+    reservation_id: Id64
+    code: Code
+    customer: Customer
+    cart: Cart
+    ttl_s: Annotated[int, Field(ge=1, le=86_400)] | None = None
+
+
+class ReleaseReservation(Frozen):
+    """Give a reservation's hold back: the shopper left, or (`expired`) its time is up, sent by
+    the campaign's writer itself from its durable timers."""
+
+    type: Literal["coupon.release_reservation.v1"] = "coupon.release_reservation.v1"
+    campaign_id: CampaignId
+    reservation_id: Id64
+    expired: bool = False
 
 
 class ReverseRedemption(Frozen):
@@ -201,6 +227,8 @@ Command = Annotated[
     | DistributeCode
     | AddCodes
     | RecordRedemption
-    | RefundRedemption,
+    | RefundRedemption
+    | ReserveCode
+    | ReleaseReservation,
     Field(discriminator="type"),
 ]

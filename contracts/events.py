@@ -73,6 +73,33 @@ class CodeRedeemed(Frozen):
     discount: Amount
     total: Amount
     source: RedemptionSource = "checkout"
+    reservation_id: Id64 | None = None
+    """The reservation it turned into a redemption, if any."""
+
+
+class CodeReserved(Frozen):
+    """One use of the campaign held for a contact and cart until `expires_at`, counted against
+    every limit: the discount is fixed now."""
+
+    type: Literal["coupon.code_reserved.v1"] = "coupon.code_reserved.v1"
+    campaign_id: CampaignId
+    reservation_id: Id64
+    code: Code
+    contact_id: Id128
+    currency: Currency
+    amount: Amount
+    discount: Amount
+    total: Amount
+    expires_at: Timestamp
+
+
+class ReservationReleased(Frozen):
+    """A reservation's hold given back, by the shopper or (`expired`) on time."""
+
+    type: Literal["coupon.reservation_released.v1"] = "coupon.reservation_released.v1"
+    campaign_id: CampaignId
+    reservation_id: Id64
+    expired: bool = False
 
 
 class RedemptionReversed(Frozen):
@@ -140,6 +167,8 @@ Event = Annotated[
     | RedemptionRefunded
     | CodeDistributed
     | CodesAdded
-    | CommandRejected,
+    | CommandRejected
+    | CodeReserved
+    | ReservationReleased,
     Field(discriminator="type"),
 ]

@@ -14,6 +14,12 @@ class Reason(StrEnum):
     REDEMPTION_EXISTS = "redemption_exists"
     ALREADY_REVERSED = "already_reversed"
     NO_CODE_AVAILABLE = "no_code_available"
+    RESERVATION_NOT_FOUND = "reservation_not_found"
+    RESERVATION_EXISTS = "reservation_exists"
+    RESERVATION_EXPIRED = "reservation_expired"
+    """the reservation's time is up: its hold was (or is being) released"""
+    NOT_THIS_RESERVATION = "not_this_reservation"
+    """the reservation is for another code or contact"""
     UNPROCESSABLE = "unprocessable"
     """the decider failed on the command (a bug or a value it cannot handle): refused and
     parked in the dead-letter topic, so the campaign's other commands go on"""

@@ -6,7 +6,7 @@ from uuid import UUID
 from pydantic import AwareDatetime
 
 from contracts.base import Frozen
-from contracts.events import CodeRedeemed
+from contracts.events import CodeRedeemed, CodeReserved
 from contracts.reasons import Reason
 
 
@@ -33,3 +33,4 @@ class Reply(Frozen):
     events: tuple[EventPosition, ...] = ()
     decided_at: AwareDatetime | None = None
     redeemed: CodeRedeemed | None = None
+    reserved: CodeReserved | None = None

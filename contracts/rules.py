@@ -9,6 +9,7 @@ from contracts.base import Frozen
 from contracts.bounds import Amount, Count, Flag, PositiveAmount, Timestamp
 from contracts.checkout import ProductRef
 
+MAX_RESERVATION_TTL_S = 86_400
 MAX_PRODUCTS = 1000
 MAX_EMAIL_DOMAINS = 100
 MAX_MONTHS = 1200
@@ -38,6 +39,8 @@ class Limits(Frozen):
     per_contact: Count | None = 1
     per_code: Count | None = None
     budget: PositiveAmount | None = None
+    reservation_ttl_s: Annotated[int, Strict(), Field(ge=1, le=MAX_RESERVATION_TTL_S)] = 900
+    """How long a reservation (`POST /v1/reservations`) holds one use, in seconds."""
 
 
 class Eligibility(Frozen):

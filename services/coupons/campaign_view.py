@@ -22,7 +22,7 @@ from aiokafka import TopicPartition
 
 from contracts.codec import EVENTS, MalformedMessage
 from contracts.envelope import Envelope
-from contracts.events import CampaignDefined, CodesAdded, Event
+from contracts.events import CampaignDefined, CodeReserved, CodesAdded, Event
 from contracts.topics import Topics
 from projections import parked
 from services.coupons.bus import kafka
@@ -39,6 +39,7 @@ class ViewNotCaughtUp(TimeoutError):
 class _Folded:
     campaigns: dict[str, aggregate.Campaign] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)  # code -> campaign id
+    reservations: dict[str, str] = field(default_factory=dict)  # reservation id -> campaign id
     next: dict[int, int] = field(default_factory=dict)  # partition -> next offset to fold
     last: dict[int, int] = field(default_factory=dict)  # partition -> last record's offset
 
@@ -59,6 +60,10 @@ class CampaignView:
         live = self._live
         campaign_id = live.owners.get(code)
         return None if campaign_id is None else live.campaigns.get(campaign_id)
+
+    def campaign_of_reservation(self, reservation_id: str) -> aggregate.Campaign | None:
+        campaign_id = self._live.reservations.get(reservation_id)
+        return None if campaign_id is None else self._live.campaigns.get(campaign_id)
 
     def campaign(self, campaign_id: str) -> aggregate.Campaign | None:
         return self._live.campaigns.get(campaign_id)
@@ -182,3 +187,5 @@ def _index_codes(folding: _Folded, envelope: Envelope[Event]) -> None:
             folding.owners[code] = envelope.key
         case CodesAdded(codes=codes):
             folding.owners.update(dict.fromkeys(codes, envelope.key))
+        case CodeReserved(reservation_id=reservation_id):
+            folding.reservations[reservation_id] = envelope.key

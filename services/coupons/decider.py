@@ -11,15 +11,16 @@ from typing import Any
 from contracts.codec import COMMANDS, EVENTS
 from contracts.commands import Command
 from contracts.envelope import Envelope
-from contracts.events import CodeDistributed, CodeRedeemed, CommandRejected, Event
+from contracts.events import CodeDistributed, CodeRedeemed, CodeReserved, CommandRejected, Event
 from contracts.public import CouponIssued
 from contracts.reasons import Reason
 from contracts.replies import Reply
 from contracts.topics import Topics
-from services.coupons.domain import campaign, summary
+from services.coupons.domain import campaign, reservations, summary
 from services.coupons.domain.idempotency import campaign_refusal
 from services.coupons.writer.aggregate import Announcement
 from services.coupons.writer.engine import REBIND_S, TakeCommitted, Writers, _nowhere
+from services.coupons.writer.timers import Timer
 
 __all__ = ["REBIND_S", "CampaignAggregate", "Decider"]
 
@@ -69,10 +70,21 @@ class CampaignAggregate:
         headers = [("type", public.type.encode())]
         return [Announcement(self._issued, event.contact_id.encode(), public.to_bytes(), headers)]
 
+    def timers(self, key: str, state: campaign.Campaign) -> list[Timer]:
+        """Each reservation is released when it expires."""
+        return [
+            Timer(at, f"release:{command.reservation_id}", command)
+            for at, command in reservations.due(key, state.holds)
+        ]
+
     def answered(self, events: list[Event]) -> dict[str, Any]:
         """A redemption's reply carries it: checkout answers without a read model."""
-        redeemed = next((e for e in events if isinstance(e, CodeRedeemed)), None)
-        return {} if redeemed is None else {"redeemed": redeemed}
+        for event in events:
+            if isinstance(event, CodeRedeemed):
+                return {"redeemed": event}
+            if isinstance(event, CodeReserved):
+                return {"reserved": event}
+        return {}
 
 
 def Decider(

@@ -3,8 +3,11 @@ observable state, counting records on the test's topics, a stream of mixed event
 deliveries to the Stripe bridge."""
 
 import asyncio
+import os
+import signal
 import time
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -181,3 +184,18 @@ def define(client: httpx.Client, code: str) -> str:
     )
     assert reply.status_code == 201, reply.text
     return str(reply.json()["id"])
+
+
+def kill_serving(client: httpx.Client) -> None:
+    """SIGKILL the `coupons serve` process behind `client` (found by its port)."""
+    port = f"COUPONS_PORT={client.base_url.port}".encode()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            found = port in environ.read_bytes().split(b"\0")
+            serving = b"services.coupons.cli" in (environ.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if found and serving:
+            os.kill(int(environ.parent.name), signal.SIGKILL)
+            return
+    raise AssertionError(f"no service serves port {client.base_url.port}")

@@ -13,7 +13,16 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.coupons import logs
-from services.coupons.api import analytics, campaigns, checkout, codes, errors, health, monitoring
+from services.coupons.api import (
+    analytics,
+    campaigns,
+    checkout,
+    codes,
+    errors,
+    health,
+    monitoring,
+    reservations,
+)
 from services.coupons.api.auth import KeyCache
 from services.coupons.api.body_limit import BodyLimit
 from services.coupons.api.checkout_lane import CheckoutLane
@@ -54,6 +63,7 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(health.router)
     app.include_router(campaigns.router)
     app.include_router(checkout.router)
+    app.include_router(reservations.router)
     app.include_router(codes.router)
     app.include_router(stripe_webhook.router)
     app.include_router(stripe_mirror.router)

@@ -13,7 +13,7 @@ from uuid import NAMESPACE_URL, uuid5
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
-from contracts.bounds import Label, Note
+from contracts.bounds import Id64, Label, Note
 from contracts.checkout import Cart, Customer
 from contracts.commands import MAX_CODES, OrderRef, RedeemCode, ReverseRedemption
 from contracts.events import CodeRedeemed, CommandRejected
@@ -72,6 +72,8 @@ class ValidationRequest(BaseModel):
 
 class RedemptionRequest(ValidationRequest):
     order_ref: OrderRef
+    reservation_id: Id64 | None = None
+    """Redeem what this reservation (`POST /v1/reservations`) holds, for its code only."""
 
 
 class CodeResult(BaseModel):
@@ -131,15 +133,15 @@ class ReversalRequest(BaseModel):
 async def validate(body: ValidationRequest, request: Request) -> ValidationResult:
     """Would these codes apply to this cart for this customer, and for how much? Changes
     nothing. A code that does not apply answers `valid: false` with the refusal's reason."""
-    shopper = _throttled(request, body.customer)
+    shopper = throttled(request, body.customer)
     codes = body.normalised_codes()
-    states = [await _campaign_of(request, code) for code in codes]
+    states = [await campaign_of(request, code) for code in codes]
     now, already_off, results = _now(), 0, []
     for i, (code, state) in enumerate(zip(codes, states, strict=True)):
         outcome = _assess(state, code, body, _others_stackable(states, i), already_off, now)
         results.append(_result(code, state, outcome))
         already_off += results[-1].discount
-    await _guessed(request, shopper, sum(r.refusal.code in GUESSES for r in results if r.refusal))
+    await guessed(request, shopper, sum(r.refusal.code in GUESSES for r in results if r.refusal))
     refusal = next((r.refusal for r in results if r.refusal is not None), None)
     if refusal is not None:
         already_off = 0
@@ -172,10 +174,12 @@ async def redeem(
     `Idempotency-Key`: the same key and body give the same answer and one redemption; the same
     key with another body is refused. With several codes, a refusal of any one reverses the
     ones already redeemed, so an order gets all its codes or none."""
-    shopper = _throttled(request, body.customer)
+    shopper = throttled(request, body.customer)
     codes = body.normalised_codes()
-    states = [await _campaign_of(request, code) for code in codes]
-    await _guessed(request, shopper, states.count(None))
+    if body.reservation_id is not None and len(codes) > 1:
+        raise ApiError(422, "invalid_request", "a reservation is for one code", field="codes")
+    states = [await campaign_of(request, code) for code in codes]
+    await guessed(request, shopper, states.count(None))
     for code, state in zip(codes, states, strict=True):
         if state is None:
             field = "code" if body.code else "codes"
@@ -193,13 +197,14 @@ async def redeem(
             order_ref=body.order_ref,
             other_codes_stackable=_others_stackable(states, i),
             already_off=sum(row["discount"] for row in done),
+            reservation_id=body.reservation_id,
         )
         try:
             reply = await execute(request, campaign_id, command, key, read_back=False)
         except ApiError as refused:
             if refused.status < 500:
                 await _undo(request, done, f"stacked code {code} refused: {refused.code}")
-            await _guessed(request, shopper, int(refused.code in GUESSES))
+            await guessed(request, shopper, int(refused.code in GUESSES))
             raise
         if reply.redeemed is None or reply.decided_at is None:  # a retry: from the ledger
             done.append(await _redemption(request, command.redemption_id))
@@ -272,7 +277,7 @@ def _redeemed(event: CodeRedeemed, at: datetime) -> dict[str, Any]:
     }
 
 
-async def _campaign_of(request: Request, code: str) -> aggregate.Campaign | None:
+async def campaign_of(request: Request, code: str) -> aggregate.Campaign | None:
     """The campaign of `code` from the in-memory view. A code the view does not know yet but
     PostgreSQL's registry does (another replica just created it) is waited for."""
     view = runtime_of(request).view
@@ -347,7 +352,7 @@ class _Shopper:
     address: str | None
 
 
-def _throttled(request: Request, customer: Customer) -> _Shopper:
+def throttled(request: Request, customer: Customer) -> _Shopper:
     """The call's shopper; refuses with 429 while the contact, the shopper's address (the
     `X-Shopper-Address` header) or the API key is blocked for guessing."""
     raw = request.headers.get(SHOPPER_ADDRESS)
@@ -363,7 +368,7 @@ def _throttled(request: Request, customer: Customer) -> _Shopper:
     return shopper
 
 
-async def _guessed(request: Request, shopper: _Shopper, guesses: int) -> None:
+async def guessed(request: Request, shopper: _Shopper, guesses: int) -> None:
     """Count guessing refusals; 429 instead of the answer if they went past an allowance."""
     if guesses == 0:
         return

@@ -7,12 +7,9 @@ its partition, so they hold exactly under any concurrency. Usage lives in persis
 on every event.
 """
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypeVar
-
-from immutables import Map
 
 from contracts import bounds
 from contracts.commands import (
@@ -24,6 +21,8 @@ from contracts.commands import (
     RecordRedemption,
     RedeemCode,
     RefundRedemption,
+    ReleaseReservation,
+    ReserveCode,
     ReverseRedemption,
     Status,
     UpdateCampaign,
@@ -34,17 +33,21 @@ from contracts.events import (
     CampaignUpdated,
     CodeDistributed,
     CodeRedeemed,
+    CodeReserved,
     CodesAdded,
     CommandRejected,
     Event,
     RedemptionRefunded,
     RedemptionReversed,
+    ReservationReleased,
 )
-from contracts.money import Discount
 from contracts.reasons import Reason
-from contracts.rules import Duration, Eligibility, Limits, Validity
-from services.coupons.domain import eligibility as checks
-from services.coupons.domain import pricing
+from contracts.rules import Validity
+from services.coupons.domain import pricing, reserving
+from services.coupons.domain.campaign_state import Campaign as Campaign
+from services.coupons.domain.campaign_state import CodeChunk, Redemption
+from services.coupons.domain.refusals import SPENT_TOO_MUCH, refusal, rejected
+from services.coupons.domain.reservations import Reservation
 
 _T = TypeVar("_T")
 
@@ -56,117 +59,23 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 }
 
 
-@dataclass(frozen=True)
-class Redemption:
-    contact_id: str
-    code: str
-    discount: int
-    reversed: bool = False
-    refunds: frozenset[str] = frozenset()
-    refunded: int = 0
-
-
-@dataclass(frozen=True)
-class CodeChunk:
-    """Unique codes added together, in the order they are handed out. Chunks are never
-    changed, so adding one to a campaign with a million codes copies nothing."""
-
-    codes: tuple[str, ...]
-    members: frozenset[str]
-
-    @classmethod
-    def of(cls, codes: tuple[str, ...]) -> "CodeChunk":
-        return cls(codes, frozenset(codes))
-
-
-@dataclass(frozen=True)
-class Campaign:
-    id: str
-    name: str
-    discount: Discount
-    defined_at: datetime
-    code: str | None = None
-    status: Status = "active"
-    duration: Duration = field(default_factory=Duration)
-    validity: Validity = field(default_factory=Validity)
-    limits: Limits = field(default_factory=Limits)
-    eligibility: Eligibility = field(default_factory=Eligibility)
-    distributed: int = 0
-    redemptions: int = 0  # not reversed
-    budget_spent: int = 0
-    per_contact: Map[str, int] = field(default_factory=Map)
-    per_code: Map[str, int] = field(default_factory=Map)
-    ledger: Map[str, Redemption] = field(default_factory=Map)
-    # unique codes: in chunks, in the order they are handed out; how many have been; who
-    # holds each code given out, and which code each contact holds
-    chunks: tuple[CodeChunk, ...] = ()
-    handed_out: int = 0
-    holder_of: Map[str, str] = field(default_factory=Map)
-    holders: Map[str, str] = field(default_factory=Map)
-
-    def is_unique(self, code: str) -> bool:
-        return any(code in chunk.members for chunk in self.chunks)
-
-    def owns(self, code: str) -> bool:
-        return code == self.code or self.is_unique(code)
-
-    def not_owned(self, codes: tuple[str, ...]) -> list[str]:
-        """`codes` without repeats and without those the campaign has, in order. Set
-        operations per chunk, not a lookup in every chunk per code: at a million codes this
-        was most of the time spent deciding a chunk."""
-        wanted = set(codes)
-        owned: set[str] = set() if self.code is None else wanted & {self.code}
-        for chunk in self.chunks:
-            owned |= chunk.members & wanted
-        if not owned and len(wanted) == len(codes):
-            return list(codes)  # the usual case: all new, no repeats
-        return [c for c in dict.fromkeys(codes) if c not in owned]
-
-    def next_unique(self) -> str | None:
-        """The next unique code to hand out, if any is left."""
-        index = self.handed_out
-        for chunk in self.chunks:
-            if index < len(chunk.codes):
-                return chunk.codes[index]
-            index -= len(chunk.codes)
-        return None
-
-    def per_code_limit(self, code: str) -> int | None:
-        """A unique code is single-use unless `limits.per_code` says otherwise."""
-        return self.limits.per_code or 1 if self.is_unique(code) else self.limits.per_code
-
-    def limits_for(self, code: str) -> Limits:
-        per_code = self.per_code_limit(code)
-        if per_code == self.limits.per_code:
-            return self.limits  # no copy: validations call this on every request
-        return self.limits.model_copy(update={"per_code": per_code})
-
-    def usage(self, code: str) -> checks.Usage:
-        return checks.Usage(
-            redemptions=self.redemptions,
-            per_contact=self.per_contact,
-            per_code=self.per_code.get(code, 0),
-            budget_spent=self.budget_spent,
-        )
-
-
 def decide(campaign: Campaign | None, command: Command, now: datetime) -> list[Event]:
     """The events `command` produces against the current state. A business refusal is a
     `CommandRejected` event with a stable reason, never an exception."""
     if isinstance(command, DefineCampaign):
         if campaign is not None:
-            return [_rejected(command, Reason.CAMPAIGN_EXISTS, f"campaign {campaign.id} exists")]
+            return [rejected(command, Reason.CAMPAIGN_EXISTS, f"campaign {campaign.id} exists")]
         validity = command.validity
         if validity.expires_at is None:
             expires = (validity.starts_at or now) + timedelta(days=command.default_expiry_days)
             if expires >= bounds.MAX_TIME:
                 detail = f"the default expiry, {expires.date()}, is after 2200: set expires_at"
-                return [_rejected(command, Reason.INVALID_TERMS, detail)]
+                return [rejected(command, Reason.INVALID_TERMS, detail)]
             validity = Validity(starts_at=validity.starts_at, expires_at=expires)
         fields = command.model_dump(exclude={"type", "default_expiry_days", "validity"})
         return [CampaignDefined.model_validate({**fields, "validity": validity})]
     if campaign is None:
-        return [_rejected(command, Reason.CAMPAIGN_NOT_FOUND, f"no campaign {command.campaign_id}")]
+        return [rejected(command, Reason.CAMPAIGN_NOT_FOUND, f"no campaign {command.campaign_id}")]
     match command:
         case ChangeCampaignStatus():
             return _change_status(campaign, command)
@@ -184,11 +93,15 @@ def decide(campaign: Campaign | None, command: Command, now: datetime) -> list[E
             return _record(campaign, command)
         case RefundRedemption():
             return _refund(campaign, command)
+        case ReserveCode():
+            return reserving.reserve(campaign, command, now)
+        case ReleaseReservation():
+            return reserving.release(campaign, command, now)
 
 
 def _add_codes(campaign: Campaign, command: AddCodes) -> list[Event]:
     if campaign.status == "ended":
-        return [_rejected(command, Reason.ENDED, "the campaign has ended")]
+        return [rejected(command, Reason.ENDED, "the campaign has ended")]
     new = tuple(campaign.not_owned(command.codes))
     if not new:
         return []
@@ -211,16 +124,16 @@ def _distribute(campaign: Campaign, command: DistributeCode, now: datetime) -> l
     """Distribution may precede the start (the message says when it expires), not the end;
     a draft distributes nothing (it may never go live)."""
     if campaign.status == "ended":
-        return [_rejected(command, Reason.ENDED, "the campaign has ended")]
+        return [rejected(command, Reason.ENDED, "the campaign has ended")]
     if campaign.status == "draft":
         detail = "the campaign is a draft: activate it first"
-        return [_rejected(command, Reason.NOT_STARTED, detail)]
+        return [rejected(command, Reason.NOT_STARTED, detail)]
     expires_at = campaign.validity.expires_at
     if expires_at is not None and now >= expires_at:
-        return [_rejected(command, Reason.EXPIRED, f"expired at {expires_at.isoformat()}")]
+        return [rejected(command, Reason.EXPIRED, f"expired at {expires_at.isoformat()}")]
     code = _code_for(campaign, command.contact_id)
     if code is None:
-        return [_rejected(command, Reason.NO_CODE_AVAILABLE, "every unique code is given out")]
+        return [rejected(command, Reason.NO_CODE_AVAILABLE, "every unique code is given out")]
     return [
         CodeDistributed(
             campaign_id=campaign.id,
@@ -240,7 +153,7 @@ def _change_status(campaign: Campaign, command: ChangeCampaignStatus) -> list[Ev
         return []
     if command.status not in TRANSITIONS[campaign.status]:
         detail = f"a campaign cannot go from {campaign.status} to {command.status}"
-        return [_rejected(command, Reason.INVALID_STATUS_TRANSITION, detail)]
+        return [rejected(command, Reason.INVALID_STATUS_TRANSITION, detail)]
     return [
         CampaignStatusChanged(
             campaign_id=campaign.id,
@@ -256,19 +169,19 @@ def _update(campaign: Campaign, command: UpdateCampaign) -> list[Event]:
     `expires_at` keeps the current one. A lower limit than the usage so far is allowed: the
     campaign is then exhausted, and nothing already redeemed is undone."""
     if campaign.status == "ended":
-        return [_rejected(command, Reason.ENDED, "the campaign has ended")]
+        return [rejected(command, Reason.ENDED, "the campaign has ended")]
     validity = command.validity
     if validity is not None and validity.expires_at is None:
         expires_at = campaign.validity.expires_at
         if validity.starts_at and expires_at and expires_at <= validity.starts_at:
             detail = "starts_at must be before the current expires_at"
-            return [_rejected(command, Reason.INVALID_TERMS, detail)]
+            return [rejected(command, Reason.INVALID_TERMS, detail)]
         validity = Validity(starts_at=validity.starts_at, expires_at=expires_at)
     limits = command.limits or campaign.limits
     eligibility = command.eligibility or campaign.eligibility
     if (limits.budget or eligibility.min_amount) and campaign.discount.currency is None:
         detail = "a budget or a minimum amount needs the discount's currency"
-        return [_rejected(command, Reason.INVALID_TERMS, detail)]
+        return [rejected(command, Reason.INVALID_TERMS, detail)]
     updated = CampaignUpdated(
         campaign_id=campaign.id,
         name=_changed(command.name, campaign.name),
@@ -289,14 +202,17 @@ def _changed(new: _T | None, current: _T) -> _T | None:
 
 def _redeem(campaign: Campaign, command: RedeemCode, now: datetime) -> list[Event]:
     if command.redemption_id in campaign.ledger:
-        return [_rejected(command, Reason.REDEMPTION_EXISTS, "this redemption id was used")]
-    refusal = _refusal(campaign, command, now)
-    if refusal is not None:
-        return [_rejected(command, refusal.reason, refusal.detail)]
+        return [rejected(command, Reason.REDEMPTION_EXISTS, "this redemption id was used")]
+    if command.reservation_id is not None:
+        return reserving.redeem_reserved(campaign, command, now)
     cart, already_off = command.cart, command.already_off
+    others = command.other_codes_stackable
+    refused = refusal(campaign, command.code, command.customer, cart, now, others, already_off)
+    if refused is not None:
+        return [rejected(command, refused.reason, refused.detail)]
     discount = pricing.discount_for(campaign.discount, cart, campaign.eligibility, already_off)
     if campaign.budget_spent + discount > bounds.MAX_TOTAL:
-        return [_rejected(command, Reason.OUT_OF_RANGE, _SPENT_TOO_MUCH)]
+        return [rejected(command, Reason.OUT_OF_RANGE, SPENT_TOO_MUCH)]
     return [
         CodeRedeemed(
             campaign_id=campaign.id,
@@ -312,37 +228,15 @@ def _redeem(campaign: Campaign, command: RedeemCode, now: datetime) -> list[Even
     ]
 
 
-def _refusal(campaign: Campaign, command: RedeemCode, now: datetime) -> checks.Refusal | None:
-    """Why this campaign refuses this redemption (`domain.eligibility` fixes the order)."""
-    if not campaign.owns(command.code):
-        return checks.Refusal(Reason.UNKNOWN_CODE, "no such code in this campaign")
-    offer = checks.Offer(
-        status=campaign.status,
-        discount=campaign.discount,
-        validity=campaign.validity,
-        limits=campaign.limits_for(command.code),
-        eligibility=campaign.eligibility,
-        bound_contact_id=campaign.holder_of.get(command.code),
-    )
-    attempt = checks.Attempt(
-        cart=command.cart,
-        customer=command.customer,
-        now=now,
-        other_codes_stackable=command.other_codes_stackable,
-        already_off=command.already_off,
-    )
-    return checks.evaluate(offer, campaign.usage(command.code), attempt)
-
-
 def _standing(
     campaign: Campaign, command: ReverseRedemption | RefundRedemption
 ) -> Redemption | CommandRejected:
     """The redemption the command is about, or why there is none to act on."""
     redemption = campaign.ledger.get(command.redemption_id)
     if redemption is None:
-        return _rejected(command, Reason.REDEMPTION_NOT_FOUND, "no such redemption")
+        return rejected(command, Reason.REDEMPTION_NOT_FOUND, "no such redemption")
     if redemption.reversed:
-        return _rejected(command, Reason.ALREADY_REVERSED, "the redemption was reversed")
+        return rejected(command, Reason.ALREADY_REVERSED, "the redemption was reversed")
     return redemption
 
 
@@ -364,9 +258,9 @@ def _reverse(campaign: Campaign, command: ReverseRedemption) -> list[Event]:
 def _record(campaign: Campaign, command: RecordRedemption) -> list[Event]:
     """No limit is checked: the payment system granted the discount already."""
     if command.redemption_id in campaign.ledger:
-        return [_rejected(command, Reason.REDEMPTION_EXISTS, "this redemption id was used")]
+        return [rejected(command, Reason.REDEMPTION_EXISTS, "this redemption id was used")]
     if campaign.budget_spent + command.discount > bounds.MAX_TOTAL:
-        return [_rejected(command, Reason.OUT_OF_RANGE, _SPENT_TOO_MUCH)]
+        return [rejected(command, Reason.OUT_OF_RANGE, SPENT_TOO_MUCH)]
     return [
         CodeRedeemed(
             campaign_id=campaign.id,
@@ -391,7 +285,7 @@ def _refund(campaign: Campaign, command: RefundRedemption) -> list[Event]:
         return []  # this refund counted already
     if redemption.refunded + command.refunded > bounds.MAX_TOTAL:
         detail = "the redemption's refunds would pass 10^18 minor units"
-        return [_rejected(command, Reason.OUT_OF_RANGE, detail)]
+        return [rejected(command, Reason.OUT_OF_RANGE, detail)]
     return [
         RedemptionRefunded(
             campaign_id=campaign.id,
@@ -452,7 +346,22 @@ def evolve(campaign: Campaign | None, event: Event, occurred_at: datetime) -> Ca
             )
         case CodeRedeemed():
             done = Redemption(event.contact_id, event.code, event.discount)
+            if event.reservation_id is not None:  # held until now: counted once
+                campaign = reserving.held_no_more(campaign, event.reservation_id)
             return _use(campaign, event.redemption_id, done, +1)
+        case CodeReserved():
+            held = Reservation(
+                event.contact_id,
+                event.code,
+                event.currency,
+                event.amount,
+                event.discount,
+                event.total,
+                event.expires_at,
+            )
+            return replace(campaign, holds=campaign.holds.add(event.reservation_id, held))
+        case ReservationReleased():
+            return reserving.held_no_more(campaign, event.reservation_id)
         case RedemptionReversed():
             done = replace(campaign.ledger[event.redemption_id], reversed=True)
             return _use(campaign, event.redemption_id, done, -1)
@@ -468,13 +377,6 @@ def evolve(campaign: Campaign | None, event: Event, occurred_at: datetime) -> Ca
     raise AssertionError(f"unhandled event {event.type}")
 
 
-def fold(campaign: Campaign | None, events: Iterable[tuple[Event, datetime]]) -> Campaign | None:
-    """`campaign` after `events` (each with the time it occurred), in order."""
-    for event, occurred_at in events:
-        campaign = evolve(campaign, event, occurred_at)
-    return campaign
-
-
 def _use(campaign: Campaign, redemption_id: str, done: Redemption, sign: int) -> Campaign:
     """Count a redemption in (+1) or out (-1) of every limit it uses."""
     return replace(
@@ -486,13 +388,4 @@ def _use(campaign: Campaign, redemption_id: str, done: Redemption, sign: int) ->
         ),
         per_code=campaign.per_code.set(done.code, campaign.per_code.get(done.code, 0) + sign),
         ledger=campaign.ledger.set(redemption_id, done),
-    )
-
-
-_SPENT_TOO_MUCH = "the campaign's discount given would pass 10^18 minor units"
-
-
-def _rejected(command: Command, reason: Reason, detail: str) -> CommandRejected:
-    return CommandRejected(
-        campaign_id=command.campaign_id, command_type=command.type, reason=reason, detail=detail
     )

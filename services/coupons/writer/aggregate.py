@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from contracts.codec import Codec
 from contracts.envelope import Envelope
 from contracts.reasons import Reason
+from services.coupons.writer.timers import Timer
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class Aggregate(Protocol):
 
     def announce(self, state: Any, envelope: Envelope[Any]) -> list[Announcement]:
         """What public topics are told of an appended event (`state` is after it)."""
+
+    def timers(self, key: str, state: Any) -> list[Timer]:
+        """The commands to decide at given instants for this instance (durable timers:
+        `writer.timers`), as `state` stands now."""
 
     def answered(self, events: list[Any]) -> dict[str, Any]:
         """Fields of the reply to a first acceptance beyond the outcome (the redemption it

@@ -70,7 +70,14 @@ class Handed:
     reply_to: bytes
 
 
-Received: TypeAlias = ConsumerRecord[Any, Any] | Handed
+@dataclass(frozen=True)
+class Timed:
+    """A command a durable timer of the writer's own made: no offset, and nobody to answer."""
+
+    value: bytes
+
+
+Received: TypeAlias = ConsumerRecord[Any, Any] | Handed | Timed
 
 
 @dataclass(frozen=True)
@@ -146,14 +153,20 @@ class Decisions:
 
     def decide(
         self, batch: Batch, state: PartitionState, partition: int, records: list[Received]
-    ) -> None:
+    ) -> set[str]:
         """Decide `records`, in order, into `batch`, each against the state the ones before
-        it left."""
+        it left; returns the keys of the commands decided."""
+        keys = set()
         for record in records:
             batch.records.append(record)
             command = self._read(record, batch, partition)
-            if command is not None:
-                batch.outcomes.append(self._decide_one(state, partition, record, command, batch))
+            if command is None:
+                continue
+            outcome = self._decide_one(state, partition, record, command, batch)
+            keys.add(command.key)
+            if not isinstance(record, Timed):  # a timer's command is answered to nobody
+                batch.outcomes.append(outcome)
+        return keys
 
     def _decide_one(
         self,
@@ -243,7 +256,7 @@ class Decisions:
         refused as unprocessable (`handed_too`) is answered, so it is parked here, with no
         offset."""
         dead_letters = self.topics.dead_letters.name
-        if isinstance(record, Handed):
+        if isinstance(record, Handed | Timed):
             if not handed_too:
                 log.error("decider.handed_command_dropped", reason=reason, detail=detail)
                 return
@@ -258,6 +271,8 @@ def _reply_address(record: Received) -> bytes | None:
     """Where the sender listens on this host for its reply, if it said."""
     if isinstance(record, Handed):
         return record.reply_to
+    if isinstance(record, Timed):
+        return None
     return kafka.header(record.headers, local_sockets.HEADER)
 
 

@@ -25,6 +25,7 @@ for the view to fetch its events.
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -39,7 +40,14 @@ from projections import parked
 from services.coupons.bus import kafka, local_sockets
 from services.coupons.writer import kafka_private, transactions
 from services.coupons.writer.aggregate import Aggregate
-from services.coupons.writer.batch import MAX_BATCH, Batch, Decisions, Handed, PartitionState
+from services.coupons.writer.batch import (
+    MAX_BATCH,
+    Batch,
+    Decisions,
+    Handed,
+    PartitionState,
+    Timed,
+)
 from services.coupons.writer.replies import Replies
 from services.coupons.writer.transactions import Writer
 
@@ -117,14 +125,18 @@ class Writers:
                     self._handed = loop.create_future()
                 committing = [w.committing for w in self._writers.values() if w.committing]
                 wakes: list[asyncio.Future[Any]] = [fetching, self._handed, *committing]
-                done, _ = await asyncio.wait(wakes, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    wakes, timeout=self._until_a_timer(), return_when=asyncio.FIRST_COMPLETED
+                )
                 if fetching in done:
                     batches, fetching = fetching.result(), None
                     if self._rebalance_error is not None:
                         raise self._rebalance_error
                     self._queue(consumer, batches)
+                now = datetime.now(UTC)
                 for writer in list(self._writers.values()):
                     self._listen(writer, loop.time())
+                    self._fire(writer, now)
                     self._advance(writer)
         finally:
             if fetching is not None:
@@ -186,10 +198,43 @@ class Writers:
             self._decide(writer)  # what MAX_BATCH left over, ahead of the next transaction
 
     def _decide(self, writer: Writer) -> None:
-        """Decide the fetched commands into the next batch, up to MAX_BATCH of them."""
+        """Decide the fetched commands into the next batch, up to MAX_BATCH of them, and
+        refresh the timers of what they changed."""
         room = MAX_BATCH - len(writer.decided.records)
         records, writer.waiting = writer.waiting[:room], writer.waiting[room:]
-        self._decisions.decide(writer.decided, writer.state, writer.partition, records)
+        keys = self._decisions.decide(writer.decided, writer.state, writer.partition, records)
+        for key in keys:
+            self._refresh_timers(writer, key)
+
+    def _refresh_timers(self, writer: Writer, key: str) -> None:
+        state = writer.state.states.get(key)
+        timers = [] if state is None else self._aggregate.timers(key, state)
+        writer.timers.refresh(key, timers)
+
+    def _until_a_timer(self) -> float | None:
+        """Seconds until the earliest timer of any partition is due (None: no timer)."""
+        due = [at for w in self._writers.values() if (at := w.timers.next_at()) is not None]
+        if not due:
+            return None
+        return max(0.0, (min(due) - datetime.now(UTC)).total_seconds())
+
+    def _fire(self, writer: Writer, now: datetime) -> None:
+        """Queue the commands of the timers due: decided like any other, in order."""
+        for key, timer in writer.timers.due(now):
+            envelope = Envelope[Any](
+                key=key,
+                correlation_id=f"timer-{timer.id}",
+                idempotency_key=f"timer:{timer.id}:{timer.at.isoformat()}",
+                actor="timer",
+                data=timer.command,
+            )
+            writer.waiting.append(Timed(envelope.to_bytes()))
+            log.info(
+                "decider.timer_fired",
+                key=key,
+                timer=timer.id,
+                late_s=(now - timer.at).total_seconds(),
+            )
 
     async def _commit(self, writer: Writer, batch: Batch) -> None:
         """Commit the batch, hand its events to this process's view, then answer."""
@@ -224,6 +269,8 @@ class Writers:
             address = local_sockets.owner(self._bootstrap, self._topics.commands.name, p)
             inbox = local_sockets.Inbox(address, functools.partial(self._take_handed, p))
             self._writers[p] = writer = Writer(p, pair, state, inbox)
+            for key in state.states:
+                self._refresh_timers(writer, key)
             self._listen(writer, asyncio.get_running_loop().time())
             log.info(
                 "decider.partition_acquired",

@@ -30,6 +30,7 @@ from contracts.replies import EventPosition
 from services.coupons.bus import local_sockets
 from services.coupons.writer import kafka_private
 from services.coupons.writer.batch import Batch, PartitionState, Received
+from services.coupons.writer.timers import Timers
 
 CHECKPOINT = "consumed"
 """Event header: the next command offset after the event's batch."""
@@ -50,6 +51,7 @@ class Writer:
     transactions: int = 0  # begun so far
     bound_at: float = 0.0  # when the writer last tried to open its inbox
     begun: asyncio.Task[TransactionContext] | None = None  # the next transaction, begun early
+    timers: Timers = field(default_factory=Timers)
 
     def next_turn(self) -> AIOKafkaProducer:
         """The producer of the next transaction: not the one whose markers may be pending."""

@@ -1,0 +1,49 @@
+"""How a campaign refuses: the rejection event, and why a use of a code is refused (the rules
+of `domain.eligibility`, in their documented order, against the campaign's state)."""
+
+from datetime import datetime
+
+from contracts.checkout import Cart, Customer
+from contracts.commands import Command
+from contracts.events import CommandRejected
+from contracts.reasons import Reason
+from services.coupons.domain import eligibility as checks
+from services.coupons.domain.campaign_state import Campaign
+
+SPENT_TOO_MUCH = "the campaign's discount given would pass 10^18 minor units"
+
+
+def rejected(command: Command, reason: Reason, detail: str) -> CommandRejected:
+    return CommandRejected(
+        campaign_id=command.campaign_id, command_type=command.type, reason=reason, detail=detail
+    )
+
+
+def refusal(
+    campaign: Campaign,
+    code: str,
+    customer: Customer,
+    cart: Cart,
+    now: datetime,
+    other_codes_stackable: tuple[bool, ...] = (),
+    already_off: int = 0,
+) -> checks.Refusal | None:
+    """Why this campaign refuses this use of `code` (`domain.eligibility` fixes the order)."""
+    if not campaign.owns(code):
+        return checks.Refusal(Reason.UNKNOWN_CODE, "no such code in this campaign")
+    offer = checks.Offer(
+        status=campaign.status,
+        discount=campaign.discount,
+        validity=campaign.validity,
+        limits=campaign.limits_for(code),
+        eligibility=campaign.eligibility,
+        bound_contact_id=campaign.holder_of.get(code),
+    )
+    attempt = checks.Attempt(
+        cart=cart,
+        customer=customer,
+        now=now,
+        other_codes_stackable=other_codes_stackable,
+        already_off=already_off,
+    )
+    return checks.evaluate(offer, campaign.usage(code), attempt)
