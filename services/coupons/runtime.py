@@ -21,6 +21,8 @@ from services.coupons.bus.gateway import CommandGateway
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.campaign_view import CampaignView
 from services.coupons.code_batches import CodeBatchRunner
+from services.coupons.contacts import components as contact_components
+from services.coupons.contacts.ingest import ContactIngest
 from services.coupons.decider import Decider
 from services.coupons.settings import Settings
 from services.coupons.stripe.client import client_for
@@ -52,6 +54,7 @@ class Runtime:
     appended: AIOKafkaConsumer  # reads high watermarks (every event appended), to catch up
     components: list[Supervised]
     stripe_sink: WebhookSink
+    contact_ingest: ContactIngest
 
     async def lag(self) -> dict[str, int]:
         """Events appended but not yet applied, per projection (all partitions summed)."""
@@ -138,6 +141,10 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             if settings.stripe_api_key:
                 mirror = MirrorRunner(pool, client_for(settings), settings.stripe_rate_limit)
                 components.append(Supervised("stripe-mirror", mirror.run))
+        contact_ingest, contacts_parts = await contact_components.start(
+            stack, settings, topics, pool
+        )
+        components.extend(contacts_parts)
         for component in components:
             component.start()
             stack.push_async_callback(component.stop)
@@ -155,5 +162,6 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             appended,
             components,
             stripe_sink,
+            contact_ingest,
         )
     log.info("runtime.stopped")

@@ -7,7 +7,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.commands import MAX_EXPIRY_DAYS
 
-Component = Literal["decider", "projector", "batches", "stripe"]
+Component = Literal["decider", "projector", "batches", "stripe", "contacts"]
 
 
 class Settings(BaseSettings):
@@ -19,7 +19,8 @@ class Settings(BaseSettings):
     port: int = Field(8000, validation_alias="COUPONS_PORT")
     workers: int = Field(1, ge=1, le=64, validation_alias="COUPONS_WORKERS")
     components: Annotated[tuple[Component, ...], NoDecode] = Field(
-        ("decider", "projector", "batches", "stripe"), validation_alias="COUPONS_COMPONENTS"
+        ("decider", "projector", "batches", "stripe", "contacts"),
+        validation_alias="COUPONS_COMPONENTS",
     )
     topic_prefix: str = Field("", validation_alias="COUPONS_TOPIC_PREFIX")
     partitions: int = Field(6, ge=1, validation_alias="COUPONS_PARTITIONS")

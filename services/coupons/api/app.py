@@ -14,6 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.coupons import logs
 from services.coupons.api import analytics, campaigns, checkout, codes, errors, health, monitoring
+from services.coupons.api import contacts as contacts_api
+from services.coupons.api import segments as segments_api
 from services.coupons.api.auth import KeyCache
 from services.coupons.api.body_limit import BodyLimit
 from services.coupons.api.checkout_lane import CheckoutLane
@@ -61,6 +63,8 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(stripe_mirror.router)
     app.include_router(analytics.router)
     app.include_router(monitoring.router)
+    app.include_router(contacts_api.router)
+    app.include_router(segments_api.router)
     return Correlated(BodyLimit(CheckoutLane(app), settings.max_body_bytes))
 
 
