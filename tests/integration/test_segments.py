@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -32,7 +31,7 @@ def event(
 
 
 async def membership_messages(
-    settings: Settings, expect: int, timeout: float = 30
+    settings: Settings, expect: int, within_s: float = 30
 ) -> list[dict[str, Any]]:
     """The messages on the public membership topic, once `expect` arrived (and a quiet second
     more, so one too many shows)."""
@@ -41,7 +40,7 @@ async def membership_messages(
     consumer.subscribe([topic])
     await consumer.start()
     found: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_s
     try:
         while time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=1000)
@@ -129,7 +128,7 @@ def test_time_alone_moves_a_contact_in_and_out_to_the_second(
         "/v1/contact-events",
         json={"events": [event("t1", "cat", time.time(), trial_ends_at=iso(ends))]},
     ).raise_for_status()
-    messages = asyncio.run(membership_messages(settings, 2, timeout=60))
+    messages = asyncio.run(membership_messages(settings, 2, within_s=60))
     assert [(m["type"], m["cause"]) for m in messages] == [
         ("contact.entered_segment.v1", f"timer:{ends - 5}"),
         ("contact.left_segment.v1", f"timer:{ends + 1}"),
