@@ -22,7 +22,7 @@ from contracts.bounds import (
 )
 from contracts.checkout import Cart, Customer
 from contracts.money import Discount
-from contracts.rules import Duration, Eligibility, Limits, Validity
+from contracts.rules import MAX_SEGMENTS, Duration, Eligibility, Limits, SegmentRef, Validity
 
 CampaignName = Annotated[
     str,
@@ -113,6 +113,9 @@ class RedeemCode(Frozen):
     """Stacking: the `stackable` flag of each other code in the cart."""
     already_off: Amount = 0
     """Stacking: what the codes before this one take off the cart."""
+    segments: Annotated[tuple[SegmentRef, ...], Field(max_length=2 * MAX_SEGMENTS)] = ()
+    """The campaign's segments and excluded segments the contact belongs to, as the API read
+    them from PostgreSQL when it sent the command (never the client's word)."""
 
     @model_validator(mode="after")
     def _already_off_within_the_cart(self) -> "RedeemCode":

@@ -159,3 +159,46 @@ def test_bad_conditions_and_bad_events_get_clear_errors(service: tuple[httpx.Cli
     assert client.get("/v1/contacts/dan").status_code == 404  # nothing of the batch appended
     preview = client.post("/v1/segments/preview", json={"condition": {"frob": 1}})
     assert preview.json()["error"]["field"] == "condition/frob"
+
+
+def test_a_segment_restricted_campaign_refuses_a_non_member_and_serves_a_member(
+    service: tuple[httpx.Client, Path],
+) -> None:
+    client, _ = service
+    client.post(
+        "/v1/segments",
+        json={"id": "vip", "name": "VIP", "condition": {">=": [{"var": "traits.score"}, 50]}},
+    ).raise_for_status()
+    created = client.post(
+        "/v1/campaigns",
+        json={
+            "name": "VIP only",
+            "code": "VIP10",
+            "discount": {"kind": "amount", "amount_off": 500, "currency": "EUR"},
+            "eligibility": {"segments": ["vip"], "excluded_segments": ["churned"]},
+        },
+    )
+    assert created.status_code == 201, created.text
+    now = time.time()
+    client.post(
+        "/v1/contact-events",
+        json={"events": [event("v1", "eve", now, score=80), event("v2", "fay", now, score=10)]},
+    ).raise_for_status()
+    wait_for(lambda: client.get("/v1/contacts/eve").json().get("segments"))
+    wait_for(lambda: client.get("/v1/contacts/fay").status_code == 200)
+
+    def redeem(contact: str) -> httpx.Response:
+        body = {
+            "code": "VIP10",
+            "customer": {"contact_id": contact},
+            "cart": {"currency": "EUR", "amount": 2000},
+            "order_ref": f"order-{contact}",
+        }
+        return client.post("/v1/redemptions", json=body, headers={"Idempotency-Key": contact})
+
+    refused = redeem("fay")
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "not_in_segment"
+    served = redeem("eve")
+    assert served.status_code == 201, served.text
+    assert served.json()["discount"] == 500

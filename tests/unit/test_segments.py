@@ -5,6 +5,7 @@ contact's timer fired when due) equals membership computed from scratch over the
 profile at the same instant."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -158,3 +159,41 @@ def test_incremental_membership_equals_membership_from_scratch(
         return
     scratch = reconcile(profile, segments, frozenset(), final).members
     assert held == scratch
+
+
+def _attempt(segments: frozenset[str]) -> Any:
+    from contracts.checkout import Cart, Customer
+    from services.coupons.domain.eligibility import Attempt
+
+    return Attempt(
+        cart=Cart(currency="EUR", amount=1000),
+        customer=Customer(contact_id="c1", email="a@example.com"),
+        now=datetime.fromtimestamp(T0, UTC),
+        segments=segments,
+    )
+
+
+def test_segment_refusals_come_after_who_the_customer_is_and_in_order() -> None:
+    from contracts.money import AmountOff
+    from contracts.reasons import Reason
+    from contracts.rules import Eligibility
+    from services.coupons.domain.eligibility import Offer, Usage, evaluate
+
+    def refusal(member_of: set[str], **rules: Any) -> Reason | None:
+        offer = Offer(
+            status="active",
+            discount=AmountOff(amount_off=100, currency="EUR"),
+            eligibility=Eligibility(**rules),
+        )
+        found = evaluate(offer, Usage(), _attempt(frozenset(member_of)))
+        return None if found is None else found.reason
+
+    assert refusal(set(), segments=("trials",)) == Reason.NOT_IN_SEGMENT
+    assert refusal({"trials"}, segments=("trials", "vip")) is None
+    assert refusal({"trials", "churned"}, segments=("trials",), excluded_segments=("churned",)) == (
+        Reason.EXCLUDED_SEGMENT
+    )
+    both = {"segments": ("vip",), "excluded_segments": ("churned",)}
+    assert refusal({"churned"}, **both) == Reason.NOT_IN_SEGMENT  # the documented order
+    assert refusal(set(), email_domains=("other.com",), **both) == Reason.EMAIL_DOMAIN_NOT_ALLOWED
+    assert refusal(set()) is None

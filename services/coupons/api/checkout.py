@@ -22,6 +22,7 @@ from services.coupons.api.auth import require
 from services.coupons.api.commands import caught_up, execute, runtime_of
 from services.coupons.api.errors import ApiError, ErrorBody, ErrorResponse
 from services.coupons.api.params import IdempotencyKey, RedemptionPath, RequiredIdempotencyKey
+from services.coupons.contacts.lookup import member_segments
 from services.coupons.domain import campaign as aggregate
 from services.coupons.domain.codes import normalise
 
@@ -114,9 +115,11 @@ async def validate(body: ValidationRequest, request: Request) -> ValidationResul
     caller = _throttled(request)
     codes = body.normalised_codes()
     states = [await _campaign_of(request, code) for code in codes]
+    segments = await _segments(request, body.customer, states)
     now, already_off, results = _now(), 0, []
     for i, (code, state) in enumerate(zip(codes, states, strict=True)):
-        outcome = _assess(state, code, body, _others_stackable(states, i), already_off, now)
+        others = _others_stackable(states, i)
+        outcome = _assess(state, code, body, others, already_off, now, segments)
         results.append(_result(code, state, outcome))
         already_off += results[-1].discount
     refusal = next((r.refusal for r in results if r.refusal is not None), None)
@@ -155,6 +158,7 @@ async def redeem(
             field = "code" if body.code else "codes"
             raise ApiError(404, Reason.UNKNOWN_CODE.value, f"no such code {code}", field=field)
     campaigns_of = [state.id for state in states if state is not None]
+    segments = await _segments(request, body.customer, states)
     done: list[dict[str, Any]] = []
     for i, (code, campaign_id) in enumerate(zip(codes, campaigns_of, strict=True)):
         key = idempotency_key if len(codes) == 1 else f"{idempotency_key}:{i}"
@@ -167,6 +171,7 @@ async def redeem(
             order_ref=body.order_ref,
             other_codes_stackable=_others_stackable(states, i),
             already_off=sum(row["discount"] for row in done),
+            segments=segments,
         )
         try:
             reply = await execute(request, campaign_id, command, key, read_back=False)
@@ -284,6 +289,7 @@ def _assess(
     others: tuple[bool, ...],
     already_off: int,
     now: datetime,
+    segments: tuple[str, ...] = (),
 ) -> CodeRedeemed | CommandRejected:
     """What the decider would answer now, without appending anything."""
     if state is None:
@@ -302,10 +308,19 @@ def _assess(
         order_ref="validation",
         other_codes_stackable=others,
         already_off=already_off,
+        segments=segments,
     )
     outcome = aggregate.decide(state, command, now)[-1]
     assert isinstance(outcome, CodeRedeemed | CommandRejected)
     return outcome
+
+
+async def _segments(
+    request: Request, customer: Customer, states: list[aggregate.Campaign | None]
+) -> tuple[str, ...]:
+    """The segments the campaigns name that the customer is in: looked up by the server."""
+    rules = [state.eligibility for state in states if state is not None]
+    return await member_segments(runtime_of(request).pool, customer.contact_id, rules)
 
 
 def _now() -> datetime:

@@ -327,6 +327,7 @@ def _refusal(campaign: Campaign, command: RedeemCode, now: datetime) -> checks.R
         now=now,
         other_codes_stackable=command.other_codes_stackable,
         already_off=command.already_off,
+        segments=frozenset(command.segments),
     )
     return checks.evaluate(offer, campaign.usage(command.code), attempt)
 
