@@ -199,6 +199,20 @@ def test_a_segment_restricted_campaign_refuses_a_non_member_and_serves_a_member(
     refused = redeem("fay")
     assert refused.status_code == 422
     assert refused.json()["error"]["code"] == "not_in_segment"
+    client.post(
+        "/v1/segments",
+        json={
+            "id": "recent-redeemers",
+            "name": "Redeemed in the last 90 days",
+            "condition": {"less_than_ago": ["coupons.last_redeemed_at", 90 * DAY]},
+        },
+    ).raise_for_status()
     served = redeem("eve")
     assert served.status_code == 201, served.text
     assert served.json()["discount"] == 500
+    # the redemption feeds back into the profile, and into segments
+    profile = wait_for(
+        lambda: (p := client.get("/v1/contacts/eve").json())["coupons"]["redeemed"] and p
+    )
+    assert profile["coupons"]["discount"] == 500 and profile["coupons"]["revenue"] == 1500
+    wait_for(lambda: len(client.get("/v1/contacts/eve").json()["segments"]) == 2)

@@ -1,6 +1,6 @@
 """Starts the contacts side (issue 18) for the composition root: the HTTP ingest producer
-always, and with the `contacts` component the processor, the timer loop, the outbox relay
-and the backfill runner, each supervised."""
+always, and with the `contacts` component the processor, the coupon facts, the timer loop,
+the outbox relay and the backfill runner, each supervised."""
 
 import contextlib
 
@@ -8,8 +8,9 @@ import asyncpg
 
 from contracts.topics import Topics
 from services.coupons.contacts.backfill import BackfillRunner
+from services.coupons.contacts.coupon_facts import coupon_facts
 from services.coupons.contacts.ingest import ContactIngest
-from services.coupons.contacts.processor import ContactsProcessor
+from services.coupons.contacts.processor import contacts_processor
 from services.coupons.contacts.relay import OutboxRelay
 from services.coupons.contacts.timers import TimerLoop
 from services.coupons.settings import Settings
@@ -26,7 +27,8 @@ async def start(
     if "contacts" not in settings.components:
         return ingest, []
     return ingest, [
-        Supervised("contacts", ContactsProcessor(bootstrap, topics, pool).run),
+        Supervised("contacts", contacts_processor(bootstrap, topics, pool).run),
+        Supervised("contact-coupon-facts", coupon_facts(bootstrap, topics, pool).run),
         Supervised("contact-timers", TimerLoop(settings.database_url, pool).run),
         Supervised(
             "segment-relay", OutboxRelay(bootstrap, settings.database_url, topics, pool).run
