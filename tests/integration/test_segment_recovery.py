@@ -149,3 +149,70 @@ async def test_a_backfill_that_crashed_mid_page_resumes_and_enters_each_member_o
     assert dict(job) == {"done": 2500, "total": 2500, "finished": True}
     assert members == 750
     assert len(entered) == 750 and len({r["c"] for r in entered}) == 750
+
+
+async def test_a_segment_changed_while_events_flow_ends_with_exactly_its_new_members(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events applied by one writer while the segment is changed and backfilled by another:
+    in the end the members are exactly the contacts the new version matches, and each
+    member's last message is an entry, each non-member's (if any) an exit."""
+    monkeypatch.setattr(backfill, "PAGE", 100)
+    pool = await asyncpg.create_pool(settings.database_url)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+            async with conn.transaction():
+                await conn.execute(
+                    """INSERT INTO segments (id, name, kind, condition)
+                       VALUES ('s', 'S', 'live', $1)""",
+                    json.dumps({">=": [{"var": "traits.score"}, 5]}),
+                )
+                await backfill.start(conn, "s", 1)
+
+        async def events() -> None:
+            for batch in range(20):
+                found = [
+                    ContactEvent.model_validate(
+                        event(f"f{batch}-{i}", f"c{i:03d}", time.time(), score=(i * batch) % 10)
+                    )
+                    for i in range(100)
+                ]
+                async with pool.acquire() as conn, conn.transaction():
+                    await processor.apply(conn, found)
+                await asyncio.sleep(0)
+
+        async def change() -> None:
+            runner = backfill.BackfillRunner(pool)
+            for _ in range(3):
+                await runner.step()
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    """UPDATE segments SET condition = $1, version = 2 WHERE id = 's'""",
+                    json.dumps({">=": [{"var": "traits.score"}, 8]}),
+                )
+                await backfill.start(conn, "s", 2)
+            stepped = True
+            while stepped:  # a page at a time, while events keep coming
+                stepped = await runner.step()
+
+        await asyncio.gather(events(), change())
+        async with pool.acquire() as conn:
+            scores = {
+                r["contact_id"]: json.loads(r["profile"])["traits"]["score"]["value"]
+                for r in await conn.fetch("SELECT contact_id, profile::text FROM contact_profiles")
+            }
+            members = {r["contact_id"] for r in await conn.fetch("SELECT * FROM segment_members")}
+            last = {
+                r["c"]: r["t"]
+                for r in await conn.fetch(
+                    """SELECT DISTINCT ON (contact_id) contact_id AS c, message->>'type' AS t
+                       FROM segment_outbox ORDER BY contact_id, seq DESC"""
+                )
+            }
+    finally:
+        await pool.close()
+    expected = {c for c, score in scores.items() if score >= 8}
+    assert len(scores) == 100 and members == expected
+    assert all(last[c] == "contact.entered_segment.v1" for c in members)
+    assert all(t == "contact.left_segment.v1" for c, t in last.items() if c not in members)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from uuid import uuid4
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -29,6 +29,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorResponse} for s in (401, 403, 404, 409, 413, 422)
 }
 SegmentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+SegmentPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 PREVIEW_SAMPLE = 20
 PREVIEW_PAGE = 5000
 
@@ -120,13 +121,13 @@ async def preview(body: Preview, request: Request) -> dict[str, Any]:
 
 
 @router.get("/{segment_id}", responses=ERRORS, dependencies=ANALYST)
-async def get_segment(segment_id: SegmentId, request: Request) -> dict[str, Any]:
+async def get_segment(segment_id: SegmentPath, request: Request) -> dict[str, Any]:
     return await _read(request, segment_id)
 
 
 @router.patch("/{segment_id}", responses=ERRORS, dependencies=ADMIN)
 async def change_segment(
-    segment_id: SegmentId, body: SegmentChange, request: Request
+    segment_id: SegmentPath, body: SegmentChange, request: Request
 ) -> dict[str, Any]:
     """Change the name, condition or status; a new condition is a new version, backfilled."""
     if body.condition is not None:
@@ -151,7 +152,7 @@ async def change_segment(
 
 
 @router.get("/{segment_id}/versions", responses=ERRORS, dependencies=ANALYST)
-async def segment_versions(segment_id: SegmentId, request: Request) -> list[dict[str, Any]]:
+async def segment_versions(segment_id: SegmentPath, request: Request) -> list[dict[str, Any]]:
     """The audit trail: every version, who made it and when."""
     async with runtime_of(request).pool.acquire() as conn:
         rows = await conn.fetch(
@@ -164,9 +165,9 @@ async def segment_versions(segment_id: SegmentId, request: Request) -> list[dict
 
 @router.get("/{segment_id}/members", responses=ERRORS, dependencies=ANALYST, response_model=None)
 async def members(
-    segment_id: SegmentId,
+    segment_id: SegmentPath,
     request: Request,
-    after: Annotated[str, Query(max_length=128)] = "",
+    after: Annotated[str, Query(max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")] = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     format: Literal["json", "csv"] = "json",
 ) -> dict[str, Any] | StreamingResponse:

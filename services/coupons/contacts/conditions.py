@@ -106,7 +106,13 @@ class Condition:
     time_tests: tuple[TimeTest, ...]
 
     def matches(self, data: Mapping[str, Any]) -> bool:
-        return bool(ENGINE.truthy(self.rule.evaluate(dict(data))))
+        """Whether the contact matches; a condition that cannot be evaluated over this
+        contact's values (text added to a number, say) does not match: one odd profile must
+        not stop the processor."""
+        try:
+            return bool(ENGINE.truthy(self.rule.evaluate(dict(data))))
+        except datalogic_py.DataLogicError:
+            return False
 
     def next_change(self, data: Mapping[str, Any]) -> int | None:
         """The first whole second after `data["now"]` at which a time test can flip, or None
