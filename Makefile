@@ -40,3 +40,4 @@ bench: .venv/.synced  ## benchmarks: print figures (see bench/)
 	$(PY) bench/codes.py --runs 3
 	$(PY) bench/stripe_bridge.py --runs 3
 	$(PY) bench/read_models.py --runs 3
+	$(PY) bench/contacts.py --runs 3
