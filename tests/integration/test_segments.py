@@ -216,3 +216,37 @@ def test_a_segment_restricted_campaign_refuses_a_non_member_and_serves_a_member(
     )
     assert profile["coupons"]["discount"] == 500 and profile["coupons"]["revenue"] == 1500
     wait_for(lambda: len(client.get("/v1/contacts/eve").json()["segments"]) == 2)
+
+
+def test_a_static_segment_from_an_uploaded_list_in_chunks(
+    service: tuple[httpx.Client, Path],
+) -> None:
+    client, _ = service
+    client.post(
+        "/v1/contact-events",
+        json={"events": [{**event("s1", "gus", time.time()), "email": "Gus@Example.com"}]},
+    ).raise_for_status()
+    wait_for(lambda: client.get("/v1/contacts/gus").status_code == 200)
+    client.post(
+        "/v1/segments", json={"id": "list", "name": "List", "kind": "static"}
+    ).raise_for_status()
+    csv_headers = {"Content-Type": "text/csv"}
+    first = client.post(
+        "/v1/segments/list/members", content="contact_id\nhal\nivy\n", headers=csv_headers
+    )
+    assert first.json() == {"rows": 2, "added": 2, "unmatched": 0}, first.text
+    second = client.post(
+        "/v1/segments/list/members",
+        content="ivy\ngus@example.com\nnobody@example.com\n",
+        headers=csv_headers,
+    )
+    assert second.json() == {"rows": 3, "added": 1, "unmatched": 1}
+    members = client.get("/v1/segments/list/members").json()["members"]
+    assert [m["contact_id"] for m in members] == ["gus", "hal", "ivy"]
+    csv_text = client.get("/v1/segments/list/members", params={"format": "csv"}).text
+    assert csv_text.splitlines()[0] == "contact_id,since" and len(csv_text.splitlines()) == 4
+    client.post(
+        "/v1/segments", json={"id": "live", "name": "Live", "condition": {"exists": "traits.x"}}
+    ).raise_for_status()
+    refused = client.post("/v1/segments/live/members", content="hal\n", headers=csv_headers)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "segment_not_static"

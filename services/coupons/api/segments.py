@@ -38,7 +38,9 @@ class SegmentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: SegmentId | None = None
     name: Label
-    condition: JsonValue
+    kind: Literal["live", "static"] = "live"
+    condition: JsonValue = None
+    """Required for a live segment; none for a static one (its list is uploaded)."""
 
 
 class SegmentChange(BaseModel):
@@ -67,22 +69,30 @@ def _compiled(tree: object) -> Condition:
 
 @router.post("", status_code=201, responses=ERRORS, dependencies=ADMIN)
 async def define_segment(body: SegmentRequest, request: Request) -> dict[str, Any]:
-    """Define a live segment; its backfill over existing profiles starts at once."""
-    _compiled(body.condition)
+    """Define a live segment (its backfill over existing profiles starts at once), or a static
+    one, whose members are uploaded (`POST /v1/segments/{id}/members`)."""
+    if body.kind == "live":
+        _compiled(body.condition)
+    elif body.condition is not None:
+        raise ApiError(
+            422, "invalid_request", "a static segment has no condition", field="condition"
+        )
     segment_id = body.id or f"seg_{uuid4().hex[:16]}"
     actor = getattr(request.state, "actor", None)
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         created = await conn.fetchval(
-            """INSERT INTO segments (id, name, kind, condition) VALUES ($1, $2, 'live', $3::jsonb)
+            """INSERT INTO segments (id, name, kind, condition) VALUES ($1, $2, $3, $4::jsonb)
                ON CONFLICT DO NOTHING RETURNING id""",
             segment_id,
             body.name,
-            json.dumps(body.condition),
+            body.kind,
+            None if body.kind == "static" else json.dumps(body.condition),
         )
         if created is None:
             raise ApiError(409, "segment_exists", f"segment {segment_id} exists", field="id")
         await _record_version(conn, segment_id, actor)
-        await backfill.start(conn, segment_id, 1)
+        if body.kind == "live":
+            await backfill.start(conn, segment_id, 1)
     return await _read(request, segment_id)
 
 

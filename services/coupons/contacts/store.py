@@ -180,3 +180,33 @@ def _message(
         cause=cause,
         at=at,
     )
+
+
+async def add_static_members(
+    conn: Connection, segment_id: str, version: int, contact_ids: list[str], cause: str, now: int
+) -> int:
+    """Add uploaded contacts to a static segment, with an entered message for each one that
+    was not a member; how many were added."""
+    at = datetime.fromtimestamp(now, UTC)
+    added = [
+        r["contact_id"]
+        for r in await conn.fetch(
+            """INSERT INTO segment_members (segment_id, contact_id, version, since)
+               SELECT $1, unnest($2::text[]), $3, $4 ON CONFLICT DO NOTHING
+               RETURNING contact_id""",
+            segment_id,
+            sorted(set(contact_ids)),
+            version,
+            at,
+        )
+    ]
+    if added:
+        await conn.executemany(
+            "INSERT INTO segment_outbox (contact_id, message) VALUES ($1, $2::jsonb)",
+            [
+                (c, _message("entered", c, segment_id, version, cause, at).model_dump_json())
+                for c in added
+            ],
+        )
+        await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
+    return len(added)
