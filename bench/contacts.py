@@ -79,6 +79,12 @@ class Bench:
     def __init__(self, kafka: str, database_url: str, prefix: str) -> None:
         self.kafka, self.db, self.prefix = kafka, database_url, prefix
         self.topics = declare(prefix, PARTITIONS)
+        self.appended = 0
+        """Contact events appended so far: the processor has caught up when its offsets sum
+        to this."""
+
+    async def caught_up(self) -> None:
+        await until(lambda: self.offsets_done(self.appended))
 
     async def offsets_done(self, expected: int) -> bool:
         conn = await asyncpg.connect(self.db)
@@ -97,7 +103,8 @@ class Bench:
             value = contact_event(f"k{n}", f"c{n:08d}", plan=("free", "pro")[n % 2], score=n % 100)
             await out.send(self.topics.contact_events.name, value, key=f"c{n:08d}".encode())
         await out.flush()
-        await until(lambda: self.offsets_done(count))
+        self.appended += count
+        await self.caught_up()
         return count / (time.monotonic() - started)
 
     async def http_ingest(self, client: httpx.AsyncClient, count: int) -> float:
@@ -119,13 +126,15 @@ class Bench:
                 answer.raise_for_status()
 
         await asyncio.gather(*(worker() for _ in range(4)))
+        self.appended += len(batches) * 1000
         return len(batches) * 1000 / (time.monotonic() - started)
 
     async def messages(self, consumer: AIOKafkaConsumer, into: dict[str, float]) -> None:
         while True:
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 for r in records:
-                    into[json.loads(r.value)["cause"]] = time.monotonic()
+                    message = json.loads(r.value)
+                    into[f"{message['cause']}/{message['contact_id']}"] = time.monotonic()
 
     async def event_to_message(
         self, out: AIOKafkaProducer, rate: int, seconds: float, heard: dict[str, float]
@@ -143,10 +152,13 @@ class Bench:
             sent = await out.send(
                 self.topics.contact_events.name, value, key=f"c{n % 5000:08d}".encode()
             )
-            sent.add_done_callback(lambda _f, e=event_id: acked.__setitem__(e, time.monotonic()))
+            key = f"{event_id}/c{n % 5000:08d}"
+            sent.add_done_callback(lambda _f, k=key: acked.__setitem__(k, time.monotonic()))
             n += 1
         await out.flush()
-        await asyncio.sleep(5)
+        self.appended += n
+        await self.caught_up()
+        await asyncio.sleep(2)  # the relay publishes what the last poll wrote
         return [(heard[e] - t) * 1000 for e, t in acked.items() if e in heard]
 
     async def timers(
@@ -156,14 +168,15 @@ class Bench:
         dues = {}
         for n in range(200):
             ends = base + int(n * seconds / 200) + 10  # enters at ends - 10
-            dues[f"timer:{ends - 10}"] = ends - 10
+            dues[f"timer:{ends - 10}/t{n:05d}"] = ends - 10
             await out.send(
                 self.topics.contact_events.name,
                 contact_event(f"t{n}", f"t{n:05d}", ends=iso(ends)),
                 key=f"t{n:05d}".encode(),
             )
         await out.flush()
-        await asyncio.sleep(seconds + 8)
+        self.appended += 200
+        await asyncio.sleep(max(dues.values()) - time.time() + 3)
         lateness = []
         for cause, due in dues.items():
             if cause in heard:  # wall-clock instant of hearing vs the due second
@@ -239,6 +252,7 @@ async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
             f"http ingest: {statistics.median(rates):,.0f} events/s (median of {args.runs})",
             flush=True,
         )
+        await bench.caught_up()  # no backlog before the latencies
         await consumer.start()
         await asyncio.sleep(2)
         listening = asyncio.create_task(bench.messages(consumer, heard))
