@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     throttle_window_s: float = Field(5.0, gt=0, validation_alias="COUPONS_THROTTLE_WINDOW_S")
     command_timeout_s: float = Field(10.0, gt=0, validation_alias="COUPONS_COMMAND_TIMEOUT_S")
     ready_max_lag: int = Field(100, ge=0, validation_alias="COUPONS_READY_MAX_LAG")
+    contact_dedupe_days: int = Field(
+        30, ge=1, le=3650, validation_alias="COUPONS_CONTACT_DEDUPE_DAYS"
+    )
     log_level: str = Field("INFO", validation_alias="COUPONS_LOG_LEVEL")
     log_format: Literal["json", "console"] = Field("json", validation_alias="COUPONS_LOG_FORMAT")
     stripe_webhook_secret: str | None = Field(None, validation_alias="STRIPE_WEBHOOK_SECRET")

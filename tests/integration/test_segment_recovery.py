@@ -19,6 +19,7 @@ import pytest
 from contracts.contacts import ContactEvent
 from projections.migrate import migrate
 from services.coupons.contacts import backfill, processor, store
+from services.coupons.contacts.dedupe_window import DedupeWindow
 from services.coupons.settings import Settings
 from tests.integration.conftest import create_key, free_port
 from tests.integration.test_segments import event, iso, membership_messages, wait_for
@@ -216,3 +217,20 @@ async def test_a_segment_changed_while_events_flow_ends_with_exactly_its_new_mem
     assert len(scores) == 100 and members == expected
     assert all(last[c] == "contact.entered_segment.v1" for c in members)
     assert all(t == "contact.left_segment.v1" for c, t in last.items() if c not in members)
+
+
+async def test_the_dedupe_window_forgets_only_ids_past_it(settings: Settings) -> None:
+    pool = await asyncpg.create_pool(settings.database_url)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+            await conn.execute(
+                """INSERT INTO contact_event_ids (event_id, applied_at) VALUES
+                   ('old', now() - interval '31 days'), ('new', now() - interval '29 days')"""
+            )
+        assert await DedupeWindow(pool, 30).prune() == 1
+        async with pool.acquire() as conn:
+            kept = await conn.fetch("SELECT event_id FROM contact_event_ids")
+    finally:
+        await pool.close()
+    assert [r["event_id"] for r in kept] == ["new"]

@@ -9,6 +9,7 @@ import asyncpg
 from contracts.topics import Topics
 from services.coupons.contacts.backfill import BackfillRunner
 from services.coupons.contacts.coupon_facts import coupon_facts
+from services.coupons.contacts.dedupe_window import DedupeWindow
 from services.coupons.contacts.ingest import ContactIngest
 from services.coupons.contacts.processor import contacts_processor
 from services.coupons.contacts.relay import OutboxRelay
@@ -34,4 +35,5 @@ async def start(
             "segment-relay", OutboxRelay(bootstrap, settings.database_url, topics, pool).run
         ),
         Supervised("segment-backfill", BackfillRunner(pool).run),
+        Supervised("contact-dedupe-window", DedupeWindow(pool, settings.contact_dedupe_days).run),
     ]
