@@ -197,3 +197,13 @@ def test_segment_refusals_come_after_who_the_customer_is_and_in_order() -> None:
     assert refusal({"churned"}, **both) == Reason.NOT_IN_SEGMENT  # the documented order
     assert refusal(set(), email_domains=("other.com",), **both) == Reason.EMAIL_DOMAIN_NOT_ALLOWED
     assert refusal(set()) is None
+
+
+def test_stored_profiles_and_membership_messages_keep_their_contracts() -> None:
+    from contracts.contacts import MembershipChanged
+    from services.coupons.contacts import store
+
+    profile = fold(Profile("c1"), _event(1, T0, plan="pro", trial_ends_at=_iso(T0 + DAY)))
+    assert store.from_json("c1", store.to_json(profile)) == profile
+    message = store._message("entered", "c1", "seg", 2, "e1", datetime.fromtimestamp(T0, UTC))
+    assert MembershipChanged.model_validate(message).model_dump(mode="json") == message
