@@ -13,18 +13,10 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.coupons import logs
-from services.coupons.api import (
-    analytics,
-    campaigns,
-    checkout,
-    codes,
-    errors,
-    health,
-    monitoring,
-    static_segments,
-)
+from services.coupons.api import analytics, campaigns, checkout, codes, errors, health, monitoring
 from services.coupons.api import contacts as contacts_api
 from services.coupons.api import segments as segments_api
+from services.coupons.api import static_segments as static_segments_api
 from services.coupons.api.auth import KeyCache
 from services.coupons.api.body_limit import BodyLimit
 from services.coupons.api.checkout_lane import CheckoutLane
@@ -74,7 +66,7 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(monitoring.router)
     app.include_router(contacts_api.router)
     app.include_router(segments_api.router)
-    app.include_router(static_segments.router)
+    app.include_router(static_segments_api.router)
     return Correlated(BodyLimit(CheckoutLane(app), settings.max_body_bytes))
 
 
