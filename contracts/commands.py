@@ -22,7 +22,7 @@ from contracts.bounds import (
 )
 from contracts.checkout import Cart, Customer
 from contracts.money import Discount
-from contracts.rules import Duration, Eligibility, Limits, Validity
+from contracts.rules import MAX_SEGMENTS, Duration, Eligibility, Limits, SegmentRef, Validity
 
 CampaignName = Annotated[
     str,
@@ -115,6 +115,9 @@ class RedeemCode(Frozen):
     """Stacking: what the codes before this one take off the cart."""
     reservation_id: Id64 | None = None
     """Redeem what this reservation holds: no rule is checked again but its expiry."""
+    segments: Annotated[tuple[SegmentRef, ...], Field(max_length=2 * MAX_SEGMENTS)] = ()
+    """The campaign's segments and excluded segments the contact belongs to, as the API read
+    them from PostgreSQL when it sent the command (never the client's word)."""
 
     @model_validator(mode="after")
     def _already_off_within_the_cart(self) -> "RedeemCode":
@@ -135,6 +138,8 @@ class ReserveCode(Frozen):
     customer: Customer
     cart: Cart
     ttl_s: Annotated[int, Field(ge=1, le=86_400)] | None = None
+    segments: Annotated[tuple[SegmentRef, ...], Field(max_length=2 * MAX_SEGMENTS)] = ()
+    """As `RedeemCode.segments`: the campaign's segments the contact is in, read by the API."""
 
 
 class ReleaseReservation(Frozen):

@@ -39,6 +39,8 @@ class Reason(StrEnum):
     NOT_APPLICABLE = "not_applicable"
     FIRST_PURCHASE_ONLY = "first_purchase_only"
     EMAIL_DOMAIN_NOT_ALLOWED = "email_domain_not_allowed"
+    NOT_IN_SEGMENT = "not_in_segment"
+    EXCLUDED_SEGMENT = "excluded_segment"
     BOUND_TO_ANOTHER_CONTACT = "bound_to_another_contact"
     CURRENCY_MISMATCH = "currency_mismatch"
     NOT_STACKABLE = "not_stackable"

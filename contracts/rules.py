@@ -12,6 +12,10 @@ from contracts.checkout import ProductRef
 MAX_RESERVATION_TTL_S = 86_400
 MAX_PRODUCTS = 1000
 MAX_EMAIL_DOMAINS = 100
+MAX_SEGMENTS = 100
+SegmentRef = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+]
 MAX_MONTHS = 1200
 EmailDomain = Annotated[
     str, StringConstraints(max_length=253, pattern=r"^(?:[a-z0-9-]+\.)+[a-z0-9-]+$")
@@ -56,6 +60,10 @@ class Eligibility(Frozen):
     email_domains: Annotated[tuple[EmailDomain, ...], Field(max_length=MAX_EMAIL_DOMAINS)] = ()
     bound_to_contact: Flag = True
     stackable: Flag = False
+    segments: Annotated[tuple[SegmentRef, ...], Field(max_length=MAX_SEGMENTS)] = ()
+    """The contact must belong to at least one (empty: no restriction)."""
+    excluded_segments: Annotated[tuple[SegmentRef, ...], Field(max_length=MAX_SEGMENTS)] = ()
+    """The contact must belong to none."""
 
     @field_validator("email_domains", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.commands import Command
+from contracts.contacts import ContactEvent, MembershipChanged
 from contracts.envelope import Envelope
 from contracts.events import Event
 from contracts.public import CouponIssued
@@ -44,6 +45,8 @@ class Topics:
     dead_letters: Topic
     issued: Topic
     stripe_events: Topic
+    contact_events: Topic
+    segment_membership: Topic
 
     def all(self) -> tuple[Topic, ...]:
         return (
@@ -53,6 +56,8 @@ class Topics:
             self.dead_letters,
             self.issued,
             self.stripe_events,
+            self.contact_events,
+            self.segment_membership,
         )
 
 
@@ -102,5 +107,21 @@ def declare(prefix: str = "", partitions: int = 6) -> Topics:
             "Verified Stripe webhook events, as Stripe sent them (the raw JSON body), keyed by "
             "Stripe event id; the Stripe translator consumes them.",
             dict[str, Any],
+        ),
+        contact_events=Topic(
+            f"{prefix}growthos.contact-events.v1",
+            partitions,
+            FOREVER,
+            "Public, inbound: lifecycle events about contacts from other GrowthOS services, "
+            "keyed by contact id; kept forever (profiles are rebuilt from it).",
+            ContactEvent,
+        ),
+        segment_membership=Topic(
+            f"{prefix}growthos.segment-membership.v1",
+            partitions,
+            FOREVER,
+            "Public: a contact entered or left a segment, keyed by contact id; at least once, "
+            "deduplicate by the message id.",
+            MembershipChanged,
         ),
     )

@@ -10,8 +10,8 @@ from typing import Literal
 
 from projections.db import Connection
 
-Scope = Literal["admin", "checkout", "analyst"]
-SCOPES: tuple[Scope, ...] = ("admin", "checkout", "analyst")
+Scope = Literal["admin", "checkout", "analyst", "ingest"]
+SCOPES: tuple[Scope, ...] = ("admin", "checkout", "analyst", "ingest")
 
 
 @dataclass(frozen=True)

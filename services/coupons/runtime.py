@@ -23,6 +23,8 @@ from services.coupons.bus.gateway import CommandGateway
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.campaign_view import CampaignView
 from services.coupons.code_batches import CodeBatchRunner
+from services.coupons.contacts import components as contact_components
+from services.coupons.contacts.ingest import ContactIngest
 from services.coupons.decider import Decider
 from services.coupons.settings import Settings
 from services.coupons.stripe.client import client_for
@@ -56,6 +58,8 @@ class Runtime:
     components: list[Supervised]
     stripe_sink: WebhookSink
     decider: Writers | None
+    throttle: Throttle
+    contact_ingest: ContactIngest
 
     async def event_ends(self) -> dict[int, int]:
         """The event topic's committed end offset per partition (Kafka)."""
@@ -70,8 +74,6 @@ class Runtime:
                 p.name: await stored_offsets(conn, p.name, self.topics.events.name)
                 for p in PROJECTIONS
             }
-
-    throttle: Throttle
 
     async def lag(self) -> dict[str, int]:
         """Events appended but not yet applied, per projection (all partitions summed)."""
@@ -170,6 +172,10 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             if settings.stripe_api_key:
                 mirror = MirrorRunner(pool, client_for(settings), settings.stripe_rate_limit)
                 components.append(Supervised("stripe-mirror", mirror.run))
+        contact_ingest, contacts_parts = await contact_components.start(
+            stack, settings, topics, pool
+        )
+        components.extend(contacts_parts)
         for component in components:
             component.start()
             stack.push_async_callback(_within, component.stop, "component")
@@ -189,5 +195,6 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             stripe_sink,
             decider,
             throttle,
+            contact_ingest,
         )
     log.info("runtime.stopped")

@@ -8,7 +8,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from contracts.commands import MAX_EXPIRY_DAYS
 from services.coupons.domain.guessing import Limit, Limits
 
-Component = Literal["decider", "projector", "batches", "stripe"]
+Component = Literal["decider", "projector", "batches", "stripe", "contacts"]
 
 
 class Settings(BaseSettings):
@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     port: int = Field(8000, validation_alias="COUPONS_PORT")
     workers: int = Field(1, ge=1, le=64, validation_alias="COUPONS_WORKERS")
     components: Annotated[tuple[Component, ...], NoDecode] = Field(
-        ("decider", "projector", "batches", "stripe"), validation_alias="COUPONS_COMPONENTS"
+        ("decider", "projector", "batches", "stripe", "contacts"),
+        validation_alias="COUPONS_COMPONENTS",
     )
     topic_prefix: str = Field("", validation_alias="COUPONS_TOPIC_PREFIX")
     partitions: int = Field(6, ge=1, validation_alias="COUPONS_PARTITIONS")
@@ -40,6 +41,9 @@ class Settings(BaseSettings):
     trusted_proxies: str = Field("", validation_alias="COUPONS_TRUSTED_PROXIES")
     command_timeout_s: float = Field(10.0, gt=0, validation_alias="COUPONS_COMMAND_TIMEOUT_S")
     ready_max_lag: int = Field(100, ge=0, validation_alias="COUPONS_READY_MAX_LAG")
+    contact_dedupe_days: int = Field(
+        30, ge=1, le=3650, validation_alias="COUPONS_CONTACT_DEDUPE_DAYS"
+    )
     log_level: str = Field("INFO", validation_alias="COUPONS_LOG_LEVEL")
     log_format: Literal["json", "console"] | None = Field(
         None, validation_alias="COUPONS_LOG_FORMAT"

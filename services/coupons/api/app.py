@@ -23,6 +23,9 @@ from services.coupons.api import (
     monitoring,
     reservations,
 )
+from services.coupons.api import contacts as contacts_api
+from services.coupons.api import segments as segments_api
+from services.coupons.api import static_segments as static_segments_api
 from services.coupons.api.auth import KeyCache
 from services.coupons.api.body_limit import BodyLimit
 from services.coupons.api.checkout_lane import CheckoutLane
@@ -69,6 +72,9 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(stripe_mirror.router)
     app.include_router(analytics.router)
     app.include_router(monitoring.router)
+    app.include_router(contacts_api.router)
+    app.include_router(segments_api.router)
+    app.include_router(static_segments_api.router)
     return Correlated(BodyLimit(CheckoutLane(app), settings.max_body_bytes))
 
 

@@ -1,7 +1,8 @@
 """API-key authentication and scopes.
 
 Send `Authorization: Bearer <key>`. `admin` may do everything; `checkout` may validate,
-redeem, reverse and read redemptions; `analyst` may read campaigns. A missing or unknown key
+redeem, reverse and read redemptions; `analyst` may read campaigns,
+contacts and segments; `ingest` may post contact events. A missing or unknown key
 is 401 `unauthenticated`, a key without the scope is 403 `forbidden`. Found keys are cached
 for a few seconds per replica, so a revoked key stops working within `CACHE_S`."""
 
@@ -17,9 +18,10 @@ from services.coupons.api.errors import ApiError
 
 CACHE_S = 10.0
 ALLOWED: dict[Scope, frozenset[Scope]] = {
-    "admin": frozenset({"admin", "checkout", "analyst"}),
+    "admin": frozenset({"admin", "checkout", "analyst", "ingest"}),
     "checkout": frozenset({"checkout"}),
     "analyst": frozenset({"analyst"}),
+    "ingest": frozenset({"ingest"}),
 }
 
 

@@ -23,6 +23,7 @@ from services.coupons.api.auth import require
 from services.coupons.api.commands import caught_up, execute, runtime_of
 from services.coupons.api.errors import ApiError, ErrorBody, ErrorResponse
 from services.coupons.api.params import IdempotencyKey, RedemptionPath, RequiredIdempotencyKey
+from services.coupons.contacts.lookup import member_segments
 from services.coupons.domain import campaign as aggregate
 from services.coupons.domain.codes import normalise
 from services.coupons.domain.guessing import GUESSES, retry_after, shopper_network
@@ -136,9 +137,11 @@ async def validate(body: ValidationRequest, request: Request) -> ValidationResul
     shopper = throttled(request, body.customer)
     codes = body.normalised_codes()
     states = [await campaign_of(request, code) for code in codes]
+    segments = await segments_of(request, body.customer, states)
     now, already_off, results = _now(), 0, []
     for i, (code, state) in enumerate(zip(codes, states, strict=True)):
-        outcome = _assess(state, code, body, _others_stackable(states, i), already_off, now)
+        others = _others_stackable(states, i)
+        outcome = _assess(state, code, body, others, already_off, now, segments)
         results.append(_result(code, state, outcome))
         already_off += results[-1].discount
     await guessed(request, shopper, sum(r.refusal.code in GUESSES for r in results if r.refusal))
@@ -185,6 +188,7 @@ async def redeem(
             field = "code" if body.code else "codes"
             raise ApiError(404, Reason.UNKNOWN_CODE.value, f"no such code {code}", field=field)
     campaigns_of = [state.id for state in states if state is not None]
+    segments = await segments_of(request, body.customer, states)
     done: list[dict[str, Any]] = []
     for i, (code, campaign_id) in enumerate(zip(codes, campaigns_of, strict=True)):
         key = idempotency_key if len(codes) == 1 else f"{idempotency_key}:{i}"
@@ -198,6 +202,7 @@ async def redeem(
             other_codes_stackable=_others_stackable(states, i),
             already_off=sum(row["discount"] for row in done),
             reservation_id=body.reservation_id,
+            segments=segments,
         )
         try:
             reply = await execute(request, campaign_id, command, key, read_back=False)
@@ -315,6 +320,7 @@ def _assess(
     others: tuple[bool, ...],
     already_off: int,
     now: datetime,
+    segments: tuple[str, ...] = (),
 ) -> CodeRedeemed | CommandRejected:
     """What the decider would answer now, without appending anything."""
     if state is None:
@@ -333,10 +339,19 @@ def _assess(
         order_ref="validation",
         other_codes_stackable=others,
         already_off=already_off,
+        segments=segments,
     )
     outcome = aggregate.decide(state, command, now)[-1]
     assert isinstance(outcome, CodeRedeemed | CommandRejected)
     return outcome
+
+
+async def segments_of(
+    request: Request, customer: Customer, states: list[aggregate.Campaign | None]
+) -> tuple[str, ...]:
+    """The segments the campaigns name that the customer is in: looked up by the server."""
+    rules = [state.eligibility for state in states if state is not None]
+    return await member_segments(runtime_of(request).pool, customer.contact_id, rules)
 
 
 def _now() -> datetime:

@@ -71,6 +71,7 @@ async def reserve(
         await checkout.guessed(request, shopper, 1)
         raise ApiError(404, Reason.UNKNOWN_CODE.value, f"no such code {code}", field="code")
     reservation_id = str(uuid5(RESERVATION_NAMESPACE, f"{campaign.id}:{idempotency_key}"))
+    segments = await checkout.segments_of(request, body.customer, [campaign])
     command = ReserveCode(
         campaign_id=campaign.id,
         reservation_id=reservation_id,
@@ -78,6 +79,7 @@ async def reserve(
         customer=body.customer,
         cart=body.cart,
         ttl_s=body.ttl_s,
+        segments=segments,
     )
     try:
         reply = await execute(request, campaign.id, command, idempotency_key, read_back=False)

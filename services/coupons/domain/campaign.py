@@ -207,7 +207,9 @@ def _redeem(campaign: Campaign, command: RedeemCode, now: datetime) -> list[Even
         return reserving.redeem_reserved(campaign, command, now)
     cart, already_off = command.cart, command.already_off
     others = command.other_codes_stackable
-    refused = refusal(campaign, command.code, command.customer, cart, now, others, already_off)
+    refused = refusal(
+        campaign, command.code, command.customer, cart, now, others, already_off, command.segments
+    )
     if refused is not None:
         return [rejected(command, refused.reason, refused.detail)]
     discount = pricing.discount_for(campaign.discount, cart, campaign.eligibility, already_off)

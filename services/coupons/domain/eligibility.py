@@ -9,7 +9,8 @@ Order (the first refusal wins), from what nobody can change to what the customer
  4. not_started, expired      the redemption window
  5. currency_mismatch         the amounts below would not be comparable
  6. exhausted, code_exhausted, per_contact_limit, budget_exhausted   (in that order)
- 7. first_purchase_only, email_domain_not_allowed                    who the customer is
+ 7. first_purchase_only, email_domain_not_allowed,
+    not_in_segment, excluded_segment                                 who the customer is
  8. not_stackable, not_applicable, below_minimum                     what is in the cart
 
 So a customer is never told to change their cart for a code that is used up or not theirs.
@@ -69,6 +70,8 @@ class Attempt:
     now: datetime
     other_codes_stackable: tuple[bool, ...] = ()
     already_off: int = 0
+    segments: frozenset[str] = frozenset()
+    """The segments the customer belongs to (those the rules name), resolved by the server."""
 
 
 def evaluate(offer: Offer | None, usage: Usage, attempt: Attempt) -> Refusal | None:
@@ -94,6 +97,7 @@ def _checks(offer: Offer | None, usage: Usage, attempt: Attempt) -> Iterator[Ref
     yield check_limits(offer.limits, usage, customer.contact_id, amount)
     yield check_first_purchase(rules, customer)
     yield check_email_domain(rules, customer)
+    yield check_segments(rules, attempt.segments)
     yield check_stacking((rules.stackable, *attempt.other_codes_stackable))
     yield check_products(rules, cart)
     yield check_minimum(rules, cart)
@@ -199,4 +203,15 @@ def check_limits(
             Reason.BUDGET_EXHAUSTED,
             f"{usage.budget_spent} of {limits.budget} spent, {discount_amount} asked",
         )
+    return None
+
+
+def check_segments(eligibility: Eligibility, member_of: frozenset[str]) -> Refusal | None:
+    """In at least one of `segments` (when any are named), and in none of
+    `excluded_segments`."""
+    if eligibility.segments and member_of.isdisjoint(eligibility.segments):
+        return Refusal(Reason.NOT_IN_SEGMENT, "the contact is in none of the campaign's segments")
+    excluded = sorted(member_of.intersection(eligibility.excluded_segments))
+    if excluded:
+        return Refusal(Reason.EXCLUDED_SEGMENT, f"the contact is in segment {excluded[0]}")
     return None

@@ -27,6 +27,7 @@ def refusal(
     now: datetime,
     other_codes_stackable: tuple[bool, ...] = (),
     already_off: int = 0,
+    segments: tuple[str, ...] = (),
 ) -> checks.Refusal | None:
     """Why this campaign refuses this use of `code` (`domain.eligibility` fixes the order)."""
     if not campaign.owns(code):
@@ -45,5 +46,6 @@ def refusal(
         now=now,
         other_codes_stackable=other_codes_stackable,
         already_off=already_off,
+        segments=frozenset(segments),
     )
     return checks.evaluate(offer, campaign.usage(code), attempt)

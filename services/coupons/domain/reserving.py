@@ -18,7 +18,8 @@ def reserve(campaign: Campaign, command: ReserveCode, now: datetime) -> list[Eve
     """Checked as a redemption is, and counted as one until it ends."""
     if command.reservation_id in campaign.holds.reservations:
         return [rejected(command, Reason.RESERVATION_EXISTS, "this reservation id is held")]
-    refused = refusal(campaign, command.code, command.customer, command.cart, now)
+    customer, segments = command.customer, command.segments
+    refused = refusal(campaign, command.code, customer, command.cart, now, segments=segments)
     if refused is not None:
         return [rejected(command, refused.reason, refused.detail)]
     cart = command.cart

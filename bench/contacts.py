@@ -1,0 +1,331 @@
+"""Contacts and live segments: ingest, event -> membership message, timer lateness, backfill,
+preview, memory. Prints figures; medians of --runs where a phase repeats.
+
+    python bench/contacts.py [--profiles N] [--rate E] [--seconds S] [--segments K] [--runs R]
+
+A `coupons serve` process (COUPONS_COMPONENTS=contacts) runs against a local Kafka and
+PostgreSQL of its own (ports 30392/30732, state <state dir>/contacts-bench).
+1. Kafka ingest: N contact events (one per contact, a few traits) produced straight to
+   `growthos.contact-events.v1`; events/s until the processor's stored offsets reach the end.
+2. HTTP ingest: N/2 more events through `POST /v1/contact-events` in batches of 1,000, four
+   at a time; events/s until 202.
+3. Event -> message: K live segments; E events/s for S seconds, each flipping its contact in
+   or out of one segment; latency = the membership message consumed - the event's append
+   acknowledged, matched by cause; p50/p99.
+4. Timers: contacts whose `within_next` segment entry falls due spread over S seconds;
+   lateness = message consumed - due second; p50/p99.
+5. Backfill: a new segment over the N profiles, seconds until finished.
+6. Preview: `POST /v1/segments/preview` over the N profiles, seconds.
+7. Memory: the service process's resident set with N profiles.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from contracts.topics import declare
+from projections import api_keys
+from projections.migrate import migrate
+from services.coupons.bus.topics import ensure_topics
+from services.devstack.stack import default_state_dir, provisioned
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTITIONS = 6
+PORT = 30399
+
+
+def iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat()
+
+
+def contact_event(i: str, contact: str, **traits: Any) -> bytes:
+    body = {
+        "id": i,
+        "type": "contact.updated",
+        "contact_id": contact,
+        "occurred_at": iso(time.time()),
+        "traits": traits,
+    }
+    return json.dumps(body).encode()
+
+
+async def until(check: Any) -> None:
+    """Poll `check` (an async predicate) every 0.2 s until it holds."""
+    done = False
+    while not done:
+        done = await check()
+        await asyncio.sleep(0 if done else 0.2)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+class Bench:
+    def __init__(self, kafka: str, database_url: str, prefix: str) -> None:
+        self.kafka, self.db, self.prefix = kafka, database_url, prefix
+        self.topics = declare(prefix, PARTITIONS)
+        self.appended = 0
+        """Contact events appended so far: the processor has caught up when its offsets sum
+        to this."""
+
+    async def caught_up(self) -> None:
+        await until(lambda: self.offsets_done(self.appended))
+
+    async def offsets_done(self, expected: int) -> bool:
+        conn = await asyncpg.connect(self.db)
+        try:
+            done = await conn.fetchval(
+                """SELECT coalesce(sum(next_offset), 0) FROM projection_offsets
+                   WHERE projection = 'contacts'"""
+            )
+        finally:
+            await conn.close()
+        return bool(done >= expected)
+
+    async def kafka_ingest(self, out: AIOKafkaProducer, count: int) -> float:
+        started = time.monotonic()
+        for n in range(count):
+            value = contact_event(f"k{n}", f"c{n:08d}", plan=("free", "pro")[n % 2], score=n % 100)
+            await out.send(self.topics.contact_events.name, value, key=f"c{n:08d}".encode())
+        await out.flush()
+        self.appended += count
+        await self.caught_up()
+        return count / (time.monotonic() - started)
+
+    async def http_ingest(self, client: httpx.AsyncClient, count: int) -> float:
+        batches = [
+            {
+                "events": [
+                    json.loads(contact_event(f"h{b}-{i}", f"h{b:05d}{i:03d}", score=i % 100))
+                    for i in range(1000)
+                ]
+            }
+            for b in range(max(1, count // 1000))
+        ]
+        started = time.monotonic()
+        queue = list(batches)
+
+        async def worker() -> None:
+            while queue:
+                answer = await client.post("/v1/contact-events", json=queue.pop())
+                answer.raise_for_status()
+
+        await asyncio.gather(*(worker() for _ in range(4)))
+        self.appended += len(batches) * 1000
+        return len(batches) * 1000 / (time.monotonic() - started)
+
+    async def messages(self, consumer: AIOKafkaConsumer, into: dict[str, float]) -> None:
+        while True:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for r in records:
+                    message = json.loads(r.value)
+                    into[f"{message['cause']}/{message['contact_id']}"] = time.monotonic()
+
+    async def event_to_message(
+        self, out: AIOKafkaProducer, rate: int, seconds: float, heard: dict[str, float]
+    ) -> list[float]:
+        acked: dict[str, float] = {}
+        started = time.monotonic()
+        n = 0
+        while time.monotonic() - started < seconds:
+            due = started + n / rate
+            if due > time.monotonic():
+                await asyncio.sleep(due - time.monotonic())
+            event_id = f"l{n}"
+            # score 0..99 toggles membership of the segments "score >= k*5"
+            value = contact_event(event_id, f"c{n % 5000:08d}", score=(n * 37) % 100)
+            sent = await out.send(
+                self.topics.contact_events.name, value, key=f"c{n % 5000:08d}".encode()
+            )
+            key = f"{event_id}/c{n % 5000:08d}"
+            sent.add_done_callback(lambda _f, k=key: acked.__setitem__(k, time.monotonic()))
+            n += 1
+        await out.flush()
+        self.appended += n
+        await self.caught_up()
+        await asyncio.sleep(2)  # the relay publishes what the last poll wrote
+        return [(heard[e] - t) * 1000 for e, t in acked.items() if e in heard]
+
+    async def timers(
+        self, out: AIOKafkaProducer, seconds: float, heard: dict[str, float]
+    ) -> list[float]:
+        base = int(time.time()) + 5
+        dues = {}
+        for n in range(200):
+            ends = base + int(n * seconds / 200) + 10  # enters at ends - 10
+            dues[f"timer:{ends - 10}/t{n:05d}"] = ends - 10
+            await out.send(
+                self.topics.contact_events.name,
+                contact_event(f"t{n}", f"t{n:05d}", ends=iso(ends)),
+                key=f"t{n:05d}".encode(),
+            )
+        await out.flush()
+        self.appended += 200
+        await asyncio.sleep(max(dues.values()) - time.time() + 3)
+        lateness = []
+        for cause, due in dues.items():
+            if cause in heard:  # wall-clock instant of hearing vs the due second
+                lateness.append((time.time() - (time.monotonic() - heard[cause])) - due)
+        return [s * 1000 for s in lateness]
+
+
+async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
+    tag = uuid.uuid4().hex[:8]
+    admin = await asyncpg.connect(base_url)
+    await admin.execute(f'CREATE DATABASE "cb_{tag}"')
+    await admin.close()
+    db = base_url.rsplit("/", 1)[0] + f"/cb_{tag}"
+    bench = Bench(kafka, db, f"cb{tag}.")
+    await ensure_topics(kafka, bench.topics, 1)
+    conn = await asyncpg.connect(db)
+    await migrate(conn)
+    _, secret = await api_keys.create(conn, "bench", "admin")
+    for k in range(args.segments):
+        await conn.execute(
+            "INSERT INTO segments (id, name, kind, condition) VALUES ($1, $1, 'live', $2)",
+            f"score{k}",
+            json.dumps({">=": [{"var": "traits.score"}, k * 5]}),
+        )
+    await conn.execute(
+        "INSERT INTO segments (id, name, kind, condition) VALUES ('soon', 'soon', 'live', $1)",
+        json.dumps({"within_next": ["traits.ends", 10]}),
+    )
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "DATABASE_URL": db,
+        "COUPONS_TOPIC_PREFIX": bench.prefix,
+        "COUPONS_PARTITIONS": str(PARTITIONS),
+        "COUPONS_PORT": str(PORT),
+        "COUPONS_COMPONENTS": "contacts",
+        "COUPONS_LOG_LEVEL": "WARNING",
+    }
+    service = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is timed
+        [sys.executable, "-m", "services.coupons.cli", "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{PORT}",
+        timeout=120,
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    out = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5)
+    consumer = AIOKafkaConsumer(
+        bench.topics.segment_membership.name, bootstrap_servers=kafka, auto_offset_reset="latest"
+    )
+    heard: dict[str, float] = {}
+    try:
+        while True:
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.5)
+        await out.start()
+        rate = await bench.kafka_ingest(out, args.profiles)
+        print(
+            f"kafka ingest: {args.profiles:,} events at {rate:,.0f}/s"
+            f" ({args.segments + 1} live segments)",
+            flush=True,
+        )
+        rates = [await bench.http_ingest(client, args.profiles // 2) for _ in range(args.runs)]
+        print(
+            f"http ingest: {statistics.median(rates):,.0f} events/s (median of {args.runs})",
+            flush=True,
+        )
+        await bench.caught_up()  # no backlog before the latencies
+        await consumer.start()
+        await asyncio.sleep(2)
+        listening = asyncio.create_task(bench.messages(consumer, heard))
+        lat = await bench.event_to_message(out, args.rate, args.seconds, heard)
+        print(
+            f"event -> message at {args.rate}/s: p50 {pct(lat, 0.5):.0f} ms,"
+            f" p99 {pct(lat, 0.99):.0f} ms ({len(lat):,} messages)",
+            flush=True,
+        )
+        late = await bench.timers(out, args.seconds, heard)
+        print(
+            f"timer lateness: p50 {pct(late, 0.5):.0f} ms,"
+            f" p99 {pct(late, 0.99):.0f} ms ({len(late)} timers)",
+            flush=True,
+        )
+        listening.cancel()
+        started = time.monotonic()
+        created = await client.post(
+            "/v1/segments",
+            json={"id": "new", "name": "new", "condition": {"==": [{"var": "traits.plan"}, "pro"]}},
+        )
+        created.raise_for_status()
+
+        async def finished() -> bool:
+            return bool((await client.get("/v1/segments/new")).json()["backfill"]["finished"])
+
+        await until(finished)
+        print(
+            f"backfill over {args.profiles * 3 // 2:,} profiles:"
+            f" {time.monotonic() - started:.1f} s",
+            flush=True,
+        )
+        started = time.monotonic()
+        (
+            await client.post(
+                "/v1/segments/preview", json={"condition": {">": [{"var": "traits.score"}, 50]}}
+            )
+        ).raise_for_status()
+        print(f"preview: {time.monotonic() - started:.1f} s", flush=True)
+        rss = resident_kib(service.pid)
+        print(f"service memory: {rss // 1024} MiB resident", flush=True)
+    finally:
+        await consumer.stop()
+        await out.stop()
+        await client.aclose()
+        service.terminate()
+        service.wait(timeout=30)
+        await conn.close()
+
+
+def resident_kib(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--profiles", type=int, default=1_000_000)
+    parser.add_argument("--rate", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--segments", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    state = Path(os.environ.get("COUPONS_STATE_DIR", default_state_dir() / "contacts-bench"))
+    with provisioned(
+        state,
+        kafka_port=int(os.environ.get("COUPONS_KAFKA_PORT", "30392")),
+        pg_port=int(os.environ.get("COUPONS_PG_PORT", "30732")),
+        database="bench",
+    ) as found:
+        asyncio.run(run(args, found.kafka_bootstrap_servers, found.database_url))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Starts the contacts side (issue 18) for the composition root: the HTTP ingest producer
+always, and with the `contacts` component the processor, the coupon facts, the timer loop,
+the outbox relay and the backfill runner, each supervised."""
+
+import contextlib
+
+import asyncpg
+
+from contracts.topics import Topics
+from services.coupons.contacts.backfill import BackfillRunner
+from services.coupons.contacts.coupon_facts import coupon_facts
+from services.coupons.contacts.dedupe_window import DedupeWindow
+from services.coupons.contacts.ingest import ContactIngest
+from services.coupons.contacts.processor import contacts_processor
+from services.coupons.contacts.relay import OutboxRelay
+from services.coupons.contacts.timers import TimerLoop
+from services.coupons.settings import Settings
+from services.coupons.supervise import Supervised
+
+
+async def start(
+    stack: contextlib.AsyncExitStack, settings: Settings, topics: Topics, pool: asyncpg.Pool
+) -> tuple[ContactIngest, list[Supervised]]:
+    bootstrap = settings.kafka_bootstrap_servers
+    ingest = ContactIngest(bootstrap, topics.contact_events)
+    await ingest.start()
+    stack.push_async_callback(ingest.stop)
+    if "contacts" not in settings.components:
+        return ingest, []
+    return ingest, [
+        Supervised("contacts", contacts_processor(bootstrap, topics, pool).run),
+        Supervised("contact-coupon-facts", coupon_facts(bootstrap, topics, pool).run),
+        Supervised("contact-timers", TimerLoop(settings.database_url, pool).run),
+        Supervised(
+            "segment-relay", OutboxRelay(bootstrap, settings.database_url, topics, pool).run
+        ),
+        Supervised("segment-backfill", BackfillRunner(pool).run),
+        Supervised("contact-dedupe-window", DedupeWindow(pool, settings.contact_dedupe_days).run),
+    ]

@@ -1,0 +1,250 @@
+"""Segment conditions: JsonLogic trees with a few time macros, checked, expanded and compiled
+once, then evaluated by `datalogic-py` (a Rust JsonLogic engine with a conformance suite).
+
+A condition sees one contact (see `profile.evaluation_data`):
+
+    {"now": epoch s, "contact_id", "email", "traits": {...}, "events": {fact: {count, last_at}},
+     "coupons": {received, redeemed, last_redeemed_at, discount, revenue, campaigns: [...]}}
+
+Timestamps (traits given as ISO-8601 text with a zone, `last_at`...) are epoch seconds.
+Standard JsonLogic may not read `now`: every test that depends on the time goes through a
+macro, so the instant a contact's answer can next change is computed exactly (`next_change`)
+and a durable timer re-evaluates the contact then, not a periodic recompute. Macros
+(`path` is a data path such as "traits.trial_ends_at"; seconds are integers):
+
+    {"within_next":   [path, s]}   now <= t <= now + s         ("trial ends within 3 days")
+    {"more_than_ago": [path, s]}   t + s < now                 ("signed up more than 30 days ago")
+    {"less_than_ago": [path, s]}   now - s <= t <= now         ("redeemed in the last 90 days")
+    {"exists": path}               the value is present and not null
+    {"did_event": {"type": t, "where": {prop: value}?, "within": s?, "at_least": n?}}
+
+A missing value is null, which JsonLogic compares as 0: guard with `exists` when it matters.
+"""
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import datalogic_py
+
+ENGINE = datalogic_py.Engine()
+MAX_NODES = 500
+MAX_DEPTH = 32
+MAX_SECONDS = 200 * 366 * 86400
+
+STANDARD = frozenset(
+    {
+        "and",
+        "or",
+        "!",
+        "!!",
+        "==",
+        "!=",
+        "===",
+        "!==",
+        "<",
+        "<=",
+        ">",
+        ">=",
+        "in",
+        "var",
+        "missing",
+        "missing_some",
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "min",
+        "max",
+        "if",
+        "cat",
+    }
+)
+TIME_MACROS = frozenset({"within_next", "more_than_ago", "less_than_ago"})
+MACROS = TIME_MACROS | {"exists", "did_event"}
+ROOTS = ("traits.", "events.", "coupons.")
+ROOT_VALUES = frozenset({"contact_id", "email"})
+
+
+class InvalidCondition(ValueError):
+    """A condition that cannot be compiled; `path` is a JSON pointer to the fault."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path or '/'}: {message}")
+        self.path = path or "/"
+        self.message = message
+
+
+def fact_key(event_type: str, where: Mapping[str, object] | None = None) -> str:
+    """The name of an event fact in `events`: a digest, since event types and property
+    values hold dots, which JsonLogic's `var` reads as path separators."""
+    label = event_type if not where else f"{event_type}|{_where_label(where)}"
+    return "f" + hashlib.blake2b(label.encode(), digest_size=8).hexdigest()
+
+
+def _where_label(where: Mapping[str, object]) -> str:
+    ((name, value),) = where.items()
+    return f"{name}={value!r}"
+
+
+@dataclass(frozen=True)
+class TimeTest:
+    """One time-relative comparison: true while `lower <= now <= upper` given the value at
+    `path` (bounds relative to it), so its answer can change only at those two edges."""
+
+    path: str
+    lower: int | None  # now >= value + lower
+    upper: int | None  # now <= value + upper
+
+
+@dataclass(frozen=True)
+class Condition:
+    tree: Any
+    rule: Any
+    time_tests: tuple[TimeTest, ...]
+
+    def matches(self, data: Mapping[str, Any]) -> bool:
+        """Whether the contact matches; a condition that cannot be evaluated over this
+        contact's values (text added to a number, say) does not match: one odd profile must
+        not stop the processor."""
+        try:
+            return bool(ENGINE.truthy(self.rule.evaluate(dict(data))))
+        except datalogic_py.DataLogicError:
+            return False
+
+    def next_change(self, data: Mapping[str, Any]) -> int | None:
+        """The first whole second after `data["now"]` at which a time test can flip, or None
+        when no time alone changes the answer."""
+        now: int = data["now"]
+        due = [
+            edge
+            for test in self.time_tests
+            for edge in _edges(test, _lookup(data, test.path))
+            if edge > now
+        ]
+        return min(due, default=None)
+
+
+def _edges(test: TimeTest, value: object) -> Iterator[int]:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if test.lower is not None:
+        yield int(value) + test.lower  # becomes true from here
+    if test.upper is not None:
+        yield int(value) + test.upper + 1  # false from here
+
+
+def _lookup(data: Mapping[str, Any], path: str) -> object:
+    node: object = data
+    for part in path.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+def compile_condition(tree: object) -> Condition:
+    """Check `tree`, expand its macros and compile it; raise InvalidCondition at the fault."""
+    tests: list[TimeTest] = []
+    counter = [0]
+    expanded = _expand(tree, "", 0, tests, counter)
+    try:
+        rule = ENGINE.compile(expanded)
+    except Exception as error:  # the engine's own errors carry no stable path
+        raise InvalidCondition("", f"not a valid JsonLogic rule: {error}") from error
+    return Condition(tree, rule, tuple(tests))
+
+
+def _expand(node: object, at: str, depth: int, tests: list[TimeTest], counter: list[int]) -> Any:
+    counter[0] += 1
+    if counter[0] > MAX_NODES or depth > MAX_DEPTH:
+        raise InvalidCondition(at, f"too large (at most {MAX_NODES} nodes, depth {MAX_DEPTH})")
+    if isinstance(node, list):
+        return [_expand(n, f"{at}/{i}", depth + 1, tests, counter) for i, n in enumerate(node)]
+    if not isinstance(node, dict):
+        if isinstance(node, str | int | float | bool) or node is None:
+            return node
+        raise InvalidCondition(at, "unsupported value")
+    if len(node) != 1:
+        raise InvalidCondition(at, "an operation is an object with exactly one operator")
+    ((op, args),) = node.items()
+    here = f"{at}/{op}"
+    if op == "var":
+        return {"var": _var_path(args, here)}
+    if op in TIME_MACROS:
+        return _time_macro(op, args, here, tests)
+    if op == "exists":
+        return {"!==": [{"var": _data_path(args, here)}, None]}
+    if op == "did_event":
+        return _did_event(args, here, tests)
+    if op not in STANDARD:
+        raise InvalidCondition(here, f"unknown operator {op!r}")
+    return {op: _expand(args, here, depth + 1, tests, counter)}
+
+
+def _var_path(args: object, at: str) -> object:
+    path = args[0] if isinstance(args, list) and args else args
+    if path == "now":
+        raise InvalidCondition(at, "now may only be read through a time macro")
+    _data_path(path, at if not isinstance(args, list) else f"{at}/0")
+    return args
+
+
+def _data_path(path: object, at: str) -> str:
+    if not isinstance(path, str) or not (path in ROOT_VALUES or path.startswith(ROOTS)):
+        raise InvalidCondition(at, "a path starting traits., events., coupons. (or email)")
+    return path
+
+
+def _seconds(value: object, at: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SECONDS:
+        raise InvalidCondition(at, "a whole number of seconds, 0 to 200 years")
+    return value
+
+
+def _time_macro(op: str, args: object, at: str, tests: list[TimeTest]) -> Any:
+    if not isinstance(args, list) or len(args) != 2:
+        raise InvalidCondition(at, f"{op} takes [path, seconds]")
+    path = _data_path(args[0], f"{at}/0")
+    s = _seconds(args[1], f"{at}/1")
+    value, now = {"var": path}, {"var": "now"}
+    present = {"!==": [value, None]}
+    if op == "within_next":  # now <= t <= now + s  <=>  t - s <= now <= t
+        tests.append(TimeTest(path, -s, 0))
+        return {"and": [present, {"<=": [now, value]}, {"<=": [value, {"+": [now, s]}]}]}
+    if op == "more_than_ago":  # t + s < now  <=>  now >= t + s + 1
+        tests.append(TimeTest(path, s + 1, None))
+        return {"and": [present, {"<": [{"+": [value, s]}, now]}]}
+    tests.append(TimeTest(path, 0, s))  # less_than_ago: t <= now <= t + s
+    return {"and": [present, {"<=": [value, now]}, {"<=": [now, {"+": [value, s]}]}]}
+
+
+def _did_event(args: object, at: str, tests: list[TimeTest]) -> Any:
+    if not isinstance(args, dict) or not isinstance(args.get("type"), str):
+        raise InvalidCondition(
+            at, 'did_event takes {"type": ..., "where"?, "within"?, "at_least"?}'
+        )
+    unknown = set(args) - {"type", "where", "within", "at_least"}
+    if unknown:
+        raise InvalidCondition(f"{at}/{sorted(unknown)[0]}", "unknown field")
+    where = args.get("where")
+    if where is not None and (
+        not isinstance(where, dict)
+        or len(where) != 1
+        or not all(isinstance(v, str | int | float | bool) for v in where.values())
+    ):
+        raise InvalidCondition(f"{at}/where", "one property and its value")
+    path = f"events.{fact_key(args['type'], where)}"
+    checks: list[Any] = [{"!==": [{"var": f"{path}.count"}, None]}]
+    if "at_least" in args:
+        n = args["at_least"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidCondition(f"{at}/at_least", "a whole number, at least 1")
+        checks.append({">=": [{"var": f"{path}.count"}, n]})
+    if "within" in args:
+        s = _seconds(args["within"], f"{at}/within")
+        tests.append(TimeTest(f"{path}.last_at", None, s))
+        checks.append({"<=": [{"var": "now"}, {"+": [{"var": f"{path}.last_at"}, s]}]})
+    return {"and": checks}

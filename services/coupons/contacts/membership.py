@@ -1,0 +1,50 @@
+"""Which segments a contact belongs to, and when to look again. Pure.
+
+`reconcile` is the one step the contacts processor (on an event), the timer loop (on a due
+timer) and a backfill run: evaluate each live segment over the profile at `now`, compare with
+the memberships held, and say who entered, who left, and the next instant time alone can
+change any answer (the contact's one durable timer)."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.coupons.contacts.conditions import Condition
+from services.coupons.contacts.profile import Profile, evaluation_data
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: str
+    version: int
+    condition: Condition
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    members: frozenset[str]
+    entered: tuple[Segment, ...]
+    left: tuple[str, ...]
+    next_due: int | None
+
+
+def reconcile(
+    profile: Profile, segments: Mapping[str, Segment], held: frozenset[str], now: int
+) -> Reconciled:
+    """Membership of `profile` in the live `segments` at `now`; `held` is what was stored.
+    A held segment no longer live (archived, deleted) is left alone: not re-evaluated."""
+    data = evaluation_data(profile, now)
+    members = set(held)
+    entered, left = [], []
+    due: list[int] = []
+    for segment in segments.values():
+        inside = segment.condition.matches(data)
+        if inside and segment.id not in held:
+            members.add(segment.id)
+            entered.append(segment)
+        elif not inside and segment.id in held:
+            members.discard(segment.id)
+            left.append(segment.id)
+        change = segment.condition.next_change(data)
+        if change is not None:
+            due.append(change)
+    return Reconciled(frozenset(members), tuple(entered), tuple(left), min(due, default=None))

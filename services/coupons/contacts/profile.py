@@ -1,0 +1,130 @@
+"""A contact's profile, folded from its lifecycle events and our coupon facts. Pure.
+
+Folding commutes, so redelivered and reordered events give the same profile: a trait keeps the
+value of the newest event that set it, ordered by (`occurred_at`, event id); counts add up
+(the caller skips event ids it has already applied); first/last seen are a min and a max.
+"""
+
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from contracts.contacts import ContactEvent
+from services.coupons.contacts.conditions import fact_key
+
+_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d")
+
+
+@dataclass(frozen=True)
+class Trait:
+    value: Any
+    set_at: int
+    """Epoch seconds of the event that set it (its `occurred_at`)."""
+    set_by: str
+
+
+@dataclass(frozen=True)
+class Fact:
+    """An event type (or type with one property value): how often, and the last time."""
+
+    label: str
+    count: int
+    last_at: int
+
+
+@dataclass(frozen=True)
+class CouponFacts:
+    received: int = 0
+    redeemed: int = 0
+    last_redeemed_at: int | None = None
+    discount: int = 0
+    revenue: int = 0
+    campaigns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Profile:
+    contact_id: str
+    email: str | None = None
+    email_set_at: int = 0
+    traits: dict[str, Trait] = field(default_factory=dict)
+    first_seen: int | None = None
+    last_seen: int | None = None
+    facts: dict[str, Fact] = field(default_factory=dict)
+    coupons: CouponFacts = field(default_factory=CouponFacts)
+
+
+def epoch(at: datetime) -> int:
+    return int(at.timestamp())
+
+
+def fold(profile: Profile, event: ContactEvent) -> Profile:
+    """The profile after `event` (not yet applied to it)."""
+    at = epoch(event.occurred_at)
+    traits = dict(profile.traits)
+    for name, value in event.traits.items():
+        old = traits.get(name)
+        if old is None or (at, event.id) > (old.set_at, old.set_by):
+            traits[name] = Trait(value, at, event.id)
+    email, email_at = profile.email, profile.email_set_at
+    if event.email is not None and (email is None or at >= email_at):
+        email, email_at = event.email, at
+    facts = dict(profile.facts)
+    for label, key in _fact_keys(event):
+        old_fact = facts.get(key)
+        facts[key] = (
+            Fact(label, 1, at)
+            if old_fact is None
+            else Fact(label, old_fact.count + 1, max(old_fact.last_at, at))
+        )
+    return replace(
+        profile,
+        email=email,
+        email_set_at=email_at,
+        traits=traits,
+        first_seen=at if profile.first_seen is None else min(profile.first_seen, at),
+        last_seen=at if profile.last_seen is None else max(profile.last_seen, at),
+        facts=facts,
+    )
+
+
+def _fact_keys(event: ContactEvent) -> list[tuple[str, str]]:
+    keys = [(event.type, fact_key(event.type))]
+    for name, value in event.properties.items():
+        if value is not None:
+            keys.append((f"{event.type}|{name}={value!r}", fact_key(event.type, {name: value})))
+    return keys
+
+
+def evaluation_data(profile: Profile, now: int) -> dict[str, Any]:
+    """What a condition sees (services.coupons.contacts.conditions); unset traits absent."""
+    return {
+        "now": now,
+        "contact_id": profile.contact_id,
+        "email": profile.email,
+        "traits": {
+            n: _comparable(t.value) for n, t in profile.traits.items() if t.value is not None
+        },
+        "events": {k: {"count": f.count, "last_at": f.last_at} for k, f in profile.facts.items()},
+        "coupons": {
+            "received": profile.coupons.received,
+            "redeemed": profile.coupons.redeemed,
+            "last_redeemed_at": profile.coupons.last_redeemed_at,
+            "discount": profile.coupons.discount,
+            "revenue": profile.coupons.revenue,
+            "campaigns": list(profile.coupons.campaigns),
+        },
+    }
+
+
+def _comparable(value: Any) -> Any:
+    """ISO-8601 text with a zone is a timestamp: epoch seconds."""
+    if isinstance(value, str) and _ISO.match(value):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if parsed.tzinfo is not None:
+            return epoch(parsed)
+    return value

@@ -1,0 +1,75 @@
+"""The outbox relay: publishes entered/left messages from `segment_outbox` to the public topic
+`growthos.segment-membership.v1`, keyed by contact id, in the order they were written.
+
+At least once: a message is deleted only after Kafka acknowledged it (acks=all), so a crash
+between the two publishes it again with the same `id`; consumers dedupe by it. One relay
+publishes at a time (an advisory lock), which keeps each contact's messages in order."""
+
+import asyncio
+import contextlib
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaProducer
+
+from contracts.topics import Topics
+from services.coupons.bus import kafka
+from services.coupons.contacts import store
+
+log = structlog.get_logger(__name__)
+
+BATCH = 1000
+RECHECK_S = 1.0
+LOCK_ID = 0x73656773  # "segs"
+
+
+class OutboxRelay:
+    def __init__(
+        self, bootstrap: str, database_url: str, topics: Topics, pool: asyncpg.Pool
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._database_url = database_url
+        self._topic = topics.segment_membership.name
+        self._pool = pool
+        self._woken = asyncio.Event()
+
+    async def run(self) -> None:
+        producer = kafka.producer(self._bootstrap)
+        await producer.start()
+        listener = await asyncpg.connect(self._database_url)
+        await listener.add_listener(store.OUTBOX_CHANNEL, lambda *_: self._woken.set())
+        try:
+            while True:
+                self._woken.clear()
+                if await self.publish(producer) == BATCH:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._woken.wait(), RECHECK_S)
+        finally:
+            await listener.close()
+            await producer.stop()
+
+    async def publish(self, producer: AIOKafkaProducer) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LOCK_ID):
+                return 0
+            rows = await conn.fetch(
+                "SELECT seq, contact_id, message::text FROM segment_outbox ORDER BY seq LIMIT $1",
+                BATCH,
+            )
+            if not rows:
+                return 0
+            sent = [
+                await producer.send(
+                    self._topic,
+                    r["message"].encode(),
+                    key=r["contact_id"].encode(),
+                )
+                for r in rows
+            ]
+            await asyncio.gather(*sent)
+            await conn.execute(
+                "DELETE FROM segment_outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows]
+            )
+        log.info("contacts.published", messages=len(rows))
+        return len(rows)
