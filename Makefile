@@ -17,6 +17,7 @@ lint: system .venv/.synced  ## ruff + mypy, as CI runs them
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+	.venv/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_architecture.py  # no import cycle
 
 format: .venv/.synced
 	.venv/bin/ruff format .

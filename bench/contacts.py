@@ -37,9 +37,9 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from contracts.topics import declare
-from projections import api_keys
-from projections.migrate import migrate
 from services.coupons.bus.topics import ensure_topics
+from services.coupons.store import api_keys
+from services.coupons.store.migrate import migrate
 from services.devstack.stack import default_state_dir, provisioned
 
 ROOT = Path(__file__).resolve().parent.parent

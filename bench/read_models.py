@@ -29,12 +29,12 @@ import uvloop
 from aiokafka import AIOKafkaProducer
 
 from contracts.topics import declare
-from projections.migrate import migrate
 from projections.runner import PROGRESS_CHANNEL
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.rebuilds import rebuild_projections
 from services.coupons.runtime import PROJECTIONS
 from services.coupons.settings import Settings
+from services.coupons.store.migrate import migrate
 from services.devstack.stack import default_state_dir, provisioned
 from services.devstack.workload import mixed_events
 

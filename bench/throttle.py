@@ -34,13 +34,13 @@ from typing import Any
 import asyncpg
 import httpx
 
-from projections import api_keys
-from projections.migrate import migrate
 from services.coupons import logs
 from services.coupons.api import checkout
 from services.coupons.api.app import create_app
 from services.coupons.domain.guessing import Kind, shopper_network, subject
 from services.coupons.settings import Settings
+from services.coupons.store import api_keys
+from services.coupons.store.migrate import migrate
 from services.devstack.stack import default_state_dir, provisioned
 
 CODE = "BENCHTHROTTLE"

@@ -24,7 +24,7 @@ from contracts.codec import EVENTS, MalformedMessage
 from contracts.envelope import Envelope
 from contracts.events import CampaignDefined, CodeReserved, CodesAdded, Event
 from contracts.topics import Topics
-from projections import parked
+from services.coupons import parked
 from services.coupons.bus import kafka
 from services.coupons.domain import campaign as aggregate
 

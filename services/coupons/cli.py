@@ -20,11 +20,11 @@ import asyncpg
 import structlog
 import uvicorn
 
-from projections import api_keys
-from projections.migrate import migrate
 from services.coupons import logs
 from services.coupons.api.app import create_app
 from services.coupons.settings import Settings
+from services.coupons.store import api_keys
+from services.coupons.store.migrate import migrate
 from services.coupons.stripe import cli as stripe_cli
 
 log = structlog.get_logger(__name__)

@@ -26,10 +26,11 @@ from contracts.envelope import Envelope
 from contracts.reasons import Reason
 from contracts.replies import EventPosition, Reply
 from contracts.rules import CodePattern
-from projections import campaigns, code_batches
+from projections import campaigns
 from projections.watermarks import Watermarks
 from services.coupons.bus.gateway import CommandGateway
 from services.coupons.domain.codes import generate, normal_form
+from services.coupons.store import code_batches
 
 log = structlog.get_logger(__name__)
 

@@ -4,11 +4,11 @@ them in (projections/rebuild.py), for one projection or every one that can be re
 import asyncpg
 
 from contracts.topics import declare
-from projections.migrate import migrate
 from projections.rebuild import Progress, RebuildRunning, Rebuilt, progress_bar, rebuild
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.runtime import PROJECTIONS
 from services.coupons.settings import Settings
+from services.coupons.store.migrate import migrate
 
 REBUILDABLE = {p.name: p for p in PROJECTIONS if p.tables}
 

@@ -13,11 +13,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.topics import Topics, declare
 from projections import campaigns, contacts, ledger, usage
-from projections.migrate import migrate
 from projections.offsets import stored_offsets
 from projections.runner import Projection, ProjectionRunner
 from projections.watermarks import Watermarks
-from services.coupons.api.throttle import Throttle
 from services.coupons.bus import kafka
 from services.coupons.bus.gateway import CommandGateway
 from services.coupons.bus.topics import ensure_topics
@@ -27,11 +25,13 @@ from services.coupons.contacts import components as contact_components
 from services.coupons.contacts.ingest import ContactIngest
 from services.coupons.decider import Decider
 from services.coupons.settings import Settings
+from services.coupons.store.migrate import migrate
 from services.coupons.stripe.client import client_for
 from services.coupons.stripe.consumer import StripeConsumer
 from services.coupons.stripe.mirror import MirrorRunner
 from services.coupons.stripe.sink import WebhookSink
 from services.coupons.supervise import STOP_TIMEOUT_S, Supervised
+from services.coupons.throttle import Throttle
 from services.coupons.writer.engine import Writers
 
 log = structlog.get_logger(__name__)

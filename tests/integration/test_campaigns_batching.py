@@ -21,8 +21,8 @@ from contracts.events import (
 )
 from contracts.money import AmountOff
 from projections import campaigns
-from projections.migrate import migrate
 from services.coupons.settings import Settings
+from services.coupons.store.migrate import migrate
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,9 @@ import asyncio
 import asyncpg
 import pytest
 
-from projections import code_batches
-from projections.migrate import migrate
 from services.coupons.settings import Settings
+from services.coupons.store import code_batches
+from services.coupons.store.migrate import migrate
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from projections.migrate import Migration, MigrationError, discover, migrate
 from services.coupons.settings import Settings
+from services.coupons.store.migrate import Migration, MigrationError, discover, migrate
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ from contracts.events import CampaignDefined, Event
 from contracts.money import AmountOff
 from contracts.topics import declare
 from projections.db import Connection
-from projections.migrate import migrate
 from projections.runner import Projection, ProjectionRunner, each
 from services.coupons.bus import kafka
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.settings import Settings
+from services.coupons.store.migrate import migrate
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,11 @@ from aiokafka import TopicPartition
 
 from contracts.events import CodeDistributed, CodeRedeemed, RedemptionRefunded, RedemptionReversed
 from contracts.topics import declare
-from projections.migrate import migrate
 from services.coupons.bus import kafka
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.rebuilds import REBUILDABLE, rebuild_projections
 from services.coupons.settings import Settings
+from services.coupons.store.migrate import migrate
 from services.devstack.workload import mixed_events
 from tests.integration.helpers import send
 

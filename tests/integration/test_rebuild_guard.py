@@ -7,11 +7,11 @@ import asyncpg
 import pytest
 
 from contracts.topics import declare
-from projections.migrate import migrate
 from projections.rebuild import RebuildRunning, rebuild
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.rebuilds import REBUILDABLE, rebuild_projections
 from services.coupons.settings import Settings
+from services.coupons.store.migrate import migrate
 from tests.integration.helpers import send
 
 pytestmark = pytest.mark.integration

@@ -12,11 +12,11 @@ from contracts.envelope import Envelope
 from contracts.events import Event
 from contracts.topics import declare
 from projections.db import Connection
-from projections.migrate import migrate
 from projections.rebuild import rebuild
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.rebuilds import REBUILDABLE
 from services.coupons.settings import Settings
+from services.coupons.store.migrate import migrate
 from tests.integration.helpers import send
 
 pytestmark = pytest.mark.integration

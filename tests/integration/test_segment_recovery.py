@@ -17,10 +17,10 @@ import httpx
 import pytest
 
 from contracts.contacts import ContactEvent
-from projections.migrate import migrate
 from services.coupons.contacts import backfill, processor, store
 from services.coupons.contacts.dedupe_window import DedupeWindow
 from services.coupons.settings import Settings
+from services.coupons.store.migrate import migrate
 from tests.integration.conftest import create_key, free_port
 from tests.integration.test_segments import event, iso, membership_messages, wait_for
 

@@ -13,6 +13,7 @@ from contracts.money import PercentOff
 from contracts.reasons import Reason
 from contracts.rules import Limits
 from services.coupons.api.errors import ApiError
+from services.coupons.api.stripe_webhook import verify
 from services.coupons.domain.campaign import Campaign, decide, evolve
 from services.coupons.stripe.mirror import coupon_params
 from services.coupons.stripe.shapes import (
@@ -22,7 +23,6 @@ from services.coupons.stripe.shapes import (
     fact_of,
     split,
 )
-from services.coupons.stripe.webhook import verify
 from tests import stripe_payloads as sp
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)

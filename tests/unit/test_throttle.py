@@ -2,7 +2,6 @@
 
 import pytest
 
-from services.coupons.api.throttle import Throttle
 from services.coupons.domain.guessing import (
     Count,
     Kind,
@@ -16,6 +15,7 @@ from services.coupons.domain.guessing import (
     subjects_of,
     wait_s,
 )
+from services.coupons.throttle import Throttle
 
 TEN_A_MINUTE = Limit(10, 60)
 

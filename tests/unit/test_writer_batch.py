@@ -30,7 +30,7 @@ from contracts.reasons import Reason
 from contracts.replies import EventPosition
 from contracts.rules import Limits
 from contracts.topics import declare
-from projections import parked
+from services.coupons import parked
 from services.coupons.bus import kafka
 from services.coupons.decider import CampaignAggregate
 from services.coupons.domain import campaign as domain

@@ -22,6 +22,8 @@ from services.coupons.api import (
     health,
     monitoring,
     reservations,
+    stripe_mirror,
+    stripe_webhook,
 )
 from services.coupons.api import contacts as contacts_api
 from services.coupons.api import segments as segments_api
@@ -31,8 +33,6 @@ from services.coupons.api.body_limit import BodyLimit
 from services.coupons.api.checkout_lane import CheckoutLane
 from services.coupons.runtime import running
 from services.coupons.settings import Settings
-from services.coupons.stripe import mirror_api as stripe_mirror
-from services.coupons.stripe import webhook as stripe_webhook
 
 log = structlog.get_logger(__name__)
 

@@ -12,9 +12,9 @@ from typing import Annotated
 
 from fastapi import Header, Request
 
-from projections import api_keys
-from projections.api_keys import ApiKey, Scope
 from services.coupons.api.errors import ApiError
+from services.coupons.store import api_keys
+from services.coupons.store.api_keys import ApiKey, Scope
 
 CACHE_S = 10.0
 ALLOWED: dict[Scope, frozenset[Scope]] = {

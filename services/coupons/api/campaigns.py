@@ -24,12 +24,13 @@ from contracts.commands import (
 from contracts.money import Discount
 from contracts.reasons import Reason
 from contracts.rules import Duration, Eligibility, Limits, Validity
-from projections import campaigns, codes
+from projections import campaigns
 from services.coupons.api.auth import require
 from services.coupons.api.commands import caught_up, execute, runtime_of
 from services.coupons.api.errors import ApiError, ErrorBody, ErrorResponse
 from services.coupons.api.params import CampaignPath, IdempotencyKey
 from services.coupons.domain.codes import normalise
+from services.coupons.store import code_claims
 
 _Part = TypeVar("_Part", Validity, Limits, Eligibility)
 
@@ -136,7 +137,7 @@ async def define_campaign(
         raise ApiError(422, "invalid_request", error.errors()[0]["msg"]) from error
     if code is not None:
         async with runtime.pool.acquire() as conn:
-            if not await codes.claim(conn, code, campaign_id):
+            if not await code_claims.claim(conn, code, campaign_id):
                 raise ApiError(
                     409, "code_taken", f"code {code} belongs to another campaign", field="code"
                 )
@@ -249,7 +250,7 @@ async def _release_unused_claim(request: Request, code: str, campaign_id: str) -
     existing = runtime_of(request).view.campaign(campaign_id)
     if existing is None or existing.code != code:
         async with runtime_of(request).pool.acquire() as conn:
-            await codes.release(conn, code, campaign_id)
+            await code_claims.release(conn, code, campaign_id)
 
 
 def _normalised(code: str) -> str:

@@ -18,7 +18,7 @@ from contracts.checkout import Cart, Customer
 from contracts.commands import MAX_CODES, OrderRef, RedeemCode, ReverseRedemption
 from contracts.events import CodeRedeemed, CommandRejected
 from contracts.reasons import Reason
-from projections import campaigns, codes
+from projections import campaigns
 from services.coupons.api.auth import require
 from services.coupons.api.commands import caught_up, execute, runtime_of
 from services.coupons.api.errors import ApiError, ErrorBody, ErrorResponse
@@ -27,6 +27,7 @@ from services.coupons.contacts.lookup import member_segments
 from services.coupons.domain import campaign as aggregate
 from services.coupons.domain.codes import normalise
 from services.coupons.domain.guessing import GUESSES, retry_after, shopper_network
+from services.coupons.store import code_claims
 
 # `POST /v1/validations` and `POST /v1/redemptions` are served by the checkout lane
 # (checkout_lane.py), which calls these same handlers; FastAPI declares and documents them.
@@ -290,7 +291,7 @@ async def campaign_of(request: Request, code: str) -> aggregate.Campaign | None:
     if found is not None or not _CODE.fullmatch(code):
         return found
     async with runtime_of(request).pool.acquire() as conn:
-        campaign_id = await codes.campaign_of(conn, code)
+        campaign_id = await code_claims.campaign_of(conn, code)
     if campaign_id is None:
         return None
     return await view.wait_for_code(code, runtime_of(request).settings.command_timeout_s)

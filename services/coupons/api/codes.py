@@ -11,12 +11,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
 from contracts.rules import CodePattern
-from projections import campaigns, code_batches
+from projections import campaigns
 from services.coupons.api.auth import require
 from services.coupons.api.commands import runtime_of
 from services.coupons.api.errors import ApiError, ErrorResponse
 from services.coupons.api.params import CampaignPath, IdempotencyKey, JobPath
 from services.coupons.domain.codes import PatternTooWeak, check_pattern
+from services.coupons.store import code_batches
 
 router = APIRouter(prefix="/v1", tags=["codes"])
 ADMIN = [Depends(require("admin"))]

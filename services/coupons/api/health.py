@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from contracts.asyncapi import document
-from projections import metrics, parked
+from projections import metrics
+from services.coupons import parked
 from services.coupons.runtime import Runtime, lag_of
 
 _T = TypeVar("_T")

@@ -7,8 +7,9 @@ from aiokafka import TopicPartition
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 
-from projections import metrics, parked
+from projections import metrics
 from projections.offsets import stored_offsets
+from services.coupons import parked
 from services.coupons.api.auth import require
 from services.coupons.api.commands import runtime_of
 from services.coupons.runtime import PROJECTIONS

@@ -10,10 +10,10 @@ from datetime import UTC, date, datetime, time, timedelta
 import asyncpg
 
 from contracts.topics import declare
-from projections.migrate import migrate
 from services.coupons.bus.gateway import CommandGateway
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.settings import Settings
+from services.coupons.store.migrate import migrate
 from services.coupons.stripe.client import client_for, paid_invoices
 from services.coupons.stripe.reconcile import reconcile
 from services.coupons.stripe.translate import Translator

@@ -24,9 +24,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from contracts.topics import Topics
-from projections import parked
 from projections.db import DATABASE_UNAVAILABLE, Connection
 from projections.offsets import LostOwnership, StoredOffsets
+from services.coupons import parked
 from services.coupons.bus import kafka
 from services.coupons.bus.dead_letters import dead_letter
 from services.coupons.bus.gateway import DecisionPending

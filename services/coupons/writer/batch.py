@@ -27,7 +27,7 @@ from contracts.envelope import Envelope
 from contracts.reasons import Reason
 from contracts.replies import EventPosition
 from contracts.topics import Topics
-from projections import parked
+from services.coupons import parked
 from services.coupons.bus import kafka, local_sockets
 from services.coupons.bus.dead_letters import dead_letter_headers, origin_headers
 from services.coupons.domain.idempotency import KeyReused, Memo, request_hash

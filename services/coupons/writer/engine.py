@@ -36,7 +36,7 @@ from contracts.codec import MalformedMessage
 from contracts.envelope import Envelope
 from contracts.replies import EventPosition, Reply
 from contracts.topics import Topics
-from projections import parked
+from services.coupons import parked
 from services.coupons.bus import kafka, local_sockets
 from services.coupons.writer import kafka_private, transactions
 from services.coupons.writer.aggregate import Aggregate

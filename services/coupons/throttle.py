@@ -21,10 +21,10 @@ from collections.abc import Callable
 import asyncpg
 import structlog
 
-from projections import checkout_failures
-from projections.checkout_failures import BLOCKS_CHANNEL
 from projections.db import Connection
 from services.coupons.domain.guessing import Limits, over, subjects_of, wait_s
+from services.coupons.store import checkout_failures
+from services.coupons.store.checkout_failures import BLOCKS_CHANNEL
 
 log = structlog.get_logger(__name__)
 

@@ -1,5 +1,5 @@
 """Guessing failures at checkout, counted in PostgreSQL so every replica shares them, and
-the blocks announced on `checkout_blocks` (see services/coupons/api/throttle.py).
+the blocks announced on `checkout_blocks` (see services/coupons/throttle.py).
 
 Windows are numbered on the database's clock, so replicas agree on them whatever their own
 clocks say."""
