@@ -1,5 +1,6 @@
 """The thin HTTP client the CLI's service commands use, and the one-line failure."""
 
+import logging
 import os
 from typing import Any, NoReturn
 
@@ -64,6 +65,8 @@ def from_environment() -> Api:
     if not key:
         fail("no_api_key", "set COUPONS_API_KEY (make key SCOPE=admin NAME=me prints one)")
     typer.echo(f"service: {url}", err=True)
+    # httpx logs every request at INFO, which would mix log lines into the command's output.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return Api(url, key, transport)
 
 
