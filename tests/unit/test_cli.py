@@ -204,3 +204,10 @@ def test_every_command_has_help() -> None:
     for group in ("campaigns", "codes", "redemptions", "keys", "projections", "stripe"):
         result = runner.invoke(app, [group, "--help"])
         assert result.exit_code == 0 and "Commands" in result.stdout
+
+
+def test_an_unknown_projection_is_refused_before_connecting(monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nowhere.invalid/none")
+    result = runner.invoke(app, ["projections", "rebuild", "nope"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: unknown_projection: ")
