@@ -211,3 +211,20 @@ def test_an_unknown_projection_is_refused_before_connecting(monkeypatch) -> None
     result = runner.invoke(app, ["projections", "rebuild", "nope"])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: unknown_projection: ")
+
+
+def test_export_to_an_unreachable_service_is_one_line(monkeypatch, serve, tmp_path) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    monkeypatch.setattr(api, "transport", httpx.MockTransport(refuse))
+    result = runner.invoke(app, ["codes", "export", "x", "-o", str(tmp_path / "x.csv")])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: unreachable: ")
+
+
+def test_an_unreachable_database_is_one_line(monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/none")
+    result = runner.invoke(app, ["keys", "list"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: database_unreachable: ")

@@ -4,6 +4,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -63,9 +64,17 @@ def export(
 ) -> None:
     """Export a campaign's unique codes (holder, distribution, redemptions) as CSV."""
     client = api.from_environment()
+    try:
+        written = _download(client, f"/v1/campaigns/{campaign_id}/codes.csv", output)
+    except httpx.HTTPError as error:
+        api.fail("unreachable", f"{client.url}: {error}")
+    typer.echo(f"wrote {written} bytes to {output}", err=True)
+
+
+def _download(client: api.Api, path: str, output: Path) -> int:
     written = 0
     with (
-        client.http.stream("GET", f"/v1/campaigns/{campaign_id}/codes.csv") as response,
+        client.http.stream("GET", path) as response,
         Progress(*EXPORT_COLUMNS, console=Console(stderr=True)) as progress,
     ):
         if not response.is_success:
@@ -77,4 +86,4 @@ def export(
                 file.write(chunk)
                 written += len(chunk)
                 progress.update(task, completed=written)
-    typer.echo(f"wrote {written} bytes to {output}", err=True)
+    return written

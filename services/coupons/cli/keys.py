@@ -18,7 +18,11 @@ app = typer.Typer(help="Create, list and revoke API keys (on the database).")
 
 
 async def _connect() -> asyncpg.Connection:
-    conn = await asyncpg.connect(database_url())
+    url = database_url()
+    try:
+        conn = await asyncpg.connect(url)
+    except (OSError, asyncpg.PostgresError) as error:
+        api.fail("database_unreachable", str(error))
     await migrate(conn)
     return conn
 
