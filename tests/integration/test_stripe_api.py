@@ -114,7 +114,7 @@ def reconcile(settings: Settings, base: str, *flags: str) -> tuple[int, dict[str
     today = datetime.now(UTC).date()
     done = subprocess.run(
         [
-            *(sys.executable, "-m", "services.coupons.cli", "stripe", "reconcile"),
+            *(sys.executable, "-m", "services.coupons.cli", "stripe", "reconcile", "--json"),
             *("--since", (today - timedelta(days=1)).isoformat(), *flags),
         ],
         env={

@@ -52,3 +52,11 @@ async def revoke(conn: Connection, key_id: str) -> bool:
         "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", key_id
     )
     return bool(done.endswith(" 1"))
+
+
+async def listing(conn: Connection) -> list[dict[str, object]]:
+    """Every key, active or revoked, newest first: never the secret, not even its hash."""
+    rows = await conn.fetch(
+        "SELECT id, name, scope, created_at, revoked_at FROM api_keys ORDER BY created_at DESC"
+    )
+    return [dict(row) for row in rows]

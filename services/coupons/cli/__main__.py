@@ -1,0 +1,3 @@
+from services.coupons.cli import main
+
+main()
