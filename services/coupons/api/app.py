@@ -12,7 +12,16 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.coupons import logs
-from services.coupons.api import analytics, campaigns, checkout, codes, errors, health, monitoring
+from services.coupons.api import (
+    analytics,
+    api_docs,
+    campaigns,
+    checkout,
+    codes,
+    errors,
+    health,
+    monitoring,
+)
 from services.coupons.api.auth import KeyCache
 from services.coupons.api.checkout_lane import CheckoutLane
 from services.coupons.api.throttle import FailureThrottle
@@ -47,6 +56,8 @@ def create_app(settings: Settings) -> ASGIApp:
         version=VERSION,
         description="Campaigns, codes, validation and redemption. Event contracts: /asyncapi.json.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.key_cache = KeyCache()
     app.state.throttle = FailureThrottle(settings.throttle_failures, settings.throttle_window_s)
@@ -59,6 +70,7 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(stripe_mirror.router)
     app.include_router(analytics.router)
     app.include_router(monitoring.router)
+    api_docs.install(app)
     return Correlated(CheckoutLane(app))
 
 
