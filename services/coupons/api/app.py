@@ -11,7 +11,7 @@ import structlog
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.coupons import logs
+from services.coupons import dashboard, logs
 from services.coupons.api import (
     analytics,
     api_docs,
@@ -71,6 +71,7 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(analytics.router)
     app.include_router(monitoring.router)
     api_docs.install(app)
+    dashboard.install(app)
     return Correlated(CheckoutLane(app))
 
 
