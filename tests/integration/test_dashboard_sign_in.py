@@ -3,6 +3,7 @@ SameSite=Strict) stored in PostgreSQL; a checkout key is refused; sign-out needs
 token and ends the session; the campaigns page lists what the API created."""
 
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -59,3 +60,39 @@ def test_sign_in_list_and_sign_out(service: tuple[httpx.Client, Path], settings:
     assert browser.post("/sign-out", data={"csrf": csrf.group(1)}).status_code == 303
     browser.cookies.set("coupons_session", accepted.cookies["coupons_session"])
     assert browser.get("/").headers["location"] == "/sign-in"  # the session is gone
+
+
+def test_campaign_page_shows_a_redemption(
+    service: tuple[httpx.Client, Path], settings: Settings
+) -> None:
+    api, _ = service
+    body = {
+        "name": "Dashboard funnel",
+        "code": "DASHFUNNEL",
+        "discount": {"kind": "amount", "amount_off": 500, "currency": "EUR"},
+    }
+    campaign_id = api.post("/v1/campaigns", json=body).json()["id"]
+    browser, _ = signed_in(str(api.base_url), create_key(settings.database_url, "admin"))
+    before = browser.get(f"/campaigns/{campaign_id}")
+    assert before.status_code == 200 and "Dashboard funnel" in before.text
+    assert "5.00 EUR" not in before.text
+
+    redeemed = api.post(
+        "/v1/redemptions",
+        json={
+            "code": "DASHFUNNEL",
+            "customer": {"contact_id": "c-dash", "email": "c-dash@example.com"},
+            "cart": {"currency": "EUR", "amount": 2000},
+            "order_ref": "order-dash",
+        },
+        headers={"Idempotency-Key": "dash-1"},
+    )
+    assert redeemed.status_code in (200, 201), redeemed.text
+    for _ in range(100):  # the ledger projection catches up within a moment
+        after = browser.get(f"/campaigns/{campaign_id}").text
+        if "15.00 EUR" in after:
+            break
+        time.sleep(0.1)
+    assert "15.00 EUR" in after  # net revenue: 20.00 less the 5.00 discount
+    assert "5.00 EUR" in after  # discount given
+    assert "1 redeemed</title>" in after  # today's bar in the chart
