@@ -96,3 +96,44 @@ def test_campaign_page_shows_a_redemption(
     assert "15.00 EUR" in after  # net revenue: 20.00 less the 5.00 discount
     assert "5.00 EUR" in after  # discount given
     assert "1 redeemed</title>" in after  # today's bar in the chart
+
+
+def form_field(page: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]+)"', page)
+    assert found is not None, name
+    return found.group(1)
+
+
+def test_admin_pauses_an_analyst_cannot(
+    service: tuple[httpx.Client, Path], settings: Settings
+) -> None:
+    api, _ = service
+    body = {
+        "name": "Dashboard pause",
+        "code": "DASHPAUSE",
+        "discount": {"kind": "amount", "amount_off": 500, "currency": "EUR"},
+    }
+    campaign_id = api.post("/v1/campaigns", json=body).json()["id"]
+    page_url = f"/campaigns/{campaign_id}"
+
+    analyst, _ = signed_in(str(api.base_url), create_key(settings.database_url, "analyst"))
+    seen = analyst.get(page_url).text
+    assert "<button" in seen  # sign-out
+    assert "Pause" not in seen and 'action="/campaigns/' not in seen
+    forged = {"csrf": form_field(seen, "csrf"), "status": "paused", "idempotency_key": "x" * 16}
+    assert analyst.post(f"{page_url}/status", data=forged).status_code == 403
+
+    admin, _ = signed_in(str(api.base_url), create_key(settings.database_url, "admin"))
+    page = admin.get(page_url).text
+    pause = {
+        "csrf": form_field(page, "csrf"),
+        "status": "paused",
+        "idempotency_key": form_field(page, "idempotency_key"),
+    }
+    assert admin.post(f"{page_url}/status", data=pause).status_code == 303
+    assert admin.post(f"{page_url}/status", data=pause).status_code == 303  # a double submit
+    assert api.get(f"/v1/campaigns/{campaign_id}").json()["status"] == "paused"
+    trail = api.get(f"/v1/campaigns/{campaign_id}/audit").json()
+    changes = [e for e in trail if "status" in e["type"]]
+    assert len(changes) == 1 and "tests-admin" in changes[0]["actor"]
+    assert "Resume" in admin.get(page_url).text

@@ -5,8 +5,9 @@ trail. Every figure comes from the read models the API serves (`projections.ledg
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
+from uuid import uuid4
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from projections import campaigns, ledger, usage
@@ -22,7 +23,10 @@ DAYS = 30
 
 @router.get("/campaigns/{campaign_id}")
 async def campaign_page(
-    request: Request, session: SignedIn, campaign_id: Annotated[str, Path(max_length=100)]
+    request: Request,
+    session: SignedIn,
+    campaign_id: Annotated[str, Path(max_length=100)],
+    refused: Annotated[str, Query(max_length=60, pattern="^[a-z_]*$")] = "",
 ) -> HTMLResponse:
     until = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(1)
     since = until - timedelta(DAYS)
@@ -55,4 +59,6 @@ async def campaign_page(
         sources=sources,
         trail=list(reversed(trail))[:50],
         currency=campaign["discount"].get("currency"),
+        refused=refused,
+        idempotency_key=uuid4().hex,  # one per rendered form: a double submit is one effect
     )
