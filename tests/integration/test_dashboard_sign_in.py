@@ -96,6 +96,8 @@ def test_campaign_page_shows_a_redemption(
     assert "15.00 EUR" in after  # net revenue: 20.00 less the 5.00 discount
     assert "5.00 EUR" in after  # discount given
     assert "1 redeemed</title>" in after  # today's bar in the chart
+    graph = browser.get("/contacts/c-dash").text
+    assert "<code>DASHFUNNEL</code>" in graph and "order-dash" in graph
 
 
 def form_field(page: str, name: str) -> str:

@@ -5,10 +5,16 @@ template in `templates/`; `PAGES` lists them (docs/dashboard.md)."""
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
-from services.coupons.dashboard.pages import campaign, campaign_actions, campaigns, sign_in
+from services.coupons.dashboard.pages import (
+    campaign,
+    campaign_actions,
+    campaigns,
+    contact,
+    sign_in,
+)
 from services.coupons.dashboard.session import CsrfRefused, SignInRequired
 
-PAGES = (sign_in, campaigns, campaign, campaign_actions)
+PAGES = (sign_in, campaigns, campaign, campaign_actions, contact)
 
 
 async def _to_sign_in(request: Request, exc: Exception) -> Response:
