@@ -36,7 +36,7 @@ import httpx
 
 from services.coupons import logs
 from services.coupons.api import checkout
-from services.coupons.api.app import create_app
+from services.coupons.app import create_app
 from services.coupons.domain.guessing import Kind, shopper_network, subject
 from services.coupons.settings import Settings
 from services.coupons.store import api_keys

@@ -7,7 +7,7 @@ from typing import Any
 import structlog
 import uvicorn
 
-from services.coupons.api.app import create_app
+from services.coupons.app import create_app
 from services.coupons.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -48,7 +48,7 @@ def start(settings: Settings) -> None:
     if settings.workers == 1:
         uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run()
     else:  # each worker process builds its app from the environment
-        factory = "services.coupons.api.app:from_environment"
+        factory = "services.coupons.app:from_environment"
         # A worker answers the supervisor's pings only once its imports are done: on a busy
         # machine that takes longer than uvicorn's 5 s, and the worker would be killed.
         uvicorn.run(

@@ -12,9 +12,10 @@ import structlog
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.coupons import logs
+from services.coupons import dashboard, logs
 from services.coupons.api import (
     analytics,
+    api_docs,
     campaigns,
     checkout,
     codes,
@@ -60,6 +61,8 @@ def create_app(settings: Settings) -> ASGIApp:
         version=VERSION,
         description="Campaigns, codes, validation and redemption. Event contracts: /asyncapi.json.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.key_cache = KeyCache()
     errors.install(app)
@@ -75,6 +78,8 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(contacts_api.router)
     app.include_router(segments_api.router)
     app.include_router(static_segments_api.router)
+    api_docs.install(app)
+    dashboard.install(app)
     return Correlated(BodyLimit(CheckoutLane(app), settings.max_body_bytes))
 
 

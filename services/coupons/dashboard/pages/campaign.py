@@ -1,0 +1,64 @@
+"""A campaign: its funnel, daily redemptions and revenue (an SVG drawn on the server, with the
+same numbers in a table), breakdowns by channel and source, refusals by reason and the audit
+trail. Every figure comes from the read models the API serves (`projections.ledger.stats`,
+`projections.usage.get`, `projections.campaigns.audit`)."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+from uuid import uuid4
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse
+
+from projections import campaigns, ledger, usage
+from services.coupons.api.commands import runtime_of
+from services.coupons.api.errors import ApiError
+from services.coupons.dashboard.session import SignedIn
+from services.coupons.dashboard.templating import render
+
+router = APIRouter()
+
+DAYS = 30
+
+
+@router.get("/campaigns/{campaign_id}")
+async def campaign_page(
+    request: Request,
+    session: SignedIn,
+    campaign_id: Annotated[str, Path(max_length=100)],
+    refused: Annotated[str, Query(max_length=60, pattern="^[a-z_]*$")] = "",
+) -> HTMLResponse:
+    until = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(1)
+    since = until - timedelta(DAYS)
+    async with runtime_of(request).pool.acquire() as conn:
+        campaign = await campaigns.get(conn, campaign_id)
+        if campaign is None:
+            raise ApiError(404, "campaign_not_found", f"no campaign {campaign_id}")
+        counts = await usage.get(conn, campaign_id)
+        epoch = datetime(2000, 1, 1, tzinfo=UTC)
+        (totals,) = await ledger.stats(conn, campaign_id, epoch, until, ())
+        daily = await ledger.stats(conn, campaign_id, since, until, ("day",))
+        channels = await ledger.stats(conn, campaign_id, epoch, until, ("channel",))
+        sources = await ledger.stats(conn, campaign_id, epoch, until, ("source",))
+        trail = await campaigns.audit(conn, campaign_id)
+    by_day = {row["day"]: row for row in daily}
+    days = [(since + timedelta(i)).date() for i in range(DAYS)]
+    series = [(d, by_day.get(d, {}).get("redeemed", 0), by_day.get(d, {}).get("net_revenue", 0))
+              for d in days]  # fmt: skip
+    return render(
+        request,
+        "campaign.html",
+        session,
+        campaign=campaign,
+        counts=counts or {},
+        totals=totals,
+        series=series,
+        top_redeemed=max([r for _, r, _ in series] + [1]),
+        top_revenue=max([v for _, _, v in series] + [1]),
+        channels=channels,
+        sources=sources,
+        trail=list(reversed(trail))[:50],
+        currency=campaign["discount"].get("currency"),
+        refused=refused,
+        idempotency_key=uuid4().hex,  # one per rendered form: a double submit is one effect
+    )

@@ -1,0 +1,40 @@
+"""A contact: the contact graph (codes received, redemptions, reversals, refunds), oldest
+first, from `projections.contacts.coupons` (the read model of
+`GET /v1/contacts/{id}/coupons`)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse
+
+from projections import contacts
+from services.coupons.api.commands import runtime_of
+from services.coupons.dashboard.session import SignedIn
+from services.coupons.dashboard.templating import render
+
+router = APIRouter()
+
+SHOWN = 500
+
+
+@router.get("/contacts")
+async def find_contact(
+    request: Request, session: SignedIn, q: Annotated[str, Query(max_length=200)] = ""
+) -> HTMLResponse:
+    return render(request, "contact.html", session, contact_id=q.strip(), rows=None)
+
+
+@router.get("/contacts/{contact_id}")
+async def contact_page(
+    request: Request, session: SignedIn, contact_id: Annotated[str, Path(max_length=200)]
+) -> HTMLResponse:
+    async with runtime_of(request).pool.acquire() as conn:
+        rows = await contacts.coupons(conn, contact_id, SHOWN + 1)
+    return render(
+        request,
+        "contact.html",
+        session,
+        contact_id=contact_id,
+        rows=rows[:SHOWN],
+        more=len(rows) > SHOWN,
+    )

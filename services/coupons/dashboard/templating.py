@@ -1,0 +1,35 @@
+"""The Jinja2 environment every page renders with."""
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from services.coupons.store.dashboard_sessions import Session
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def render(
+    request: Request,
+    name: str,
+    session: Session | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """A page, with the signed-in key (or none) for the layout's header and forms."""
+    return templates.TemplateResponse(
+        request, name, {"session": session, **context}, status_code=status_code
+    )
+
+
+def money(minor: int | None, currency: str | None = None) -> str:
+    if minor is None:
+        return "\N{EN DASH}"
+    text = f"{minor / 100:,.2f}"
+    return f"{text} {currency.upper()}" if currency else text
+
+
+templates.env.filters["money"] = money
