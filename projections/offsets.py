@@ -152,6 +152,15 @@ class Seeks(Protocol):
     def forget(self, revoked: set[TopicPartition]) -> None: ...
 
 
+def raise_rebalance_error(offsets: Seeks) -> None:
+    """Raise what the rebalance listener kept, and forget it: a component restarted after it
+    must not fail again on the same, stale error (a PostgreSQL restart once kept the projector
+    and the Stripe translator crashing for as long as they ran)."""
+    error, offsets.rebalance_error = offsets.rebalance_error, None
+    if error is not None:
+        raise error
+
+
 class SeekOnAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
     """Seeks assigned partitions to their stored offsets and forgets revoked ones; a failure is
     kept in `rebalance_error` for the run loop to raise (aiokafka would log and swallow it)."""

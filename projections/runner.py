@@ -28,7 +28,13 @@ from contracts.events import Event
 from contracts.topics import Topics
 from projections import metrics
 from projections.db import DATABASE_UNAVAILABLE, Connection
-from projections.offsets import LostOwnership, SeekOnAssignment, StoredOffsets, advance_all
+from projections.offsets import (
+    LostOwnership,
+    SeekOnAssignment,
+    StoredOffsets,
+    advance_all,
+    raise_rebalance_error,
+)
 from services.coupons.bus import kafka
 from services.coupons.bus.dead_letters import dead_letter
 
@@ -96,8 +102,7 @@ class ProjectionRunner:
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)
-                if self.rebalance_error is not None:
-                    raise self.rebalance_error
+                raise_rebalance_error(self)
                 await self._advance(consumer, producer, batches)
                 if time.monotonic() >= recheck_at:
                     recheck_at = time.monotonic() + RECHECK_S

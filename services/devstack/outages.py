@@ -125,10 +125,11 @@ async def rehearse(
                 pass
             await asyncio.sleep(0.2)
         while time.monotonic() < deadline:
-            after = [at for at in load.accepted.values() if at >= back]
-            if after:
-                found.first_accepted_after_s = min(after) - back
+            if any(at >= back for at in load.accepted.values()):
                 break
             await asyncio.sleep(0.2)
+        after = [at for at in load.accepted.values() if at >= back]
+        if after:
+            found.first_accepted_after_s = min(after) - back
     found.server_errors = list(load.errors)
     return found

@@ -37,6 +37,7 @@ def test_new_limits_apply_to_later_redemptions_and_the_audit_says_why(service: S
         "per_contact": 1,
         "per_code": None,
         "budget": None,
+        "reservation_ttl_s": 900,
     }
     assert body["discount"] == created["discount"], "the discount never changes"
 

@@ -48,7 +48,7 @@ async def test_a_thousand_concurrent_reservations_and_redemptions_never_pass_the
 ) -> None:
     client, _ = service
     campaign(client, "FLASH100", limits={"max_redemptions": 100, "per_contact": None})
-    limits = httpx.Limits(max_connections=200)
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=0)
     async with httpx.AsyncClient(
         base_url=str(client.base_url), headers=client.headers, timeout=120, limits=limits
     ) as http:

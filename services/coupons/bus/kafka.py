@@ -54,4 +54,8 @@ def reader(
         auto_offset_reset="earliest",
         isolation_level="read_committed" if committed_only else "read_uncommitted",
         max_poll_records=1000,
+        # a member that vanished (a crash, a broker restart that lost its leave) is taken out
+        # of its group after 6 s, the broker's minimum, not 10: partitions move on sooner
+        session_timeout_ms=6_000,
+        heartbeat_interval_ms=2_000,
     )

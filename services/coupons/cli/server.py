@@ -23,6 +23,8 @@ def start(settings: Settings) -> None:
         "http": "httptools",
         "log_config": None,
         "access_log": False,
+        # a shutdown waits this long for requests in flight, then closes their connections
+        "timeout_graceful_shutdown": 10,
         # X-Forwarded-For is believed only from these proxies (uvicorn's own default trusts
         # it from any local client): see COUPONS_TRUSTED_PROXIES in the README
         "proxy_headers": bool(settings.trusted_proxies),

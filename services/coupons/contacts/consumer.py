@@ -13,7 +13,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from projections.db import Connection
-from projections.offsets import LostOwnership, SeekOnAssignment, StoredOffsets
+from projections.offsets import (
+    LostOwnership,
+    SeekOnAssignment,
+    StoredOffsets,
+    raise_rebalance_error,
+)
 from services.coupons.bus import kafka
 
 log = structlog.get_logger(__name__)
@@ -45,8 +50,7 @@ class OffsetConsumer(Generic[T]):
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)
-                if self._offsets.rebalance_error is not None:
-                    raise self._offsets.rebalance_error
+                raise_rebalance_error(self._offsets)
                 moves: dict[int, tuple[int, int]] = {}
                 records: list[ConsumerRecord[Any, Any]] = []
                 for tp, fetched in batches.items():

@@ -25,7 +25,7 @@ from aiokafka.structs import ConsumerRecord
 
 from contracts.topics import Topics
 from projections.db import DATABASE_UNAVAILABLE, Connection
-from projections.offsets import LostOwnership, StoredOffsets
+from projections.offsets import LostOwnership, StoredOffsets, raise_rebalance_error
 from services.coupons import parked
 from services.coupons.bus import kafka
 from services.coupons.bus.dead_letters import dead_letter
@@ -63,8 +63,7 @@ class StripeConsumer:
             swept = time.monotonic()
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=500)
-                if self._offsets.rebalance_error is not None:
-                    raise self._offsets.rebalance_error
+                raise_rebalance_error(self._offsets)
                 await asyncio.gather(
                     *(self._partition(consumer, producer, tp, rs) for tp, rs in batches.items())
                 )
