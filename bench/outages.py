@@ -42,7 +42,17 @@ def serve(broker: LocalKafka, database: LocalPostgres, log: Path) -> subprocess.
 
 def key_for(database: LocalPostgres) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "services.coupons.cli", "keys", "create", "--scope", "admin"],
+        [
+            sys.executable,
+            "-m",
+            "services.coupons.cli",
+            "keys",
+            "create",
+            "--scope",
+            "admin",
+            "--name",
+            "outages",
+        ],
         env={**os.environ, "DATABASE_URL": database.database_url},
         capture_output=True,
         text=True,
@@ -57,8 +67,8 @@ async def main(outages: list[float]) -> list[Recovery]:
     database = LocalPostgres(state, port=PG_PORT, database="outages")
     found: list[Recovery] = []
     try:
-        broker.start()
-        database.start()
+        await asyncio.to_thread(broker.start)  # it runs asyncio itself: not in this loop
+        await asyncio.to_thread(database.start)
         log = Path(tempfile.mkdtemp()) / "service.log"
         process = serve(broker, database, log)
         base = f"http://127.0.0.1:{HTTP_PORT}"
@@ -95,8 +105,8 @@ async def main(outages: list[float]) -> list[Recovery]:
         process.wait(timeout=60)
         print(f"accepted {len(load.accepted)}, refused {len(load.refused)}, log: {log}")
     finally:
-        broker.stop()
-        database.stop()
+        await asyncio.to_thread(broker.stop)
+        await asyncio.to_thread(database.stop)
     return found
 
 
