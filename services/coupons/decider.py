@@ -19,7 +19,7 @@ from contracts.topics import Topics
 from services.coupons.domain import campaign, reservations, summary
 from services.coupons.domain.idempotency import campaign_refusal
 from services.coupons.writer.aggregate import Announcement
-from services.coupons.writer.engine import REBIND_S, TakeCommitted, Writers, _nowhere
+from services.coupons.writer.engine import REBIND_S, TakeCommitted, Writers, nowhere
 from services.coupons.writer.timers import Timer
 
 __all__ = ["REBIND_S", "CampaignAggregate", "Decider"]
@@ -92,7 +92,7 @@ def Decider(
     topics: Topics,
     partitions: int,
     answer_here: Callable[[Reply], bool] = lambda _: False,
-    fold_here: TakeCommitted = _nowhere,
+    fold_here: TakeCommitted = nowhere,
 ) -> Writers:
     """The writers of the campaign command partitions this process is assigned."""
     aggregate = CampaignAggregate(topics)

@@ -75,10 +75,6 @@ class Runtime:
                 for p in PROJECTIONS
             }
 
-    async def lag(self) -> dict[str, int]:
-        """Events appended but not yet applied, per projection (all partitions summed)."""
-        return lag_of(await self.event_ends(), await self.projected())
-
     def unhealthy_components(self) -> dict[str, str]:
         """The components not running steadily, with what each last failed on."""
         return {c.name: c.problem or "starting" for c in self.components if not c.healthy}
@@ -178,7 +174,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         components.extend(contacts_parts)
         for component in components:
             component.start()
-            stack.push_async_callback(_within, component.stop, "component")
+            stack.push_async_callback(component.stop)  # bounded by Supervised itself
         _collect_garbage_less_often()
         log.info("runtime.started", components=settings.components, partitions=partitions)
         yield Runtime(

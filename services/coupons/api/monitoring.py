@@ -3,12 +3,10 @@
 
 from typing import Any
 
-from aiokafka import TopicPartition
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 
 from projections import metrics
-from projections.offsets import stored_offsets
 from services.coupons import parked
 from services.coupons.api.auth import require
 from services.coupons.api.commands import runtime_of
@@ -19,36 +17,33 @@ router = APIRouter(tags=["operations"])
 
 async def _status(request: Request) -> list[dict[str, Any]]:
     runtime = runtime_of(request)
-    topic = runtime.topics.events.name
-    tps = [TopicPartition(topic, p) for p in range(runtime.partitions)]
-    ends = await runtime.offsets.end_offsets(tps)
+    ends, projected = await runtime.event_ends(), await runtime.projected()
     found = []
-    async with runtime.pool.acquire() as conn:
-        for projection in PROJECTIONS:
-            stored = await stored_offsets(conn, projection.name, topic)
-            partitions = [
-                {
-                    "partition": tp.partition,
-                    "next_offset": stored.get(tp.partition, 0),
-                    "end_offset": ends[tp],
-                    "lag": max(0, ends[tp] - stored.get(tp.partition, 0)),
-                }
-                for tp in tps
-            ]
-            found.append(
-                {
-                    "name": projection.name,
-                    "lag": sum(p["lag"] for p in partitions),
-                    "rebuildable": bool(projection.tables),
-                    "applied": metrics.APPLIED[projection.name],
-                    "dead_letters": {
-                        reason: n
-                        for (name, reason), n in sorted(metrics.DEAD_LETTERS.items())
-                        if name == projection.name
-                    },
-                    "partitions": partitions,
-                }
-            )
+    for projection in PROJECTIONS:
+        stored = projected[projection.name]
+        partitions = [
+            {
+                "partition": partition,
+                "next_offset": stored.get(partition, 0),
+                "end_offset": end,
+                "lag": max(0, end - stored.get(partition, 0)),
+            }
+            for partition, end in ends.items()
+        ]
+        found.append(
+            {
+                "name": projection.name,
+                "lag": sum(p["lag"] for p in partitions),
+                "rebuildable": bool(projection.tables),
+                "applied": metrics.APPLIED[projection.name],
+                "dead_letters": {
+                    reason: n
+                    for (name, reason), n in sorted(metrics.DEAD_LETTERS.items())
+                    if name == projection.name
+                },
+                "partitions": partitions,
+            }
+        )
     return found
 
 

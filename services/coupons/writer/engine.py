@@ -63,7 +63,7 @@ TakeCommitted = Callable[
 events, and the states they changed as they stand after them."""
 
 
-async def _nowhere(*_: Any) -> None:
+async def nowhere(*_: Any) -> None:
     pass
 
 
@@ -75,7 +75,7 @@ class Writers:
         topics: Topics,
         partitions: int,
         answer_here: Callable[[Reply], bool] = lambda _: False,
-        fold_here: TakeCommitted = _nowhere,
+        fold_here: TakeCommitted = nowhere,
         role: str = "decider",
     ) -> None:
         """`answer_here` resolves a wait of this process's gateway for a reply, if it has one:

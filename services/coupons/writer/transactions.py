@@ -27,7 +27,7 @@ from aiokafka.producer.producer import TransactionContext
 
 from contracts.envelope import Envelope
 from contracts.replies import EventPosition
-from services.coupons.bus import local_sockets
+from services.coupons.bus import kafka, local_sockets
 from services.coupons.writer import kafka_private
 from services.coupons.writer.batch import Batch, PartitionState, Received
 from services.coupons.writer.timers import Timers
@@ -108,7 +108,4 @@ async def commit(writer: Writer, batch: Batch, group: str) -> list[tuple[Envelop
 
 def checkpoint_of(headers: Any) -> int:
     """The command offset an event's transaction consumed up to (0 if it does not say)."""
-    for name, value in headers:
-        if name == CHECKPOINT:
-            return int(value)
-    return 0
+    return int(kafka.header(headers, CHECKPOINT) or 0)
