@@ -26,6 +26,8 @@ from services.coupons.api import (
     stripe_mirror,
     stripe_webhook,
 )
+from services.coupons.api import automations as automations_api
+from services.coupons.api import broadcasts as broadcasts_api
 from services.coupons.api import contacts as contacts_api
 from services.coupons.api import segments as segments_api
 from services.coupons.api import static_segments as static_segments_api
@@ -78,6 +80,8 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(contacts_api.router)
     app.include_router(segments_api.router)
     app.include_router(static_segments_api.router)
+    app.include_router(automations_api.router)
+    app.include_router(broadcasts_api.router)
     api_docs.install(app)
     dashboard.install(app)
     return Correlated(BodyLimit(CheckoutLane(app), settings.max_body_bytes))

@@ -11,11 +11,16 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from contracts.automations import DAY
 from contracts.topics import Topics, declare
 from projections import campaigns, contacts, ledger, usage
 from projections.offsets import stored_offsets
 from projections.runner import Projection, ProjectionRunner
 from projections.watermarks import Watermarks
+from services.coupons.automations import reaction as automations
+from services.coupons.automations.broadcasts import BroadcastRunner
+from services.coupons.automations.sender import Sender
+from services.coupons.automations.verdict import Cap
 from services.coupons.bus import kafka
 from services.coupons.bus.gateway import CommandGateway
 from services.coupons.bus.topics import ensure_topics
@@ -169,9 +174,14 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
                 mirror = MirrorRunner(pool, client_for(settings), settings.stripe_rate_limit)
                 components.append(Supervised("stripe-mirror", mirror.run))
         contact_ingest, contacts_parts = await contact_components.start(
-            stack, settings, topics, pool
+            stack, settings, topics, pool, automations.react
         )
         components.extend(contacts_parts)
+        if "contacts" in settings.components:
+            cap = Cap(settings.automation_contact_cap or None, settings.automation_cap_days * DAY)
+            sender = Sender(pool, settings.database_url, gateway, view.campaign, cap)
+            components.append(Supervised("automation-sender", sender.run))
+            components.append(Supervised("broadcasts", BroadcastRunner(pool).run))
         for component in components:
             component.start()
             stack.push_async_callback(component.stop)  # bounded by Supervised itself

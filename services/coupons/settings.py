@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     contact_dedupe_days: int = Field(
         30, ge=1, le=3650, validation_alias="COUPONS_CONTACT_DEDUPE_DAYS"
     )
+    automation_contact_cap: int = Field(
+        1, ge=0, le=1000, validation_alias="COUPONS_AUTOMATION_CONTACT_CAP"
+    )
+    """At most this many automated coupons (automations and broadcasts) per contact within
+    `automation_cap_days`; 0: no global cap."""
+    automation_cap_days: int = Field(
+        30, ge=1, le=365, validation_alias="COUPONS_AUTOMATION_CAP_DAYS"
+    )
     log_level: str = Field("INFO", validation_alias="COUPONS_LOG_LEVEL")
     log_format: Literal["json", "console"] | None = Field(
         None, validation_alias="COUPONS_LOG_FORMAT"

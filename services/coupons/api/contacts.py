@@ -11,6 +11,7 @@ from services.coupons.api.auth import require
 from services.coupons.api.commands import runtime_of
 from services.coupons.api.errors import ApiError, ErrorResponse
 from services.coupons.api.params import ContactPath
+from services.coupons.automations import store as automation_store
 from services.coupons.contacts import store
 
 router = APIRouter(tags=["contacts"])
@@ -71,3 +72,16 @@ async def get_profile(contact_id: ContactPath, request: Request) -> dict[str, An
             for r in segments
         ],
     }
+
+
+@router.get(
+    "/v1/contacts/{contact_id}/automation-runs",
+    responses=ERRORS,
+    dependencies=[Depends(require("analyst"))],
+)
+async def automation_runs(contact_id: ContactPath, request: Request) -> list[dict[str, Any]]:
+    """Why this contact got, or did not get, a coupon: each automation or broadcast run,
+    newest first (the latest 200), with the version that fired it, the event or timer that
+    did (`cause`), the outcome and the code given."""
+    async with runtime_of(request).pool.acquire() as conn:
+        return await automation_store.history(conn, contact_id)

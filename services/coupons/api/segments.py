@@ -55,7 +55,7 @@ class Preview(BaseModel):
     condition: JsonValue
 
 
-def _compiled(tree: object) -> Condition:
+def compiled_condition(tree: object) -> Condition:
     try:
         return compile_condition(tree)
     except InvalidCondition as error:
@@ -72,7 +72,7 @@ async def define_segment(body: SegmentRequest, request: Request) -> dict[str, An
     """Define a live segment (its backfill over existing profiles starts at once), or a static
     one, whose members are uploaded (`POST /v1/segments/{id}/members`)."""
     if body.kind == "live":
-        _compiled(body.condition)
+        compiled_condition(body.condition)
     elif body.condition is not None:
         raise ApiError(
             422, "invalid_request", "a static segment has no condition", field="condition"
@@ -106,7 +106,7 @@ async def list_segments(request: Request) -> list[dict[str, Any]]:
 @router.post("/preview", responses=ERRORS, dependencies=ANALYST)
 async def preview(body: Preview, request: Request) -> dict[str, Any]:
     """How many contacts match now, and a sample of 20, without defining anything."""
-    condition = _compiled(body.condition)
+    condition = compiled_condition(body.condition)
     now = int(time.time())
     matched, after = 0, ""
     sample: list[str] = []
@@ -141,7 +141,7 @@ async def change_segment(
 ) -> dict[str, Any]:
     """Change the name, condition or status; a new condition is a new version, backfilled."""
     if body.condition is not None:
-        _compiled(body.condition)
+        compiled_condition(body.condition)
     actor = getattr(request.state, "actor", None)
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         version = await conn.fetchval(

@@ -51,10 +51,11 @@ async def ensure_topics(bootstrap: str, topics: Topics, replication_factor: int)
 
 
 async def _with_leaders(
-    admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30
+    admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 60
 ) -> list[dict[str, Any]]:
     """Describe `names` once every partition has a leader (just-created topics need a moment:
-    on a busy broker their metadata may list no partitions at first)."""
+    on a busy broker their metadata may list no partitions at first; a broker just started
+    on a loaded machine was seen to take over 30 s to elect them)."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         described: list[dict[str, Any]] = await admin.describe_topics(names)

@@ -12,6 +12,7 @@ from services.coupons.contacts.coupon_facts import coupon_facts
 from services.coupons.contacts.dedupe_window import DedupeWindow
 from services.coupons.contacts.ingest import ContactIngest
 from services.coupons.contacts.processor import contacts_processor
+from services.coupons.contacts.reactions import Reaction
 from services.coupons.contacts.relay import OutboxRelay
 from services.coupons.contacts.timers import TimerLoop
 from services.coupons.settings import Settings
@@ -19,8 +20,13 @@ from services.coupons.supervise import Supervised
 
 
 async def start(
-    stack: contextlib.AsyncExitStack, settings: Settings, topics: Topics, pool: asyncpg.Pool
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    topics: Topics,
+    pool: asyncpg.Pool,
+    react: Reaction | None = None,
 ) -> tuple[ContactIngest, list[Supervised]]:
+    """`react` sees every contact settled by events, coupon facts and timers (automations)."""
     bootstrap = settings.kafka_bootstrap_servers
     ingest = ContactIngest(bootstrap, topics.contact_events)
     await ingest.start()
@@ -28,9 +34,9 @@ async def start(
     if "contacts" not in settings.components:
         return ingest, []
     return ingest, [
-        Supervised("contacts", contacts_processor(bootstrap, topics, pool).run),
-        Supervised("contact-coupon-facts", coupon_facts(bootstrap, topics, pool).run),
-        Supervised("contact-timers", TimerLoop(settings.database_url, pool).run),
+        Supervised("contacts", contacts_processor(bootstrap, topics, pool, react).run),
+        Supervised("contact-coupon-facts", coupon_facts(bootstrap, topics, pool, react).run),
+        Supervised("contact-timers", TimerLoop(settings.database_url, pool, react).run),
         Supervised(
             "segment-relay", OutboxRelay(bootstrap, settings.database_url, topics, pool).run
         ),

@@ -28,6 +28,7 @@ from services.coupons.contacts import store
 from services.coupons.contacts.consumer import OffsetConsumer, Records
 from services.coupons.contacts.processor import fresh_ids
 from services.coupons.contacts.profile import CouponFacts, Profile, epoch
+from services.coupons.contacts.reactions import Reaction
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +44,9 @@ class Fed:
     event: CouponEvent
 
 
-def coupon_facts(bootstrap: str, topics: Topics, pool: asyncpg.Pool) -> OffsetConsumer[Fed]:
+def coupon_facts(
+    bootstrap: str, topics: Topics, pool: asyncpg.Pool, react: Reaction | None = None
+) -> OffsetConsumer[Fed]:
     async def decode(_: AIOKafkaProducer, records: Records) -> list[Fed]:
         found = []
         for record in records:
@@ -56,7 +59,10 @@ def coupon_facts(bootstrap: str, topics: Topics, pool: asyncpg.Pool) -> OffsetCo
                 found.append(Fed(f"coupon:{envelope.id}", at, envelope.data))
         return found
 
-    return OffsetConsumer(NAME, topics.events.name, bootstrap, pool, decode, apply)
+    async def applied(conn: Connection, fed: list[Fed]) -> int:
+        return await apply(conn, fed, react)
+
+    return OffsetConsumer(NAME, topics.events.name, bootstrap, pool, decode, applied)
 
 
 def fold_coupon(facts: CouponFacts, event: CouponEvent, at: int) -> CouponFacts:
@@ -87,7 +93,7 @@ def fold_coupon(facts: CouponFacts, event: CouponEvent, at: int) -> CouponFacts:
     return facts
 
 
-async def apply(conn: Connection, fed: list[Fed]) -> int:
+async def apply(conn: Connection, fed: list[Fed], react: Reaction | None = None) -> int:
     if not fed:
         return 0
     fresh = await fresh_ids(conn, [f.id for f in fed])
@@ -108,4 +114,5 @@ async def apply(conn: Connection, fed: list[Fed]) -> int:
         profiles[contact_id] = replace(profile, coupons=facts)
         causes[contact_id] = found[-1].id
     segments = await store.live_segments(conn)
-    return await store.settle(conn, profiles, segments, causes, int(time.time()), save=True)
+    now = int(time.time())
+    return await store.settle(conn, profiles, segments, causes, now, save=True, react=react)

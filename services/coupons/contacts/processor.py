@@ -21,12 +21,13 @@ from services.coupons.bus.dead_letters import dead_letter
 from services.coupons.contacts import store
 from services.coupons.contacts.consumer import OffsetConsumer, Records
 from services.coupons.contacts.profile import fold
+from services.coupons.contacts.reactions import Reaction
 
 NAME = "contacts"
 
 
 def contacts_processor(
-    bootstrap: str, topics: Topics, pool: asyncpg.Pool
+    bootstrap: str, topics: Topics, pool: asyncpg.Pool, react: Reaction | None = None
 ) -> OffsetConsumer[ContactEvent]:
     async def decode(producer: AIOKafkaProducer, records: Records) -> list[ContactEvent]:
         events = []
@@ -37,7 +38,10 @@ def contacts_processor(
                 await dead_letter(producer, topics, record, "invalid_event", str(error)[:500])
         return events
 
-    return OffsetConsumer(NAME, topics.contact_events.name, bootstrap, pool, decode, apply)
+    async def applied(conn: Connection, events: list[ContactEvent]) -> int:
+        return await apply(conn, events, react)
+
+    return OffsetConsumer(NAME, topics.contact_events.name, bootstrap, pool, decode, applied)
 
 
 async def fresh_ids(conn: Connection, ids: list[str]) -> set[str]:
@@ -50,7 +54,7 @@ async def fresh_ids(conn: Connection, ids: list[str]) -> set[str]:
     return {r["event_id"] for r in rows}
 
 
-async def apply(conn: Connection, events: list[ContactEvent]) -> int:
+async def apply(conn: Connection, events: list[ContactEvent], react: Reaction | None = None) -> int:
     """Apply `events` (skipping ids already applied) inside the caller's transaction."""
     if not events:
         return 0
@@ -71,4 +75,7 @@ async def apply(conn: Connection, events: list[ContactEvent]) -> int:
         profiles[contact_id] = profile
         causes[contact_id] = contact_events[-1].id
     segments = await store.live_segments(conn)
-    return await store.settle(conn, profiles, segments, causes, int(time.time()), save=True)
+    now = int(time.time())
+    return await store.settle(
+        conn, profiles, segments, causes, now, save=True, react=react, events=by_contact
+    )

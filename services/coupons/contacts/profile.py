@@ -104,7 +104,7 @@ def evaluation_data(profile: Profile, now: int) -> dict[str, Any]:
         "contact_id": profile.contact_id,
         "email": profile.email,
         "traits": {
-            n: _comparable(t.value) for n, t in profile.traits.items() if t.value is not None
+            n: comparable(t.value) for n, t in profile.traits.items() if t.value is not None
         },
         "events": {k: {"count": f.count, "last_at": f.last_at} for k, f in profile.facts.items()},
         "coupons": {
@@ -118,7 +118,7 @@ def evaluation_data(profile: Profile, now: int) -> dict[str, Any]:
     }
 
 
-def _comparable(value: Any) -> Any:
+def comparable(value: Any) -> Any:
     """ISO-8601 text with a zone is a timestamp: epoch seconds."""
     if isinstance(value, str) and _ISO.match(value):
         try:

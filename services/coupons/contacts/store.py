@@ -3,15 +3,18 @@ together by `settle` inside the caller's transaction. Shared by the contacts pro
 events), the timer loop (on due timers) and the backfill runner."""
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
+from contracts.contacts import ContactEvent
 from projections.db import Connection
 from services.coupons.contacts.conditions import compile_condition
 from services.coupons.contacts.membership import Reconciled, Segment, reconcile
 from services.coupons.contacts.profile import CouponFacts, Fact, Profile, Trait
+from services.coupons.contacts.reactions import Change, Reaction
 
 TIMERS_CHANNEL = "contact_timers"
 OUTBOX_CHANNEL = "segment_outbox"
@@ -123,14 +126,33 @@ async def settle(
     now: int,
     *,
     save: bool,
+    react: Reaction | None = None,
+    events: Mapping[str, Sequence[ContactEvent]] | None = None,
 ) -> int:
     """Reconcile each locked profile at `now`, write memberships, timers and the outbox (and
-    the profiles when `save`); the number of entered/left messages written."""
+    the profiles when `save`), and let `react` see the change (the `events` applied to each
+    contact); the number of entered/left messages written."""
     holding = await held(conn, profiles)
     results = {
         cid: reconcile(p, segments, holding.get(cid, frozenset()), now)
         for cid, p in profiles.items()
     }
+    if react is not None:
+        changes = [
+            Change(
+                profile=profiles[cid],
+                events=(events or {}).get(cid, ()),
+                entered=tuple(s.id for s in r.entered),
+                left=r.left,
+                cause=causes[cid],
+            )
+            for cid, r in results.items()
+        ]
+        wanted = await react(conn, changes, now)
+        results = {
+            cid: r if cid not in wanted else replace(r, next_due=_earliest(r.next_due, wanted[cid]))
+            for cid, r in results.items()
+        }
     if save:
         await conn.executemany(
             """UPDATE contact_profiles SET profile = $2::jsonb, email = $3, updated_at = now()
@@ -138,6 +160,10 @@ async def settle(
             [(cid, to_json(p), p.email) for cid, p in profiles.items()],
         )
     return await _write(conn, results, segments, causes, now)
+
+
+def _earliest(a: int | None, b: int) -> int:
+    return b if a is None else min(a, b)
 
 
 async def _write(

@@ -16,6 +16,7 @@ import asyncpg
 import structlog
 
 from services.coupons.contacts import store
+from services.coupons.contacts.reactions import Reaction
 
 log = structlog.get_logger(__name__)
 
@@ -24,9 +25,12 @@ RECHECK_S = 5.0
 
 
 class TimerLoop:
-    def __init__(self, database_url: str, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, database_url: str, pool: asyncpg.Pool, react: Reaction | None = None
+    ) -> None:
         self._database_url = database_url
         self._pool = pool
+        self._react = react
         self._woken = asyncio.Event()
 
     async def run(self) -> None:
@@ -67,7 +71,9 @@ class TimerLoop:
             )
             causes = {r["contact_id"]: f"timer:{r['due_at']}" for r in rows}
             segments = await store.live_segments(conn)
-            written = await store.settle(conn, profiles, segments, causes, now, save=False)
+            written = await store.settle(
+                conn, profiles, segments, causes, now, save=False, react=self._react
+            )
         late = now - min(r["due_at"] for r in rows)
         log.info("contacts.timers_fired", timers=len(rows), messages=written, late_s=late)
         return len(rows)

@@ -1,0 +1,26 @@
+"""The automations' reaction to settled contacts (a `contacts.reactions.Reaction`): record a
+run for each trigger fired, keep the events that count as conversions, and ask for the
+contact's timer at its next moment trigger. Runs inside the contacts' transaction."""
+
+from collections.abc import Mapping, Sequence
+
+from projections.db import Connection
+from services.coupons.automations import store, triggers
+from services.coupons.contacts.reactions import Change
+
+
+async def react(conn: Connection, changes: Sequence[Change], now: int) -> Mapping[str, int]:
+    automations = await store.active(conn)
+    events = [e for c in changes for e in c.events]
+    if events:
+        await store.record_conversions(conn, events, await store.conversion_types(conn))
+    if not automations:
+        return {}
+    fired = [f for c in changes for f in triggers.fired(automations, c, now)]
+    await store.record_fired(conn, fired, now)
+    wanted = {}
+    for change in changes:
+        due = triggers.next_moment(automations, change.profile, now)
+        if due is not None:
+            wanted[change.profile.contact_id] = due
+    return wanted

@@ -1,0 +1,200 @@
+"""The sender: takes due runs, decides each (`verdict`), and sends the coupon through the
+campaign's decider as a `DistributeCode` whose distribution id is the run's id.
+
+Exactly once per run: a run to send is first marked `sending` (which the frequency caps
+count) in the transaction that decided it, then the command goes out with the idempotency
+key `automation-run:<id>`, then the outcome is recorded. A crash between those steps leaves
+the run `sending`; it is sent again after `STALE_S` with the same key, and the decider
+answers with the first outcome. Replicas share the work: runs are claimed with
+`FOR UPDATE SKIP LOCKED`, and a contact's runs are decided under an advisory lock on the
+contact, so the caps hold when many triggers for one contact arrive at once."""
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+
+from contracts.commands import DistributeCode
+from contracts.envelope import Envelope
+from contracts.reasons import Reason
+from contracts.replies import Reply
+from projections.db import Connection
+from services.coupons.automations import store
+from services.coupons.automations.seen import Seen
+from services.coupons.automations.sources import Route, Sources, sources_for
+from services.coupons.automations.verdict import Cap
+from services.coupons.bus.gateway import CommandGateway, DecisionPending
+from services.coupons.domain.campaign_state import Campaign
+
+log = structlog.get_logger(__name__)
+
+BATCH = 1000
+RECHECK_S = 1.0
+STALE_S = 30.0
+"""A run left `sending` this long (its sender crashed or the decider did not answer) is
+sent again, with the same idempotency key."""
+ACTOR = "automation"
+_NOT_ACTIVE = {Reason.ENDED, Reason.NOT_STARTED, Reason.EXPIRED, Reason.PAUSED}
+
+
+class Sender:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        database_url: str,
+        gateway: CommandGateway,
+        campaign: Callable[[str], Campaign | None],
+        cap: Cap,
+    ) -> None:
+        self._pool = pool
+        self._database_url = database_url
+        self._gateway = gateway
+        self._campaign = campaign
+        self._cap = cap
+        self._woken = asyncio.Event()
+
+    async def run(self) -> None:
+        listener = await asyncpg.connect(self._database_url)
+        await listener.add_listener(store.RUNS_CHANNEL, lambda *_: self._woken.set())
+        try:
+            while True:
+                self._woken.clear()
+                if await self.send_due() == BATCH:
+                    continue
+                await self._sleep_until_next()
+        finally:
+            await listener.close()
+
+    async def _sleep_until_next(self) -> None:
+        async with self._pool.acquire() as conn:
+            due = await conn.fetchval(
+                """SELECT min(CASE WHEN status = 'scheduled' THEN due_at
+                                   ELSE claimed_at + make_interval(secs => $1) END)
+                   FROM automation_runs WHERE status IN ('scheduled', 'sending')""",
+                STALE_S,
+            )
+        wait = RECHECK_S
+        if due is not None:
+            wait = min(RECHECK_S, max(0.0, (due - datetime.now(UTC)).total_seconds()))
+        if wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), wait)
+
+    async def send_due(self) -> int:
+        """Decide and send the runs due now (at most BATCH); how many were claimed."""
+        now = datetime.now(UTC)
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """SELECT * FROM automation_runs
+                   WHERE status = 'scheduled' AND due_at <= $1
+                      OR status = 'sending' AND claimed_at < $2
+                   ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED""",
+                now,
+                now - timedelta(seconds=STALE_S),
+                BATCH,
+            )
+            if not rows:
+                return 0
+            contacts = sorted({r["contact_id"] for r in rows})
+            await conn.execute(
+                """SELECT pg_advisory_xact_lock(hashtext('automation-contact:' || c))
+                   FROM unnest($1::text[]) AS c ORDER BY c""",
+                contacts,
+            )
+            sources = await sources_for(conn, rows, now)
+            emails = await _emails(conn, contacts)
+            stale = [r for r in rows if r["status"] == "sending"]
+            decided = await self._decide(conn, sources, [r for r in rows if r not in stale], now)
+            decided += [(r, "sending", None, None) for r in stale]  # sent again from now
+            await conn.executemany(
+                """UPDATE automation_runs SET status = $2::text, reason = $3, detail = $4,
+                       claimed_at = $5::timestamptz,
+                       decided_at = CASE WHEN $2::text = 'sending' THEN NULL
+                                         ELSE $5::timestamptz END
+                   WHERE id = $1""",
+                [(r["id"], status, reason, detail, now) for r, status, reason, detail in decided],
+            )
+        to_send = [r for r, status, _, _ in decided if status == "sending"]
+        outcomes = await asyncio.gather(
+            *(self._send(r, sources.route(r), emails.get(r["contact_id"])) for r in to_send)
+        )
+        async with self._pool.acquire() as conn:
+            await conn.executemany(
+                """UPDATE automation_runs SET status = $2, reason = $3, detail = $4,
+                       decided_at = now()
+                   WHERE id = $1 AND status = 'sending'""",
+                [o for o in outcomes if o is not None],
+            )
+        counted = Counter(status for _, status, _, _ in decided)
+        log.info("automations.decided", claimed=len(rows), resent=len(stale), **counted)
+        return len(rows)
+
+    async def _decide(
+        self, conn: Connection, sources: Sources, runs: list[Any], now: datetime
+    ) -> list[tuple[Any, str, str | None, str | None]]:
+        """Each fresh run's verdict, in due order: (run, status, reason, detail). A run the
+        batch decides to send counts towards the caps of the runs after it."""
+        if not runs:
+            return []
+        seen = await Seen.load(conn, [r["contact_id"] for r in runs], now, self._cap)
+        decided: list[tuple[Any, str, str | None, str | None]] = []
+        for run in runs:
+            source = sources.source(run)
+            found = seen.judge(source, self._campaign(run["campaign_id"]), run["contact_id"])
+            if found.reason is None:
+                seen.counts.add(run["source_id"], run["contact_id"], now)
+                decided.append((run, "sending", None, None))
+            elif found.reason == "held_out":
+                decided.append((run, "held_out", None, None))
+            else:
+                decided.append((run, "refused", found.reason, found.detail))
+        return decided
+
+    async def _send(
+        self, run: Any, route: Route, email: str | None
+    ) -> tuple[str, str, str | None, str | None] | None:
+        """Send one run's coupon; its outcome (id, status, reason, detail), or None when the
+        decider did not answer in time (sent again later, with the same key)."""
+        command = DistributeCode(
+            campaign_id=run["campaign_id"],
+            distribution_id=run["id"],
+            contact_id=run["contact_id"],
+            email=email,
+            channel=route.channel,
+            source_ref=route.source_ref,
+        )
+        envelope = Envelope[DistributeCode](
+            key=run["campaign_id"],
+            correlation_id=f"{run['source_kind']}-{run['source_id']}",
+            idempotency_key=f"automation-run:{run['id']}",
+            actor=ACTOR,
+            data=command,
+        )
+        try:
+            reply = await self._gateway.decide(envelope)
+        except DecisionPending:
+            return None
+        return _outcome(run["id"], reply)
+
+
+def _outcome(run_id: str, reply: Reply) -> tuple[str, str, str | None, str | None]:
+    if reply.outcome == "accepted":
+        return (run_id, "sent", None, None)
+    if reply.reason == Reason.NO_CODE_AVAILABLE:
+        return (run_id, "refused", "no_codes_left", reply.detail)
+    if reply.reason in _NOT_ACTIVE or reply.reason == Reason.CAMPAIGN_NOT_FOUND:
+        return (run_id, "refused", "campaign_not_active", reply.detail)
+    return (run_id, "refused", "not_eligible", f"{reply.reason}: {reply.detail}")
+
+
+async def _emails(conn: Connection, contacts: list[str]) -> dict[str, str | None]:
+    rows = await conn.fetch(
+        "SELECT contact_id, email FROM contact_profiles WHERE contact_id = ANY($1::text[])",
+        contacts,
+    )
+    return {r["contact_id"]: r["email"] for r in rows}

@@ -1,0 +1,152 @@
+"""Automations end to end: `coupons serve` as a real process on real Kafka and PostgreSQL.
+Lifecycle events in over HTTP -> a trigger fires in the contacts transaction -> the sender
+distributes through the campaign's decider -> `coupon.issued.v1` on the public topic."""
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from contracts.topics import declare
+from services.coupons.bus import kafka
+from services.coupons.settings import Settings
+from tests.integration.conftest import ServiceFactory
+from tests.integration.helpers import campaign, eventually, kill_serving
+
+pytestmark = pytest.mark.integration
+DAY = 86400
+
+
+def iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat()
+
+
+def event(
+    i: str, contact: str, type_: str, at: float | None = None, **traits: Any
+) -> dict[str, Any]:
+    return {
+        "id": i,
+        "type": type_,
+        "contact_id": contact,
+        "email": f"{contact}@example.com",
+        "occurred_at": iso(time.time() if at is None else at),
+        "traits": traits,
+    }
+
+
+def automate(client: httpx.Client, **body: Any) -> dict[str, Any]:
+    made = client.post("/v1/automations", json={"status": "active", **body})
+    assert made.status_code == 201, made.text
+    return dict(made.json())
+
+
+def runs_of(client: httpx.Client, automation_id: str) -> list[dict[str, Any]]:
+    return list(client.get(f"/v1/automations/{automation_id}/runs").json()["runs"])
+
+
+def settled(runs: list[dict[str, Any]]) -> bool:
+    return bool(runs) and all(r["status"] not in ("scheduled", "sending") for r in runs)
+
+
+async def issued(settings: Settings, expect: int, within_s: float = 30) -> list[dict[str, Any]]:
+    """The messages on the public `coupons.issued.v1` topic, once `expect` arrived and a
+    quiet second more (so one too many shows)."""
+    topic = declare(settings.topic_prefix, settings.partitions).issued.name
+    consumer = kafka.reader(settings.kafka_bootstrap_servers)
+    consumer.subscribe([topic])
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + within_s
+    try:
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=1000)
+            records = [r for rs in batches.values() for r in rs]
+            found.extend(json.loads(r.value)["data"] for r in records)
+            if len(found) >= expect and not records:
+                break
+    finally:
+        await consumer.stop()
+    return found
+
+
+def test_an_event_trigger_with_a_condition_sends_one_code_to_the_matching_contact(
+    service: tuple[httpx.Client, Path], settings: Settings
+) -> None:
+    client, _ = service
+    automation = automate(
+        client,
+        id="trial-ending",
+        name="Trial ending, engaged",
+        campaign_id=campaign(client, "TRIALX")["id"],
+        trigger={"kind": "event", "event_type": "trial.will_end"},
+        condition={">": [{"var": "traits.engagement_score"}, 50]},
+        channel="sequence",
+        source_ref="seq-trial-end",
+    )
+    assert automation["version"] == 1 and automation["status"] == "active"
+    batch = [
+        event("p1", "ann", "contact.updated", engagement_score=62),
+        event("p2", "bob", "contact.updated", engagement_score=10),
+        event("t1", "ann", "trial.will_end"),
+        event("t2", "bob", "trial.will_end"),
+        event("v1", "cy", "page.viewed", engagement_score=99),  # no trigger
+    ]
+    for _ in range(5):  # delivered five times: the effect of one
+        assert client.post("/v1/contact-events", json={"events": batch}).status_code == 202
+    runs = eventually(lambda: runs_of(client, "trial-ending"), lambda r: len(r) == 2 and settled(r))
+    outcome = {r["contact_id"]: (r["status"], r["reason"]) for r in runs}
+    assert outcome == {"ann": ("sent", None), "bob": ("refused", "condition_false")}
+
+    messages = asyncio.run(issued(settings, 1))
+    assert [(m["contact_id"], m["code"], m["channel"], m["source_ref"]) for m in messages] == [
+        ("ann", "TRIALX", "sequence", "seq-trial-end")
+    ]
+    assert messages[0]["distribution_id"] == next(r["id"] for r in runs if r["contact_id"] == "ann")
+
+    history = client.get("/v1/contacts/ann/automation-runs").json()
+    assert [(h["source_id"], h["source_version"], h["cause"], h["code"]) for h in history] == [
+        ("trial-ending", 1, "t1", "TRIALX")
+    ]
+    checks = client.post("/v1/automations/trial-ending/dry-run", json={"contact_id": "bob"}).json()
+    assert checks["would_send"] is False and checks["reason"] == "condition_false"
+    assert [c["part"] for c in checks["checks"]] == ["automation", "campaign", "condition"]
+    again = client.post("/v1/automations/trial-ending/dry-run", json={"contact_id": "ann"}).json()
+    assert again["reason"] == "frequency_capped"  # once per contact by default
+
+    stats = client.get("/v1/automations/trial-ending/stats").json()
+    assert stats["triggered"] == 2 and stats["by_status"] == {"sent": 1, "refused": 1}
+    assert stats["refused"] == {"condition_false": 1}
+
+
+def test_a_moment_trigger_fires_on_time_without_an_event_across_a_kill(
+    start_service: ServiceFactory, settings: Settings
+) -> None:
+    client, _ = start_service()
+    target = campaign(client, "MOMENT")
+    automate(
+        client,
+        id="three-days-before",
+        name="3 days before the trial ends",
+        campaign_id=target["id"],
+        trigger={"kind": "moment", "trait": "trial_ends_at", "offset_s": -3 * DAY},
+    )
+    ends = time.time() + 3 * DAY + 45  # the moment: 45 s from now, after the restart
+    client.post(
+        "/v1/contact-events",
+        json={"events": [event("s1", "dee", "trial.started", trial_ends_at=iso(ends))]},
+    )
+    eventually(lambda: client.get("/v1/contacts/dee").status_code, lambda s: s == 200)
+    assert runs_of(client, "three-days-before") == []
+    kill_serving(client)  # the timer is a row: it survives
+    client, _ = start_service()
+    assert time.time() < ends - 3 * DAY, "restarted too slowly for this test"
+    assert runs_of(client, "three-days-before") == []
+    runs = eventually(lambda: runs_of(client, "three-days-before"), settled, timeout_s=60)
+    assert [(r["contact_id"], r["status"]) for r in runs] == [("dee", "sent")]
+    fired_at = datetime.fromisoformat(runs[0]["triggered_at"]).timestamp()
+    assert ends - 3 * DAY - 1 <= fired_at <= ends - 3 * DAY + 3  # on time, to the second
