@@ -5,6 +5,7 @@ distributes through the campaign's decider -> `coupon.issued.v1` on the public t
 import asyncio
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,77 @@ def test_a_moment_trigger_fires_on_time_without_an_event_across_a_kill(
     assert [(r["contact_id"], r["status"]) for r in runs] == [("dee", "sent")]
     fired_at = datetime.fromisoformat(runs[0]["triggered_at"]).timestamp()
     assert ends - 3 * DAY - 1 <= fired_at <= ends - 3 * DAY + 3  # on time, to the second
+
+
+def test_a_frequency_cap_holds_under_a_thousand_concurrent_triggers_on_two_replicas(
+    start_service: ServiceFactory, settings: Settings
+) -> None:
+    first, _ = start_service()
+    second, _ = start_service()
+    target = campaign(first, "CAPPED")
+    for n in (1, 2):  # repeats allowed per automation: only the global cap (1 a month) holds
+        automate(
+            first,
+            id=f"milestone-{n}",
+            name=f"Milestone {n}",
+            campaign_id=target["id"],
+            trigger={"kind": "event", "event_type": "usage.milestone_reached"},
+            limits={"per_contact": None},
+        )
+    events = [event(f"m{i}", "eve", "usage.milestone_reached") for i in range(500)]
+    with ThreadPoolExecutor(8) as pool:
+        posted = pool.map(
+            lambda i: (first, second)[i % 2].post(
+                "/v1/contact-events", json={"events": events[i * 50 : (i + 1) * 50]}
+            ),
+            range(10),
+        )
+        assert {p.status_code for p in posted} == {202}
+
+    def counts() -> dict[str, int]:
+        total: dict[str, int] = {}
+        for n in (1, 2):
+            stats = first.get(f"/v1/automations/milestone-{n}/stats").json()
+            for status, count in stats["by_status"].items():
+                total[status] = total.get(status, 0) + count
+        return total
+
+    found = eventually(
+        counts, lambda c: sum(c.values()) == 1000 and set(c) <= {"sent", "refused"}, 90
+    )
+    assert found == {"sent": 1, "refused": 999}
+    history = first.get("/v1/contacts/eve/automation-runs").json()
+    assert {h["reason"] for h in history if h["status"] == "refused"} == {"frequency_capped"}
+    read = f"/v1/campaigns/{target['id']}"
+    usage = eventually(lambda: first.get(read).json()["usage"], lambda u: u["distributed"] >= 1)
+    assert usage["distributed"] == 1
+
+
+def test_a_broadcast_to_ten_thousand_members_resumes_after_a_kill_and_sends_each_once(
+    start_service: ServiceFactory, settings: Settings
+) -> None:
+    client, _ = start_service()
+    target = campaign(client, "LAUNCH")
+    client.post("/v1/segments", json={"id": "launch", "name": "Launch list", "kind": "static"})
+    members = "contact_id\n" + "\n".join(f"c{i:05d}" for i in range(10_000)) + "\n"
+    uploaded = client.post(
+        "/v1/segments/launch/members", content=members, headers={"Content-Type": "text/csv"}
+    )
+    assert uploaded.json()["added"] == 10_000, uploaded.text
+    body = {"campaign_id": target["id"], "segment_id": "launch", "source_ref": "launch-mail"}
+    made = client.post("/v1/broadcasts", json=body, headers={"Idempotency-Key": "launch-1"})
+    assert made.status_code == 202, made.text
+    again = client.post("/v1/broadcasts", json=body, headers={"Idempotency-Key": "launch-1"})
+    assert again.json()["id"] == made.json()["id"]  # the same broadcast, not a second
+    path = f"/v1/broadcasts/{made.json()['id']}"
+    progress = eventually(lambda: client.get(path).json()["progress"]["done"], lambda d: d >= 500)
+    assert progress < 10_000, "finished before the kill: nothing resumed"
+    kill_serving(client)
+    client, _ = start_service()
+    final = eventually(lambda: client.get(path).json(), lambda b: b["status"] == "done", 300)
+    assert final["total"] == 10_000
+    assert final["progress"]["by_status"] == {"sent": 10_000}
+    assert client.post(f"{path}/cancel").json()["error"]["code"] == "broadcast_started"
+    announced = asyncio.run(issued(settings, 10_000, within_s=120))
+    assert len(announced) == 10_000  # each member once, whatever was sent twice
+    assert len({m["contact_id"] for m in announced}) == 10_000

@@ -26,8 +26,9 @@ _ARMS = """
               AND c.occurred_at >= a.t0 AND c.occurred_at < a.t0 + make_interval(secs => $3)
         ) e
         CROSS JOIN LATERAL (
-            SELECT count(*) AS n, coalesce(sum(amount_paid), 0) AS amount FROM stripe_orders s
-            WHERE $4 AND s.contact_id = a.contact_id
+            SELECT count(*) AS n, coalesce(sum(amount_paid - refunded), 0) AS amount
+            FROM stripe_orders s
+            WHERE $4 AND NOT s.reversed AND s.contact_id = a.contact_id
               AND s.paid_at >= a.t0 AND s.paid_at < a.t0 + make_interval(secs => $3)
         ) o
     )"""
