@@ -72,3 +72,19 @@ CREATE TABLE contact_conversions (
 );
 CREATE INDEX contact_conversions_by_contact ON contact_conversions (contact_id, occurred_at);
 CREATE INDEX stripe_orders_by_contact ON stripe_orders (contact_id, paid_at);
+
+-- For analysts (docs/analytics.md, "Automations"): every run with the code it gave, and each
+-- contact's arm per automation or broadcast (treated or control, from its first such run).
+CREATE VIEW analytics.automation_runs AS
+    SELECT r.source_kind, r.source_id, r.source_version, r.campaign_id, r.contact_id,
+           r.occurrence, r.cause, r.triggered_at, r.due_at, r.status, r.reason, r.detail,
+           r.decided_at, d.code, d.channel, d.source_ref
+    FROM automation_runs r LEFT JOIN distributions d ON d.distribution_id = r.id;
+
+CREATE VIEW analytics.automation_arms AS
+    SELECT source_id, contact_id,
+           CASE (array_agg(status ORDER BY triggered_at, id))[1]
+                WHEN 'sent' THEN 'treated' ELSE 'control' END AS arm,
+           min(triggered_at) AS t0
+    FROM automation_runs WHERE status IN ('sent', 'held_out')
+    GROUP BY source_id, contact_id;
