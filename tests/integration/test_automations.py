@@ -225,3 +225,66 @@ def test_a_broadcast_to_ten_thousand_members_resumes_after_a_kill_and_sends_each
     announced = asyncio.run(issued(settings, 10_000, within_s=120))
     assert len(announced) == 10_000  # each member once, whatever was sent twice
     assert len({m["contact_id"] for m in announced}) == 10_000
+
+
+def test_definitions_are_checked_versioned_and_audited(
+    service: tuple[httpx.Client, Path], settings: Settings
+) -> None:
+    client, _ = service
+    target = campaign(client, "AUDITED")
+    trigger = {"kind": "entered_segment", "segment_id": "nowhere"}
+    body = {"name": "n", "campaign_id": target["id"], "trigger": trigger}
+    refused = client.post("/v1/automations", json=body)
+    assert refused.status_code == 422
+    assert refused.json()["error"] == {
+        "code": "segment_not_found",
+        "message": "no segment nowhere",
+        "field": "trigger.segment_id",
+    }
+    missing = client.post("/v1/automations", json={**body, "campaign_id": "nope"})
+    assert missing.json()["error"]["code"] == "campaign_not_found"
+    bad = client.post(
+        "/v1/automations",
+        json={**body, "trigger": {"kind": "event", "event_type": "x"}, "condition": {"?": 1}},
+    )
+    assert bad.json()["error"]["code"] == "invalid_condition"
+    out_of_range = client.post(
+        "/v1/automations",
+        json={**body, "trigger": {"kind": "event", "event_type": "x"}, "holdout_percent": 95},
+    )
+    assert out_of_range.json()["error"]["code"] == "invalid_request"
+
+    made = client.post(
+        "/v1/automations",
+        json={**body, "id": "audited", "trigger": {"kind": "event", "event_type": "x"}},
+    ).json()
+    assert (made["status"], made["version"], made["delay_s"], made["limits"]) == (
+        "draft",
+        1,
+        0,
+        {"per_contact": 1, "cooldown_s": None},
+    )
+    again = {**body, "id": "audited", "trigger": {"kind": "event", "event_type": "y"}}
+    assert client.post("/v1/automations", json=again).json()["error"]["code"] == (
+        "automation_exists"
+    )
+    changed = client.patch("/v1/automations/audited", json={"delay_s": 3600, "source_ref": "s"})
+    assert (changed.json()["version"], changed.json()["delay_s"]) == (2, 3600)
+    assert changed.json()["trigger"] == {"kind": "event", "event_type": "x"}
+    for status, code in (("paused", 409), ("active", 200), ("paused", 200), ("archived", 200)):
+        moved = client.post("/v1/automations/audited/status", json={"status": status})
+        assert moved.status_code == code, moved.text
+    assert client.patch("/v1/automations/audited", json={"name": "m"}).status_code == 409
+    trail = client.get("/v1/automations/audited/versions").json()
+    assert [(v["version"], v["status"]) for v in trail] == [
+        (1, "draft"),
+        (2, "draft"),
+        (3, "active"),
+        (4, "paused"),
+        (5, "archived"),
+    ]
+    assert all(v["actor"] for v in trail)
+    dry = client.post("/v1/automations/audited/dry-run", json={"contact_id": "zed"}).json()
+    assert (dry["reason"], dry["known_contact"]) == ("automation_inactive", False)
+    assert client.get("/v1/automations?status=archived").json()[0]["id"] == "audited"
+    assert client.get("/v1/automations/none").json()["error"]["code"] == "automation_not_found"
