@@ -10,6 +10,7 @@ from pydantic import Field, StringConstraints
 from contracts.base import CampaignId, Currency, Frozen
 from contracts.bounds import (
     Amount,
+    Count,
     EmailText,
     Id64,
     Id128,
@@ -148,6 +149,18 @@ class CodesAdded(Frozen):
     codes: tuple[Code, ...]
 
 
+class CodesLow(Frozen):
+    """The campaign's unique codes not yet given out fell to its `limits.codes_low_at`
+    (recorded with the distribution that made them fall); `top_up` is how many more codes the
+    code-stock keeper generates (none when the campaign does not top up)."""
+
+    type: Literal["coupon.codes_low.v1"] = "coupon.codes_low.v1"
+    campaign_id: CampaignId
+    remaining: Index
+    low_at: Count
+    top_up: Count | None
+
+
 class CommandRejected(Frozen):
     """A decision to refuse a command, kept in the log so refusals are auditable and counted."""
 
@@ -167,6 +180,7 @@ Event = Annotated[
     | RedemptionRefunded
     | CodeDistributed
     | CodesAdded
+    | CodesLow
     | CommandRejected
     | CodeReserved
     | ReservationReleased,

@@ -35,6 +35,9 @@ class Validity(Frozen):
         return self
 
 
+MAX_TOP_UP = 1_000_000
+
+
 class Limits(Frozen):
     """Caps on use. None means unlimited. `budget` is the total discount the campaign may give,
     in minor units of the campaign's currency."""
@@ -45,6 +48,12 @@ class Limits(Frozen):
     budget: PositiveAmount | None = None
     reservation_ttl_s: Annotated[int, Strict(), Field(ge=1, le=MAX_RESERVATION_TTL_S)] = 900
     """How long a reservation (`POST /v1/reservations`) holds one use, in seconds."""
+    codes_low_at: Count | None = None
+    """When the unique codes not yet given out fall to this many, the decider records
+    `CodesLow` (once each time the stock crosses it)."""
+    codes_top_up: Annotated[int | None, Strict(), Field(ge=1, le=MAX_TOP_UP)] = None
+    """With `codes_low_at`: then generate this many more unique codes, with the pattern of
+    the campaign's last code batch."""
 
 
 class Eligibility(Frozen):

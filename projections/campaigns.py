@@ -15,6 +15,7 @@ from contracts.events import (
     CodeDistributed,
     CodeRedeemed,
     CodesAdded,
+    CodesLow,
     CommandRejected,
     Event,
     RedemptionRefunded,
@@ -268,7 +269,7 @@ async def _apply_one(conn: Connection, envelope: Envelope[Event], batch: _Batch)
                 event.batch_id,
                 event.chunk,
             )
-        case CommandRejected() | RedemptionRefunded():
+        case CommandRejected() | RedemptionRefunded() | CodesLow():
             pass
 
 

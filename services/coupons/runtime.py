@@ -26,6 +26,7 @@ from services.coupons.bus.gateway import CommandGateway
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.campaign_view import CampaignView
 from services.coupons.code_batches import CodeBatchRunner
+from services.coupons.code_stock import code_stock
 from services.coupons.contacts import components as contact_components
 from services.coupons.contacts.ingest import ContactIngest
 from services.coupons.decider import Decider
@@ -167,6 +168,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         if "batches" in settings.components:
             batches = CodeBatchRunner(pool, gateway, watermarks, settings.command_timeout_s)
             components.append(Supervised("code-batches", batches.run))
+            components.append(Supervised("code-stock", code_stock(bootstrap, topics, pool).run))
         if "stripe" in settings.components:
             stripe = StripeConsumer(bootstrap, topics, pool, gateway.decide)
             components.append(Supervised("stripe-translator", stripe.run))

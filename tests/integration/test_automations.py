@@ -288,3 +288,60 @@ def test_definitions_are_checked_versioned_and_audited(
     assert (dry["reason"], dry["known_contact"]) == ("automation_inactive", False)
     assert client.get("/v1/automations?status=archived").json()[0]["id"] == "audited"
     assert client.get("/v1/automations/none").json()["error"]["code"] == "automation_not_found"
+
+
+def generate(client: httpx.Client, campaign_id: str, count: int) -> None:
+    made = client.post(f"/v1/campaigns/{campaign_id}/code-batches", json={"count": count})
+    assert made.status_code == 202, made.text
+    path = f"/v1/code-batches/{made.json()['id']}"
+    assert eventually(lambda: client.get(path).json()["status"], lambda s: s == "done") == "done"
+
+
+def issued_codes(client: httpx.Client, campaign_id: str) -> int:
+    return int(client.get(f"/v1/campaigns/{campaign_id}/usage").json()["issued"])
+
+
+def test_running_low_tops_up_and_a_trigger_refused_for_want_of_codes_is_sent_on_retry(
+    service: tuple[httpx.Client, Path], settings: Settings
+) -> None:
+    client, _ = service
+    unique = {"name": "Stock", "discount": {"kind": "amount", "amount_off": 100, "currency": "EUR"}}
+    topping = client.post(
+        "/v1/campaigns",
+        json={**unique, "limits": {"codes_low_at": 1, "codes_top_up": 4}},
+    ).json()["id"]
+    generate(client, topping, 2)
+    scarce = client.post("/v1/campaigns", json=unique).json()["id"]
+    generate(client, scarce, 1)
+    for campaign_id, name in ((topping, "topping"), (scarce, "scarce")):
+        automate(
+            client,
+            id=name,
+            name=name,
+            campaign_id=campaign_id,
+            trigger={"kind": "event", "event_type": f"{name}.now"},
+        )
+    client.post("/v1/contact-events", json={"events": [event("k1", "kim", "topping.now")]})
+    # one of 2 codes given: 1 left, the low mark: 4 more are generated with the same pattern
+    assert eventually(lambda: issued_codes(client, topping), lambda n: n == 6) == 6
+    audit = client.get(f"/v1/campaigns/{topping}/audit").json()
+    assert "coupon.codes_low.v1" in json.dumps(audit)
+
+    both = [event("s1", "lou", "scarce.now"), event("s2", "max", "scarce.now")]
+    client.post("/v1/contact-events", json={"events": both})
+    runs = eventually(lambda: runs_of(client, "scarce"), lambda r: len(r) == 2 and settled(r))
+    assert sorted((r["status"], r["reason"]) for r in runs) == [
+        ("refused", "no_codes_left"),
+        ("sent", None),
+    ]
+    generate(client, scarce, 1)
+    assert client.post("/v1/automations/scarce/retry").json() == {"rescheduled": 1}
+    runs = eventually(
+        lambda: runs_of(client, "scarce"), lambda r: [x["status"] for x in r] == ["sent"] * 2
+    )
+    codes = {
+        h["code"]
+        for c in ("lou", "max")
+        for h in client.get(f"/v1/contacts/{c}/automation-runs").json()
+    }
+    assert len(codes) == 2  # two contacts, two unique codes

@@ -81,6 +81,10 @@ class Campaign:
             return list(codes)  # the usual case: all new, no repeats
         return [c for c in dict.fromkeys(codes) if c not in owned]
 
+    def unique_left(self) -> int:
+        """Unique codes not yet given out."""
+        return sum(len(chunk.codes) for chunk in self.chunks) - self.handed_out
+
     def next_unique(self) -> str | None:
         """The next unique code to hand out, if any is left."""
         index = self.handed_out
