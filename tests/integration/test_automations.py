@@ -16,8 +16,9 @@ import pytest
 from contracts.topics import declare
 from services.coupons.bus import kafka
 from services.coupons.settings import Settings
-from tests.integration.conftest import ServiceFactory
+from tests.integration.conftest import ServiceFactory, create_key
 from tests.integration.helpers import campaign, eventually, kill_serving
+from tests.integration.test_dashboard_sign_in import signed_in
 
 pytestmark = pytest.mark.integration
 DAY = 86400
@@ -118,6 +119,14 @@ def test_an_event_trigger_with_a_condition_sends_one_code_to_the_matching_contac
     assert [c["part"] for c in checks["checks"]] == ["automation", "campaign", "condition"]
     again = client.post("/v1/automations/trial-ending/dry-run", json={"contact_id": "ann"}).json()
     assert again["reason"] == "frequency_capped"  # once per contact by default
+
+    browser, _ = signed_in(str(client.base_url), create_key(settings.database_url, "analyst"))
+    listed = browser.get("/automations").text
+    assert 'href="/automations/trial-ending"' in listed and "Trial ending, engaged" in listed
+    page = browser.get("/automations/trial-ending").text
+    assert "<code>condition_false</code>" in page and "<code>TRIALX</code>" in page
+    assert "seq-trial-end" in page and "No lift yet" in page
+    assert 'href="/automations/trial-ending"' in browser.get("/contacts/ann").text
 
     stats = client.get("/v1/automations/trial-ending/stats").json()
     assert stats["triggered"] == 2 and stats["by_status"] == {"sent": 1, "refused": 1}

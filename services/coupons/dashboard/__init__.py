@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
 from services.coupons.dashboard.pages import (
+    automations,
     campaign,
     campaign_actions,
     campaigns,
@@ -14,7 +15,7 @@ from services.coupons.dashboard.pages import (
 )
 from services.coupons.dashboard.session import CsrfRefused, SignInRequired
 
-PAGES = (sign_in, campaigns, campaign, campaign_actions, contact)
+PAGES = (sign_in, campaigns, campaign, campaign_actions, contact, automations)
 
 
 async def _to_sign_in(request: Request, exc: Exception) -> Response:

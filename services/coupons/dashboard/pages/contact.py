@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 
 from projections import contacts
 from services.coupons.api.commands import runtime_of
+from services.coupons.automations import store as automation_store
 from services.coupons.dashboard.session import SignedIn
 from services.coupons.dashboard.templating import render
 
@@ -30,6 +31,7 @@ async def contact_page(
 ) -> HTMLResponse:
     async with runtime_of(request).pool.acquire() as conn:
         rows = await contacts.coupons(conn, contact_id, SHOWN + 1)
+        runs = await automation_store.history(conn, contact_id)
     return render(
         request,
         "contact.html",
@@ -37,4 +39,5 @@ async def contact_page(
         contact_id=contact_id,
         rows=rows[:SHOWN],
         more=len(rows) > SHOWN,
+        runs=runs,
     )
