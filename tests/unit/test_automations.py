@@ -174,3 +174,10 @@ def test_lift_on_a_hand_built_data_set() -> None:
     )
     assert wilson(8, 100) == pytest.approx((0.0411, 0.1500), abs=1e-3)
     assert lift(Arm(10, 1, 0), Arm(0, 0, 0), 0)["lift"] is None
+
+
+def test_a_trigger_says_whether_its_condition_held_as_it_fired() -> None:
+    a = automation({"kind": "event", "event_type": "x"}, condition={">": [{"var": "traits.s"}, 5]})
+    high = Profile("ann", traits={"s": Trait(9, NOW, "e0")})
+    assert [f.holds for f in fired([a], change(high, events=[event("e1", "x")]), NOW)] == [True]
+    assert [f.holds for f in fired([a], change(events=[event("e1", "x")]), NOW)] == [False]

@@ -81,8 +81,9 @@ async def conversion_types(conn: Connection) -> set[str]:
 
 
 async def record_fired(conn: Connection, fired: Sequence[Fired], now: int) -> int:
-    """Record a run per fired trigger (an occurrence already recorded is skipped); wake the
-    sender when any is new. How many were new."""
+    """Record a run per fired trigger (an occurrence already recorded is skipped), refused
+    `condition_false` at once when the condition did not hold as it fired; wake the sender
+    when any is new. How many were new."""
     if not fired:
         return 0
     at = datetime.fromtimestamp(now, UTC)
@@ -97,19 +98,26 @@ async def record_fired(conn: Connection, fired: Sequence[Fired], now: int) -> in
             f.cause,
             at,
             at + timedelta(seconds=f.automation.definition.delay_s),
+            "scheduled" if f.holds else "refused",
+            None if f.holds else "condition_false",
+            None if f.holds else "the condition did not hold when it fired",
+            None if f.holds else at,
         )
         for f in fired
     ]
     new = await conn.fetchval(
         """WITH added AS (
                INSERT INTO automation_runs (id, source_kind, source_id, source_version,
-                   campaign_id, contact_id, occurrence, cause, triggered_at, due_at)
+                   campaign_id, contact_id, occurrence, cause, triggered_at, due_at, status,
+                   reason, detail, decided_at)
                SELECT r.id, 'automation', r.source_id, r.version, r.campaign_id, r.contact_id,
-                      r.occurrence, r.cause, r.triggered_at, r.due_at
+                      r.occurrence, r.cause, r.triggered_at, r.due_at, r.status, r.reason,
+                      r.detail, r.decided_at
                FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[],
-                           $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[])
+                           $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
+                           $10::text[], $11::text[], $12::text[], $13::timestamptz[])
                     AS r(id, source_id, version, campaign_id, contact_id, occurrence, cause,
-                         triggered_at, due_at)
+                         triggered_at, due_at, status, reason, detail, decided_at)
                ON CONFLICT DO NOTHING RETURNING 1)
            SELECT count(*) FROM added""",
         *(list(column) for column in zip(*rows, strict=True)),

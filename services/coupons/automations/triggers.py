@@ -6,12 +6,13 @@ change that caused it. An occurrence names what fired (the event id, the segment
 the trait's value for a moment): the same occurrence never makes a second run."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from contracts.automations import EventTrigger, MomentTrigger, SegmentTrigger
 from services.coupons.automations.automation import Automation
-from services.coupons.contacts.profile import Profile, comparable
+from services.coupons.contacts.profile import Profile, comparable, evaluation_data
 from services.coupons.contacts.reactions import Change
 
 
@@ -21,6 +22,9 @@ class Fired:
     contact_id: str
     occurrence: str
     cause: str
+    holds: bool = True
+    """Whether the automation's condition held when it fired (it is checked again when the
+    run is due, after any delay)."""
 
 
 def fired(automations: Sequence[Automation], change: Change, now: int) -> list[Fired]:
@@ -49,7 +53,19 @@ def fired(automations: Sequence[Automation], change: Change, now: int) -> list[F
                 if moment is not None and moment <= now <= moment + trigger.catch_up_s:
                     cause = f"moment:{trigger.trait}:{moment}"
                     found.append(Fired(automation, contact, cause, cause))
+    if any(f.automation.condition is not None for f in found):
+        data = evaluation_data(change.profile, now)
+        found = [
+            f
+            if f.automation.condition is None
+            else replace(f, holds=f.automation.condition.matches(data))
+            for f in found
+        ]
     return found
+
+
+def _holds(automation: Automation, data: dict[str, Any]) -> bool:
+    return automation.condition is None or automation.condition.matches(data)
 
 
 def next_moment(automations: Sequence[Automation], profile: Profile, now: int) -> int | None:
