@@ -24,6 +24,7 @@ from contracts.events import (
     CodeDistributed,
     CodeRedeemed,
     CodesAdded,
+    CodesLow,
     CommandRejected,
     Event,
     RedemptionReversed,
@@ -394,6 +395,16 @@ def test_distribution_falls_back_to_the_shared_code_then_refuses() -> None:
     assert given == ["AAAA1111", "SPRING"]
     _, log = run([define(code=None), add_codes("AAAA1111"), distribute("alice"), distribute("bob")])
     assert refusal(log) is Reason.NO_CODE_AVAILABLE
+
+
+def test_codes_low_is_recorded_once_as_the_stock_crosses_the_mark() -> None:
+    limits = {"codes_low_at": 1, "codes_top_up": 10}
+    commands: list[Command] = [define(code=None, limits=limits), add_codes("A1AA", "B2BB", "C3CC")]
+    commands += [distribute("ann"), distribute("ann"), distribute("bob"), distribute("cy")]
+    commands += [add_codes("D4DD", "E5EE", chunk=1), distribute("dee"), distribute("eve")]
+    _, log = run(commands)
+    low = [(e.remaining, e.top_up) for e in log if isinstance(e, CodesLow)]
+    assert low == [(1, 10), (1, 10)]  # bob took the second of 3; after the top-up, dee's
 
 
 def update(**parts: object) -> UpdateCampaign:
