@@ -3,6 +3,7 @@ observable state, counting records on the test's topics, a stream of mixed event
 deliveries to the Stripe bridge."""
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -199,3 +200,25 @@ def kill_serving(client: httpx.Client) -> None:
             os.kill(int(environ.parent.name), signal.SIGKILL)
             return
     raise AssertionError(f"no service serves port {client.base_url.port}")
+
+
+async def messages_on(
+    settings: Settings, topic: str, expect: int, within_s: float = 30
+) -> list[tuple[bytes, dict[str, Any]]]:
+    """(key, JSON value) of the committed messages on `topic`, once `expect` arrived and a
+    quiet second more (so one too many shows), or whatever came within `within_s`."""
+    consumer = kafka.reader(settings.kafka_bootstrap_servers)
+    consumer.subscribe([topic])
+    await consumer.start()
+    found: list[tuple[bytes, dict[str, Any]]] = []
+    deadline = time.monotonic() + within_s
+    try:
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=1000)
+            records = [r for rs in batches.values() for r in rs]
+            found.extend((r.key, json.loads(r.value)) for r in records)
+            if len(found) >= expect and not records:
+                break
+    finally:
+        await consumer.stop()
+    return found

@@ -14,10 +14,9 @@ import httpx
 import pytest
 
 from contracts.topics import declare
-from services.coupons.bus import kafka
 from services.coupons.settings import Settings
 from tests.integration.conftest import ServiceFactory, create_key
-from tests.integration.helpers import campaign, eventually, kill_serving
+from tests.integration.helpers import campaign, eventually, kill_serving, messages_on
 from tests.integration.test_dashboard_sign_in import signed_in
 
 pytestmark = pytest.mark.integration
@@ -56,24 +55,9 @@ def settled(runs: list[dict[str, Any]]) -> bool:
 
 
 async def issued(settings: Settings, expect: int, within_s: float = 30) -> list[dict[str, Any]]:
-    """The messages on the public `coupons.issued.v1` topic, once `expect` arrived and a
-    quiet second more (so one too many shows)."""
+    """The coupons announced on the public `coupons.issued.v1` topic."""
     topic = declare(settings.topic_prefix, settings.partitions).issued.name
-    consumer = kafka.reader(settings.kafka_bootstrap_servers)
-    consumer.subscribe([topic])
-    await consumer.start()
-    found: list[dict[str, Any]] = []
-    deadline = time.monotonic() + within_s
-    try:
-        while time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=1000)
-            records = [r for rs in batches.values() for r in rs]
-            found.extend(json.loads(r.value)["data"] for r in records)
-            if len(found) >= expect and not records:
-                break
-    finally:
-        await consumer.stop()
-    return found
+    return [value["data"] for _, value in await messages_on(settings, topic, expect, within_s)]
 
 
 def test_an_event_trigger_with_a_condition_sends_one_code_to_the_matching_contact(

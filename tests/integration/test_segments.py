@@ -3,7 +3,6 @@ PostgreSQL. Events in over HTTP -> profiles -> live membership (events and timer
 entered/left messages on the public topic."""
 
 import asyncio
-import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,8 +12,8 @@ import httpx
 import pytest
 
 from contracts.topics import declare
-from services.coupons.bus import kafka
 from services.coupons.settings import Settings
+from tests.integration.helpers import messages_on
 
 pytestmark = pytest.mark.integration
 DAY = 86400
@@ -33,24 +32,10 @@ def event(
 async def membership_messages(
     settings: Settings, expect: int, within_s: float = 30
 ) -> list[dict[str, Any]]:
-    """The messages on the public membership topic, once `expect` arrived (and a quiet second
-    more, so one too many shows)."""
+    """The messages on the public membership topic, once `expect` arrived."""
     topic = declare(settings.topic_prefix, settings.partitions).segment_membership.name
-    consumer = kafka.reader(settings.kafka_bootstrap_servers)
-    consumer.subscribe([topic])
-    await consumer.start()
-    found: list[dict[str, Any]] = []
-    deadline = time.monotonic() + within_s
-    try:
-        while time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=1000)
-            records = [r for rs in batches.values() for r in rs]
-            found.extend({**json.loads(r.value), "key": r.key.decode()} for r in records)
-            if len(found) >= expect and not records:
-                break
-    finally:
-        await consumer.stop()
-    return found
+    found = await messages_on(settings, topic, expect, within_s)
+    return [{**value, "key": key.decode()} for key, value in found]
 
 
 def wait_for(check: Any, timeout: float = 30) -> Any:

@@ -10,7 +10,6 @@ answers with the first outcome. Replicas share the work: runs are claimed with
 contact, so the caps hold when many triggers for one contact arrive at once."""
 
 import asyncio
-import contextlib
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from services.coupons.automations.sources import Route, Sources, sources_for
 from services.coupons.automations.verdict import Cap
 from services.coupons.bus.gateway import CommandGateway, DecisionPending
 from services.coupons.domain.campaign_state import Campaign
+from services.coupons.store.woken import run_woken
 
 log = structlog.get_logger(__name__)
 
@@ -56,21 +56,15 @@ class Sender:
         self._gateway = gateway
         self._campaign = campaign
         self._cap = cap
-        self._woken = asyncio.Event()
 
     async def run(self) -> None:
-        listener = await asyncpg.connect(self._database_url)
-        await listener.add_listener(store.RUNS_CHANNEL, lambda *_: self._woken.set())
-        try:
-            while True:
-                self._woken.clear()
-                if await self.send_due() == BATCH:
-                    continue
-                await self._sleep_until_next()
-        finally:
-            await listener.close()
+        async def step() -> bool:
+            return await self.send_due() == BATCH
 
-    async def _sleep_until_next(self) -> None:
+        await run_woken(self._database_url, store.RUNS_CHANNEL, step, self._seconds_to_next)
+
+    async def _seconds_to_next(self) -> float:
+        """Until the next run is due, or a run left `sending` is stale; RECHECK_S at most."""
         async with self._pool.acquire() as conn:
             due = await conn.fetchval(
                 """SELECT min(CASE WHEN status = 'scheduled' THEN due_at
@@ -78,12 +72,10 @@ class Sender:
                    FROM automation_runs WHERE status IN ('scheduled', 'sending')""",
                 STALE_S,
             )
-        wait = RECHECK_S
-        if due is not None:
-            wait = min(RECHECK_S, max(0.0, (due - datetime.now(UTC)).total_seconds()))
-        if wait > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), wait)
+        if due is None:
+            return RECHECK_S
+        left: float = (due - datetime.now(UTC)).total_seconds()
+        return min(RECHECK_S, max(0.0, left))
 
     async def send_due(self) -> int:
         """Decide and send the runs due now (at most BATCH); how many were claimed."""

@@ -6,7 +6,6 @@ between the two publishes it again with the same `id`; consumers dedupe by it. O
 publishes at a time (an advisory lock), which keeps each contact's messages in order."""
 
 import asyncio
-import contextlib
 
 import asyncpg
 import structlog
@@ -15,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from contracts.topics import Topics
 from services.coupons.bus import kafka
 from services.coupons.contacts import store
+from services.coupons.store.woken import run_woken
 
 log = structlog.get_logger(__name__)
 
@@ -31,22 +31,20 @@ class OutboxRelay:
         self._database_url = database_url
         self._topic = topics.segment_membership.name
         self._pool = pool
-        self._woken = asyncio.Event()
 
     async def run(self) -> None:
         producer = kafka.producer(self._bootstrap)
         await producer.start()
-        listener = await asyncpg.connect(self._database_url)
-        await listener.add_listener(store.OUTBOX_CHANNEL, lambda *_: self._woken.set())
+
+        async def step() -> bool:
+            return await self.publish(producer) == BATCH
+
+        async def recheck() -> float:
+            return RECHECK_S
+
         try:
-            while True:
-                self._woken.clear()
-                if await self.publish(producer) == BATCH:
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._woken.wait(), RECHECK_S)
+            await run_woken(self._database_url, store.OUTBOX_CHANNEL, step, recheck)
         finally:
-            await listener.close()
             await producer.stop()
 
     async def publish(self, producer: AIOKafkaProducer) -> int:

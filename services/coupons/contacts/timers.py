@@ -8,8 +8,6 @@ share the work), locks their profiles the same way (a profile another writer hol
 to that writer, which reschedules it), reconciles at the current second and reschedules. No
 periodic recompute of everyone; timers survive restarts, being rows."""
 
-import asyncio
-import contextlib
 import time
 
 import asyncpg
@@ -17,6 +15,7 @@ import structlog
 
 from services.coupons.contacts import store
 from services.coupons.contacts.reactions import Reaction
+from services.coupons.store.woken import run_woken
 
 log = structlog.get_logger(__name__)
 
@@ -31,28 +30,17 @@ class TimerLoop:
         self._database_url = database_url
         self._pool = pool
         self._react = react
-        self._woken = asyncio.Event()
 
     async def run(self) -> None:
-        listener = await asyncpg.connect(self._database_url)
-        await listener.add_listener(store.TIMERS_CHANNEL, lambda *_: self._woken.set())
-        try:
-            while True:
-                self._woken.clear()
-                fired = await self.fire_due()
-                if fired == BATCH:
-                    continue
-                await self._sleep_until_next()
-        finally:
-            await listener.close()
+        async def step() -> bool:
+            return await self.fire_due() == BATCH
 
-    async def _sleep_until_next(self) -> None:
+        await run_woken(self._database_url, store.TIMERS_CHANNEL, step, self._seconds_to_next)
+
+    async def _seconds_to_next(self) -> float:
         async with self._pool.acquire() as conn:
             due = await conn.fetchval("SELECT min(due_at) FROM contact_timers")
-        wait = RECHECK_S if due is None else min(RECHECK_S, max(0.0, due - time.time()))
-        if wait > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), wait)
+        return RECHECK_S if due is None else min(RECHECK_S, max(0.0, due - time.time()))
 
     async def fire_due(self) -> int:
         """Fire the timers due by now (at most BATCH); how many were claimed."""
