@@ -8,13 +8,26 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from services.coupons.dashboard.pages import (
     campaign,
     campaign_actions,
+    campaign_codes,
     campaigns,
     contact,
+    new_campaign,
+    operations,
     sign_in,
 )
 from services.coupons.dashboard.session import CsrfRefused, SignInRequired
 
-PAGES = (sign_in, campaigns, campaign, campaign_actions, contact)
+PAGES = (
+    sign_in,
+    campaigns,
+    new_campaign,
+    campaign,
+    campaign_actions,
+    campaign_codes,
+    contact,
+    operations,
+)
+"""In route order: `/campaigns/new` before `/campaigns/{campaign_id}`."""
 
 
 async def _to_sign_in(request: Request, exc: Exception) -> Response:

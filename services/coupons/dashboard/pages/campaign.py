@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from projections import campaigns, ledger, usage
 from services.coupons.api.commands import runtime_of
 from services.coupons.api.errors import ApiError
+from services.coupons.dashboard.pages import campaign_codes
 from services.coupons.dashboard.session import SignedIn
 from services.coupons.dashboard.templating import render
 
@@ -27,6 +28,9 @@ async def campaign_page(
     session: SignedIn,
     campaign_id: Annotated[str, Path(max_length=100)],
     refused: Annotated[str, Query(max_length=60, pattern="^[a-z_]*$")] = "",
+    field: Annotated[str, Query(max_length=60, pattern=r"^[a-z_.]*$")] = "",
+    codes_q: Annotated[str, Query(max_length=200)] = "",
+    codes_after: Annotated[str, Query(max_length=64)] = "",
 ) -> HTMLResponse:
     until = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(1)
     since = until - timedelta(DAYS)
@@ -41,6 +45,8 @@ async def campaign_page(
         channels = await ledger.stats(conn, campaign_id, epoch, until, ("channel",))
         sources = await ledger.stats(conn, campaign_id, epoch, until, ("source",))
         trail = await campaigns.audit(conn, campaign_id)
+        codes = await campaign_codes.codes(conn, campaign_id, codes_q.strip(), codes_after)
+        batches = await campaign_codes.batches(conn, campaign_id)
     by_day = {row["day"]: row for row in daily}
     days = [(since + timedelta(i)).date() for i in range(DAYS)]
     series = [(d, by_day.get(d, {}).get("redeemed", 0), by_day.get(d, {}).get("net_revenue", 0))
@@ -60,5 +66,11 @@ async def campaign_page(
         trail=list(reversed(trail))[:50],
         currency=campaign["discount"].get("currency"),
         refused=refused,
+        refused_field=field,
+        codes=codes[: campaign_codes.PAGE_SIZE],
+        codes_more=len(codes) > campaign_codes.PAGE_SIZE,
+        codes_q=codes_q,
+        codes_after=codes_after,
+        batches=batches,
         idempotency_key=uuid4().hex,  # one per rendered form: a double submit is one effect
     )
