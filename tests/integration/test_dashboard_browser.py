@@ -218,6 +218,19 @@ async def test_admin_creates_a_campaign_then_generates_codes(
     await expect(page.locator(".hint").first).to_contain_text("BROWSERSPRING")
     campaign_url = page.url
 
+    await page.get_by_role("link", name="Change terms").click()
+    await expect(page.get_by_label("Discount budget")).to_have_value("100000")  # current terms
+    await page.get_by_label("Per contact").fill("0")
+    await page.get_by_label("Why (for the audit trail)").fill("a bigger spring")
+    await page.get_by_role("button", name="Change terms").click()
+    await expect(page.locator("#limits-per_contact-error")).to_contain_text("invalid_request")
+    await watched.shot("terms-field-error")
+    await page.get_by_label("Per contact").fill("2")
+    await page.get_by_label("Total redemptions").fill("5000")
+    await page.get_by_role("button", name="Change terms").click()
+    await expect(page).to_have_url(campaign_url)
+    await expect(page.locator("#audit ~ table")).to_contain_text("a bigger spring")
+
     await page.get_by_role("link", name="Campaigns", exact=True).first.click()
     row = page.get_by_role("row").filter(has_text="Browser spring sale")
     await expect(row).to_contain_text("active")

@@ -9,6 +9,7 @@ from services.coupons.dashboard.pages import (
     campaign,
     campaign_actions,
     campaign_codes,
+    campaign_terms,
     campaigns,
     contact,
     new_campaign,
@@ -24,6 +25,7 @@ PAGES = (
     campaign,
     campaign_actions,
     campaign_codes,
+    campaign_terms,
     contact,
     operations,
 )

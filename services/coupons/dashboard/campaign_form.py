@@ -11,6 +11,7 @@ model refuses it with its own code and field."""
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -38,6 +39,15 @@ LISTS = frozenset(
         "eligibility.excluded_segments",
     }
 )
+NULLABLE = frozenset(
+    {
+        "limits.max_redemptions",
+        "limits.per_contact",
+        "limits.per_code",
+        "limits.budget",
+        "eligibility.min_amount",
+    }
+)
 FLAGS = ("eligibility.first_purchase_only", "eligibility.bound_to_contact", "eligibility.stackable")
 TIMES = frozenset({"validity.starts_at", "validity.expires_at"})
 DISCOUNT_FIELDS = {
@@ -49,6 +59,22 @@ DISCOUNT_FIELDS = {
     ),
     "amount": ("discount.kind", "discount.amount_off", "discount.currency"),
 }
+RULES = (
+    "validity.starts_at",
+    "validity.expires_at",
+    "limits.max_redemptions",
+    "limits.per_contact",
+    "limits.per_code",
+    "limits.budget",
+    "limits.reservation_ttl_s",
+    "eligibility.min_amount",
+    "eligibility.products",
+    *FLAGS,
+    "eligibility.email_domains",
+    "eligibility.segments",
+    "eligibility.excluded_segments",
+)
+"""The fields of the rules a campaign's terms can change later too."""
 _LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$")
 
 
@@ -74,26 +100,67 @@ def _value(name: str, raw: str) -> Any:
 
 
 def body(form: Mapping[str, str], fields: Iterable[str]) -> dict[str, Any]:
-    """The JSON body of the API for `fields` of `form`. A blank limit means unlimited (`null`);
-    any other blank field is left out, so the API's default applies."""
+    """The JSON body of the API for `fields` of `form`. A blank limit or minimum means none
+    (`null`), a blank list an empty one; any other blank field is left out, so the API's
+    default applies (a new campaign) or the current value stays (changed terms)."""
     nested: dict[str, Any] = {}
     for name in fields:
+        raw = form.get(name, "")
         if name in FLAGS:
             value: Any = name in form
+        elif raw.strip() or name in LISTS:
+            value = _value(name, raw)
+        elif name in NULLABLE:
+            value = None
         else:
-            raw = form.get(name, "")
-            if not raw.strip():
-                if not name.startswith("limits.") or name == "limits.reservation_ttl_s":
-                    continue
-                value = None
-            else:
-                value = _value(name, raw)
+            continue
         *parents, leaf = name.split(".")
         into = nested
         for part in parents:
             into = into.setdefault(part, {})
         into[leaf] = value
     return nested
+
+
+def values(part: str, current: Mapping[str, Any]) -> dict[str, str]:
+    """A campaign's `part` (`validity`, `limits`, `eligibility`) as the form's fields: the
+    inverse of `body`, to show the current terms in a form."""
+    shown: dict[str, str] = {}
+    for key, value in current.items():
+        name = f"{part}.{key}"
+        if isinstance(value, bool):
+            if value:
+                shown[name] = "on"
+        elif isinstance(value, list | tuple):
+            shown[name] = "\n".join(str(v) for v in value)
+        elif isinstance(value, datetime):
+            shown[name] = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+        elif name in TIMES and isinstance(value, str):
+            parsed = datetime.fromisoformat(value)
+            shown[name] = parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+        elif value is not None:
+            shown[name] = str(value)
+    return shown
+
+
+def changes(
+    form: Mapping[str, str], shown: Mapping[str, str], fields: Iterable[str]
+) -> dict[str, Any]:
+    """The body of only the fields whose value in `form` differs from the one `shown` (the
+    current terms, as `values` gives them): a time shown to the minute that was left alone is
+    not sent back truncated, and the audit trail records what a person changed."""
+    fields = tuple(fields)
+    sent, before = body(form, fields), body(shown, fields)
+    changed: dict[str, Any] = {}
+    for part, value in sent.items():
+        if not isinstance(value, dict):
+            if value != before.get(part):
+                changed[part] = value
+            continue
+        differs = {k: v for k, v in value.items() if v != before.get(part, {}).get(k, object())}
+        if differs:
+            changed[part] = differs
+    return changed
 
 
 def discount_fields(form: Mapping[str, str]) -> tuple[str, ...]:

@@ -59,6 +59,7 @@ async def campaign_page(
         counts=counts or {},
         totals=totals,
         series=series,
+        quiet=not any(redeemed or revenue for _, redeemed, revenue in series),
         top_redeemed=max([r for _, r, _ in series] + [1]),
         top_revenue=max([v for _, _, v in series] + [1]),
         channels=channels,

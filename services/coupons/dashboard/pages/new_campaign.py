@@ -18,26 +18,7 @@ from services.coupons.store.dashboard_sessions import Session
 
 router = APIRouter()
 
-FIELDS = (
-    "name",
-    "code",
-    "status",
-    "duration.kind",
-    "duration.months",
-    "validity.starts_at",
-    "validity.expires_at",
-    "limits.max_redemptions",
-    "limits.per_contact",
-    "limits.per_code",
-    "limits.budget",
-    "limits.reservation_ttl_s",
-    "eligibility.min_amount",
-    "eligibility.products",
-    *campaign_form.FLAGS,
-    "eligibility.email_domains",
-    "eligibility.segments",
-    "eligibility.excluded_segments",
-)
+FIELDS = ("name", "code", "status", "duration.kind", "duration.months", *campaign_form.RULES)
 KNOWN_FIELDS = frozenset(
     {*FIELDS, *campaign_form.DISCOUNT_FIELDS["percent"], "discount.amount_off"}
     | {"discount", "duration", "validity", "limits", "eligibility"}
