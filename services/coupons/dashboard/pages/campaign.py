@@ -1,16 +1,18 @@
 """A campaign: its funnel, daily redemptions and revenue (an SVG drawn on the server, with the
-same numbers in a table), breakdowns by channel and source, refusals by reason and the audit
-trail. Every figure comes from the read models the API serves (`projections.ledger.stats`,
-`projections.usage.get`, `projections.campaigns.audit`)."""
+same numbers in a table), breakdowns by channel and source, refusals by reason, its codes and
+the audit trail. The attribution figures are those of `GET /v1/campaigns/{id}/stats` (but
+unique contacts), read from the ledger's running totals (`projections.ledger_totals`) rather
+than summed from every redemption; usage from `projections.usage.get`, the trail from
+`projections.campaigns.audit`."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 from uuid import uuid4
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
-from projections import campaigns, ledger, usage
+from projections import campaigns, ledger_totals, usage
 from services.coupons.api.commands import runtime_of
 from services.coupons.api.errors import ApiError
 from services.coupons.dashboard.pages import campaign_codes
@@ -39,11 +41,11 @@ async def campaign_page(
         if campaign is None:
             raise ApiError(404, "campaign_not_found", f"no campaign {campaign_id}")
         counts = await usage.get(conn, campaign_id)
-        epoch = datetime(2000, 1, 1, tzinfo=UTC)
-        (totals,) = await ledger.stats(conn, campaign_id, epoch, until, ())
-        daily = await ledger.stats(conn, campaign_id, since, until, ("day",))
-        channels = await ledger.stats(conn, campaign_id, epoch, until, ("channel",))
-        sources = await ledger.stats(conn, campaign_id, epoch, until, ("source",))
+        first, last = date(2000, 1, 1), until.date()
+        (totals,) = await ledger_totals.daily(conn, campaign_id, first, last)
+        daily = await ledger_totals.daily(conn, campaign_id, since.date(), last, "day")
+        channels = await ledger_totals.daily(conn, campaign_id, first, last, "channel")
+        sources = await ledger_totals.daily(conn, campaign_id, first, last, "source_ref")
         trail = await campaigns.audit(conn, campaign_id)
         codes = await campaign_codes.codes(conn, campaign_id, codes_q.strip(), codes_after)
         batches = await campaign_codes.batches(conn, campaign_id)
