@@ -301,6 +301,7 @@ async def test_a_redemption_through_the_api_shows_in_the_funnel_and_chart(
     bars = page.locator("svg.chart rect.bar title").filter(has_text=": 1 redeemed")
     await expect(bars).to_have_count(1)
     await watched.shot("campaign-redeemed")
+    await page.screenshot(path=SCREENSHOTS / "campaign-redeemed-top.png")  # the README's
 
     await page.goto("/contacts/c-browser")
     await expect(page.get_by_role("heading", name="Contact c-browser")).to_be_visible()
@@ -325,6 +326,11 @@ async def test_an_analyst_sees_no_action(watched: Watched, service: Service) -> 
     assert buttons == ["Search codes"], buttons  # reading, never acting
     await expect(page.locator("main form[method=post]")).to_have_count(0)
     await watched.shot("campaign-analyst")
+    watched.expected_statuses.add(403)
+    for form in ("/campaigns/new", f"/campaigns/{created['id']}/terms"):
+        await page.goto(form)  # typed by hand: the forms are not served to an analyst
+        await expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+        await expect(page.locator("main form")).to_have_count(0)
 
 
 async def test_a_checkout_key_cannot_sign_in(watched: Watched, service: Service) -> None:

@@ -22,30 +22,41 @@ from services.coupons.store import code_batches
 router = APIRouter()
 
 PAGE_SIZE = 50
+COLUMNS = "code, contact_id, distributed_at, redemptions"
 BATCHES_SHOWN = 5
 
 
 async def codes(
     conn: Connection, campaign_id: str, search: str, after: str, limit: int = PAGE_SIZE
 ) -> list[dict[str, Any]]:
-    """A page of the campaign's codes in code order after `after`: those starting with
-    `search` (as a code is normalised) or held by the contact `search` (index `codes_by_holder`)."""
-    args: tuple[str, ...] = ()
+    """A page (and one more row) of the campaign's codes in code order after `after`: every
+    one, or those starting with `search` (as a code is normalised) and those held by the
+    contact `search`. Each half is a range of an index (the key, in byte order since
+    migration 0041; `codes_by_holder`), so a search reads a page, not the campaign's codes."""
+    page = "ORDER BY code LIMIT $3"
     if not search:
-        where = ""
+        rows = await conn.fetch(
+            f"""SELECT {COLUMNS} FROM codes WHERE campaign_id = $1 AND code > $2 {page}""",
+            campaign_id,
+            after,
+            limit + 1,
+        )
     else:
-        prefix = normalise(search)
-        where = """AND (code >= $4 AND code < $4 || chr(1114111) AND starts_with(code, $4)
-                        OR contact_id = $5)"""
-        args = (prefix, search)
-    rows = await conn.fetch(
-        f"""SELECT code, contact_id, distributed_at, redemptions FROM codes
-            WHERE campaign_id = $1 AND code > $2 {where} ORDER BY code LIMIT $3""",
-        campaign_id,
-        after,
-        limit + 1,
-        *args,
-    )
+        rows = await conn.fetch(
+            f"""SELECT {COLUMNS} FROM (
+                    (SELECT {COLUMNS} FROM codes
+                     WHERE campaign_id = $1 AND code > $2
+                       AND code >= $4 AND code < $4 || chr(1114111) {page})
+                    UNION
+                    (SELECT {COLUMNS} FROM codes
+                     WHERE campaign_id = $1 AND code > $2 AND contact_id = $5 {page})
+                ) found {page}""",
+            campaign_id,
+            after,
+            limit + 1,
+            normalise(search),
+            search,
+        )
     return [dict(r) for r in rows]
 
 
