@@ -26,6 +26,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Route, async_pla
 from services.devstack.stack import Endpoints
 from tests.integration.conftest import RELAXED, create_key, database_url, free_port
 from tests.integration.helpers import checkout
+from tests.integration.test_stripe_api import stripe_mock_binary
 
 pytestmark = pytest.mark.integration
 
@@ -67,12 +68,17 @@ async def _database(endpoints: Endpoints, name: str, create: bool) -> None:
 async def service(
     endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Service]:
-    """One `coupons serve` for the module, on its own database and topics."""
+    """One `coupons serve` for the module, on its own database and topics, mirroring to
+    stripe-mock (Stripe's own mock server)."""
     suffix = uuid.uuid4().hex[:10]
     name = f"t_{suffix}"
     await _database(endpoints, name, create=True)
     url = database_url(endpoints.database_url, name)
-    port = free_port()
+    port, stripe_port = free_port(), free_port()
+    stripe = await asyncio.create_subprocess_exec(
+        stripe_mock_binary(), "-http-addr", f"127.0.0.1:{stripe_port}",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
     log_path = tmp_path_factory.mktemp("dashboard") / "service.log"
     env = {
         **os.environ,
@@ -81,6 +87,8 @@ async def service(
         "COUPONS_TOPIC_PREFIX": f"t{suffix}.",
         "COUPONS_PARTITIONS": "3",
         "COUPONS_PORT": str(port),
+        "STRIPE_API_KEY": "sk_test_123",
+        "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",
         **RELAXED,
     }
     log = await asyncio.to_thread(log_path.open, "w")
@@ -103,6 +111,8 @@ async def service(
             process.terminate()
         await asyncio.wait_for(process.wait(), 30)
         log.close()
+        stripe.terminate()
+        await stripe.wait()
         await _database(endpoints, name, create=False)
 
 
@@ -302,6 +312,12 @@ async def test_a_redemption_through_the_api_shows_in_the_funnel_and_chart(
     await expect(bars).to_have_count(1)
     await watched.shot("campaign-redeemed")
     await page.screenshot(path=SCREENSHOTS / "campaign-redeemed-top.png")  # the README's
+
+    await page.get_by_role("button", name="Mirror to Stripe").click()
+    mirrored = page.locator("section[aria-labelledby=stripe] .batch").first
+    await expect(mirrored).to_have_attribute("data-status", "done", timeout=120_000)
+    await expect(mirrored).to_contain_text("1 of 1")  # the shared code's PromotionCode
+    await expect(mirrored).to_contain_text("coupon ")
 
     await page.goto("/contacts/c-browser")
     await expect(page.get_by_role("heading", name="Contact c-browser")).to_be_visible()

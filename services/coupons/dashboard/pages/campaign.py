@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from projections import campaigns, ledger_totals, usage
 from services.coupons.api.commands import runtime_of
 from services.coupons.api.errors import ApiError
-from services.coupons.dashboard.pages import campaign_codes
+from services.coupons.dashboard.pages import campaign_codes, campaign_mirror
 from services.coupons.dashboard.session import SignedIn
 from services.coupons.dashboard.templating import render
 
@@ -49,6 +49,7 @@ async def campaign_page(
         trail = await campaigns.audit(conn, campaign_id)
         codes = await campaign_codes.codes(conn, campaign_id, codes_q.strip(), codes_after)
         batches = await campaign_codes.batches(conn, campaign_id)
+        mirrors = await campaign_mirror.mirrors(conn, campaign_id)
     by_day = {row["day"]: row for row in daily}
     days = [(since + timedelta(i)).date() for i in range(DAYS)]
     series = [(d, by_day.get(d, {}).get("redeemed", 0), by_day.get(d, {}).get("net_revenue", 0))
@@ -75,5 +76,7 @@ async def campaign_page(
         codes_q=codes_q,
         codes_after=codes_after,
         batches=batches,
+        mirrors=mirrors,
+        stripe=runtime_of(request).settings.stripe_api_key is not None,
         idempotency_key=uuid4().hex,  # one per rendered form: a double submit is one effect
     )

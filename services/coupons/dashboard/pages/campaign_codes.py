@@ -14,6 +14,7 @@ from services.coupons.api.codes import BatchRequest, export_codes, generate_code
 from services.coupons.api.commands import runtime_of
 from services.coupons.api.errors import ApiError
 from services.coupons.api.params import CampaignPath, JobPath
+from services.coupons.dashboard import progress
 from services.coupons.dashboard.session import Checked, CsrfRefused, SignedIn
 from services.coupons.dashboard.templating import render
 from services.coupons.domain.codes import normalise
@@ -60,13 +61,13 @@ async def codes(
     return [dict(r) for r in rows]
 
 
-async def batches(conn: Connection, campaign_id: str) -> list[dict[str, Any]]:
+async def batches(conn: Connection, campaign_id: str) -> list[progress.Progress]:
     rows = await conn.fetch(
         f"""SELECT {code_batches.COLUMNS} FROM code_batches WHERE campaign_id = $1
             ORDER BY created_at DESC LIMIT {BATCHES_SHOWN}""",
         campaign_id,
     )
-    return [dict(r) for r in rows]
+    return [progress.code_batch(dict(r)) for r in rows]
 
 
 @router.post("/campaigns/{campaign_id}/code-batches")
@@ -100,7 +101,7 @@ async def batch_progress(request: Request, session: SignedIn, batch_id: JobPath)
         batch = await code_batches.get(conn, batch_id)
     if batch is None:
         raise ApiError(404, "batch_not_found", f"no code batch {batch_id}")
-    return render(request, "_batch.html", session, batch=batch)
+    return render(request, "_progress.html", session, job=progress.code_batch(batch))
 
 
 @router.get("/campaigns/{campaign_id}/codes.csv")
