@@ -269,6 +269,19 @@ async def test_admin_creates_a_campaign_then_generates_codes(
     await expect(codes.first).to_contain_text(first)
     await watched.shot("campaign-codes")
 
+    campaign_id = campaign_url.rsplit("/", 1)[1]
+    given = await service.api.post(
+        f"/v1/campaigns/{campaign_id}/distributions",
+        json={"contacts": [{"contact_id": "c-holder"}]},
+    )
+    assert given.status_code == 200, given.text
+    (distribution,) = given.json()["distributed"]
+    await page.get_by_label("Code or holder").fill("c-holder")
+    await page.get_by_role("button", name="Search codes").click()
+    await expect(codes).to_have_count(1)
+    await expect(codes.first).to_contain_text(distribution["code"])
+    await expect(codes.first.get_by_role("link", name="c-holder")).to_be_visible()
+
     async with page.expect_download() as downloading:
         await page.get_by_role("link", name="Export every code as CSV").click()
     saved = await (await downloading.value).path()
