@@ -19,11 +19,14 @@ from contracts.events import (
     RedemptionRefunded,
     RedemptionReversed,
 )
+from projections import ledger_totals
 from projections.db import Connection
+from projections.ledger_totals import Totals
 
 NAME = "ledger"
-TABLES = ("ledger", "ledger_distributions")
-INDEXES = ("ledger_pkey", "ledger_distributions_by_code")  # reversals, refunds; attribution
+TABLES = ("ledger", "ledger_distributions", *ledger_totals.TABLES)
+INDEXES = ("ledger_pkey", "ledger_distributions_by_code", *ledger_totals.INDEXES)
+"""Reversals and refunds; attribution; the totals' upserts."""
 DIRECT = "direct"
 Grouping = Literal["day", "channel", "source"]
 LEDGER_COLUMNS = (
@@ -44,6 +47,7 @@ async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
     redeemed: list[tuple[Any, ...]] = []
     reversed_: list[tuple[Any, ...]] = []
     refunded: Counter[str] = Counter()
+    totals = Totals()
     for envelope in envelopes:
         at = envelope.occurred_at
         match envelope.data:
@@ -59,6 +63,7 @@ async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
                         at,
                     )
                 )
+                totals.distributed(ledger_totals.key(e.campaign_id, at, e.channel, e.source_ref))
             case CodeRedeemed() as e:
                 redeemed.append(
                     (
@@ -96,7 +101,7 @@ async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
             ],
         )
     if redeemed:
-        await conn.execute(
+        inserted = await conn.fetch(
             """INSERT INTO ledger (redemption_id, campaign_id, code, contact_id, order_ref,
                    source, channel, source_ref, currency, amount, discount, total, redeemed_at)
                SELECT r.redemption_id, r.campaign_id, r.code, r.contact_id, r.order_ref,
@@ -111,26 +116,45 @@ async def apply(conn: Connection, envelopes: Sequence[Envelope[Event]]) -> None:
                    SELECT channel, source_ref FROM ledger_distributions
                    WHERE code = r.code AND contact_id = r.contact_id
                      AND campaign_id = r.campaign_id AND distributed_at <= r.at
-                   ORDER BY distributed_at DESC LIMIT 1) AS d ON true""",
+                   ORDER BY distributed_at DESC LIMIT 1) AS d ON true
+               RETURNING campaign_id, redeemed_at, channel, source_ref, amount, discount, total""",
             *zip(*redeemed, strict=True),
             DIRECT,
         )
+        for row in inserted:
+            totals.redeemed(_key(row), row["amount"], row["discount"], row["total"])
     if reversed_:
-        await conn.execute(
+        changed = await conn.fetch(
             """UPDATE ledger SET reversed_at = r.at, reversal_reason = r.reason
                FROM unnest($1::text[], $2::timestamptz[], $3::text[])
                     AS r(redemption_id, at, reason)
-               WHERE ledger.redemption_id = r.redemption_id""",
+               WHERE ledger.redemption_id = r.redemption_id AND ledger.reversed_at IS NULL
+               RETURNING campaign_id, redeemed_at, channel, source_ref, amount, discount,
+                         total, refunded""",
             *zip(*reversed_, strict=True),
         )
+        for row in changed:
+            totals.reversed(_key(row), row)
     if refunded:
-        await conn.execute(
+        changed = await conn.fetch(
             """UPDATE ledger SET refunded = ledger.refunded + r.refunded
                FROM unnest($1::text[], $2::bigint[]) AS r(redemption_id, refunded)
-               WHERE ledger.redemption_id = r.redemption_id""",
+               WHERE ledger.redemption_id = r.redemption_id
+               RETURNING campaign_id, redeemed_at, channel, source_ref, reversed_at,
+                         r.refunded AS added""",
             list(refunded),
             list(refunded.values()),
         )
+        for row in changed:
+            if row["reversed_at"] is None:
+                totals.refunded(_key(row), row["added"])
+    await totals.write(conn)
+
+
+def _key(row: Any) -> ledger_totals.Key:
+    return ledger_totals.key(
+        row["campaign_id"], row["redeemed_at"], row["channel"], row["source_ref"]
+    )
 
 
 _KEYS: dict[Grouping, tuple[str, str]] = {

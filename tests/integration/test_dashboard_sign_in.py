@@ -122,7 +122,7 @@ def test_admin_pauses_an_analyst_cannot(
     analyst, _ = signed_in(str(api.base_url), create_key(settings.database_url, "analyst"))
     seen = analyst.get(page_url).text
     assert "<button" in seen  # sign-out
-    assert "Pause" not in seen and 'action="/campaigns/' not in seen
+    assert "Pause" not in seen and 'method="post" action="/campaigns/' not in seen
     forged = {"csrf": form_field(seen, "csrf"), "status": "paused", "idempotency_key": "x" * 16}
     assert analyst.post(f"{page_url}/status", data=forged).status_code == 403
 

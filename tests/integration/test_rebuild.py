@@ -15,6 +15,7 @@ from aiokafka import TopicPartition
 
 from contracts.events import CodeDistributed, CodeRedeemed, RedemptionRefunded, RedemptionReversed
 from contracts.topics import declare
+from projections import ledger
 from services.coupons.bus import kafka
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.rebuilds import REBUILDABLE, rebuild_projections
@@ -212,7 +213,7 @@ async def test_a_quiet_projector_follows_offsets_moved_under_it(
             await conn.execute(
                 "UPDATE projection_offsets SET next_offset = 0 WHERE projection = 'ledger'"
             )
-            await conn.execute("TRUNCATE ledger, ledger_distributions")
+            await conn.execute(f"TRUNCATE {', '.join(ledger.TABLES)}")
         await conn.close()
         await caught_up(settings)
         assert await snapshot(settings) == before

@@ -9,13 +9,31 @@ from services.coupons.dashboard.pages import (
     automations,
     campaign,
     campaign_actions,
+    campaign_codes,
+    campaign_mirror,
+    campaign_terms,
     campaigns,
     contact,
+    new_campaign,
+    operations,
     sign_in,
 )
 from services.coupons.dashboard.session import CsrfRefused, SignInRequired
 
-PAGES = (sign_in, campaigns, campaign, campaign_actions, contact, automations)
+PAGES = (
+    sign_in,
+    campaigns,
+    new_campaign,
+    campaign,
+    campaign_actions,
+    campaign_codes,
+    campaign_mirror,
+    campaign_terms,
+    contact,
+    operations,
+    automations,
+)
+"""In route order: `/campaigns/new` before `/campaigns/{campaign_id}`."""
 
 
 async def _to_sign_in(request: Request, exc: Exception) -> Response:

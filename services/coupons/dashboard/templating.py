@@ -32,4 +32,22 @@ def money(minor: int | None, currency: str | None = None) -> str:
     return f"{text} {currency.upper()}" if currency else text
 
 
+def detail(value: Any, prefix: str = "") -> str:
+    """An audit entry's detail as `key value · key value`, nested keys dotted, empty values
+    left out: readable at a glance where the JSON would not be."""
+    if not isinstance(value, dict):
+        return str(value)
+    parts = []
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(item, dict):
+            if inner := detail(item, f"{name}."):
+                parts.append(inner)
+        elif item not in (None, "", [], ()):
+            shown = ", ".join(map(str, item)) if isinstance(item, list | tuple) else item
+            parts.append(f"{name} {shown}")
+    return " · ".join(parts)
+
+
 templates.env.filters["money"] = money
+templates.env.filters["detail"] = detail

@@ -24,8 +24,8 @@ SORTS: dict[str, str] = {
     "distributed": "c.distributed",
     "redeemed": "c.redemptions",
     "rate": "c.redemptions::float8 / nullif(c.distributed, 0)",
-    "revenue": "r.revenue",
-    "discount_given": "r.discount_given",
+    "revenue": "l.net_revenue",
+    "discount_given": "l.discount_given",
     "budget_left": "u.budget - u.budget_spent",
     "expires_at": "(c.rules #>> '{validity,expires_at}')::timestamptz",
     "defined_at": "c.defined_at",
@@ -36,7 +36,7 @@ COLUMNS = (
     ("distributed", "Distributed"),
     ("redeemed", "Redeemed"),
     ("rate", "Redemption rate"),
-    ("revenue", "Revenue"),
+    ("revenue", "Net revenue"),
     ("discount_given", "Discount given"),
     ("budget_left", "Budget left"),
     ("expires_at", "Expires"),
@@ -51,8 +51,9 @@ async def listing(
     descending: bool,
     offset: int,
 ) -> list[dict[str, Any]]:
-    """One page of campaigns with their numbers; revenue and discount come from the ledger of
-    the campaign (its `ledger_by_campaign` index), net of reversals."""
+    """One page of campaigns with their numbers; net revenue (of reversals and refunds) and
+    discount given from the ledger's running totals (`ledger_campaigns`), so sorting by them
+    sums nothing."""
     order = f"{SORTS[sort]} {'DESC' if descending else 'ASC'} NULLS LAST, c.id"
     rows = await conn.fetch(
         f"""SELECT c.id, c.name, c.status, c.distributed, c.redemptions AS redeemed,
@@ -60,13 +61,10 @@ async def listing(
                    (c.rules #>> '{{validity,expires_at}}')::timestamptz AS expires_at,
                    c.discount ->> 'currency' AS currency,
                    u.budget - u.budget_spent AS budget_left,
-                   r.revenue, r.discount_given
+                   l.net_revenue AS revenue, l.discount_given
             FROM campaigns c
             LEFT JOIN usage_campaigns u ON u.campaign_id = c.id
-            LEFT JOIN LATERAL (
-                SELECT sum(total) AS revenue, sum(discount) AS discount_given FROM ledger l
-                WHERE l.campaign_id = c.id AND l.reversed_at IS NULL
-            ) r ON true
+            LEFT JOIN ledger_campaigns l ON l.campaign_id = c.id
             WHERE ($1::text IS NULL OR c.status = $1)
               AND ($2::text IS NULL OR c.name ILIKE '%' || $2 || '%' OR c.id = $2)
             ORDER BY {order} LIMIT $3 OFFSET $4""",
