@@ -6,6 +6,7 @@ the engine's loop in a unit test; fencing, rebalances between members and failur
 broker are the integration tests' (on a real broker)."""
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,10 +51,8 @@ class MemoryKafka:
 
     async def changed(self, timeout_s: float) -> None:
         """Return when a record is appended, or after `timeout_s`."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout_s)
-        except TimeoutError:
-            pass
 
     # the `Clients` factory
     def group_reader(self, group_id: str) -> AIOKafkaConsumer:
