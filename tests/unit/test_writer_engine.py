@@ -14,22 +14,20 @@ from uuid import uuid4
 
 from contracts.checkout import Cart, Customer
 from contracts.codec import EVENTS, REPLIES
-from contracts.commands import Command, DefineCampaign, RedeemCode, ReserveCode
+from contracts.commands import Command, ReserveCode
 from contracts.envelope import Envelope
 from contracts.events import CodeRedeemed, ReservationReleased
-from contracts.money import AmountOff
 from contracts.reasons import Reason
 from contracts.replies import Reply
-from contracts.rules import Limits
 from contracts.topics import declare
 from services.coupons.bus import kafka
 from services.coupons.decider import CampaignAggregate
 from services.coupons.writer.engine import Writers
+from tests.unit.campaign_commands import CAMPAIGN, define, redeem
 from tests.unit.memory_kafka import MemoryKafka
 
 PARTITIONS = 2
 TOPICS = declare("mem.", PARTITIONS)
-CAMPAIGN = "spring"
 WAIT_S = 5.0
 
 
@@ -92,27 +90,6 @@ async def answer(memory: MemoryKafka, running: asyncio.Task[None], command_id: s
 
 def events(memory: MemoryKafka) -> list[Any]:
     return [EVENTS.decode(r.value).data for r in memory.records(TOPICS.events.name)]
-
-
-def define(**limits: Any) -> DefineCampaign:
-    return DefineCampaign(
-        campaign_id=CAMPAIGN,
-        name="Spring",
-        code="SPRING",
-        discount=AmountOff(amount_off=100, currency="EUR"),
-        limits=Limits(**{"per_contact": None, **limits}),
-    )
-
-
-def redeem(n: int) -> RedeemCode:
-    return RedeemCode(
-        campaign_id=CAMPAIGN,
-        redemption_id=f"r{n}",
-        code="SPRING",
-        customer=Customer(contact_id=f"c{n}"),
-        cart=Cart(currency="EUR", amount=1000),
-        order_ref=f"o{n}",
-    )
 
 
 async def test_commands_are_decided_in_order_answered_and_a_retry_is_answered_from_the_memo() -> (
