@@ -6,9 +6,9 @@ three quarters of a validation's CPU (py-spy, `bench/checkout.py`); the domain d
 tenth. So these two operations skip them: the lane matches the path, authorises the key,
 parses the body with the same pydantic models in one pass from bytes, calls the same use
 cases (`service.checkout.validate`, `service.checkout.redeem`) and answers with the same error
-shape. FastAPI still
-declares them (in `checkout.py`), which is what documents them in `/openapi.json` and answers
-`405` to their other methods; every other path goes to FastAPI untouched.
+shape. FastAPI still declares them (in `checkout.py`), which is what documents them in
+`/openapi.json` and answers `405` to their other methods; every other path goes to FastAPI
+untouched.
 """
 
 import re
