@@ -38,6 +38,7 @@ bench: .venv/.synced  ## benchmarks: print figures (see bench/)
 	$(PY) bench/startup.py --runs 3
 	$(PY) bench/startup.py --runs 3 --cold
 	$(PY) bench/checkout.py --runs 3
+	$(PY) bench/lane.py
 	$(PY) bench/redemption_trace.py
 	$(PY) bench/codes.py --runs 3
 	$(PY) bench/stripe_bridge.py --runs 3

@@ -6,15 +6,14 @@ outages (`tests/integration/test_outages.py`)."""
 
 import argparse
 import asyncio
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
+from services.devstack import service as coupons_process
 from services.devstack.jars import default_cache_dir
 from services.devstack.kafka import LocalKafka
 from services.devstack.outages import CheckoutLoad, Recovery, rehearse
@@ -26,7 +25,6 @@ KAFKA_PORT, PG_PORT, HTTP_PORT = 30492, 30832, 30900  # below the ephemeral rang
 
 def serve(broker: LocalKafka, database: LocalPostgres, log: Path) -> subprocess.Popen[bytes]:
     env = {
-        **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "DATABASE_URL": database.database_url,
         "COUPONS_TOPIC_PREFIX": f"outages{int(time.time())}.",
@@ -35,30 +33,7 @@ def serve(broker: LocalKafka, database: LocalPostgres, log: Path) -> subprocess.
         "COUPONS_THROTTLE_ADDRESS_FAILURES": "1000000",
         "COUPONS_THROTTLE_KEY_FAILURES": "1000000",
     }
-    with log.open("w") as out:
-        command = [sys.executable, "-m", "services.coupons.cli", "serve"]
-        return subprocess.Popen(command, env=env, stdout=out, stderr=out)
-
-
-def key_for(database: LocalPostgres) -> str:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.coupons.cli",
-            "keys",
-            "create",
-            "--scope",
-            "admin",
-            "--name",
-            "outages",
-        ],
-        env={**os.environ, "DATABASE_URL": database.database_url},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
+    return coupons_process.serve(env, log)
 
 
 async def main(outages: list[float]) -> list[Recovery]:
@@ -72,15 +47,9 @@ async def main(outages: list[float]) -> list[Recovery]:
         log = Path(tempfile.mkdtemp()) / "service.log"
         process = serve(broker, database, log)
         base = f"http://127.0.0.1:{HTTP_PORT}"
+        await asyncio.to_thread(coupons_process.wait_ready, process, base, log)
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-            while True:
-                try:
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.5)
-            key = key_for(database)
+            key = coupons_process.create_key(database.database_url, "admin", "outages")
             http.headers["Authorization"] = f"Bearer {key}"
             created = await http.post(
                 "/v1/campaigns",

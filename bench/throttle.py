@@ -35,9 +35,10 @@ import asyncpg
 import httpx
 
 from services.coupons import logs
-from services.coupons.api import checkout
 from services.coupons.app import create_app
 from services.coupons.domain.guessing import Kind, shopper_network, subject
+from services.coupons.service import checkout
+from services.coupons.service.checkout_lookups import Shopper
 from services.coupons.settings import Settings
 from services.coupons.store import api_keys
 from services.coupons.store.migrate import migrate
@@ -48,19 +49,19 @@ CODE = "BENCHTHROTTLE"
 
 @contextmanager
 def throttle_removed() -> Iterator[None]:
-    checked, counted = checkout._throttled, checkout._guessed
+    checked, counted = checkout.throttled, checkout.guessed
 
-    def unchecked(_request: Any, customer: Any) -> Any:
-        return checkout._Shopper("", customer.contact_id, None)
+    def unchecked(_call: Any, customer: Any, _address: Any) -> Shopper:
+        return Shopper("", customer.contact_id, None)
 
     async def uncounted(*_: Any) -> None:
         return None
 
-    checkout._throttled, checkout._guessed = unchecked, uncounted  # type: ignore[assignment]
+    checkout.throttled, checkout.guessed = unchecked, uncounted  # type: ignore[assignment]
     try:
         yield
     finally:
-        checkout._throttled, checkout._guessed = checked, counted  # type: ignore[assignment]
+        checkout.throttled, checkout.guessed = checked, counted  # type: ignore[assignment]
 
 
 async def timed(http: httpx.AsyncClient, requests: int, headers: dict[str, str]) -> float:

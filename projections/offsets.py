@@ -142,17 +142,22 @@ async def advance_all(
         raise LostOwnership(f"{topic} is not at {moves} any more")
 
 
-class Seeks(Protocol):
-    """Where a consumer resumes: `StoredOffsets`, or a runner holding several of them."""
+class KeepsRebalanceError(Protocol):
+    """A consumer's owner that keeps what its rebalance listener failed on, for its run loop to
+    raise (aiokafka would log and swallow it)."""
 
     rebalance_error: Exception | None
+
+
+class Seeks(KeepsRebalanceError, Protocol):
+    """Where a consumer resumes: `StoredOffsets`, or a runner holding several of them."""
 
     async def seek(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None: ...
 
     def forget(self, revoked: set[TopicPartition]) -> None: ...
 
 
-def raise_rebalance_error(offsets: Seeks) -> None:
+def raise_rebalance_error(offsets: KeepsRebalanceError) -> None:
     """Raise what the rebalance listener kept, and forget it: a component restarted after it
     must not fail again on the same, stale error (a PostgreSQL restart once kept the projector
     and the Stripe translator crashing for as long as they ran)."""

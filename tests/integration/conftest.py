@@ -6,8 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ import httpx
 import pytest
 
 from services.coupons.settings import Settings
+from services.devstack import service as coupons_process
 from services.devstack.stack import Endpoints, default_state_dir, provisioned
 from tests.integration.helpers import SECRET
 
@@ -81,25 +80,8 @@ def free_port() -> int:
 
 
 def create_key(database_url: str, scope: str) -> str:
-    """A new API key, made the way a person would: `coupons keys create`."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.coupons.cli",
-            "keys",
-            "create",
-            "--scope",
-            scope,
-            "--name",
-            f"tests-{scope}",
-        ],
-        env={**os.environ, "DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
+    """A new API key named `tests-<scope>`, made the way a person would: `coupons keys create`."""
+    return coupons_process.create_key(database_url, scope, f"tests-{scope}")
 
 
 ServiceFactory = Callable[..., tuple[httpx.Client, Path]]
@@ -114,7 +96,6 @@ def start_service(settings: Settings, tmp_path: Path) -> Iterator[ServiceFactory
         port = free_port()
         log_path = tmp_path / f"service-{len(started)}.log"
         env = {
-            **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
             "DATABASE_URL": settings.database_url,
             "COUPONS_TOPIC_PREFIX": settings.topic_prefix,
@@ -122,25 +103,10 @@ def start_service(settings: Settings, tmp_path: Path) -> Iterator[ServiceFactory
             "COUPONS_PORT": str(port),
             **extra_env,
         }
-        with log_path.open("w") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "services.coupons.cli", "serve"],
-                env=env,
-                stdout=log,
-                stderr=log,
-            )
+        process = coupons_process.serve(env, log_path)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
         started.append((process, client, log_path))
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log_path.read_text()[-3000:]
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "not ready in 60 s: " + log_path.read_text()[-3000:]
-            time.sleep(0.3)
+        coupons_process.wait_ready(process, str(client.base_url), log_path)
         client.headers["Authorization"] = f"Bearer {create_key(settings.database_url, 'admin')}"
         return client, log_path
 

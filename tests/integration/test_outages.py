@@ -8,8 +8,6 @@ is counted once. The stack is the test's own, since it is stopped (longer outage
 import asyncio
 import os
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from aiokafka import TopicPartition
 
 from contracts.topics import declare
 from services.coupons.bus import kafka
+from services.devstack import service as coupons_process
 from services.devstack.jars import default_cache_dir
 from services.devstack.kafka import LocalKafka
 from services.devstack.outages import CheckoutLoad, Recovery, rehearse
@@ -61,30 +60,19 @@ def serve(
 ) -> tuple[subprocess.Popen[bytes], str, str]:
     """`coupons serve` on the test's stack: the process, its topic prefix and its address."""
     port = free_port()
+    prefix = f"o{uuid.uuid4().hex[:8]}."
     env = {
-        **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "DATABASE_URL": database.database_url,
-        "COUPONS_TOPIC_PREFIX": f"o{uuid.uuid4().hex[:8]}.",
+        "COUPONS_TOPIC_PREFIX": prefix,
         "COUPONS_PARTITIONS": str(PARTITIONS),
         "COUPONS_PORT": str(port),
         **RELAXED,
     }
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.coupons.cli", "serve"], env=env, stdout=out, stderr=out
-        )
+    process = coupons_process.serve(env, log)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                return process, env["COUPONS_TOPIC_PREFIX"], base
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.3)
+    coupons_process.wait_ready(process, base, log)
+    return process, prefix, base
 
 
 async def redeemed_in_the_log(bootstrap: str, prefix: str, campaign_id: str) -> int:

@@ -16,7 +16,6 @@ from contracts.codec import EVENTS
 from contracts.commands import (
     ChangeCampaignStatus,
     Command,
-    DefineCampaign,
     DistributeCode,
     RedeemCode,
     ReleaseReservation,
@@ -25,10 +24,8 @@ from contracts.commands import (
 )
 from contracts.envelope import Envelope
 from contracts.events import CodeRedeemed, CommandRejected
-from contracts.money import AmountOff
 from contracts.reasons import Reason
 from contracts.replies import EventPosition
-from contracts.rules import Limits
 from contracts.topics import declare
 from services.coupons import parked
 from services.coupons.bus import kafka
@@ -43,10 +40,10 @@ from services.coupons.writer.batch import (
     PartitionState,
     Retried,
 )
+from tests.unit.campaign_commands import CAMPAIGN, define, redeem
 
 PARTITIONS = 3
 TOPICS = declare("t.", PARTITIONS)
-CAMPAIGN = "spring"
 PARTITION = kafka.partition_for(CAMPAIGN, PARTITIONS)
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 AGGREGATE = CampaignAggregate(TOPICS)
@@ -58,27 +55,6 @@ def record(offset: int, data: Command, key: str | None = None) -> ConsumerRecord
     ).to_bytes()
     return ConsumerRecord(
         TOPICS.commands.name, PARTITION, offset, 0, 0, CAMPAIGN.encode(), value, None, 0, 0, []
-    )
-
-
-def define(**limits: Any) -> DefineCampaign:
-    return DefineCampaign(
-        campaign_id=CAMPAIGN,
-        name="Spring",
-        code="SPRING",
-        discount=AmountOff(amount_off=100, currency="EUR"),
-        limits=Limits(**{"per_contact": None, **limits}),
-    )
-
-
-def redeem(n: int, contact: str | None = None) -> RedeemCode:
-    return RedeemCode(
-        campaign_id=CAMPAIGN,
-        redemption_id=f"r{n}",
-        code="SPRING",
-        customer=Customer(contact_id=contact or f"c{n}"),
-        cart=Cart(currency="EUR", amount=1000),
-        order_ref=f"o{n}",
     )
 
 

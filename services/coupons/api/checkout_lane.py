@@ -4,23 +4,28 @@ order makes, served as plain ASGI in front of FastAPI.
 FastAPI's routing, dependency solving, request and response validation and middleware took
 three quarters of a validation's CPU (py-spy, `bench/checkout.py`); the domain decision took a
 tenth. So these two operations skip them: the lane matches the path, authorises the key,
-parses the body with the same pydantic models in one pass from bytes, calls the same handlers
-(`checkout.validate`, `checkout.redeem`) and answers with the same error shape. FastAPI still
-declares them (in `checkout.py`), which is what documents them in `/openapi.json` and answers
-`405` to their other methods; every other path goes to FastAPI untouched.
+parses the body with the same pydantic models in one pass from bytes, calls the same use
+cases (`service.checkout.validate`, `service.checkout.redeem`) and answers with the same error
+shape. FastAPI still declares them (in `checkout.py`), which is what documents them in
+`/openapi.json` and answers `405` to their other methods; every other path goes to FastAPI
+untouched.
 """
 
 import re
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from pydantic import BaseModel, ValidationError
 from starlette.types import Receive, Scope, Send
 
-from services.coupons.api import checkout
 from services.coupons.api.auth import authorised
-from services.coupons.api.errors import ApiError, error_response, invalid_request, unavailable
+from services.coupons.api.checkout import redemption_location, shopper_address
+from services.coupons.api.commands import call_of
+from services.coupons.api.errors import ApiError, invalid_request, refusal_response, unavailable
 from services.coupons.api.params import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
+from services.coupons.service import checkout
+from services.coupons.service.checkout_models import RedemptionRequest, ValidationRequest
+from services.coupons.service.refusals import Refused
 
 IDEMPOTENCY_KEY = "idempotency-key"
 JSON = ((b"content-type", b"application/json"),)
@@ -45,10 +50,8 @@ class CheckoutLane:
         request = Request(scope, receive)
         try:
             status, body, headers = await operation(request)
-        except ApiError as error:
-            refusal = error_response(
-                error.status, error.code, error.message, error.field, error.headers
-            )
+        except Refused as refused:
+            refusal = refusal_response(refused)
         except ValidationError as error:
             refusal = invalid_request(error.errors())
         except Exception as error:
@@ -73,18 +76,18 @@ class CheckoutLane:
 
 async def _validate(request: Request) -> _Answer:
     await authorised(request, request.headers.get("authorization"), "checkout")
-    body = checkout.ValidationRequest.model_validate_json(await request.body())
-    return 200, await checkout.validate(body, request), []
+    body = ValidationRequest.model_validate_json(await request.body())
+    address = shopper_address(request.headers)
+    return 200, await checkout.validate(call_of(request), body, address), []
 
 
 async def _redeem(request: Request) -> _Answer:
     await authorised(request, request.headers.get("authorization"), "checkout")
     key = _idempotency_key(request)
-    body = checkout.RedemptionRequest.model_validate_json(await request.body())
-    answered = Response()  # takes the headers the handler sets, as FastAPI's would
-    redeemed = await checkout.redeem(body, request, answered, key)
-    result = checkout.RedemptionResult.model_validate(redeemed)
-    return 201, result, [(b"location", answered.headers["location"].encode("latin-1"))]
+    body = RedemptionRequest.model_validate_json(await request.body())
+    address = shopper_address(request.headers)
+    redeemed = await checkout.redeem(call_of(request), body, key, address)
+    return 201, redeemed, [(b"location", redemption_location(redeemed).encode("latin-1"))]
 
 
 def _idempotency_key(request: Request) -> str:

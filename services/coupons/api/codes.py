@@ -4,19 +4,18 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
-from uuid import NAMESPACE_URL, uuid4, uuid5
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel
 
-from contracts.rules import CodePattern
 from projections import campaigns
 from services.coupons.api.auth import require
-from services.coupons.api.commands import runtime_of
+from services.coupons.api.commands import call_of, runtime_of
 from services.coupons.api.errors import ApiError, ErrorResponse
-from services.coupons.api.params import CampaignPath, IdempotencyKey, JobPath
-from services.coupons.domain.codes import PatternTooWeak, check_pattern
+from services.coupons.api.params import CampaignPath, JobPath, KeyOrFresh
+from services.coupons.service import jobs
+from services.coupons.service.jobs import BatchRequest
 from services.coupons.store import code_batches
 
 router = APIRouter(prefix="/v1", tags=["codes"])
@@ -25,13 +24,6 @@ ANALYST = [Depends(require("analyst"))]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422)
 }
-BATCH_NAMESPACE = uuid5(NAMESPACE_URL, "growthos-coupons/code-batch")
-MAX_BATCH = 1_000_000
-
-
-class BatchRequest(BaseModel):
-    count: Annotated[int, Field(ge=1, le=MAX_BATCH)]
-    pattern: CodePattern = CodePattern()
 
 
 class Batch(BaseModel):
@@ -70,30 +62,13 @@ async def generate_codes(
     body: BatchRequest,
     request: Request,
     response: Response,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: KeyOrFresh,
 ) -> dict[str, Any]:
     """Generate `count` unique codes (up to 1,000,000) in the background. Answers `202` with
     the job; poll `GET /v1/code-batches/{id}` for progress. Refused (422) when the pattern is
     guessable (under 60 bits) or its space is too small for the count."""
-    try:
-        check_pattern(body.pattern, body.count)
-    except PatternTooWeak as weak:
-        raise ApiError(422, weak.reason.value, weak.detail, field="pattern") from weak
-    runtime = runtime_of(request)
-    key = idempotency_key or uuid4().hex
-    response.headers["Idempotency-Key"] = key
-    batch_id = str(uuid5(BATCH_NAMESPACE, f"{campaign_id}:{key}"))
-    async with runtime.pool.acquire() as conn:
-        campaign = await campaigns.get(conn, campaign_id)
-        if campaign is None:
-            raise ApiError(404, "campaign_not_found", f"no campaign {campaign_id}")
-        if campaign["status"] == "ended":
-            raise ApiError(409, "ended", "the campaign has ended")
-        actor = getattr(request.state, "actor", None)
-        await code_batches.create(conn, batch_id, campaign_id, body.count, body.pattern, actor)
-        batch = await code_batches.get(conn, batch_id)
-    response.headers["Location"] = f"/v1/code-batches/{batch_id}"
-    assert batch is not None
+    batch = await jobs.generate_codes(call_of(request), campaign_id, body, idempotency_key)
+    response.headers["Location"] = f"/v1/code-batches/{batch['id']}"
     return batch
 
 

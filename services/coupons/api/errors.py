@@ -1,6 +1,8 @@
 """One error shape for every refusal: `{"error": {"code", "message", "field"}}`.
 
 `code` is stable and machine-readable; the table of codes and statuses is in docs/errors.md.
+A use case's `Refused` gets its status here, from its code (`STATUS`); an `ApiError` is a
+refusal of the HTTP layer itself (a header, a cursor, a path) and carries its own.
 """
 
 from collections.abc import Sequence
@@ -16,7 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.reasons import Reason
 from projections.db import DATABASE_UNAVAILABLE
+from services.coupons.domain.codes import PatternReason
 from services.coupons.logs import RepeatLimiter
+from services.coupons.service.refusals import ErrorBody, Refused
 
 log = structlog.get_logger(__name__)
 
@@ -58,18 +62,29 @@ REFUSAL_STATUS: dict[Reason, int] = {
 """HTTP status of each refusal: 404 the thing is unknown, 403 not yours, 409 the state of the
 campaign forbids it now, 422 this request can never qualify as it is."""
 
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    field: str | None = None
+STATUS: dict[str, int] = (
+    {reason.value: status for reason, status in REFUSAL_STATUS.items()}
+    | {
+        "invalid_request": 422,
+        "invalid_code": 422,
+        "code_taken": 409,
+        "too_many_failures": 429,
+        "decision_pending": 503,
+        "projection_lagging": 503,
+        "stripe_not_configured": 503,
+    }
+    | {reason.value: 422 for reason in PatternReason}
+)
+"""HTTP status of every code a use case refuses with (`services/coupons/service/`)."""
 
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-class ApiError(Exception):
+class ApiError(Refused):
+    """A refusal of the HTTP layer itself, with its status and headers."""
+
     def __init__(
         self,
         status: int,
@@ -79,9 +94,21 @@ class ApiError(Exception):
         field: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
-        self.headers = headers or {}
+        super().__init__(code, message, field=field)
+        self.status, self.headers = status, headers or {}
+
+
+def refusal_response(refused: Refused) -> JSONResponse:
+    """The response to a refusal: its status, and the retry hints as headers."""
+    if isinstance(refused, ApiError):
+        status, headers = refused.status, refused.headers
+    else:
+        status, headers = STATUS[refused.code], {}
+        if refused.idempotency_key is not None:
+            headers["Idempotency-Key"] = refused.idempotency_key
+        if refused.retry_after_s is not None:
+            headers["Retry-After"] = str(refused.retry_after_s)
+    return error_response(status, refused.code, refused.message, refused.field, headers)
 
 
 def error_response(
@@ -99,9 +126,9 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc if part != "body") or "body"
 
 
-async def _api_error(_: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, ApiError)
-    return error_response(error.status, error.code, error.message, error.field, error.headers)
+async def _refused(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, Refused)
+    return refusal_response(error)
 
 
 def invalid_request(found: Sequence[Any]) -> JSONResponse:
@@ -152,7 +179,7 @@ async def _unavailable(_: Request, error: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(Refused, _refused)
     for dependency in (KafkaError, *DATABASE_UNAVAILABLE, Exception):
         app.add_exception_handler(dependency, _unavailable)
     app.add_exception_handler(RequestValidationError, _invalid)

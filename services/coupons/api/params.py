@@ -4,7 +4,9 @@ anything reads PostgreSQL or writes a header with it."""
 
 from typing import Annotated
 
-from fastapi import Header, Path
+from fastapi import Depends, Header, Path, Response
+
+from services.coupons.service.calls import key_or_fresh
 
 _PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 
@@ -20,3 +22,14 @@ IDEMPOTENCY_KEY_PATTERN = r"^[!-~]+$"
 _KEY = Header(min_length=1, max_length=IDEMPOTENCY_KEY_MAX, pattern=IDEMPOTENCY_KEY_PATTERN)
 IdempotencyKey = Annotated[str | None, _KEY]
 RequiredIdempotencyKey = Annotated[str, _KEY]
+
+
+async def _key_or_fresh(response: Response, idempotency_key: IdempotencyKey = None) -> str:
+    key = key_or_fresh(idempotency_key)
+    response.headers["Idempotency-Key"] = key
+    return key
+
+
+KeyOrFresh = Annotated[str, Depends(_key_or_fresh)]
+"""The caller's optional `Idempotency-Key`, or a fresh one; either way it is echoed in the
+`Idempotency-Key` response header, so the caller can retry with it."""

@@ -1,23 +1,21 @@
 """Mirroring jobs over HTTP: start one for a campaign, watch its progress."""
 
 from typing import Any, Literal
-from uuid import NAMESPACE_URL, uuid4, uuid5
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import AwareDatetime, BaseModel
 
-from projections import campaigns
 from services.coupons.api.auth import require
-from services.coupons.api.commands import runtime_of
+from services.coupons.api.commands import call_of, runtime_of
 from services.coupons.api.errors import ApiError, ErrorResponse
-from services.coupons.api.params import CampaignPath, IdempotencyKey, JobPath
+from services.coupons.api.params import CampaignPath, JobPath, KeyOrFresh
+from services.coupons.service import jobs
 from services.coupons.stripe import mirror
 
 router = APIRouter(prefix="/v1", tags=["stripe"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 503)
 }
-JOBS = uuid5(NAMESPACE_URL, "growthos-coupons/stripe-mirror")
 
 
 class MirrorJob(BaseModel):
@@ -40,27 +38,12 @@ class MirrorJob(BaseModel):
     dependencies=[Depends(require("admin"))],
 )
 async def start_mirror(
-    campaign_id: CampaignPath,
-    request: Request,
-    response: Response,
-    idempotency_key: IdempotencyKey = None,
+    campaign_id: CampaignPath, request: Request, response: Response, idempotency_key: KeyOrFresh
 ) -> dict[str, Any]:
     """Create the campaign's Stripe Coupon and a PromotionCode per code, in the background
     (at most STRIPE_RATE_LIMIT requests/s). `202` with the job; a job already running for
     the campaign is returned instead of a second one."""
-    runtime = runtime_of(request)
-    if not runtime.settings.stripe_api_key:
-        raise ApiError(503, "stripe_not_configured", "STRIPE_API_KEY is not set")
-    key = idempotency_key or uuid4().hex
-    response.headers["Idempotency-Key"] = key
-    async with runtime.pool.acquire() as conn:
-        campaign = await campaigns.get(conn, campaign_id)
-        if campaign is None:
-            raise ApiError(404, "campaign_not_found", f"no campaign {campaign_id}")
-        if campaign["status"] == "ended":
-            raise ApiError(409, "ended", "the campaign has ended")
-        job_id = str(uuid5(JOBS, f"{campaign_id}:{key}"))
-        job = await mirror.create_job(conn, job_id, campaign, getattr(request.state, "actor", None))
+    job = await jobs.mirror_to_stripe(call_of(request), campaign_id, idempotency_key)
     response.headers["Location"] = f"/v1/stripe-mirrors/{job['id']}"
     return job
 

@@ -44,10 +44,10 @@ from contracts.events import (
 )
 from contracts.reasons import Reason
 from contracts.rules import Validity
-from services.coupons.domain import pricing, reserving
+from services.coupons.domain import reserving
 from services.coupons.domain.campaign_state import Campaign as Campaign
 from services.coupons.domain.campaign_state import CodeChunk, Redemption
-from services.coupons.domain.refusals import SPENT_TOO_MUCH, refusal, rejected
+from services.coupons.domain.refusals import SPENT_TOO_MUCH, priced, rejected
 from services.coupons.domain.reservations import Reservation
 
 _T = TypeVar("_T")
@@ -220,16 +220,10 @@ def _redeem(campaign: Campaign, command: RedeemCode, now: datetime) -> list[Even
         return [rejected(command, Reason.REDEMPTION_EXISTS, "this redemption id was used")]
     if command.reservation_id is not None:
         return reserving.redeem_reserved(campaign, command, now)
-    cart, already_off = command.cart, command.already_off
-    others = command.other_codes_stackable
-    refused = refusal(
-        campaign, command.code, command.customer, cart, now, others, already_off, command.segments
-    )
-    if refused is not None:
-        return [rejected(command, refused.reason, refused.detail)]
-    discount = pricing.discount_for(campaign.discount, cart, campaign.eligibility, already_off)
-    if campaign.budget_spent + discount > bounds.MAX_TOTAL:
-        return [rejected(command, Reason.OUT_OF_RANGE, SPENT_TOO_MUCH)]
+    price = priced(campaign, command, now)
+    if isinstance(price, CommandRejected):
+        return [price]
+    cart = command.cart
     return [
         CodeRedeemed(
             campaign_id=campaign.id,
@@ -239,8 +233,8 @@ def _redeem(campaign: Campaign, command: RedeemCode, now: datetime) -> list[Even
             order_ref=command.order_ref,
             currency=cart.currency,
             amount=cart.amount,
-            discount=discount,
-            total=pricing.total_after(cart, discount, already_off),
+            discount=price.discount,
+            total=price.total,
         )
     ]
 

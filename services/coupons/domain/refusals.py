@@ -1,13 +1,17 @@
 """How a campaign refuses: the rejection event, and why a use of a code is refused (the rules
-of `domain.eligibility`, in their documented order, against the campaign's state)."""
+of `domain.eligibility`, in their documented order, against the campaign's state), or else
+its price."""
 
+from dataclasses import dataclass
 from datetime import datetime
 
+from contracts import bounds
 from contracts.checkout import Cart, Customer
-from contracts.commands import Command
+from contracts.commands import Command, RedeemCode, ReserveCode
 from contracts.events import CommandRejected
 from contracts.reasons import Reason
 from services.coupons.domain import eligibility as checks
+from services.coupons.domain import pricing
 from services.coupons.domain.campaign_state import Campaign
 
 SPENT_TOO_MUCH = "the campaign's discount given would pass 10^18 minor units"
@@ -49,3 +53,33 @@ def refusal(
         segments=frozenset(segments),
     )
     return checks.evaluate(offer, campaign.usage(code), attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """A use of a code that no rule refuses: its discount and the total after it."""
+
+    discount: int
+    total: int
+
+
+def priced(
+    campaign: Campaign, command: RedeemCode | ReserveCode, now: datetime, held_budget: int = 0
+) -> Priced | CommandRejected:
+    """A redemption's checks and price (a reservation is checked and priced as one): the
+    rejection if a rule refuses it, or the discount would pass what a campaign can count
+    (with `held_budget`, the discount reservations hold), else its price."""
+    cart = command.cart
+    others: tuple[bool, ...] = ()
+    already_off = 0
+    if isinstance(command, RedeemCode):
+        others, already_off = command.other_codes_stackable, command.already_off
+    refused = refusal(
+        campaign, command.code, command.customer, cart, now, others, already_off, command.segments
+    )
+    if refused is not None:
+        return rejected(command, refused.reason, refused.detail)
+    discount = pricing.discount_for(campaign.discount, cart, campaign.eligibility, already_off)
+    if campaign.budget_spent + held_budget + discount > bounds.MAX_TOTAL:
+        return rejected(command, Reason.OUT_OF_RANGE, SPENT_TOO_MUCH)
+    return Priced(discount, pricing.total_after(cart, discount, already_off))

@@ -5,28 +5,21 @@ holds."""
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from contracts import bounds
 from contracts.commands import RedeemCode, ReleaseReservation, ReserveCode
-from contracts.events import CodeRedeemed, CodeReserved, Event, ReservationReleased
+from contracts.events import CodeRedeemed, CodeReserved, CommandRejected, Event, ReservationReleased
 from contracts.reasons import Reason
-from services.coupons.domain import pricing
 from services.coupons.domain.campaign_state import Campaign
-from services.coupons.domain.refusals import SPENT_TOO_MUCH, refusal, rejected
+from services.coupons.domain.refusals import priced, rejected
 
 
 def reserve(campaign: Campaign, command: ReserveCode, now: datetime) -> list[Event]:
     """Checked as a redemption is, and counted as one until it ends."""
     if command.reservation_id in campaign.holds.reservations:
         return [rejected(command, Reason.RESERVATION_EXISTS, "this reservation id is held")]
-    customer, segments = command.customer, command.segments
-    refused = refusal(campaign, command.code, customer, command.cart, now, segments=segments)
-    if refused is not None:
-        return [rejected(command, refused.reason, refused.detail)]
-    cart = command.cart
-    discount = pricing.discount_for(campaign.discount, cart, campaign.eligibility, 0)
-    if campaign.budget_spent + campaign.holds.budget + discount > bounds.MAX_TOTAL:
-        return [rejected(command, Reason.OUT_OF_RANGE, SPENT_TOO_MUCH)]
-    ttl = command.ttl_s or campaign.limits.reservation_ttl_s
+    price = priced(campaign, command, now, held_budget=campaign.holds.budget)
+    if isinstance(price, CommandRejected):
+        return [price]
+    cart, ttl = command.cart, command.ttl_s or campaign.limits.reservation_ttl_s
     return [
         CodeReserved(
             campaign_id=campaign.id,
@@ -35,8 +28,8 @@ def reserve(campaign: Campaign, command: ReserveCode, now: datetime) -> list[Eve
             contact_id=command.customer.contact_id,
             currency=cart.currency,
             amount=cart.amount,
-            discount=discount,
-            total=pricing.total_after(cart, discount, 0),
+            discount=price.discount,
+            total=price.total,
             expires_at=now + timedelta(seconds=ttl),
         )
     ]

@@ -36,8 +36,9 @@ from contracts.codec import MalformedMessage
 from contracts.envelope import Envelope
 from contracts.replies import EventPosition, Reply
 from contracts.topics import Topics
+from projections.offsets import raise_rebalance_error
 from services.coupons import parked
-from services.coupons.bus import kafka, local_sockets
+from services.coupons.bus import local_sockets
 from services.coupons.writer import kafka_private, transactions
 from services.coupons.writer.aggregate import Aggregate
 from services.coupons.writer.batch import (
@@ -48,6 +49,7 @@ from services.coupons.writer.batch import (
     PartitionState,
     Timed,
 )
+from services.coupons.writer.clients import Clients, KafkaClients
 from services.coupons.writer.replies import Replies
 from services.coupons.writer.transactions import Writer
 
@@ -67,6 +69,10 @@ async def nowhere(*_: Any) -> None:
     pass
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class Writers:
     def __init__(
         self,
@@ -77,21 +83,26 @@ class Writers:
         answer_here: Callable[[Reply], bool] = lambda _: False,
         fold_here: TakeCommitted = nowhere,
         role: str = "decider",
+        clients: Clients | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         """`answer_here` resolves a wait of this process's gateway for a reply, if it has one:
         then the reply is not sent to the replies topic. `fold_here` takes each committed
         transaction into this process's view. `role` names the consumer group and the
-        transactional ids (`<commands topic>.<role>`, `...p<p>`, `...p<p>.b`)."""
+        transactional ids (`<commands topic>.<role>`, `...p<p>`, `...p<p>.b`). `clients`
+        and `clock` are Kafka's and the wall clock unless a test passes its fakes."""
         kafka_private.retry_concurrent_transactions_quickly()
         self._aggregate = aggregate
         self._bootstrap = bootstrap
+        self._clients = clients or KafkaClients(bootstrap)
+        self._clock = clock
         self._answer_here = answer_here
         self._fold_here = fold_here
         self._topics = topics
-        self._decisions = Decisions(aggregate, topics, partitions)
+        self._decisions = Decisions(aggregate, topics, partitions, now=clock)
         self._group = f"{topics.commands.name}.{role}"
         self._writers: dict[int, Writer] = {}
-        self._rebalance_error: Exception | None = None
+        self.rebalance_error: Exception | None = None  # kept by `_Rebalance`, raised by run
         self._assigned: set[int] | None = None  # None until the group assigned us partitions
         self._replies: Replies | None = None  # one per run: a restart makes another
         self._consumer: AIOKafkaConsumer | None = None
@@ -103,10 +114,10 @@ class Writers:
         return self._assigned is not None and self._assigned <= self._writers.keys()
 
     async def run(self) -> None:
-        self._rebalance_error = None  # a restart after a failed acquisition tries afresh
+        self.rebalance_error = None  # a restart after a failed acquisition tries afresh
         self._assigned = None
-        self._consumer = consumer = kafka.reader(self._bootstrap, group_id=self._group)
-        producer = kafka.producer(self._bootstrap)
+        self._consumer = consumer = self._clients.group_reader(self._group)
+        producer = self._clients.producer()
         outbox = local_sockets.Outbox()
         self._replies = Replies(self._topics.replies.name, producer, outbox, self._answer_here)
         await producer.start()
@@ -130,10 +141,9 @@ class Writers:
                 )
                 if fetching in done:
                     batches, fetching = fetching.result(), None
-                    if self._rebalance_error is not None:
-                        raise self._rebalance_error
+                    raise_rebalance_error(self)
                     self._queue(consumer, batches)
-                now = datetime.now(UTC)
+                now = self._clock()
                 for writer in list(self._writers.values()):
                     self._listen(writer, loop.time())
                     self._fire(writer, now)
@@ -216,7 +226,7 @@ class Writers:
         due = [at for w in self._writers.values() if (at := w.timers.next_at()) is not None]
         if not due:
             return None
-        return max(0.0, (min(due) - datetime.now(UTC)).total_seconds())
+        return max(0.0, (min(due) - self._clock()).total_seconds())
 
     def _fire(self, writer: Writer, now: datetime) -> None:
         """Queue the commands of the timers due: decided like any other, in order."""
@@ -252,8 +262,8 @@ class Writers:
         for p in partitions:
             base = f"{self._group}.p{p}"
             pair = (
-                kafka.producer(self._bootstrap, transactional_id=base),
-                kafka.producer(self._bootstrap, transactional_id=f"{base}.b"),
+                self._clients.producer(transactional_id=base),
+                self._clients.producer(transactional_id=f"{base}.b"),
             )
             try:
                 for producer in pair:
@@ -301,7 +311,7 @@ class Writers:
         "Parked messages"), never a crash loop."""
         state = PartitionState(self._aggregate)
         tp = TopicPartition(self._topics.events.name, partition)
-        consumer = kafka.reader(self._bootstrap)
+        consumer = self._clients.reader()
         await consumer.start()
         try:
             consumer.assign([tp])
@@ -350,6 +360,6 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         try:
             await self._writers._acquire(sorted(tp.partition for tp in assigned))
         except Exception as error:  # noqa: BLE001 - re-raised by the run loop
-            self._writers._rebalance_error = error
+            self._writers.rebalance_error = error
         else:
             self._writers._assigned = {tp.partition for tp in assigned}

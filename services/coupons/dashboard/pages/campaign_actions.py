@@ -1,6 +1,6 @@
-"""Admin actions on a campaign, as forms: each decides the same command as the API, through
-the same `execute` (idempotency key from the form, so a double submit is one effect; the audit
-actor is the signed-in key)."""
+"""Admin actions on a campaign, as forms: each calls the same use case as the API
+(`service.campaigns.change_status`; idempotency key from the form, so a double submit is one
+effect; the audit actor is the signed-in key)."""
 
 from typing import Annotated, Literal
 from urllib.parse import quote
@@ -8,10 +8,11 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import RedirectResponse
 
-from contracts.commands import ChangeCampaignStatus
-from services.coupons.api.commands import execute
-from services.coupons.api.errors import ApiError
+from services.coupons.api.commands import call_of
 from services.coupons.dashboard.session import Checked, CsrfRefused
+from services.coupons.service import campaigns
+from services.coupons.service.campaign_models import StatusChange
+from services.coupons.service.refusals import Refused
 
 router = APIRouter()
 
@@ -26,10 +27,10 @@ async def change_status(
 ) -> RedirectResponse:
     if session.key.scope != "admin":
         raise CsrfRefused  # the form is not shown to analysts: a forged post gets a 403
-    command = ChangeCampaignStatus(campaign_id=campaign_id, status=status, reason="dashboard")
+    change = StatusChange(status=status, reason="dashboard")
     page = f"/campaigns/{quote(campaign_id)}"
     try:
-        await execute(request, campaign_id, command, idempotency_key)
-    except ApiError as error:
+        await campaigns.change_status(call_of(request), campaign_id, change, idempotency_key)
+    except Refused as error:
         return RedirectResponse(f"{page}?refused={quote(error.code)}", status_code=303)
     return RedirectResponse(page, status_code=303)

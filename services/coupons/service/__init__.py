@@ -1,0 +1,7 @@
+"""The use cases: define, change and distribute campaigns, validate, redeem and reverse, hold
+and release reservations, generate codes, mirror to Stripe.
+
+Each is a function of a `Call` (the runtime, the actor, the correlation id) and plain values
+(an idempotency key, a body model), returning results or raising `Refused` with a stable
+code. Nothing here knows HTTP: the routers in `api/`, the checkout lane and the dashboard are
+thin adapters that parse, call, and map a `Refused` to a status (`api/errors.py`)."""

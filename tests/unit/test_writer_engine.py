@@ -1,0 +1,172 @@
+"""The writer engine's loop run in memory (`writer.engine.Writers` over `memory_kafka`): the
+campaign aggregate decides commands fetched from the commands topic, appends their events in
+transactions and answers on the replies topic; a retry is answered from the memo; a durable
+timer fires when the (fake) clock passes it; an unreadable command is parked and the loop goes
+on; a writer started again folds its state from the event log and resumes after its
+checkpoint. No broker: the real one is the integration tests' (test_decider_crash.py)."""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+from contracts.checkout import Cart, Customer
+from contracts.codec import EVENTS, REPLIES
+from contracts.commands import Command, ReserveCode
+from contracts.envelope import Envelope
+from contracts.events import CodeRedeemed, ReservationReleased
+from contracts.reasons import Reason
+from contracts.replies import Reply
+from contracts.topics import declare
+from services.coupons.bus import kafka
+from services.coupons.decider import CampaignAggregate
+from services.coupons.writer.engine import Writers
+from tests.unit.campaign_commands import CAMPAIGN, define, redeem
+from tests.unit.memory_kafka import MemoryKafka
+
+PARTITIONS = 2
+TOPICS = declare("mem.", PARTITIONS)
+WAIT_S = 5.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 1, 12, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def until(found: Callable[[], Any], running: asyncio.Task[None]) -> Any:
+    """Wait for `found()` to be truthy, failing at once if the writers crashed."""
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while not (value := found()):
+        if running.done():
+            running.result()
+            raise AssertionError("the writers stopped")
+        assert asyncio.get_running_loop().time() < deadline, "not within the wait"
+        await asyncio.sleep(0.01)
+    return value
+
+
+@asynccontextmanager
+async def writers(memory: MemoryKafka, clock: Clock) -> AsyncIterator[asyncio.Task[None]]:
+    engine = Writers(
+        CampaignAggregate(TOPICS),
+        f"memory-{uuid4().hex}",  # names its local sockets: no other test's
+        TOPICS,
+        PARTITIONS,
+        clients=memory,
+        clock=clock,
+    )
+    running = asyncio.create_task(engine.run())
+    await until(lambda: engine.ready, running)
+    try:
+        yield running
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+def send(memory: MemoryKafka, command: Command, key: str) -> str:
+    """Append a command as a gateway does; its id."""
+    envelope = Envelope[Any](key=CAMPAIGN, correlation_id="test", idempotency_key=key, data=command)
+    partition = kafka.partition_for(CAMPAIGN, PARTITIONS)
+    memory.append(TOPICS.commands.name, partition, envelope.to_bytes(), CAMPAIGN.encode(), [])
+    return str(envelope.id)
+
+
+def replies(memory: MemoryKafka, command_id: str) -> list[Reply]:
+    found = [REPLIES.decode(r.value).data for r in memory.records(TOPICS.replies.name)]
+    return [reply for reply in found if str(reply.command_id) == command_id]
+
+
+async def answer(memory: MemoryKafka, running: asyncio.Task[None], command_id: str) -> Reply:
+    found: list[Reply] = await until(lambda: replies(memory, command_id), running)
+    return found[-1]
+
+
+def events(memory: MemoryKafka) -> list[Any]:
+    return [EVENTS.decode(r.value).data for r in memory.records(TOPICS.events.name)]
+
+
+async def test_commands_are_decided_in_order_answered_and_a_retry_is_answered_from_the_memo() -> (
+    None
+):
+    memory, clock = MemoryKafka(PARTITIONS), Clock()
+    async with writers(memory, clock) as running:
+        defined = send(memory, define(max_redemptions=2), "define")
+        redeems = [send(memory, redeem(n), f"redeem-{n}") for n in range(3)]
+
+        assert (await answer(memory, running, defined)).outcome == "accepted"
+        answers = [await answer(memory, running, r) for r in redeems]
+        assert [a.outcome for a in answers] == ["accepted", "accepted", "rejected"]
+        assert answers[2].reason is Reason.EXHAUSTED
+        appended = len(events(memory))
+
+        retried = send(memory, redeem(0), "redeem-0")
+        again = await answer(memory, running, retried)
+        assert (again.outcome, again.duplicate, again.events) == (
+            "accepted",
+            True,
+            answers[0].events,
+        )
+        reused = send(memory, redeem(9), "redeem-0")
+        refused = await answer(memory, running, reused)
+        assert refused.reason is Reason.IDEMPOTENCY_KEY_REUSED
+        assert len(events(memory)) == appended  # a retry appends nothing
+
+
+async def test_a_restarted_writer_folds_its_state_and_resumes_after_its_checkpoint() -> None:
+    memory, clock = MemoryKafka(PARTITIONS), Clock()
+    async with writers(memory, clock) as running:
+        await answer(memory, running, send(memory, define(max_redemptions=1), "define"))
+        first = await answer(memory, running, send(memory, redeem(1), "redeem-1"))
+        unreadable_at = len(memory.records(TOPICS.commands.name))
+        partition = kafka.partition_for(CAMPAIGN, PARTITIONS)
+        memory.append(TOPICS.commands.name, partition, b"not a command", None, [])
+        after = await answer(memory, running, send(memory, redeem(2), "redeem-2"))
+        assert after.reason is Reason.EXHAUSTED  # the loop went on past the unreadable one
+    [parked] = memory.records(TOPICS.dead_letters.name)
+    assert parked.value == b"not a command"
+    appended = len(events(memory))
+    assert unreadable_at > 0
+
+    async with writers(memory, clock) as running:
+        retried = await answer(memory, running, send(memory, redeem(1), "redeem-1"))
+        assert (retried.duplicate, retried.events) == (True, first.events)
+        refused = await answer(memory, running, send(memory, redeem(3), "redeem-3"))
+        assert refused.reason is Reason.EXHAUSTED  # the cap held across the restart
+    # nothing decided twice, and the unreadable command was not parked again
+    assert len([e for e in events(memory) if isinstance(e, CodeRedeemed)]) == 1
+    assert len(events(memory)) == appended + 1  # the refusal of redeem-3
+    assert len(memory.records(TOPICS.dead_letters.name)) == 1
+
+
+async def test_a_reservation_is_released_by_its_timer_when_the_clock_passes_its_expiry() -> None:
+    memory, clock = MemoryKafka(PARTITIONS), Clock()
+    async with writers(memory, clock) as running:
+        await answer(memory, running, send(memory, define(max_redemptions=1), "define"))
+        reserve = ReserveCode(
+            campaign_id=CAMPAIGN,
+            reservation_id="h1",
+            code="SPRING",
+            customer=Customer(contact_id="c1"),
+            cart=Cart(currency="EUR", amount=1000),
+            ttl_s=60,
+        )
+        assert (await answer(memory, running, send(memory, reserve, "hold"))).outcome == (
+            "accepted"
+        )
+        held = await answer(memory, running, send(memory, redeem(2), "redeem-2"))
+        assert held.reason is Reason.EXHAUSTED  # the hold counts against the cap
+
+        clock.now += timedelta(seconds=61)
+        released = await until(
+            lambda: [e for e in events(memory) if isinstance(e, ReservationReleased)], running
+        )
+        assert [(e.reservation_id, e.expired) for e in released] == [("h1", True)]
+        freed = await answer(memory, running, send(memory, redeem(3), "redeem-3"))
+        assert freed.outcome == "accepted"
