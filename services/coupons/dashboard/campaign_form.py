@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from services.coupons.api.errors import ApiError
+from services.coupons.service.refusals import Refused
 
 INTEGERS = frozenset(
     {
@@ -187,5 +187,5 @@ def invalid(error: ValidationError) -> FieldError:
     )
 
 
-def refused(error: ApiError) -> FieldError:
+def refused(error: Refused) -> FieldError:
     return FieldError(error.code, error.message, error.field)

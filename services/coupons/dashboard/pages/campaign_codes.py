@@ -1,23 +1,26 @@
 """A campaign's unique codes: the searchable, paged table, its CSV export, and generating
 codes with a live progress bar. Generating and exporting go through the API's own handlers
-(`generate_codes`, `export_codes`): the same checks, idempotency and CSV."""
+(`service.jobs.generate_codes`, `export_codes`): the same checks, idempotency and CSV."""
 
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Path, Request, Response
+from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from pydantic import ValidationError
 
 from projections.db import Connection
-from services.coupons.api.codes import BatchRequest, export_codes, generate_codes
-from services.coupons.api.commands import runtime_of
+from services.coupons.api.codes import export_codes
+from services.coupons.api.commands import call_of, runtime_of
 from services.coupons.api.errors import ApiError
 from services.coupons.api.params import CampaignPath, JobPath
 from services.coupons.dashboard import progress
 from services.coupons.dashboard.session import Checked, CsrfRefused, SignedIn
 from services.coupons.dashboard.templating import render
 from services.coupons.domain.codes import normalise
+from services.coupons.service import jobs
+from services.coupons.service.jobs import BatchRequest
+from services.coupons.service.refusals import Refused
 from services.coupons.store import code_batches
 
 router = APIRouter()
@@ -85,11 +88,11 @@ async def generate(
     try:
         sent = int(count) if count.strip().isdigit() else count
         body = BatchRequest.model_validate({"count": sent, "pattern": {"prefix": prefix}})
-        batch = await generate_codes(campaign_id, body, request, Response(), idempotency_key)
+        batch = await jobs.generate_codes(call_of(request), campaign_id, body, idempotency_key)
     except ValidationError as error:
         where = ".".join(str(p) for p in error.errors()[0]["loc"])
         return RedirectResponse(f"{page}?refused=invalid_request&field={where}#codes", 303)
-    except ApiError as error:
+    except Refused as error:
         return RedirectResponse(f"{page}?refused={quote(error.code)}#codes", 303)
     return RedirectResponse(f"{page}?batch={quote(batch['id'])}#codes", status_code=303)
 

@@ -1,5 +1,5 @@
 """Change a campaign's terms: its name, window, limits and eligibility, with the reason for
-the audit trail. Decided by the API's own handler (`update_campaign`, as `PATCH
+the audit trail. Decided by the API's own use case (`service.campaigns.update`, as `PATCH
 /v1/campaigns/{id}`), so a refusal carries the API's code and field, shown beside it."""
 
 from typing import Any
@@ -10,13 +10,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
 from projections import campaigns
-from services.coupons.api.campaigns import CampaignUpdate, update_campaign
-from services.coupons.api.commands import runtime_of
+from services.coupons.api.commands import call_of, runtime_of
 from services.coupons.api.errors import ApiError
 from services.coupons.api.params import CampaignPath
 from services.coupons.dashboard import campaign_form
 from services.coupons.dashboard.session import Checked, CsrfRefused, SignedIn
 from services.coupons.dashboard.templating import render
+from services.coupons.service import campaigns as campaigns_service
+from services.coupons.service.campaign_models import CampaignUpdate
+from services.coupons.service.refusals import Refused
 from services.coupons.store.dashboard_sessions import Session
 
 router = APIRouter()
@@ -78,9 +80,9 @@ async def change_terms(request: Request, session: Checked, campaign_id: Campaign
     try:
         changed = campaign_form.changes(form, _shown(campaign), FIELDS)
         body = CampaignUpdate.model_validate({**changed, "reason": form.get("reason", "")})
-        await update_campaign(campaign_id, body, request, Response(), key)
+        await campaigns_service.update(call_of(request), campaign_id, body, key)
     except ValidationError as error:
         return _form_page(request, session, campaign, form, campaign_form.invalid(error))
-    except ApiError as error:
+    except Refused as error:
         return _form_page(request, session, campaign, form, campaign_form.refused(error))
     return RedirectResponse(f"/campaigns/{campaign_id}", status_code=303)

@@ -1,6 +1,6 @@
 """New campaign: a form with every rule of `POST /v1/campaigns`. The post is decided by the
-API's own handler (`define_campaign`, the same model, checks and idempotency), so a refusal
-carries the API's code and field and is shown beside that field."""
+API's own use case (`service.campaigns.define`: the same model, checks and idempotency), so
+a refusal carries the API's code and field and is shown beside that field."""
 
 from typing import Any
 from uuid import uuid4
@@ -9,11 +9,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
-from services.coupons.api.campaigns import CampaignRequest, define_campaign
-from services.coupons.api.errors import ApiError
+from services.coupons.api.commands import call_of
 from services.coupons.dashboard import campaign_form
 from services.coupons.dashboard.session import Checked, CsrfRefused, SignedIn
 from services.coupons.dashboard.templating import render
+from services.coupons.service import campaigns as campaigns_service
+from services.coupons.service.campaign_models import CampaignRequest
+from services.coupons.service.refusals import Refused
 from services.coupons.store.dashboard_sessions import Session
 
 router = APIRouter()
@@ -69,9 +71,9 @@ async def define(request: Request, session: Checked) -> Response:
     key = form.get("idempotency_key") or uuid4().hex
     try:
         body = CampaignRequest.model_validate(sent)
-        created = await define_campaign(body, request, Response(), key[:255])
+        created = await campaigns_service.define(call_of(request), body, key[:255])
     except ValidationError as error:
         return _form_page(request, session, form, campaign_form.invalid(error))
-    except ApiError as error:
+    except Refused as error:
         return _form_page(request, session, form, campaign_form.refused(error))
     return RedirectResponse(f"/campaigns/{created['id']}", status_code=303)
