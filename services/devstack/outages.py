@@ -38,7 +38,12 @@ class CheckoutLoad:
     api_key: str
     code: str
     clients: int = 8
+    key_prefix: str = "outage-"
+    contact_of: Callable[[int], str] = lambda n: f"c{n}"
+    """The contact of the n-th key: its own by default; `lambda n: f"c{n // 2}"` makes every
+    contact try twice, with two keys, against a per-contact limit."""
     accepted: dict[str, float] = field(default_factory=dict)  # key -> when
+    redemptions: dict[str, str] = field(default_factory=dict)  # key -> redemption id
     refused: dict[str, str] = field(default_factory=dict)  # key -> error code
     errors: list[str] = field(default_factory=list)
     _next: int = 0
@@ -56,12 +61,12 @@ class CheckoutLoad:
     async def _client(self, http: httpx.AsyncClient, keys: int, pace_s: float) -> None:
         while not self._stop and self._next < keys:
             n, self._next = self._next, self._next + 1
-            key = f"outage-{n}"
+            key = f"{self.key_prefix}{n}"
             body = {
                 "code": self.code,
-                "customer": {"contact_id": f"c{n}"},
+                "customer": {"contact_id": self.contact_of(n)},
                 "cart": {"currency": "EUR", "amount": 2000},
-                "order_ref": f"o{n}",
+                "order_ref": f"{self.key_prefix}o{n}",
             }
             while True:  # a key once sent is retried until answered, even after stop()
                 try:
@@ -73,6 +78,7 @@ class CheckoutLoad:
                     continue
                 if answer.status_code == 201:
                     self.accepted[key] = time.monotonic()
+                    self.redemptions[key] = answer.json()["redemption_id"]
                     break
                 if answer.status_code >= 500 and not _coded_503(answer):
                     self.errors.append(f"{answer.status_code} {answer.text[:200]}")
