@@ -125,6 +125,16 @@ class RetryingLoad:
             if at > since
         }
 
+    def longest_pause(self, since: float, until: float) -> float:
+        """The longest time any campaign (so any partition) went without an accepted
+        redemption between the two instants: what a rebalance costs checkout."""
+        times: dict[str, list[float]] = {code: [since, until] for code in self.codes}
+        for key, (_, at) in self.accepted.items():
+            if since < at < until:
+                n = int(key.removeprefix(self.key_prefix))
+                times[self.codes[n % len(self.codes)]].append(at)
+        return max(max(b - a for a, b in itertools.pairwise(sorted(t))) for t in times.values())
+
     def rate(self, since: float, until: float) -> float:
         """Redemptions accepted a second between the two instants (monotonic)."""
         done = sum(1 for _, at in self.accepted.values() if since <= at < until)
