@@ -26,7 +26,6 @@ check fails. About 5 minutes on 2 cores (`--down-s 10`).
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -68,8 +67,13 @@ RELAXED = {
 class Row:
     fault: str
     recovered_s: float | None = None
-    """From the fault's end to: every process ready, a redemption and an invoice through."""
+    """From the fault's end until all three below."""
     ready_s: float | None = None
+    """... until every process answers `/readyz` 200."""
+    accepted_s: float | None = None
+    """... until the first redemption accepted after it."""
+    ledger_s: float | None = None
+    """... until a paid invoice delivered from then on (retried until 2xx) is in the ledger."""
     note: str = ""
 
 
@@ -86,28 +90,49 @@ class Rig:
 
 
 async def recovered(rig: Rig, since: float, timeout_s: float) -> Row:
-    """Seconds from `since` until every process is ready, a redemption accepted after `since`
-    and a probe invoice delivered now is in the ledger."""
+    """The seconds from `since` (the fault's end) until every process is ready, a redemption
+    is accepted, and a paid invoice delivered from `since` on is in the ledger."""
     row = Row("")
     deadline = since + timeout_s
-    await rig.fleet.ready(timeout_s=timeout_s)
-    row.ready_s = time.monotonic() - since
-    async with httpx.AsyncClient(base_url=rig.webhooks.base_url, timeout=30) as http:
-        invoice = await asyncio.wait_for(rig.webhooks.deliver(http), deadline - time.monotonic())
-    conn = await asyncpg.connect(rig.settings.database_url)
-    try:
-        while not await conn.fetchval("SELECT 1 FROM ledger WHERE redemption_id = $1", invoice):
-            if time.monotonic() > deadline:
-                raise TimeoutError("the probe invoice never reached the ledger")
+
+    async def ready() -> None:
+        await rig.fleet.ready(timeout_s=timeout_s)
+        row.ready_s = time.monotonic() - since
+
+    async def accepted() -> None:
+        while True:
+            after = [at for load in rig.checkouts for at in load.accepted.values() if at > since]
+            if after:
+                row.accepted_s = min(after) - since
+                return
             await asyncio.sleep(0.1)
-    finally:
-        await conn.close()
-    while not any(at > since for load in rig.checkouts for at in load.accepted.values()):
-        if time.monotonic() > deadline:
-            raise TimeoutError("no redemption accepted after the fault")
-        await asyncio.sleep(0.1)
+
+    async def in_the_ledger() -> None:
+        async with httpx.AsyncClient(base_url=rig.webhooks.base_url, timeout=30) as http:
+            invoice = await rig.webhooks.deliver(http)
+        while True:
+            if await in_ledger(rig.settings.database_url, invoice):
+                row.ledger_s = time.monotonic() - since
+                return
+            await asyncio.sleep(0.2)
+
+    await asyncio.wait_for(
+        asyncio.gather(ready(), accepted(), in_the_ledger()), deadline - time.monotonic()
+    )
     row.recovered_s = time.monotonic() - since
     return row
+
+
+async def in_ledger(database_url: str, redemption_id: str) -> bool:
+    try:
+        conn = await asyncpg.connect(database_url)
+    except (OSError, asyncpg.PostgresError):
+        return False  # still starting
+    try:
+        query = "SELECT 1 FROM ledger WHERE redemption_id = $1"
+        return bool(await conn.fetchval(query, redemption_id))
+    finally:
+        await conn.close()
 
 
 def broker_pid(broker: LocalKafka) -> int:
@@ -136,14 +161,31 @@ async def crash_postgres(rig: Rig) -> float:
 
 
 async def fill_kafka_disk(rig: Rig) -> float:
+    """Take every free byte of the broker's tmpfs, 1 MiB at a time (one allocation of all of
+    it fails whole when the broker writes meanwhile), for `down_s`; then free it, and start
+    the broker again if it stopped on the failed log directory."""
     filler = rig.disk / "chaos-filler"
+    chunk = 1 << 20
+    with filler.open("wb") as out:
+        size = 0
+        while True:
+            try:
+                os.posix_fallocate(out.fileno(), size, chunk)
+            except OSError:
+                if chunk == 4096:
+                    break
+                chunk //= 2
+                continue
+            size += chunk
     free = os.statvfs(rig.disk)
-    with filler.open("wb") as out, contextlib.suppress(OSError):  # ENOSPC is what we want
-        os.posix_fallocate(out.fileno(), 0, free.f_bavail * free.f_frsize)
+    print(f"  filled {size >> 20} MiB; {free.f_bavail * free.f_frsize} bytes left", flush=True)
     await asyncio.sleep(rig.down_s)
     filler.unlink()
     freed = time.monotonic()
-    if not pid_alive(broker_pid(rig.broker)):  # it stopped on the failed log dir
+    if pid_alive(broker_pid(rig.broker)):
+        print("  the broker stayed up", flush=True)
+    else:  # it stops when its only log directory fails
+        print("  the broker had stopped: a supervisor starts it again", flush=True)
         await asyncio.to_thread(rig.broker.stop)
         await asyncio.to_thread(rig.broker.start)
     return freed
@@ -337,11 +379,14 @@ async def main(args: argparse.Namespace) -> int:
         await asyncio.to_thread(broker.stop)
         await asyncio.to_thread(database.stop)
         await asyncio.to_thread(subprocess.run, ["umount", disk], check=False)
-    print("\n| fault | recovered after | all processes ready after | note |\n|---|---|---|---|")
+    print(
+        "\n| fault | recovered after | all processes ready | a redemption accepted "
+        "| a paid invoice in the ledger | note |\n|---|---|---|---|---|---|"
+    )
     for r in rows:
-        recovered_s = f"{r.recovered_s:.1f} s" if r.recovered_s is not None else "-"
-        ready_s = f"{r.ready_s:.1f} s" if r.ready_s is not None else "-"
-        print(f"| {r.fault} | {recovered_s} | {ready_s} | {r.note} |")
+        cells = [r.recovered_s, r.ready_s, r.accepted_s, r.ledger_s]
+        shown = " | ".join(f"{c:.1f} s" if c is not None else "-" for c in cells)
+        print(f"| {r.fault} | {shown} | {r.note} |")
     print(f"\nlogs: {log_dir}; took {time.monotonic() - started:.0f} s")
     for problem in problems:
         print(f"PROBLEM: {problem}")
