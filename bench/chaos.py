@@ -9,6 +9,8 @@ keys; one capped at `--cap` redemptions) and from Stripe (paid invoices attribut
 campaign), all retrying with their idempotency keys (Stripe: its event ids) until answered,
 it injects in turn:
 * SIGKILL of each process, which a supervisor (this script, as systemd would) starts again;
+  then the decider again 3 s after its restart (while it rejoins and folds), and every
+  process at once;
 * SIGKILL of the Kafka broker, started again after `--down-s`;
 * a crash of PostgreSQL (`pg_ctl -m immediate`: no checkpoint, crash recovery at the next
   start), started again after `--down-s`;
@@ -71,7 +73,7 @@ class Row:
     ready_s: float | None = None
     """... until every process answers `/readyz` 200."""
     accepted_s: float | None = None
-    """... until the first redemption accepted after it."""
+    """... until a redemption sent from then on (retried until answered) is accepted."""
     ledger_s: float | None = None
     """... until a paid invoice delivered from then on (retried until 2xx) is in the ledger."""
     note: str = ""
@@ -84,6 +86,9 @@ class Rig:
     database: LocalPostgres
     settings: Settings
     checkouts: list[CheckoutLoad]
+    probes: CheckoutLoad
+    """One redemption sent after each fault, retried until answered: a new contact of the
+    per-contact campaign each time."""
     webhooks: WebhookLoad
     disk: Path
     down_s: float
@@ -91,7 +96,8 @@ class Rig:
 
 async def recovered(rig: Rig, since: float, timeout_s: float) -> Row:
     """The seconds from `since` (the fault's end) until every process is ready, a redemption
-    is accepted, and a paid invoice delivered from `since` on is in the ledger."""
+    sent from then on is accepted, and a paid invoice delivered from then on is in the
+    ledger."""
     row = Row("")
     deadline = since + timeout_s
 
@@ -100,12 +106,11 @@ async def recovered(rig: Rig, since: float, timeout_s: float) -> Row:
         row.ready_s = time.monotonic() - since
 
     async def accepted() -> None:
-        while True:
-            after = [at for load in rig.checkouts for at in load.accepted.values() if at > since]
-            if after:
-                row.accepted_s = min(after) - since
-                return
-            await asyncio.sleep(0.1)
+        auth = {"Authorization": f"Bearer {rig.probes.api_key}"}
+        async with httpx.AsyncClient(headers=auth, timeout=30) as http:
+            if await rig.probes.redeem_next(http) is None:
+                raise RuntimeError(f"the probe redemption was refused: {rig.probes.refused}")
+        row.accepted_s = time.monotonic() - since
 
     async def in_the_ledger() -> None:
         async with httpx.AsyncClient(base_url=rig.webhooks.base_url, timeout=30) as http:
@@ -142,6 +147,21 @@ def broker_pid(broker: LocalKafka) -> int:
 async def kill_process(rig: Rig, name: str) -> float:
     rig.fleet.kill(name)
     rig.fleet.start(name)  # a supervisor's restart (systemd's Restart=always)
+    return time.monotonic()
+
+
+async def kill_twice(rig: Rig, name: str) -> float:
+    """Killed again 3 s after its restart: while it joins its group and folds its log."""
+    await kill_process(rig, name)
+    await asyncio.sleep(3)
+    return await kill_process(rig, name)
+
+
+async def kill_every_process(rig: Rig) -> float:
+    for name in rig.fleet.members:
+        rig.fleet.kill(name)
+    for name in rig.fleet.members:
+        rig.fleet.start(name)
     return time.monotonic()
 
 
@@ -196,6 +216,8 @@ FAULTS: list[tuple[str, Callable[[Rig], Awaitable[float]]]] = [
     ("projector process SIGKILL", lambda rig: kill_process(rig, "projector")),
     ("Stripe translator process SIGKILL", lambda rig: kill_process(rig, "stripe")),
     ("API and campaign view process SIGKILL", lambda rig: kill_process(rig, "api")),
+    ("decider SIGKILL again 3 s after its restart", lambda rig: kill_twice(rig, "decider")),
+    ("every process SIGKILL at once", kill_every_process),
     ("Kafka SIGKILL, restarted", kill_kafka),
     ("PostgreSQL crash (immediate), restarted", crash_postgres),
     ("Kafka log dir full (ENOSPC)", fill_kafka_disk),
@@ -264,11 +286,16 @@ async def check(
     """Every guarantee after the run; the problems found."""
     per_contact, capped = rig.checkouts
     problems = [f"bare 5xx: {e}" for e in (per_contact.errors + capped.errors)[:5]]
+    problems += [f"probe: {e}" for e in rig.probes.errors[:5]]
     problems += [f"webhook: {e}" for e in rig.webhooks.errors[:5]]
     events = await audit.logged_events(rig.settings)
     await audit.projections_caught_up(rig.settings)
     checks = (
-        ("per-contact campaign", campaigns["CHAOS"], set(per_contact.redemptions.values())),
+        (
+            "per-contact campaign",
+            campaigns["CHAOS"],
+            {*per_contact.redemptions.values(), *rig.probes.redemptions.values()},
+        ),
         ("capped campaign", campaigns["CHAOSCAP"], set(capped.redemptions.values())),
         ("Stripe invoices", campaigns["CHAOSSTRIPE"], set(rig.webhooks.delivered.values())),
     )
@@ -288,7 +315,7 @@ async def check(
         )
     logged = audit.redeemed(events, campaigns["CHAOS"])
     problems += audit.per_contact_exact("per-contact campaign", logged, 1)
-    tried = {per_contact.contact_of(n) for n in range(per_contact._next)}
+    tried = {load.contact_of(n) for load in (per_contact, rig.probes) for n in range(load._next)}
     if {e.contact_id for e in logged} != tried:
         problems.append("per-contact campaign: a contact that tried has no redemption")
     if set(per_contact.refused.values()) - {"per_contact_limit"}:
@@ -363,7 +390,10 @@ async def main(args: argparse.Namespace) -> int:
                 CheckoutLoad(api, key, f"CHAOSCAP{tag}", 2, "cap-"),
             ]
             webhooks = WebhookLoad(api, SECRET, campaigns["CHAOSSTRIPE"], f"CHAOSSTRIPE{tag}")
-            rig = Rig(fleet, broker, database, settings, checkouts, webhooks, disk, args.down_s)
+            probes = CheckoutLoad(api, key, f"CHAOS{tag}", 1, "probe-", lambda n: f"probe{n}")
+            rig = Rig(
+                fleet, broker, database, settings, checkouts, probes, webhooks, disk, args.down_s
+            )
             running = [asyncio.create_task(c.run(10_000_000, 0.1)) for c in checkouts]
             running.append(asyncio.create_task(webhooks.run(0.2)))
             rows = await rehearse(rig, args)
