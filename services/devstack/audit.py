@@ -72,6 +72,26 @@ async def projections_caught_up(settings: Settings, timeout_s: float = 120) -> N
         await conn.close()
 
 
+async def stripe_handled(
+    settings: Settings, event_ids: Iterable[str], timeout_s: float = 120
+) -> None:
+    """Wait until the Stripe translator has handled every one of these Stripe events: its
+    commands are decided (and their events appended) before it records an event handled."""
+    wanted = list(event_ids)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        handled = 0
+        for _ in range(int(timeout_s / 0.2)):
+            query = "SELECT count(*) FROM stripe_events WHERE event_id = ANY($1::text[])"
+            handled = await conn.fetchval(query, wanted)
+            if handled == len(wanted):
+                return
+            await asyncio.sleep(0.2)
+        raise TimeoutError(f"the translator handled {handled} of {len(wanted)} Stripe events")
+    finally:
+        await conn.close()
+
+
 async def ledger_ids(settings: Settings, campaign_ids: Iterable[str]) -> list[str]:
     """The redemption ids of the ledger (the analysts' read model) for these campaigns."""
     conn = await asyncpg.connect(settings.database_url)
