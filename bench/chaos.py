@@ -16,7 +16,9 @@ it injects in turn:
   start), started again after `--down-s`;
 * Kafka's log directory full: a file takes every free byte of its tmpfs (the broker's disk
   budget, a real ENOSPC on every append and segment roll) for `--down-s`, then is deleted; a
-  broker that stopped on it is started again.
+  broker that stopped on it is started again;
+* the decider and the translator killed and restarted while Kafka is down, and the
+  projector while PostgreSQL is down (they start without their dependency).
 For each it prints the seconds from the fault's end (a process's restart, the dependency's
 return, the disk freed) until every process answers `/readyz` 200, a redemption sent after
 the fault is accepted, and a paid invoice delivered after it is in the ledger. Then it checks
@@ -211,6 +213,28 @@ async def fill_kafka_disk(rig: Rig) -> float:
     return freed
 
 
+async def kill_processes_while_kafka_is_down(rig: Rig) -> float:
+    """The decider and the translator killed and restarted while the broker is down: they
+    start without it, and must come back when it does."""
+    os.kill(broker_pid(rig.broker), signal.SIGKILL)
+    await asyncio.to_thread(rig.broker.stop)
+    await asyncio.sleep(rig.down_s / 2)
+    for name in ("decider", "stripe"):
+        await kill_process(rig, name)
+    await asyncio.sleep(rig.down_s / 2)
+    await asyncio.to_thread(rig.broker.start)
+    return time.monotonic()
+
+
+async def kill_projector_while_postgres_is_down(rig: Rig) -> float:
+    await asyncio.to_thread(rig.database.stop, "immediate")
+    await asyncio.sleep(rig.down_s / 2)
+    await kill_process(rig, "projector")
+    await asyncio.sleep(rig.down_s / 2)
+    await asyncio.to_thread(rig.database.start)
+    return time.monotonic()
+
+
 FAULTS: list[tuple[str, Callable[[Rig], Awaitable[float]]]] = [
     ("decider process SIGKILL", lambda rig: kill_process(rig, "decider")),
     ("projector process SIGKILL", lambda rig: kill_process(rig, "projector")),
@@ -221,6 +245,8 @@ FAULTS: list[tuple[str, Callable[[Rig], Awaitable[float]]]] = [
     ("Kafka SIGKILL, restarted", kill_kafka),
     ("PostgreSQL crash (immediate), restarted", crash_postgres),
     ("Kafka log dir full (ENOSPC)", fill_kafka_disk),
+    ("decider and translator SIGKILL while Kafka is down", kill_processes_while_kafka_is_down),
+    ("projector SIGKILL while PostgreSQL is down", kill_projector_while_postgres_is_down),
 ]
 
 
