@@ -47,7 +47,7 @@ bench: .venv/.synced  ## benchmarks: print figures (see bench/)
 outages: system .venv/.synced  ## Kafka and PostgreSQL stopped 60 s and 3 min under load; prints recovery times (~10 min)
 	$(PY) bench/outages.py
 
-chaos: system .venv/.synced  ## SIGKILL each component, restart Kafka and PostgreSQL, fill Kafka's disk, under load; checks every guarantee (~5 min, root for the tmpfs)
+chaos: system .venv/.synced  ## SIGKILL each component, restart Kafka and PostgreSQL, fill Kafka's disk, under load; checks every guarantee (5-7 min, root for the tmpfs)
 	$(PY) bench/chaos.py $(CHAOS_ARGS)
 
 replicas: system .venv/.synced  ## throughput with 1, 2, 3 replicas over 6 partitions; one killed under load (~4 min)

@@ -25,7 +25,7 @@ the fault is accepted, and a paid invoice delivered after it is in the ledger. T
 that every accepted redemption and delivered invoice is in the event log and in the ledger
 exactly once and nothing else is, that the caps held exactly, that each campaign view counts
 what the log holds, and that the read models equal a rebuild from the log. It exits 1 when a
-check fails. About 5 minutes on 2 cores (`--down-s 10`).
+check fails. 5 to 7½ minutes on 2 cores (`--down-s 10`).
 """
 
 import argparse
