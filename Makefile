@@ -2,7 +2,7 @@
 UV ?= uv
 PY := .venv/bin/python
 
-.PHONY: run test key lint format bench outages system clean
+.PHONY: run test key lint format bench outages chaos replicas system clean
 
 run: system .venv/.synced  ## start the service (local Kafka + PostgreSQL unless configured)
 	$(PY) -m services.coupons.cli run
@@ -48,3 +48,9 @@ bench: .venv/.synced  ## benchmarks: print figures (see bench/)
 
 outages: system .venv/.synced  ## Kafka and PostgreSQL stopped 60 s and 3 min under load; prints recovery times (~10 min)
 	$(PY) bench/outages.py
+
+chaos: system .venv/.synced  ## SIGKILL each component, restart Kafka and PostgreSQL, fill Kafka's disk, under load; checks every guarantee (5-7 min, root for the tmpfs)
+	$(PY) bench/chaos.py $(CHAOS_ARGS)
+
+replicas: system .venv/.synced  ## throughput with 1, 2, 3 replicas over 6 partitions; one killed under load (~4 min)
+	$(PY) bench/replicas.py $(REPLICAS_ARGS)

@@ -6,14 +6,17 @@ import contextlib
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from contracts.automations import DAY
 from contracts.topics import Topics, declare
 from projections import campaigns, contacts, ledger, usage
+from projections.db import DATABASE_UNAVAILABLE
 from projections.offsets import stored_offsets
 from projections.runner import Projection, ProjectionRunner
 from projections.watermarks import Watermarks
@@ -36,11 +39,13 @@ from services.coupons.stripe.client import client_for
 from services.coupons.stripe.consumer import StripeConsumer
 from services.coupons.stripe.mirror import MirrorRunner
 from services.coupons.stripe.sink import WebhookSink
-from services.coupons.supervise import STOP_TIMEOUT_S, Supervised
+from services.coupons.supervise import MAX_BACKOFF_S, STOP_TIMEOUT_S, Supervised
 from services.coupons.throttle import Throttle
 from services.coupons.writer.engine import Writers
 
 log = structlog.get_logger(__name__)
+
+_T = TypeVar("_T")
 
 PROJECTIONS = (
     Projection(campaigns.NAME, campaigns.apply),
@@ -121,20 +126,51 @@ def _collect_garbage_less_often() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+async def _once_reachable(dependency: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
+    """`attempt()`, tried again for as long as `dependency` is down. A process started during
+    an outage (by its supervisor after a crash, or by hand) comes up when the dependency does,
+    instead of exiting (`make chaos` found it exiting: "Application startup failed"). Any
+    other error (a wrong password, a mismatched topic layout) is raised at once."""
+    backoff = 0.5
+    while True:
+        try:
+            return await attempt()
+        except (KafkaError, *DATABASE_UNAVAILABLE) as error:
+            log.warning(
+                "runtime.waiting_for",
+                dependency=dependency,
+                error=f"{type(error).__name__}: {error}"[:300],
+                retry_in_s=backoff,
+            )
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+
+async def _migrated_pool(settings: Settings) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        settings.database_url, min_size=2, max_size=10, reset=_without_reset_query
+    )
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+    except BaseException:
+        pool.terminate()
+        raise
+    return pool
+
+
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Runtime]:
     """Start everything `settings.components` asks for; stop it all, in reverse, on exit."""
     topics = declare(settings.topic_prefix, settings.partitions)
     bootstrap = settings.kafka_bootstrap_servers
-    layout = await ensure_topics(bootstrap, topics, settings.replication_factor)
+    layout = await _once_reachable(
+        "kafka", lambda: ensure_topics(bootstrap, topics, settings.replication_factor)
+    )
     partitions = layout[topics.events.name]
     async with contextlib.AsyncExitStack() as stack:
-        pool = await asyncpg.create_pool(
-            settings.database_url, min_size=2, max_size=10, reset=_without_reset_query
-        )
+        pool = await _once_reachable("postgres", lambda: _migrated_pool(settings))
         stack.push_async_callback(_within, pool.close, "pool")
-        async with pool.acquire() as conn:
-            await migrate(conn)
         offsets = kafka.reader(bootstrap)
         await offsets.start()
         stack.push_async_callback(_within, offsets.stop, "offsets")

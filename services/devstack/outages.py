@@ -38,7 +38,12 @@ class CheckoutLoad:
     api_key: str
     code: str
     clients: int = 8
+    key_prefix: str = "outage-"
+    contact_of: Callable[[int], str] = lambda n: f"c{n}"
+    """The contact of the n-th key: its own by default; `lambda n: f"c{n // 2}"` makes every
+    contact try twice, with two keys, against a per-contact limit."""
     accepted: dict[str, float] = field(default_factory=dict)  # key -> when
+    redemptions: dict[str, str] = field(default_factory=dict)  # key -> redemption id
     refused: dict[str, str] = field(default_factory=dict)  # key -> error code
     errors: list[str] = field(default_factory=list)
     _next: int = 0
@@ -55,33 +60,40 @@ class CheckoutLoad:
 
     async def _client(self, http: httpx.AsyncClient, keys: int, pace_s: float) -> None:
         while not self._stop and self._next < keys:
-            n, self._next = self._next, self._next + 1
-            key = f"outage-{n}"
-            body = {
-                "code": self.code,
-                "customer": {"contact_id": f"c{n}"},
-                "cart": {"currency": "EUR", "amount": 2000},
-                "order_ref": f"o{n}",
-            }
-            while True:  # a key once sent is retried until answered, even after stop()
-                try:
-                    answer = await http.post(
-                        "/v1/redemptions", json=body, headers={"Idempotency-Key": key}
-                    )
-                except httpx.TransportError:
-                    await asyncio.sleep(0.5)
-                    continue
-                if answer.status_code == 201:
-                    self.accepted[key] = time.monotonic()
-                    break
-                if answer.status_code >= 500 and not _coded_503(answer):
-                    self.errors.append(f"{answer.status_code} {answer.text[:200]}")
-                if answer.status_code >= 500:
-                    await asyncio.sleep(0.5)
-                    continue
-                self.refused[key] = answer.json()["error"]["code"]
-                break
+            await self.redeem_next(http)
             await asyncio.sleep(pace_s)
+
+    async def redeem_next(self, http: httpx.AsyncClient) -> str | None:
+        """Redeem with the next key, retried until answered (even after `stop()`): the
+        redemption id if accepted. `http` carries the API key."""
+        n, self._next = self._next, self._next + 1
+        key = f"{self.key_prefix}{n}"
+        body = {
+            "code": self.code,
+            "customer": {"contact_id": self.contact_of(n)},
+            "cart": {"currency": "EUR", "amount": 2000},
+            "order_ref": f"{self.key_prefix}o{n}",
+        }
+        while True:
+            try:
+                answer = await http.post(
+                    f"{self.base_url}/v1/redemptions", json=body, headers={"Idempotency-Key": key}
+                )
+            except httpx.TransportError:
+                await asyncio.sleep(0.5)
+                continue
+            if answer.status_code == 201:
+                self.accepted[key] = time.monotonic()
+                found: str = answer.json()["redemption_id"]
+                self.redemptions[key] = found
+                return found
+            if answer.status_code >= 500 and not _coded_503(answer):
+                self.errors.append(f"{answer.status_code} {answer.text[:200]}")
+            if answer.status_code >= 500:
+                await asyncio.sleep(0.5)
+                continue
+            self.refused[key] = answer.json()["error"]["code"]
+            return None
 
 
 def _coded_503(answer: httpx.Response) -> bool:

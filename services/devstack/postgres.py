@@ -91,10 +91,12 @@ class LocalPostgres:
     def cancel(self) -> None:
         """Nothing to interrupt: every step of start() is bounded by its own timeout."""
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "fast") -> None:
+        """`mode` "immediate" stops it as a crash would (no checkpoint: the next start runs
+        crash recovery), for rehearsals of faults (`make chaos`)."""
         if self.is_running():
-            self._pg("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
-            log.info("PostgreSQL stopped")
+            self._pg("pg_ctl", "-D", self.data, "-m", mode, "-w", "stop")
+            log.info("PostgreSQL stopped", mode=mode)
 
     def stop_leftover(self) -> None:
         """A server left running by a crashed run is stopped; a stale postmaster.pid removed."""

@@ -55,10 +55,11 @@ def stack() -> Iterator[tuple[LocalKafka, LocalPostgres]]:
         database.stop()
 
 
-def serve(
+def spawn(
     broker: LocalKafka, database: LocalPostgres, log: Path
 ) -> tuple[subprocess.Popen[bytes], str, str]:
-    """`coupons serve` on the test's stack: the process, its topic prefix and its address."""
+    """`coupons serve` on the test's stack, started: the process, its topic prefix and its
+    address."""
     port = free_port()
     prefix = f"o{uuid.uuid4().hex[:8]}."
     env = {
@@ -69,8 +70,14 @@ def serve(
         "COUPONS_PORT": str(port),
         **RELAXED,
     }
-    process = coupons_process.serve(env, log)
-    base = f"http://127.0.0.1:{port}"
+    return coupons_process.serve(env, log), prefix, f"http://127.0.0.1:{port}"
+
+
+def serve(
+    broker: LocalKafka, database: LocalPostgres, log: Path
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """`coupons serve` on the test's stack, once ready."""
+    process, prefix, base = spawn(broker, database, log)
     coupons_process.wait_ready(process, base, log)
     return process, prefix, base
 
@@ -153,6 +160,44 @@ async def test_kafka_and_postgresql_outages_under_load(
         assert await counted() == (accepted, accepted)
         logged = await redeemed_in_the_log(broker.bootstrap_servers, prefix, campaign_id)
         assert logged == accepted
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) in (0, -15), "no graceful shutdown in 30 s"
+
+
+@pytest.mark.parametrize("dependency", ["kafka", "postgres"])
+def test_a_process_started_during_an_outage_comes_up_with_its_dependency(
+    stack: tuple[LocalKafka, LocalPostgres], tmp_path: Path, dependency: str
+) -> None:
+    """A supervisor restarting a crashed process during an outage, or a person starting it:
+    it waits for the dependency (saying so in its log) instead of exiting, and is ready soon
+    after the dependency returns (`make chaos` found it exiting)."""
+    broker, database = stack
+    down = broker if dependency == "kafka" else database
+    log = tmp_path / "service.log"
+    down.stop()
+    try:
+        process, _, base = spawn(broker, database, log)
+        waiting = f'"dependency": "{dependency}", "error"'
+        deadline = time.monotonic() + 60
+        while waiting not in log.read_text():
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        assert process.poll() is None, log.read_text()[-3000:]
+    finally:
+        down.start()
+    try:
+        deadline = time.monotonic() + RECOVERY_S
+        while True:
+            assert process.poll() is None, log.read_text()[-3000:]
+            try:
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.3)
     finally:
         process.terminate()
         assert process.wait(timeout=30) in (0, -15), "no graceful shutdown in 30 s"
