@@ -8,6 +8,7 @@ is counted once. The stack is the test's own, since it is stopped (longer outage
 import asyncio
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
