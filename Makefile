@@ -43,6 +43,7 @@ bench: .venv/.synced  ## benchmarks: print figures (see bench/)
 	$(PY) bench/stripe_bridge.py --runs 3
 	$(PY) bench/read_models.py --runs 3
 	$(PY) bench/contacts.py --runs 3
+	$(PY) bench/automations.py --runs 3
 
 outages: system .venv/.synced  ## Kafka and PostgreSQL stopped 60 s and 3 min under load; prints recovery times (~10 min)
 	$(PY) bench/outages.py
