@@ -16,6 +16,9 @@ COUPONS_PG_PORT, COUPONS_STATE_DIR).
    bench's consume time) - the event's append acknowledged, matched by contact id; the
    same against the record's Kafka timestamp (the decider's produce time, before its
    transaction commits) is printed too. Events lost = acknowledged events with no record.
+   Where the time goes: event -> the run claimed by the sender (`automation_runs.claimed_at`:
+   the contacts processor and the sender's queue), then claimed -> consumed (the
+   `DistributeCode` through the gateway and the decider, its transaction, the consumer).
 2. Broadcast: a static segment of N contact ids uploaded as CSV in chunks of 20,000 ids
    (under the 512 KiB body limit), then `POST /v1/broadcasts`; seconds from the request
    until `status == done` with every run `sent`.
@@ -99,7 +102,12 @@ async def until(check: Any, every_s: float = 0.2) -> None:
 
 
 async def trigger_latency(
-    args: argparse.Namespace, out: AIOKafkaProducer, topics: Topics, heard: Heard, run: int
+    args: argparse.Namespace,
+    out: AIOKafkaProducer,
+    topics: Topics,
+    heard: Heard,
+    db: str,
+    run: int,
 ) -> dict[str, Any]:
     acked: dict[str, tuple[float, float]] = {}  # contact -> (monotonic, epoch) acknowledged
     started = time.monotonic()
@@ -135,6 +143,12 @@ async def trigger_latency(
         await asyncio.sleep(0.2)
     consumed = [(heard.at[c][0] - t) * 1000 for c, (t, _) in acked.items() if c in heard.at]
     stamped = [(heard.at[c][1] - w) * 1000 for c, (_, w) in acked.items() if c in heard.at]
+    claimed = await claimed_at(db, f"t{run}-")
+    waited, sending = [], []  # event acknowledged -> run claimed by the sender -> consumed
+    for c, (t, w) in acked.items():
+        if c in heard.at and c in claimed:
+            waited.append((claimed[c] - w) * 1000)
+            sending.append((heard.at[c][0] - t - (claimed[c] - w)) * 1000)
     return {
         "events": n,
         "rate": n / produced_s,
@@ -142,7 +156,22 @@ async def trigger_latency(
         "lost": len(acked) - len(consumed),
         "consumed": consumed,
         "stamped": stamped,
+        "waited": waited,
+        "sending": sending,
     }
+
+
+async def claimed_at(db: str, prefix: str) -> dict[str, float]:
+    """When the sender claimed each run of the contacts named `prefix...` (epoch seconds)."""
+    conn = await asyncpg.connect(db)
+    try:
+        rows = await conn.fetch(
+            "SELECT contact_id, claimed_at FROM automation_runs WHERE starts_with(contact_id, $1)",
+            prefix,
+        )
+    finally:
+        await conn.close()
+    return {r["contact_id"]: r["claimed_at"].timestamp() for r in rows if r["claimed_at"]}
 
 
 async def broadcast(client: httpx.AsyncClient, size: int, run: int) -> dict[str, Any]:
@@ -269,7 +298,7 @@ async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
         await asyncio.sleep(2)  # the consumer has its partitions; the service its automations
         p99s, lost = [], 0
         for n in range(args.runs if args.seconds > 0 else 0):
-            found = await trigger_latency(args, out, topics, heard, n)
+            found = await trigger_latency(args, out, topics, heard, db, n)
             p99s.append(pct(found["consumed"], 0.99))
             lost += found["lost"]
             print(
@@ -277,6 +306,11 @@ async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
                 f" {args.automations} automations: {figures(found['consumed'])}"
                 f" (consumed); {figures(found['stamped'])} (Kafka timestamp);"
                 f" {found['sent']:,} sent of {found['events']:,}, {found['lost']} lost",
+                flush=True,
+            )
+            print(
+                f"  of which event -> run claimed by the sender: {figures(found['waited'])};"
+                f" claimed -> consumed: {figures(found['sending'])}",
                 flush=True,
             )
         if p99s:
