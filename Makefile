@@ -45,6 +45,7 @@ bench: .venv/.synced  ## benchmarks: print figures (see bench/)
 	$(PY) bench/read_models.py --runs 3
 	$(PY) bench/contacts.py --runs 3
 	$(PY) bench/dashboard.py
+	$(PY) bench/automations.py --runs 3
 
 outages: system .venv/.synced  ## Kafka and PostgreSQL stopped 60 s and 3 min under load; prints recovery times (~10 min)
 	$(PY) bench/outages.py

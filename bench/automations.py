@@ -1,0 +1,371 @@
+"""Automations (issue 19): trigger latency at a steady event rate, and a broadcast to a
+static segment. Prints figures; medians of --runs.
+
+    python bench/automations.py [--rate E] [--seconds S] [--automations A]
+                                [--broadcast N] [--runs R]
+
+A `coupons serve` process (components decider, projector, contacts; global cap off:
+COUPONS_AUTOMATION_CONTACT_CAP=0) runs against a local Kafka and PostgreSQL of its own
+(ports 30592/30932, state <state dir>/automations-bench, or COUPONS_KAFKA_PORT,
+COUPONS_PG_PORT, COUPONS_STATE_DIR).
+1. Trigger latency: A active automations, each on its own shared-code campaign, with an
+   event trigger on its own event type (every other one with a simple condition that holds).
+   E contact events a second for S seconds are produced straight to
+   `growthos.contact-events.v1`, each for a new contact, their types spread over the
+   automations. Latency = the `coupon.issued.v1` record consumed (read_committed, the
+   bench's consume time) - the event's append acknowledged, matched by contact id; the
+   same against the record's Kafka timestamp (the decider's produce time, before its
+   transaction commits) is printed too. Events lost = acknowledged events with no record.
+   Where the time goes: event -> the run claimed by the sender (`automation_runs.claimed_at`:
+   the contacts processor and the sender's queue), then claimed -> consumed (the
+   `DistributeCode` through the gateway and the decider, its transaction, the consumer).
+2. Broadcast: a static segment of N contact ids uploaded as CSV in chunks of 20,000 ids
+   (under the 512 KiB body limit), then `POST /v1/broadcasts`; seconds from the request
+   until `status == done` with every run `sent`.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from contracts.topics import Topics, declare
+from services.coupons.bus import kafka as bus
+from services.coupons.bus.topics import ensure_topics
+from services.coupons.store import api_keys
+from services.coupons.store.migrate import migrate
+from services.devstack.stack import default_state_dir, provisioned
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTITIONS = 6
+PORT = int(os.environ.get("COUPONS_PORT", "30599"))
+CHUNK = 20_000
+QUIET_S = 30.0
+"""After the last event, how long with no new `coupon.issued.v1` record before the rest
+count as lost."""
+
+
+def iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def figures(values: list[float]) -> str:
+    return " ".join(f"p{q} {pct(values, q / 100):.0f} ms" for q in (50, 95, 99))
+
+
+class Heard:
+    """Every `coupon.issued.v1` record consumed: contact id -> (consume time, monotonic;
+    the record's Kafka timestamp, epoch seconds)."""
+
+    def __init__(self, topics: Topics, kafka: str) -> None:
+        self.at: dict[str, tuple[float, float]] = {}
+        self._consumer: AIOKafkaConsumer = bus.reader(kafka)
+        self._topic = topics.issued.name
+
+    async def listen(self) -> None:
+        self._consumer.subscribe([self._topic])
+        await self._consumer.start()
+        try:
+            while True:
+                for records in (await self._consumer.getmany(timeout_ms=200)).values():
+                    now = time.monotonic()
+                    for r in records:
+                        contact = json.loads(r.value)["data"]["contact_id"]
+                        self.at.setdefault(contact, (now, r.timestamp / 1000))
+        finally:
+            await self._consumer.stop()
+
+
+async def until(check: Any, every_s: float = 0.2) -> None:
+    """Poll `check` (an async predicate) every `every_s` until it holds."""
+    done = False
+    while not done:
+        done = await check()
+        await asyncio.sleep(0 if done else every_s)
+
+
+async def trigger_latency(
+    args: argparse.Namespace,
+    out: AIOKafkaProducer,
+    topics: Topics,
+    heard: Heard,
+    db: str,
+    run: int,
+) -> dict[str, Any]:
+    acked: dict[str, tuple[float, float]] = {}  # contact -> (monotonic, epoch) acknowledged
+    started = time.monotonic()
+    n = 0
+    while time.monotonic() - started < args.seconds:
+        due = started + n / args.rate
+        if due > time.monotonic():
+            await asyncio.sleep(due - time.monotonic())
+        contact = f"t{run}-{n:07d}"
+        body = {
+            "id": f"e{run}-{n}",
+            "type": f"bench.event{n % args.automations}",
+            "contact_id": contact,
+            "occurred_at": iso(time.time()),
+            "traits": {"score": n % 100},
+        }
+        sent = await out.send(
+            topics.contact_events.name, json.dumps(body).encode(), key=contact.encode()
+        )
+        sent.add_done_callback(
+            lambda _f, c=contact: acked.__setitem__(c, (time.monotonic(), time.time()))
+        )
+        n += 1
+    await out.flush()
+    produced_s = time.monotonic() - started
+    last, count = time.monotonic(), -1
+    while time.monotonic() - last < QUIET_S:  # wait for every record, or a quiet spell
+        found = sum(1 for c in acked if c in heard.at)
+        if found == len(acked):
+            break
+        if found != count:
+            last, count = time.monotonic(), found
+        await asyncio.sleep(0.2)
+    consumed = [(heard.at[c][0] - t) * 1000 for c, (t, _) in acked.items() if c in heard.at]
+    stamped = [(heard.at[c][1] - w) * 1000 for c, (_, w) in acked.items() if c in heard.at]
+    claimed = await claimed_at(db, f"t{run}-")
+    waited, sending = [], []  # event acknowledged -> run claimed by the sender -> consumed
+    for c, (t, w) in acked.items():
+        if c in heard.at and c in claimed:
+            waited.append((claimed[c] - w) * 1000)
+            sending.append((heard.at[c][0] - t - (claimed[c] - w)) * 1000)
+    return {
+        "events": n,
+        "rate": n / produced_s,
+        "sent": len(consumed),
+        "lost": len(acked) - len(consumed),
+        "consumed": consumed,
+        "stamped": stamped,
+        "waited": waited,
+        "sending": sending,
+    }
+
+
+async def claimed_at(db: str, prefix: str) -> dict[str, float]:
+    """When the sender claimed each run of the contacts named `prefix...` (epoch seconds)."""
+    conn = await asyncpg.connect(db)
+    try:
+        rows = await conn.fetch(
+            "SELECT contact_id, claimed_at FROM automation_runs WHERE starts_with(contact_id, $1)",
+            prefix,
+        )
+    finally:
+        await conn.close()
+    return {r["contact_id"]: r["claimed_at"].timestamp() for r in rows if r["claimed_at"]}
+
+
+async def broadcast(client: httpx.AsyncClient, size: int, run: int) -> dict[str, Any]:
+    segment, code = f"bcast{run}", f"BCAST{run}"
+    (await client.post("/v1/campaigns", json=campaign_body(code))).raise_for_status()
+    static = {"id": segment, "name": segment, "kind": "static"}
+    (await client.post("/v1/segments", json=static)).raise_for_status()
+    started = time.monotonic()
+    added = 0
+    for first in range(0, size, CHUNK):
+        rows = "\n".join(f"b{run}-{i:07d}" for i in range(first, min(size, first + CHUNK)))
+        answer = await client.post(
+            f"/v1/segments/{segment}/members",
+            content=f"contact_id\n{rows}\n",
+            headers={"Content-Type": "text/csv"},
+        )
+        answer.raise_for_status()
+        added += answer.json()["added"]
+    uploaded_s = time.monotonic() - started
+    started = time.monotonic()
+    body = {"campaign_id": code.lower(), "segment_id": segment, "source_ref": "bench"}
+    answer = await client.post("/v1/broadcasts", json=body)
+    answer.raise_for_status()
+    path = f"/v1/broadcasts/{answer.json()['id']}"
+    state: dict[str, Any] = {}
+
+    async def done() -> bool:
+        state.update((await client.get(path)).json())
+        return bool(state["status"] == "done")
+
+    await until(done, 0.1)
+    return {
+        "added": added,
+        "uploaded_s": uploaded_s,
+        "seconds": time.monotonic() - started,
+        "total": state["total"],
+        "by_status": state["progress"]["by_status"],
+    }
+
+
+def campaign_body(code: str) -> dict[str, Any]:
+    return {
+        "id": code.lower(),
+        "name": f"Bench {code}",
+        "code": code,
+        "discount": {"kind": "amount", "amount_off": 500, "currency": "EUR"},
+    }
+
+
+async def define(client: httpx.AsyncClient, count: int) -> None:
+    """`count` shared-code campaigns, each with an active automation on its own event type;
+    every other one with a condition that holds for every bench event."""
+    for k in range(count):
+        code = f"AUTO{k:02d}"
+        (await client.post("/v1/campaigns", json=campaign_body(code))).raise_for_status()
+        automation = {
+            "id": f"bench-{k}",
+            "name": f"Bench {k}",
+            "campaign_id": code.lower(),
+            "trigger": {"kind": "event", "event_type": f"bench.event{k}"},
+            "channel": "sequence",
+            "source_ref": f"seq-{k}",
+            "status": "active",
+        }
+        if k % 2:
+            automation["condition"] = {">=": [{"var": "traits.score"}, 0]}
+        made = await client.post("/v1/automations", json=automation)
+        if made.status_code != 201:
+            raise RuntimeError(f"automation refused: {made.text}")
+
+
+async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
+    tag = uuid.uuid4().hex[:8]
+    admin = await asyncpg.connect(base_url)
+    await admin.execute(f'CREATE DATABASE "ab_{tag}"')
+    await admin.close()
+    db = base_url.rsplit("/", 1)[0] + f"/ab_{tag}"
+    prefix = f"ab{tag}."
+    topics = declare(prefix, PARTITIONS)
+    await ensure_topics(kafka, topics, 1)
+    conn = await asyncpg.connect(db)
+    await migrate(conn)
+    _, secret = await api_keys.create(conn, "bench", "admin")
+    await conn.close()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "DATABASE_URL": db,
+        "COUPONS_TOPIC_PREFIX": prefix,
+        "COUPONS_PARTITIONS": str(PARTITIONS),
+        "COUPONS_PORT": str(PORT),
+        "COUPONS_COMPONENTS": "decider,projector,contacts",
+        "COUPONS_AUTOMATION_CONTACT_CAP": "0",
+        "COUPONS_LOG_LEVEL": os.environ.get("COUPONS_LOG_LEVEL", "WARNING"),
+    }
+    log = Path(args.log).open("w") if args.log else subprocess.DEVNULL  # noqa: SIM115, ASYNC230
+    service = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is timed
+        [sys.executable, "-m", "services.coupons.cli", "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    client = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{PORT}",
+        timeout=120,
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    out = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=1)
+    heard = Heard(topics, kafka)
+    listening = asyncio.create_task(heard.listen())
+    try:
+        while True:
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if service.poll() is not None:
+                raise RuntimeError("the service stopped before it was ready")
+            await asyncio.sleep(0.5)
+        await out.start()
+        await define(client, args.automations)
+        await asyncio.sleep(2)  # the consumer has its partitions; the service its automations
+        p99s, lost = [], 0
+        for n in range(args.runs if args.seconds > 0 else 0):
+            found = await trigger_latency(args, out, topics, heard, db, n)
+            p99s.append(pct(found["consumed"], 0.99))
+            lost += found["lost"]
+            print(
+                f"trigger -> coupon.issued at {found['rate']:,.0f} events/s over"
+                f" {args.automations} automations: {figures(found['consumed'])}"
+                f" (consumed); {figures(found['stamped'])} (Kafka timestamp);"
+                f" {found['sent']:,} sent of {found['events']:,}, {found['lost']} lost",
+                flush=True,
+            )
+            print(
+                f"  of which event -> run claimed by the sender: {figures(found['waited'])};"
+                f" claimed -> consumed: {figures(found['sending'])}",
+                flush=True,
+            )
+        if p99s:
+            print(
+                f"trigger latency p99: {statistics.median(p99s):.0f} ms (median of"
+                f" {len(p99s)}; target <= 500 ms); events lost: {lost}",
+                flush=True,
+            )
+        seconds = []
+        for n in range(args.runs if args.broadcast > 0 else 0):
+            found = await broadcast(client, args.broadcast, n)
+            seconds.append(found["seconds"])
+            print(
+                f"broadcast to {found['total']:,} (uploaded {found['added']:,} in"
+                f" {found['uploaded_s']:.1f} s): done in {found['seconds']:.1f} s,"
+                f" {found['by_status']}",
+                flush=True,
+            )
+        if seconds:
+            print(
+                f"broadcast of {args.broadcast:,}: {statistics.median(seconds):.1f} s"
+                f" (median of {len(seconds)}; target <= 60 s)",
+                flush=True,
+            )
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+        await out.stop()
+        await client.aclose()
+        service.terminate()
+        service.wait(timeout=30)
+        if not isinstance(log, int):
+            log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--rate", type=int, default=1000, help="contact events a second")
+    parser.add_argument("--seconds", type=float, default=30, help="0: no latency phase")
+    parser.add_argument("--automations", type=int, default=20)
+    parser.add_argument("--broadcast", type=int, default=100_000, help="0: no broadcast")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--log", help="write the service's log lines to this file")
+    args = parser.parse_args()
+    state = Path(os.environ.get("COUPONS_STATE_DIR", default_state_dir() / "automations-bench"))
+    with provisioned(
+        state,
+        kafka_port=int(os.environ.get("COUPONS_KAFKA_PORT", "30592")),
+        pg_port=int(os.environ.get("COUPONS_PG_PORT", "30932")),
+        database="bench",
+    ) as found:
+        asyncio.run(run(args, found.kafka_bootstrap_servers, found.database_url))
+
+
+if __name__ == "__main__":
+    main()
