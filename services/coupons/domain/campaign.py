@@ -44,7 +44,7 @@ from contracts.events import (
 )
 from contracts.reasons import Reason
 from contracts.rules import Validity
-from services.coupons.domain import reserving
+from services.coupons.domain import reserving, stock
 from services.coupons.domain.campaign_state import Campaign as Campaign
 from services.coupons.domain.campaign_state import CodeChunk, Redemption
 from services.coupons.domain.refusals import SPENT_TOO_MUCH, priced, rejected
@@ -146,21 +146,8 @@ def _distribute(campaign: Campaign, command: DistributeCode, now: datetime) -> l
             source_ref=command.source_ref,
             expires_at=expires_at,
         ),
-        *_stock_after(campaign, command.contact_id, code),
+        *stock.codes_low_after(campaign, command.contact_id, code),
     ]
-
-
-def _stock_after(campaign: Campaign, contact_id: str, code: str) -> list[Event]:
-    """`CodesLow` when giving out `code` makes the unique codes left fall to the campaign's
-    `limits.codes_low_at`: once per crossing (a top-up raises the stock above it again)."""
-    low_at = campaign.limits.codes_low_at
-    if low_at is None or contact_id in campaign.holders or not campaign.is_unique(code):
-        return []
-    left = campaign.unique_left() - 1
-    if left != low_at:
-        return []
-    top_up = campaign.limits.codes_top_up
-    return [CodesLow(campaign_id=campaign.id, remaining=left, low_at=low_at, top_up=top_up)]
 
 
 def _change_status(campaign: Campaign, command: ChangeCampaignStatus) -> list[Event]:
