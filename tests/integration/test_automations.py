@@ -110,7 +110,9 @@ def test_an_event_trigger_with_a_condition_sends_one_code_to_the_matching_contac
     page = browser.get("/automations/trial-ending").text
     assert "<code>condition_false</code>" in page and "<code>TRIALX</code>" in page
     assert "seq-trial-end" in page and "No lift yet" in page
-    assert 'href="/automations/trial-ending"' in browser.get("/contacts/ann").text
+    contact_page = browser.get("/contacts/ann").text
+    assert 'href="/automations/trial-ending"' in contact_page
+    assert "engagement_score" in contact_page and "trial.will_end" in contact_page
 
     stats = client.get("/v1/automations/trial-ending/stats").json()
     assert stats["triggered"] == 2 and stats["by_status"] == {"sent": 1, "refused": 1}

@@ -1,5 +1,6 @@
 """The Jinja2 environment every page renders with."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,5 +50,13 @@ def detail(value: Any, prefix: str = "") -> str:
     return " · ".join(parts)
 
 
+def epoch(seconds: int | None) -> str:
+    """Epoch seconds as a UTC time."""
+    if seconds is None:
+        return "\N{EN DASH}"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 templates.env.filters["money"] = money
+templates.env.filters["epoch"] = epoch
 templates.env.filters["detail"] = detail

@@ -1,6 +1,7 @@
-"""A contact: the contact graph (codes received, redemptions, reversals, refunds), oldest
-first, from `projections.contacts.coupons` (the read model of
-`GET /v1/contacts/{id}/coupons`)."""
+"""A contact: its profile (traits, event facts, coupon facts) and current segments (as
+`GET /v1/contacts/{id}`), the contact graph (codes received, redemptions, reversals,
+refunds), oldest first, from `projections.contacts.coupons` (the read model of
+`GET /v1/contacts/{id}/coupons`), and its automation runs."""
 
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from projections import contacts
 from services.coupons.api.commands import runtime_of
 from services.coupons.automations import store as automation_store
+from services.coupons.contacts import store as contact_store
 from services.coupons.dashboard.session import SignedIn
 from services.coupons.dashboard.templating import render
 
@@ -32,6 +34,15 @@ async def contact_page(
     async with runtime_of(request).pool.acquire() as conn:
         rows = await contacts.coupons(conn, contact_id, SHOWN + 1)
         runs = await automation_store.history(conn, contact_id)
+        text = await conn.fetchval(
+            "SELECT profile::text FROM contact_profiles WHERE contact_id = $1", contact_id
+        )
+        segments = await conn.fetch(
+            """SELECT m.segment_id, s.name, m.version, m.since FROM segment_members m
+               LEFT JOIN segments s ON s.id = m.segment_id
+               WHERE m.contact_id = $1 ORDER BY m.segment_id""",
+            contact_id,
+        )
     return render(
         request,
         "contact.html",
@@ -40,4 +51,6 @@ async def contact_page(
         rows=rows[:SHOWN],
         more=len(rows) > SHOWN,
         runs=runs,
+        profile=None if text is None else contact_store.from_json(contact_id, text),
+        segments=segments,
     )
