@@ -1,6 +1,7 @@
 """Start-to-ready and memory against the length of the event log (issue 23, part 2).
 
     python bench/history.py [--events 1000000 5000000] [--before DIR]
+    python bench/history.py --in-process 200000
 
 Seeds a fresh event topic with N events produced directly (a campaign per partition, then
 redemptions spread over them, by 100,000 contacts, each with its own idempotency key), then
@@ -16,7 +17,9 @@ ignores the projections, which are not running) and times it from the process's 
   environment's interpreter): it folds from offset 0, as it did.
 
 Memory per million redemptions is (RSS with N events - RSS with none) / N * 1e6, each
-process holding its decider's state and its view. It provisions its own Kafka and PostgreSQL
+process holding its decider's state and its view. `--in-process N` measures only a decider's
+partition state, in this process, with tracemalloc: N redemptions folded (copy this file into
+another checkout to measure that one). It provisions its own Kafka and PostgreSQL
 on `COUPONS_KAFKA_PORT` / `COUPONS_PG_PORT` (19392 / 15632 by default; the service on
 `COUPONS_BENCH_PORT`, 18380) in `COUPONS_STATE_DIR`
 (a temporary directory by default). Too long for `make bench` (minutes per million events);
@@ -245,13 +248,44 @@ def measure(
     return rows
 
 
+def fold_memory(count: int) -> None:
+    """Bytes per redemption of a decider's partition state (campaign and memo), in process:
+    `count` redemptions folded, traced with tracemalloc (no Kafka: the events are decoded from
+    the same JSON the log holds)."""
+    import tracemalloc
+
+    from contracts.codec import EVENTS
+    from contracts.replies import EventPosition
+    from services.coupons.decider import CampaignAggregate
+    from services.coupons.writer.batch import PartitionState
+
+    campaign_id = campaigns()[0]
+    template = redemption_template(campaign_id)
+    state = PartitionState(CampaignAggregate(declare("bench.", PARTITIONS)))
+    state.apply(EVENTS.decode(defined(campaign_id)), EventPosition(partition=0, offset=0))
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for n in range(count):
+        value = template.format(n=n, contact=n % CONTACTS, uid=uuid.UUID(int=n + 1))
+        state.apply(EVENTS.decode(value.encode()), EventPosition(partition=0, offset=n + 1))
+    grown = tracemalloc.get_traced_memory()[0] - before
+    print(f"{count:,} redemptions of {CONTACTS:,} contacts folded: {grown / count:,.0f} bytes"
+          f" each ({grown / 2**20:,.0f} MiB), memo and campaign state")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--before", type=Path, help="a checkout of the code to compare with")
+    parser.add_argument(
+        "--in-process", type=int, metavar="N", help="only: a decider's bytes per redemption"
+    )
     args = parser.parse_args()
+    if args.in_process:
+        fold_memory(args.in_process)
+        return
     kafka_port = int(os.environ.get("COUPONS_KAFKA_PORT", "19392"))
     pg_port = int(os.environ.get("COUPONS_PG_PORT", "15632"))
     with tempfile.TemporaryDirectory(prefix="coupons-history-", dir="/var/tmp") as scratch:

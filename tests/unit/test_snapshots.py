@@ -92,7 +92,7 @@ def folded(events: list[Any]) -> PartitionState:
 async def test_a_snapshot_holds_what_was_committed_not_the_batch_decided_since() -> None:
     store, state = MemoryStore(), PartitionState(AGGREGATE)
     snapshots = Snapshots(store, TOPICS.events.name, VERSION, every=1)
-    snapshots.track(PARTITION, {}, 0, 0)
+    snapshots.track(PARTITION, {}, 0, 0, Memo(), 0)
     committed = decide(state, [define(), redeem(1), redeem(2)])
     events = appended(committed)
     for offset, envelope in enumerate(events):
@@ -151,7 +151,7 @@ async def test_outdated_corrupt_and_too_far_snapshots_are_skipped_for_an_earlier
 
     async def write(version: str, next_offset: int) -> Header:
         writer.version = version
-        writer.track(PARTITION, {}, 0, 0)
+        writer.track(PARTITION, {}, 0, 0, Memo(), 0)
         writer.committed(PARTITION, batch.states, 2, [next_offset - 1], state.memo, [])
         task = writer._tracked[PARTITION].writing
         assert task is not None
@@ -205,3 +205,21 @@ def test_a_key_past_the_window_is_a_new_request() -> None:
     assert [type(o) for o in past.outcomes] == [Decided]
     assert [type(e.data) for e in appended(past)] == [CodeRedeemed]
     assert len(state.memo) == 1  # only the new decision is remembered
+
+
+async def test_a_start_that_folded_as_many_events_as_between_snapshots_is_snapshotted() -> None:
+    """A log written before snapshots existed (or whose snapshots were unsound) is folded once:
+    the state loaded is stored at once, so the next start does not fold it again."""
+    store, state = MemoryStore(), PartitionState(AGGREGATE)
+    events = appended(decide(state, [define(), *[redeem(n) for n in range(9)]]))
+    loaded = folded(events)
+    snapshots = Snapshots(store, TOPICS.events.name, VERSION, every=10)
+    snapshots.track(PARTITION, loaded.states, 10, len(events), loaded.memo, folded=9)
+    assert snapshots._tracked[PARTITION].writing is None  # fewer than `every`
+    snapshots.track(PARTITION, loaded.states, 10, len(events), loaded.memo, folded=10)
+    writing = snapshots._tracked[PARTITION].writing
+    assert writing is not None
+    await writing
+    again = await Snapshots(store, TOPICS.events.name, VERSION).load(PARTITION, len(events))
+    assert again is not None and again.states == loaded.states
+    assert again.next_offset == len(events)

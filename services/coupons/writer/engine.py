@@ -349,7 +349,7 @@ class Writers:
         finally:
             await consumer.stop()
         if self._snapshots is not None:
-            self._snapshots.track(partition, state.states, state.consumed, end)
+            self._snapshots.track(partition, state.states, state.consumed, end, state.memo, folded)
         return state, folded
 
     def _fold(

@@ -140,9 +140,16 @@ class Snapshots:
                 raise CorruptSnapshot(f"{read} memo chunks of {header.memo_chunks}")
         return Loaded(states.finish(), buckets.finish(), header.consumed, header.next_offset)
 
-    def track(self, partition: int, states: dict[str, Any], consumed: int, at: int) -> None:
-        """Start tracking a partition just loaded: `states` folded up to offset `at`."""
-        self._tracked[partition] = _Tracked(dict(states), consumed, at)
+    def track(
+        self, partition: int, states: dict[str, Any], consumed: int, at: int, memo: Any, folded: int
+    ) -> None:
+        """Start tracking a partition just loaded: `states` and `memo` folded up to offset `at`
+        (all committed: read so). If that took `folded` events, as many as between two
+        snapshots, it is snapshotted now (the log was there before the snapshots, or none was
+        sound): the next start does not fold them again."""
+        tracked = self._tracked[partition] = _Tracked(dict(states), consumed, at)
+        if folded >= self._every:
+            self._start_writing(partition, tracked, memo.buckets())
 
     def committed(
         self,
@@ -169,14 +176,15 @@ class Snapshots:
         if tracked.since < self._every or tracked.writing is not None:
             return
         uncommitted = {slot for e in pending if (slot := slot_of(e)) is not None}
+        self._start_writing(partition, tracked, memo.buckets(without=uncommitted))
+
+    def _start_writing(
+        self, partition: int, tracked: _Tracked, buckets: dict[int, Map[Slot, Decided]]
+    ) -> None:
         tracked.since = 0
         tracked.writing = asyncio.create_task(
             self._write(
-                partition,
-                dict(tracked.states),
-                memo.buckets(without=uncommitted),
-                tracked.consumed,
-                tracked.next_offset,
+                partition, dict(tracked.states), buckets, tracked.consumed, tracked.next_offset
             )
         )
         tracked.writing.add_done_callback(lambda _: setattr(tracked, "writing", None))
