@@ -30,7 +30,7 @@ from services.coupons.domain.idempotency import Buckets, Decided, Slot
 
 FORMAT = 1
 """The chunk layout below; bump it when it changes."""
-CHUNK_ITEMS = 10_000
+CHUNK_ITEMS = 1_000
 """Items (states, map entries, memo keys) per chunk."""
 
 Kind = Literal["state", "memo"]
