@@ -155,6 +155,8 @@ class Writers:
             await self._release(list(self._writers))
             await producer.stop()
             outbox.close()
+            if self._snapshots is not None:
+                await self._snapshots.close()
 
     def _queue(
         self,
@@ -315,7 +317,7 @@ class Writers:
                 for producer in writer.producers:
                     await producer.stop()
             if self._snapshots is not None:
-                await self._snapshots.forget(p)
+                self._snapshots.forget(p)
 
     async def _load(self, partition: int) -> tuple[PartitionState, int]:
         """Fold event partition p from its last sound snapshot (else offset 0) to its last

@@ -102,6 +102,7 @@ class Snapshots:
         self.version = version
         self._every = every
         self._tracked: dict[int, _Tracked] = {}
+        self._writing: set[asyncio.Task[None]] = set()
 
     async def load(self, partition: int, end: int, *, memo: bool = True) -> Loaded | None:
         """The furthest sound snapshot of `partition` (whose log ends at `end`), or None."""
@@ -187,6 +188,8 @@ class Snapshots:
                 partition, dict(tracked.states), buckets, tracked.consumed, tracked.next_offset
             )
         )
+        self._writing.add(tracked.writing)
+        tracked.writing.add_done_callback(self._writing.discard)
         tracked.writing.add_done_callback(lambda _: setattr(tracked, "writing", None))
 
     async def _write(
@@ -229,9 +232,15 @@ class Snapshots:
             longest_chunk_ms=round(longest * 1000, 1),
         )
 
-    async def forget(self, partition: int) -> None:
-        """Stop tracking a partition given up; a snapshot being written is abandoned."""
-        tracked = self._tracked.pop(partition, None)
-        if tracked is not None and tracked.writing is not None:
-            tracked.writing.cancel()
-            await asyncio.gather(tracked.writing, return_exceptions=True)
+    def forget(self, partition: int) -> None:
+        """Stop tracking a partition given up. A snapshot being written is finished: it holds
+        committed events only, so it is sound whoever owns the partition next (a long first
+        fold that cost the group membership is then not folded again)."""
+        self._tracked.pop(partition, None)
+
+    async def close(self) -> None:
+        """Abandon the snapshots being written (their chunks, without a row, are never read)."""
+        writing = list(self._writing)
+        for task in writing:
+            task.cancel()
+        await asyncio.gather(*writing, return_exceptions=True)
