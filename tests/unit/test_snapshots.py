@@ -22,7 +22,7 @@ from services.coupons.writer.batch import (
     PartitionState,
 )
 from services.coupons.writer.snapshot_codec import Chunk, CorruptSnapshot, Kind
-from services.coupons.writer.snapshots import Header, Snapshots
+from services.coupons.writer.snapshots import Header, Snapshots, StoreUnavailable
 from tests.unit.test_writer_batch import (
     AGGREGATE,
     CAMPAIGN,
@@ -223,3 +223,14 @@ async def test_a_start_that_folded_as_many_events_as_between_snapshots_is_snapsh
     again = await Snapshots(store, TOPICS.events.name, VERSION).load(PARTITION, len(events))
     assert again is not None and again.states == loaded.states
     assert again.next_offset == len(events)
+
+
+async def test_an_unreachable_store_means_folding_the_log_not_waiting() -> None:
+    class Down(MemoryStore):
+        async def headers(self, topic: str, partition: int) -> list[Header]:
+            raise StoreUnavailable("connection refused")
+
+    with capture_logs() as logs:
+        loaded = await Snapshots(Down(), TOPICS.events.name, VERSION).load(PARTITION, end=10)
+    assert loaded is None
+    assert [e["event"] for e in logs] == ["snapshot.store_unavailable"]

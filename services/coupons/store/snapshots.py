@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
+from projections.db import DATABASE_UNAVAILABLE
 from services.coupons.writer.snapshot_codec import Chunk, Kind
-from services.coupons.writer.snapshots import Header
+from services.coupons.writer.snapshots import Header, StoreUnavailable
 
 KEEP = 2
 
@@ -92,6 +93,12 @@ class PostgresSnapshots:
 
     async def headers(self, topic: str, partition: int) -> list[Header]:
         """The partition's snapshots, the furthest first."""
+        try:
+            return await self._headers(topic, partition)
+        except DATABASE_UNAVAILABLE as error:
+            raise StoreUnavailable(repr(error)) from error
+
+    async def _headers(self, topic: str, partition: int) -> list[Header]:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 """SELECT id, next_offset, consumed, version, state_chunks, memo_chunks
@@ -104,12 +111,15 @@ class PostgresSnapshots:
 
     async def chunks(self, header: Header, kind: Kind) -> AsyncIterator[tuple[bytes, bytes]]:
         """A snapshot's chunks of one kind, in order, as (body, checksum); streamed."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            async for row in conn.cursor(
-                """SELECT body, checksum FROM state_snapshot_chunks
-                   WHERE snapshot_id = $1 AND kind = $2 ORDER BY seq""",
-                header.id,
-                kind,
-                prefetch=4,
-            ):
-                yield row["body"], row["checksum"]
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                async for row in conn.cursor(
+                    """SELECT body, checksum FROM state_snapshot_chunks
+                       WHERE snapshot_id = $1 AND kind = $2 ORDER BY seq""",
+                    header.id,
+                    kind,
+                    prefetch=4,
+                ):
+                    yield row["body"], row["checksum"]
+        except DATABASE_UNAVAILABLE as error:
+            raise StoreUnavailable(repr(error)) from error

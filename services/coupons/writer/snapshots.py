@@ -18,7 +18,8 @@ a decider must not stop deciding for it.
 **Trusted only if sound.** At start the furthest snapshot is taken unless its version is not
 this code's (`snapshot.outdated`), it stands past the log's end (the topic was recreated:
 `snapshot.ahead_of_log`) or a chunk is missing or does not match its checksum
-(`snapshot.corrupt`): then the one before it, else the log from offset 0.
+(`snapshot.corrupt`): then the one before it, else the log from offset 0. With the store
+unreachable (`snapshot.store_unavailable`) a start folds the log, as it did before snapshots.
 """
 
 import asyncio
@@ -39,6 +40,10 @@ log = structlog.get_logger(__name__)
 EVERY = 100_000
 """Events appended to a partition between two snapshots of it, by default
 (`COUPONS_SNAPSHOT_EVERY`)."""
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached now (PostgreSQL down): start from the log instead."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,15 @@ class Snapshots:
         self._writing: set[asyncio.Task[None]] = set()
 
     async def load(self, partition: int, end: int, *, memo: bool = True) -> Loaded | None:
-        """The furthest sound snapshot of `partition` (whose log ends at `end`), or None."""
+        """The furthest sound snapshot of `partition` (whose log ends at `end`), or None. With
+        the store unreachable, None at once: a start folds the log rather than wait for it."""
+        try:
+            return await self._furthest(partition, end, memo)
+        except StoreUnavailable as error:
+            log.warning("snapshot.store_unavailable", partition=partition, error=str(error))
+            return None
+
+    async def _furthest(self, partition: int, end: int, memo: bool) -> Loaded | None:
         for header in await self._store.headers(self._topic, partition):
             where = {"topic": self._topic, "partition": partition, "snapshot": header.id}
             if header.version != self.version:
