@@ -1,8 +1,9 @@
 """Every campaign's state in memory, folded from the event topic with the decider's own
 `evolve`: what validations read, so a validation touches neither PostgreSQL nor Kafka.
 
-The view reads committed events only, from the beginning of every partition, in each
-partition's order, so it holds exactly what the decider held some moments ago. A validation
+The view reads committed events only, in each partition's order, from the partition's last
+snapshot written by its decider (`writer.snapshots`: the campaigns only, not the memo) or from
+the beginning, so it holds exactly what the decider held some moments ago. A validation
 is advice (it changes nothing); the redemption is decided by the campaign's writer, against
 the state as of its own turn.
 
@@ -18,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.codec import EVENTS, MalformedMessage
 from contracts.envelope import Envelope
@@ -27,6 +28,7 @@ from contracts.topics import Topics
 from services.coupons import parked
 from services.coupons.bus import kafka
 from services.coupons.domain import campaign as aggregate
+from services.coupons.writer.snapshots import Snapshots
 
 log = structlog.get_logger(__name__)
 
@@ -48,8 +50,15 @@ class CampaignView:
     """Readers see the last view that caught up with the topic: after a restart the view is
     folded again aside and swapped in whole, so nobody sees a half-folded history."""
 
-    def __init__(self, bootstrap: str, topics: Topics, partitions: int) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        partitions: int,
+        snapshots: Snapshots | None = None,
+    ) -> None:
         self._bootstrap = bootstrap
+        self._snapshots = snapshots
         self._topic = topics.events.name
         self._partitions = partitions
         self._live = _Folded()
@@ -132,9 +141,10 @@ class CampaignView:
         try:
             tps = [TopicPartition(self._topic, p) for p in range(self._partitions)]
             consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
-            folding = _Folded()
+            folding, folded = _Folded(), 0
+            for tp in tps:
+                await self._start(consumer, folding, tp, ends[tp])
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for tp, records in batches.items():
@@ -142,6 +152,7 @@ class CampaignView:
                     for record in records:
                         if record.offset >= taken:
                             self._fold(folding, record.value)
+                            folded += 1
                     folding.last[tp.partition] = max(
                         records[-1].offset, folding.last.get(tp.partition, -1)
                     )
@@ -153,12 +164,29 @@ class CampaignView:
                     folding.next[tp.partition] >= ends[tp] for tp in tps
                 ):
                     self._live, self.caught_up = folding, True
-                    log.info("view.caught_up", campaigns=len(folding.campaigns))
+                    log.info("view.caught_up", campaigns=len(folding.campaigns), folded=folded)
                 if batches and folding is self._live:
                     async with self._advanced:
                         self._advanced.notify_all()
         finally:
             await consumer.stop()
+
+    async def _start(
+        self, consumer: AIOKafkaConsumer, folding: _Folded, tp: TopicPartition, end: int
+    ) -> None:
+        """Start a partition from its last sound snapshot, else from its beginning."""
+        loaded = None
+        if self._snapshots is not None:
+            loaded = await self._snapshots.load(tp.partition, end, memo=False)
+        if loaded is None:
+            await consumer.seek_to_beginning(tp)
+            return
+        for campaign in loaded.states.values():
+            _index_campaign(folding, campaign)
+        folding.campaigns.update(loaded.states)
+        folding.next[tp.partition] = loaded.next_offset
+        folding.last[tp.partition] = loaded.next_offset - 1
+        consumer.seek(tp, loaded.next_offset)
 
     @staticmethod
     def _fold(folding: _Folded, raw: bytes | None) -> None:
@@ -179,6 +207,15 @@ class CampaignView:
             return
         folding.campaigns[key] = folded
         _index_codes(folding, envelope)
+
+
+def _index_campaign(folding: _Folded, campaign: aggregate.Campaign) -> None:
+    """Index a campaign loaded whole (from a snapshot): its codes and live reservations."""
+    if campaign.code is not None:
+        folding.owners[campaign.code] = campaign.id
+    for chunk in campaign.chunks:
+        folding.owners.update(dict.fromkeys(chunk.codes, campaign.id))
+    folding.reservations.update(dict.fromkeys(campaign.holds.reservations, campaign.id))
 
 
 def _index_codes(folding: _Folded, envelope: Envelope[Event]) -> None:

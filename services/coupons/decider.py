@@ -12,17 +12,39 @@ from contracts.codec import COMMANDS, EVENTS
 from contracts.commands import Command
 from contracts.envelope import Envelope
 from contracts.events import CodeDistributed, CodeRedeemed, CodeReserved, CommandRejected, Event
+from contracts.money import AmountOff, PercentOff
 from contracts.public import CouponIssued
 from contracts.reasons import Reason
 from contracts.replies import Reply
+from contracts.rules import Duration, Eligibility, Limits, Validity
 from contracts.topics import Topics
 from services.coupons.domain import campaign, reservations, summary
-from services.coupons.domain.idempotency import campaign_refusal
+from services.coupons.domain.campaign_state import CodeChunk, Redemption
+from services.coupons.domain.idempotency import RETENTION_S, Decided, campaign_refusal
 from services.coupons.writer.aggregate import Announcement
 from services.coupons.writer.engine import REBIND_S, TakeCommitted, Writers, nowhere
+from services.coupons.writer.snapshot_codec import fingerprint
+from services.coupons.writer.snapshots import Snapshots
 from services.coupons.writer.timers import Timer
 
-__all__ = ["REBIND_S", "CampaignAggregate", "Decider"]
+__all__ = ["REBIND_S", "STATE_VERSION", "CampaignAggregate", "Decider"]
+
+STATE_VERSION = fingerprint(
+    campaign.Campaign,
+    Redemption,
+    CodeChunk,
+    reservations.Holds,
+    reservations.Reservation,
+    Decided,
+    PercentOff,
+    AmountOff,
+    Duration,
+    Validity,
+    Limits,
+    Eligibility,
+)
+"""The shape of a partition's state (campaigns and memo): a snapshot written by code whose
+state types differ from these is not trusted (`writer.snapshots`)."""
 
 
 class CampaignAggregate:
@@ -93,7 +115,18 @@ def Decider(
     partitions: int,
     answer_here: Callable[[Reply], bool] = lambda _: False,
     fold_here: TakeCommitted = nowhere,
+    snapshots: Snapshots | None = None,
+    memo_window_s: float = RETENTION_S,
 ) -> Writers:
     """The writers of the campaign command partitions this process is assigned."""
     aggregate = CampaignAggregate(topics)
-    return Writers(aggregate, bootstrap, topics, partitions, answer_here, fold_here)
+    return Writers(
+        aggregate,
+        bootstrap,
+        topics,
+        partitions,
+        answer_here,
+        fold_here,
+        snapshots=snapshots,
+        memo_window_s=memo_window_s,
+    )

@@ -32,9 +32,10 @@ from services.coupons.code_batches import CodeBatchRunner
 from services.coupons.code_stock import code_stock
 from services.coupons.contacts import components as contact_components
 from services.coupons.contacts.ingest import ContactIngest
-from services.coupons.decider import Decider
+from services.coupons.decider import STATE_VERSION, Decider
 from services.coupons.settings import Settings
 from services.coupons.store.migrate import migrate
+from services.coupons.store.snapshots import PostgresSnapshots
 from services.coupons.stripe.client import client_for
 from services.coupons.stripe.consumer import StripeConsumer
 from services.coupons.stripe.mirror import MirrorRunner
@@ -42,6 +43,7 @@ from services.coupons.stripe.sink import WebhookSink
 from services.coupons.supervise import MAX_BACKOFF_S, STOP_TIMEOUT_S, Supervised
 from services.coupons.throttle import Throttle
 from services.coupons.writer.engine import Writers
+from services.coupons.writer.snapshots import Snapshots
 
 log = structlog.get_logger(__name__)
 
@@ -188,7 +190,10 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         )
         await stripe_sink.start()
         stack.push_async_callback(_within, stripe_sink.stop, "stripe_sink")
-        view = CampaignView(bootstrap, topics, partitions)
+        snapshots = PostgresSnapshots(pool)
+        view = CampaignView(
+            bootstrap, topics, partitions, Snapshots(snapshots, topics.events.name, STATE_VERSION)
+        )
         throttle = Throttle(settings.guessing_limits, pool, settings.database_url)
         components = [
             Supervised("campaign-view", view.run),
@@ -196,7 +201,15 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         ]
         decider = None
         if "decider" in settings.components:
-            decider = Decider(bootstrap, topics, partitions, gateway.answer, view.take_committed)
+            decider = Decider(
+                bootstrap,
+                topics,
+                partitions,
+                gateway.answer,
+                view.take_committed,
+                Snapshots(snapshots, topics.events.name, STATE_VERSION, settings.snapshot_every),
+                settings.idempotency_window_s,
+            )
             components.append(Supervised("decider", decider.run))
         if "projector" in settings.components:
             runner = ProjectionRunner(PROJECTIONS, bootstrap, topics, pool)

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     automation_cap_days: int = Field(
         30, ge=1, le=365, validation_alias="COUPONS_AUTOMATION_CAP_DAYS"
     )
+    snapshot_every: int = Field(100_000, ge=1, validation_alias="COUPONS_SNAPSHOT_EVERY")
+    """Events appended to a partition between two snapshots of its state."""
+    idempotency_window_s: float = Field(
+        86_400.0, ge=1, le=30 * 86_400, validation_alias="COUPONS_IDEMPOTENCY_WINDOW_S"
+    )
+    """How long an idempotency key is remembered (then a reused key is a new request)."""
     log_level: str = Field("INFO", validation_alias="COUPONS_LOG_LEVEL")
     log_format: Literal["json", "console"] | None = Field(
         None, validation_alias="COUPONS_LOG_FORMAT"

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 COMMANDS = 400
 
 
-def start_decider(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def start_decider(settings: Settings, log: Path, **extra: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
@@ -45,6 +45,7 @@ def start_decider(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "COUPONS_PARTITIONS": str(settings.partitions),
         "COUPONS_COMPONENTS": "decider",
         "COUPONS_PORT": "0",
+        **extra,
     }
     with log.open("a") as out:
         return subprocess.Popen(

@@ -7,6 +7,7 @@ its partition, so they hold exactly under any concurrency. Usage lives in persis
 on every event.
 """
 
+import sys
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -338,14 +339,15 @@ def evolve(campaign: Campaign | None, event: Event, occurred_at: datetime) -> Ca
             counted = replace(campaign, distributed=campaign.distributed + 1)
             if not campaign.is_unique(event.code) or event.code in campaign.holder_of:
                 return counted  # the shared code, or a unique code its holder got again
+            code, contact = sys.intern(event.code), sys.intern(event.contact_id)
             return replace(
                 counted,
-                holder_of=campaign.holder_of.set(event.code, event.contact_id),
+                holder_of=campaign.holder_of.set(code, contact),
                 handed_out=campaign.handed_out + 1,
-                holders=campaign.holders.set(event.contact_id, event.code),
+                holders=campaign.holders.set(contact, code),
             )
         case CodeRedeemed():
-            done = Redemption(event.contact_id, event.code, event.discount)
+            done = Redemption(sys.intern(event.contact_id), sys.intern(event.code), event.discount)
             if event.reservation_id is not None:  # held until now: counted once
                 campaign = reserving.held_no_more(campaign, event.reservation_id)
             return _use(campaign, event.redemption_id, done, +1)

@@ -14,8 +14,12 @@ from services.coupons.domain import eligibility as checks
 from services.coupons.domain.reservations import Holds, WithHolds
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Redemption:
+    """One redemption in a campaign's ledger (kept for reversals and refunds). Slotted, and its
+    contact and code strings interned by `evolve`, shared with the per-contact and per-code
+    counts: memory per redemption is docs/performance.md's "Memory per redemption"."""
+
     contact_id: str
     code: str
     discount: int
@@ -24,7 +28,7 @@ class Redemption:
     refunded: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CodeChunk:
     """Unique codes added together, in the order they are handed out. Chunks are never
     changed, so adding one to a campaign with a million codes copies nothing."""

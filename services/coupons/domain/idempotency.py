@@ -1,18 +1,32 @@
-"""The idempotency memo: what each (campaign, idempotency key) was answered.
+"""The idempotency memo: what each (campaign, idempotency key) was answered, for a window.
 
-A command whose key was decided before gets that first outcome back, whatever the state is
-now; the same key with a different request is a client error. The memo is a fold over the
-event log (every event carries its command's key and request hash), so it survives restarts
-exactly like the aggregate state. It is mutable on purpose: it grows with every command, and
-copying it per event would make a rebuild quadratic.
+A command whose key was decided within the window gets that first outcome back, whatever the
+state is now; the same key with a different request is a client error. Past the window
+(`RETENTION_S`, 24 h by default, as Stripe keeps its keys) the key is forgotten and a command
+carrying it is a new request, decided against the state as it is then: a redemption's id is
+derived from its key, so a redemption retried a day later is refused as `redemption_exists`
+by the campaign's own ledger (kept for ever), never counted twice.
+
+The memo is a fold over the event log (every event carries its command's key and request
+hash), so it survives restarts exactly like the aggregate state. Decisions are kept in
+buckets of a 24th of the window by the time they were decided; a whole bucket is dropped once
+it is older than the window, so a key is remembered for at least the window and at most a
+24th longer, and memory is bounded by the keys of one window. Each bucket is a persistent map
+(`immutables.Map`): a snapshot takes the memo as it stands without copying it.
+
+An entry is compact (measured: docs/performance.md, "Memory per redemption"): the slot is a
+16-byte digest of (campaign, key), the request hash 16 bytes, the event positions flat ints.
 """
 
+import bisect
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Literal
 
+from immutables import Map
 from pydantic import BaseModel
 
 from contracts.envelope import Envelope
@@ -20,16 +34,42 @@ from contracts.events import CommandRejected
 from contracts.reasons import Reason
 from contracts.replies import EventPosition
 
-Slot = tuple[str, str]
+RETENTION_S = 24 * 3600.0
+"""How long a decided key is remembered by default (`COUPONS_IDEMPOTENCY_WINDOW_S`)."""
+BUCKETS_PER_WINDOW = 24
+
+Slot = bytes
+Buckets = Mapping[int, Map[Slot, "Decided"]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decided:
-    request_hash: str
-    outcome: Literal["accepted", "rejected"]
-    reason: Reason | None = None
-    detail: str | None = None
-    events: tuple[EventPosition, ...] = ()
+    """A decision: the request's hash (16 bytes), its refusal if refused, and where its events
+    are in the log, flat: partition, offset, partition, offset..."""
+
+    request_hash: bytes
+    refused: tuple[Reason, str] | None = None
+    positions: tuple[int, ...] = ()
+
+    @property
+    def outcome(self) -> Literal["accepted", "rejected"]:
+        return "accepted" if self.refused is None else "rejected"
+
+    @property
+    def reason(self) -> Reason | None:
+        return None if self.refused is None else self.refused[0]
+
+    @property
+    def detail(self) -> str | None:
+        return None if self.refused is None else self.refused[1]
+
+    @property
+    def events(self) -> tuple[EventPosition, ...]:
+        pairs = zip(self.positions[::2], self.positions[1::2], strict=True)
+        return tuple(EventPosition(partition=p, offset=o) for p, o in pairs)
+
+    def at(self, position: EventPosition) -> "Decided":
+        return replace(self, positions=(*self.positions, position.partition, position.offset))
 
 
 class KeyReused(Exception):
@@ -51,58 +91,105 @@ def request_hash(command: BaseModel) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _slot(envelope: Envelope[Any]) -> Slot | None:
+def _short(digest: str) -> bytes:
+    """The first 16 bytes of a request hash: enough to tell two requests apart."""
+    return bytes.fromhex(digest[:32])
+
+
+def slot_of(envelope: Envelope[Any]) -> Slot | None:
+    """Where the memo keeps the decision of this command (or of the command of this event)."""
     if envelope.idempotency_key is None:
         return None
-    return (envelope.key, envelope.idempotency_key)
-
-
-def _decided(
-    digest: str, refused: tuple[Reason, str] | None, events: tuple[EventPosition, ...]
-) -> Decided:
-    if refused is not None:
-        return Decided(digest, "rejected", refused[0], refused[1], events)
-    return Decided(digest, "accepted", events=events)
+    pair = f"{envelope.key}\x00{envelope.idempotency_key}".encode()
+    return hashlib.blake2b(pair, digest_size=16).digest()
 
 
 class Memo:
-    def __init__(self, refusal: Refusal = campaign_refusal) -> None:
-        self._decided: dict[Slot, Decided] = {}
+    def __init__(self, refusal: Refusal = campaign_refusal, window_s: float = RETENTION_S) -> None:
         self._refusal = refusal
+        self.window_s = window_s
+        self._bucket_s = window_s / BUCKETS_PER_WINDOW
+        self._buckets: dict[int, Map[Slot, Decided]] = {}
+        self._order: list[int] = []  # bucket numbers, oldest first
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._buckets.values())
+
+    def _find(self, slot: Slot) -> tuple[int, Decided] | tuple[None, None]:
+        for number in reversed(self._order):
+            found = self._buckets[number].get(slot)
+            if found is not None:
+                return number, found
+        return None, None
+
+    def _put(self, number: int, slot: Slot, decided: Decided) -> None:
+        bucket = self._buckets.get(number)
+        if bucket is None:
+            bucket = Map()
+            bisect.insort(self._order, number)
+        self._buckets[number] = bucket.set(slot, decided)
+
+    def _number(self, at: datetime) -> int:
+        return int(at.timestamp() // self._bucket_s)
 
     def get(self, command: Envelope[Any]) -> Decided | None:
-        slot = _slot(command)
-        return None if slot is None else self._decided.get(slot)
+        slot = slot_of(command)
+        return None if slot is None else self._find(slot)[1]
 
     def recall(self, command: Envelope[Any], digest: str) -> Decided | None:
         """The first outcome for this command's key; raises `KeyReused` on a different body.
         `digest` is the command's `request_hash`, computed once by the caller."""
         prior = self.get(command)
-        if prior is not None and prior.request_hash != digest:
+        if prior is not None and prior.request_hash != _short(digest):
             raise KeyReused(command.idempotency_key)
         return prior
 
-    def begin(self, command: Envelope[Any], digest: str, events: list[Any]) -> None:
-        """Remember a decision as soon as it is made, so a retry in the same batch sees it;
-        `place` adds each event's position once the log has acknowledged it."""
-        slot = _slot(command)
+    def begin(self, command: Envelope[Any], digest: str, events: list[Any], at: datetime) -> None:
+        """Remember a decision made at `at` as soon as it is made, so a retry in the same batch
+        sees it; `place` adds each event's position once the log has acknowledged it."""
+        slot = slot_of(command)
         if slot is not None:
-            refused = (self._refusal(e) for e in events)
-            self._decided[slot] = _decided(digest, next((r for r in refused if r), None), ())
+            refused = next((r for r in map(self._refusal, events) if r), None)
+            self._put(self._number(at), slot, Decided(_short(digest), refused))
 
     def place(self, event: Envelope[Any], position: EventPosition) -> None:
-        slot = _slot(event)
-        if slot is not None and slot in self._decided:
-            earlier = self._decided[slot]
-            self._decided[slot] = replace(earlier, events=(*earlier.events, position))
+        slot = slot_of(event)
+        if slot is None:
+            return
+        number, earlier = self._find(slot)
+        if number is not None and earlier is not None:
+            self._put(number, slot, earlier.at(position))
 
     def replay(self, event: Envelope[Any], position: EventPosition) -> None:
         """Fold one event read back from the log."""
-        slot, digest = _slot(event), event.request_hash
+        slot, digest = slot_of(event), event.request_hash
         if slot is None or digest is None:
             return
-        earlier = self._decided.get(slot)
-        if earlier is not None and earlier.request_hash == digest:
-            self._decided[slot] = replace(earlier, events=(*earlier.events, position))
+        number, earlier = self._find(slot)
+        if number is not None and earlier is not None and earlier.request_hash == _short(digest):
+            self._put(number, slot, earlier.at(position))
         else:
-            self._decided[slot] = _decided(digest, self._refusal(event.data), (position,))
+            decided = Decided(_short(digest), self._refusal(event.data))
+            self._put(self._number(event.occurred_at), slot, decided.at(position))
+
+    def expire(self, now: datetime) -> int:
+        """Forget the buckets decided before the window; returns how many keys went."""
+        oldest = self._number(now) - BUCKETS_PER_WINDOW
+        forgotten = 0
+        while self._order and self._order[0] < oldest:
+            forgotten += len(self._buckets.pop(self._order.pop(0)))
+        return forgotten
+
+    def buckets(self, without: Iterable[Slot] = ()) -> dict[int, Map[Slot, Decided]]:
+        """The memo as it stands (persistent maps, not copied), less the slots `without`."""
+        taken = dict(self._buckets)
+        for slot in without:
+            number, _ = self._find(slot)
+            if number is not None:
+                taken[number] = taken[number].delete(slot)
+        return taken
+
+    def restore(self, buckets: Buckets) -> None:
+        """Start from buckets a snapshot kept."""
+        self._buckets = dict(buckets)
+        self._order = sorted(self._buckets)

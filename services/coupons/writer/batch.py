@@ -14,7 +14,7 @@ a value it cannot handle) is refused as `unprocessable` and parked, and the stat
 it was (the decision and its fold are made aside and taken only whole).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -30,7 +30,7 @@ from contracts.topics import Topics
 from services.coupons import parked
 from services.coupons.bus import kafka, local_sockets
 from services.coupons.bus.dead_letters import dead_letter_headers, origin_headers
-from services.coupons.domain.idempotency import KeyReused, Memo, request_hash
+from services.coupons.domain.idempotency import RETENTION_S, KeyReused, Memo, request_hash
 from services.coupons.writer.aggregate import Aggregate
 
 log = structlog.get_logger(__name__)
@@ -42,16 +42,17 @@ MAX_BATCH = 500
 @dataclass
 class PartitionState:
     """Everything the writer of one partition knows, folded from its event partition: each
-    aggregate instance's state by key, the idempotency memo, and the next command offset to
-    decide, as the events checkpointed it."""
+    aggregate instance's state by key, the idempotency memo (keys kept for `memo_window_s`),
+    and the next command offset to decide, as the events checkpointed it."""
 
     aggregate: Aggregate
     states: dict[str, Any] = field(default_factory=dict)
     memo: Memo = field(default_factory=Memo)
     consumed: int = 0
+    memo_window_s: float = RETENTION_S
 
     def __post_init__(self) -> None:
-        self.memo = Memo(self.aggregate.refusal)
+        self.memo = Memo(self.aggregate.refusal, self.memo_window_s)
 
     def apply(self, event: Envelope[Any], position: EventPosition) -> None:
         """Fold an event read back from the log; the memo first, so a command whose event
@@ -136,6 +137,11 @@ class Batch:
         changed = {send.event.key for send in self.sends if send.event is not None}
         self.states = {key: state.states[key] for key in changed if key in state.states}
 
+    def remembered(self) -> Iterator[Envelope[Any]]:
+        """Envelopes whose keys its decisions put in the memo: its commands, its events."""
+        yield from (o.command for o in self.outcomes if isinstance(o, Decided))
+        yield from (send.event for send in self.sends if send.event is not None)
+
     def last_fetched(self) -> ConsumerRecord[Any, Any] | None:
         """The batch's last record of the commands topic, if any: its checkpoint."""
         fetched = (r for r in reversed(self.records) if isinstance(r, ConsumerRecord))
@@ -157,6 +163,8 @@ class Decisions:
         """Decide `records`, in order, into `batch`, each against the state the ones before
         it left; returns the keys of the commands decided."""
         keys = set()
+        if records:
+            state.memo.expire(self.now())
         for record in records:
             batch.records.append(record)
             command = self._read(record, batch, partition)
@@ -198,7 +206,7 @@ class Decisions:
             reason = Reason.UNPROCESSABLE.value
             self._park(record, batch, partition, reason, repr(error), handed_too=True)
             parked.PARKED[self.aggregate.name, reason] += 1
-        state.memo.begin(command, digest, events)
+        state.memo.begin(command, digest, events, now)
         if after is not None:
             state.states[command.key] = after
         for envelope in envelopes:

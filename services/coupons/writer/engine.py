@@ -4,7 +4,8 @@ For every batch of commands on partition p it decides each one against the state
 event partition p (`batch`), then appends the events to event partition p in ONE Kafka
 transaction (`transactions`). A crash anywhere before the commit leaves no trace; after it,
 everything is there. On assignment, p's two transactional producers fence any zombie writer
-of p, then the state and the consumed offset are folded from the log.
+of p, then the state and the consumed offset are loaded from p's last snapshot and the events
+after it folded (`snapshots`; from offset 0 without one).
 
 A batch takes commands from two places: the commands topic, and the local socket at which the
 owner of p listens for gateways of its own host (`bus.local_sockets`), who send their commands
@@ -39,6 +40,7 @@ from contracts.topics import Topics
 from projections.offsets import raise_rebalance_error
 from services.coupons import parked
 from services.coupons.bus import local_sockets
+from services.coupons.domain.idempotency import RETENTION_S
 from services.coupons.writer import kafka_private, transactions
 from services.coupons.writer.aggregate import Aggregate
 from services.coupons.writer.batch import (
@@ -51,6 +53,7 @@ from services.coupons.writer.batch import (
 )
 from services.coupons.writer.clients import Clients, KafkaClients
 from services.coupons.writer.replies import Replies
+from services.coupons.writer.snapshots import Snapshots
 from services.coupons.writer.transactions import Writer
 
 log = structlog.get_logger(__name__)
@@ -85,12 +88,16 @@ class Writers:
         role: str = "decider",
         clients: Clients | None = None,
         clock: Callable[[], datetime] = utc_now,
+        snapshots: Snapshots | None = None,
+        memo_window_s: float = RETENTION_S,
     ) -> None:
         """`answer_here` resolves a wait of this process's gateway for a reply, if it has one:
         then the reply is not sent to the replies topic. `fold_here` takes each committed
         transaction into this process's view. `role` names the consumer group and the
         transactional ids (`<commands topic>.<role>`, `...p<p>`, `...p<p>.b`). `clients`
-        and `clock` are Kafka's and the wall clock unless a test passes its fakes."""
+        and `clock` are Kafka's and the wall clock unless a test passes its fakes.
+        `snapshots` start a partition from its last snapshot and write new ones
+        (`writer.snapshots`); `memo_window_s` is how long an idempotency key is remembered."""
         kafka_private.retry_concurrent_transactions_quickly()
         self._aggregate = aggregate
         self._bootstrap = bootstrap
@@ -107,6 +114,8 @@ class Writers:
         self._replies: Replies | None = None  # one per run: a restart makes another
         self._consumer: AIOKafkaConsumer | None = None
         self._handed: asyncio.Future[None] | None = None  # resolved when a command is handed
+        self._snapshots = snapshots
+        self._memo_window_s = memo_window_s
 
     @property
     def ready(self) -> bool:
@@ -156,6 +165,8 @@ class Writers:
             await self._release(list(self._writers))
             await producer.stop()
             outbox.close()
+            if self._snapshots is not None:
+                await self._snapshots.close()
 
     def _queue(
         self,
@@ -249,6 +260,16 @@ class Writers:
     async def _commit(self, writer: Writer, batch: Batch) -> None:
         """Commit the batch, hand its events to this process's view, then answer."""
         appended = await transactions.commit(writer, batch, self._group)
+        if self._snapshots is not None:
+            last = batch.last_fetched()
+            self._snapshots.committed(
+                writer.partition,
+                batch.states,
+                None if last is None else last.offset + 1,
+                [offset for _, offset in appended],
+                writer.state.memo,
+                writer.decided.remembered(),
+            )
         if appended:
             offsets = (appended[0][1], appended[-1][1])
             events = [envelope for envelope, _ in appended]
@@ -268,7 +289,7 @@ class Writers:
             try:
                 for producer in pair:
                     await producer.start()  # init_transactions: fences the previous writer of p
-                state = await self._load(p)
+                state, folded = await self._load(p)
                 tp = TopicPartition(self._topics.commands.name, p)
                 start = max(state.consumed, await self._consumer.committed(tp) or 0)
             except BaseException:
@@ -288,6 +309,7 @@ class Writers:
                 partition=p,
                 states=len(state.states),
                 offset=start,
+                folded=folded,
             )
 
     async def _release(self, partitions: list[int]) -> None:
@@ -304,26 +326,43 @@ class Writers:
                     await asyncio.gather(writer.begun, return_exceptions=True)
                 for producer in writer.producers:
                     await producer.stop()
+            if self._snapshots is not None:
+                self._snapshots.forget(p)
 
-    async def _load(self, partition: int) -> PartitionState:
-        """Fold event partition p from offset 0 to its last committed record. An event that
+    async def _load(self, partition: int) -> tuple[PartitionState, int]:
+        """Fold event partition p from its last sound snapshot (else offset 0) to its last
+        committed record; returns the state and how many events were folded. An event that
         cannot be read or folded is skipped, logged and counted (docs/architecture.md,
         "Parked messages"), never a crash loop."""
-        state = PartitionState(self._aggregate)
+        state = PartitionState(self._aggregate, memo_window_s=self._memo_window_s)
         tp = TopicPartition(self._topics.events.name, partition)
         consumer = self._clients.reader()
         await consumer.start()
+        folded = 0
         try:
             consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
             end = (await consumer.end_offsets([tp]))[tp]
+            snapshot = None
+            if self._snapshots is not None:
+                snapshot = await self._snapshots.load(partition, end)
+            if snapshot is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                state.states, state.consumed = snapshot.states, snapshot.consumed
+                state.memo.restore(snapshot.memo)
+                consumer.seek(tp, snapshot.next_offset)
             while await consumer.position(tp) < end:
                 for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
                     state.consumed = max(state.consumed, transactions.checkpoint_of(record.headers))
                     self._fold(state, partition, record)
+                    folded += 1
+                state.memo.expire(self._clock())  # a long fold keeps only a window's keys
+            state.memo.expire(self._clock())
         finally:
             await consumer.stop()
-        return state
+        if self._snapshots is not None:
+            self._snapshots.track(partition, state.states, state.consumed, end, state.memo, folded)
+        return state, folded
 
     def _fold(
         self, state: PartitionState, partition: int, record: ConsumerRecord[Any, Any]

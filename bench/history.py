@@ -1,0 +1,330 @@
+"""Start-to-ready and memory against the length of the event log (issue 23, part 2).
+
+    python bench/history.py [--events 1000000 5000000] [--before DIR]
+    python bench/history.py --in-process 200000
+
+Seeds a fresh event topic with N events produced directly (a campaign per partition, then
+redemptions spread over them, by 100,000 contacts, each with its own idempotency key), then
+starts the service (`COUPONS_COMPONENTS=decider`: the decider and the campaign view; readiness
+ignores the projections, which are not running) and times it from the process's start to
+`/readyz` answering 200, and reads its resident memory (VmRSS) once ready:
+
+* `after, first`: this code on a log it never snapshotted: it folds from offset 0 (and writes
+  a snapshot of each partition once loaded);
+* `after, restart`: this code again, once those snapshots are written: it folds only what
+  follows them (nothing here);
+* `before` (with `--before DIR`, a checkout of the code to compare with, run with this
+  environment's interpreter): it folds from offset 0, as it did.
+
+Memory per million redemptions is (RSS with N events - RSS with none) / N * 1e6, each
+process holding its decider's state and its view. `--in-process N` measures only a decider's
+partition state, in this process, with tracemalloc: N redemptions folded (copy this file into
+another checkout to measure that one). It provisions its own Kafka and PostgreSQL
+on `COUPONS_KAFKA_PORT` / `COUPONS_PG_PORT` (19392 / 15632 by default; the service on
+`COUPONS_BENCH_PORT`, 18380) in `COUPONS_STATE_DIR`
+(a temporary directory by default). Too long for `make bench` (minutes per million events);
+figures in docs/performance.md, "Start-up against the log's length".
+"""
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from contracts.commands import DefineCampaign  # noqa: E402
+from contracts.envelope import Envelope  # noqa: E402
+from contracts.events import CodeRedeemed  # noqa: E402
+from contracts.money import AmountOff  # noqa: E402
+from contracts.rules import Limits  # noqa: E402
+from contracts.topics import declare  # noqa: E402
+from services.coupons.bus import kafka  # noqa: E402
+from services.coupons.bus.topics import ensure_topics  # noqa: E402
+from services.coupons.domain import campaign  # noqa: E402
+from services.devstack.stack import provisioned  # noqa: E402
+
+PARTITIONS = 6
+SNAPSHOT_EVERY = 100_000  # the default: a partition of a million-event log has more
+CONTACTS = 100_000
+PORT = int(os.environ.get("COUPONS_BENCH_PORT", "18380"))
+
+
+def campaigns() -> dict[int, str]:
+    """A campaign id for each partition."""
+    found: dict[int, str] = {}
+    i = 0
+    while len(found) < PARTITIONS:
+        key = f"bench-{i}"
+        found.setdefault(kafka.partition_for(key, PARTITIONS), key)
+        i += 1
+    return found
+
+
+def redemption_template(campaign_id: str) -> str:
+    """A CodeRedeemed event's JSON with `{n}`, `{contact}` and `{uid}` to fill in."""
+    data = CodeRedeemed(
+        campaign_id=campaign_id,
+        redemption_id="RID",
+        code="BENCH",
+        contact_id="CONTACT",
+        order_ref="ORDER",
+        currency="EUR",
+        amount=2000,
+        discount=500,
+        total=1500,
+    )
+    envelope = Envelope[CodeRedeemed](
+        id=uuid.UUID(int=0),
+        key=campaign_id,
+        correlation_id="CORR",
+        idempotency_key="IKEY",
+        request_hash="f" * 64,
+        actor="bench",
+        data=data,
+    )
+    text = envelope.model_dump_json().replace("{", "{{").replace("}", "}}")
+    for marker, field in (
+        ("00000000-0000-0000-0000-000000000000", "{uid}"),
+        ('"RID"', '"r{n}"'),
+        ('"CONTACT"', '"c{contact}"'),
+        ('"ORDER"', '"o{n}"'),
+        ('"CORR"', '"x{n}"'),
+        ('"IKEY"', '"k{n}"'),
+        ("f" * 64, "{n:064x}"),
+    ):
+        text = text.replace(marker, field)
+    return text
+
+
+def defined(campaign_id: str) -> bytes:
+    command = DefineCampaign(
+        campaign_id=campaign_id,
+        name=campaign_id,
+        code="BENCH",
+        discount=AmountOff(amount_off=500, currency="EUR"),
+        limits=Limits(per_contact=None),
+    )
+    [event] = campaign.decide(None, command, datetime.now(UTC))
+    return Envelope(key=campaign_id, correlation_id="define", data=event).to_bytes()
+
+
+async def seed(bootstrap: str, prefix: str, count: int) -> float:
+    """Produce `count` events (a definition per partition, then redemptions); seconds taken."""
+    topics = declare(prefix, PARTITIONS)
+    await ensure_topics(bootstrap, topics, 1)
+    started = time.monotonic()
+    owners = campaigns()
+    producer = kafka.producer(bootstrap)
+    await producer.start()
+    try:
+        for p, campaign_id in owners.items():
+            await producer.send_and_wait(topics.events.name, defined(campaign_id), partition=p)
+        templates = {p: redemption_template(c) for p, c in owners.items()}
+        pending = []
+        for n in range(count - PARTITIONS):
+            p = n % PARTITIONS
+            value = templates[p].format(n=n, contact=n % CONTACTS, uid=uuid.UUID(int=n + 1))
+            pending.append(await producer.send(topics.events.name, value.encode(), partition=p))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.monotonic() - started
+
+
+def ready() -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/readyz", timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+class Service:
+    def __init__(self, tree: Path, env: dict[str, str], log: Path) -> None:
+        self.started = time.monotonic()
+        with log.open("a") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.coupons.cli", "serve"],
+                cwd=tree,
+                env={**env, "PYTHONPATH": str(tree)},
+                stdout=out,
+                stderr=out,
+            )
+
+    def until_ready(self, limit_s: float = 3600) -> float:
+        while not ready():
+            if self.process.poll() is not None:
+                raise SystemExit(f"the service exited with {self.process.returncode}")
+            if time.monotonic() - self.started > limit_s:
+                raise SystemExit(f"not ready after {limit_s} s")
+            time.sleep(0.1)
+        return time.monotonic() - self.started
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+async def snapshotted(database_url: str, prefix: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        found: int = await conn.fetchval(
+            "SELECT count(DISTINCT partition) FROM state_snapshots WHERE topic = $1",
+            declare(prefix, PARTITIONS).events.name,
+        )
+        return found
+    finally:
+        await conn.close()
+
+
+async def fresh_database(admin_url: str) -> str:
+    name = f"history_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def runs(before: Path | None) -> Iterator[tuple[str, Path]]:
+    if before is not None:
+        yield "before", before
+    yield "after", ROOT
+
+
+def measure(
+    label: str, tree: Path, env: dict[str, str], prefix: str, count: int, log: Path
+) -> list[str]:
+    """Start the service on `prefix`'s log; for this code, once more from its snapshots."""
+    database_url = asyncio.run(fresh_database(env["DATABASE_URL"]))
+    env = {**env, "DATABASE_URL": database_url, "COUPONS_TOPIC_PREFIX": prefix}
+    rows = []
+    service = Service(tree, env, log)
+    try:
+        seconds = service.until_ready()
+        rows.append(f"{label}{', first' if label == 'after' else ''}\t{seconds:.1f}\t"
+                    f"{rss_mib(service.process.pid):.0f}")  # fmt: skip
+        if label == "after" and count // PARTITIONS >= SNAPSHOT_EVERY:
+            while asyncio.run(snapshotted(database_url, prefix)) < PARTITIONS:
+                time.sleep(1)  # the snapshots written after loading, then a restart
+    finally:
+        service.stop()
+    if label == "after":
+        service = Service(tree, env, log)
+        try:
+            seconds = service.until_ready()
+            rows.append(f"after, restart\t{seconds:.1f}\t{rss_mib(service.process.pid):.0f}")
+        finally:
+            service.stop()
+    return rows
+
+
+def fold_memory(count: int) -> None:
+    """Bytes per redemption of a decider's partition state (campaign and memo), in process:
+    `count` redemptions folded, traced with tracemalloc (no Kafka: the events are decoded from
+    the same JSON the log holds)."""
+    import tracemalloc
+
+    from contracts.codec import EVENTS
+    from contracts.replies import EventPosition
+    from services.coupons.decider import CampaignAggregate
+    from services.coupons.writer.batch import PartitionState
+
+    campaign_id = campaigns()[0]
+    template = redemption_template(campaign_id)
+    state = PartitionState(CampaignAggregate(declare("bench.", PARTITIONS)))
+    state.apply(EVENTS.decode(defined(campaign_id)), EventPosition(partition=0, offset=0))
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for n in range(count):
+        value = template.format(n=n, contact=n % CONTACTS, uid=uuid.UUID(int=n + 1))
+        state.apply(EVENTS.decode(value.encode()), EventPosition(partition=0, offset=n + 1))
+    grown = tracemalloc.get_traced_memory()[0] - before
+    print(f"{count:,} redemptions of {CONTACTS:,} contacts folded: {grown / count:,.0f} bytes"
+          f" each ({grown / 2**20:,.0f} MiB), memo and campaign state")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument("--before", type=Path, help="a checkout of the code to compare with")
+    parser.add_argument(
+        "--in-process", type=int, metavar="N", help="only: a decider's bytes per redemption"
+    )
+    args = parser.parse_args()
+    if args.in_process:
+        fold_memory(args.in_process)
+        return
+    kafka_port = int(os.environ.get("COUPONS_KAFKA_PORT", "19392"))
+    pg_port = int(os.environ.get("COUPONS_PG_PORT", "15632"))
+    with tempfile.TemporaryDirectory(prefix="coupons-history-", dir="/var/tmp") as scratch:
+        os.chmod(scratch, 0o755)  # the postgres user must reach its data directory
+        state = Path(os.environ.get("COUPONS_STATE_DIR") or f"{scratch}/state")
+        log = Path(scratch) / "service.log"
+        clean = {k: v for k, v in os.environ.items()
+                 if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}  # fmt: skip
+        with provisioned(state, kafka_port=kafka_port, pg_port=pg_port, env=clean) as ends:
+            env = {
+                **clean,
+                "KAFKA_BOOTSTRAP_SERVERS": ends.kafka_bootstrap_servers,
+                "DATABASE_URL": ends.database_url,
+                "COUPONS_PORT": str(PORT),
+                "COUPONS_PARTITIONS": str(PARTITIONS),
+                "COUPONS_COMPONENTS": "decider",
+                "COUPONS_READY_MAX_LAG": str(10**15),
+                "COUPONS_LOG_LEVEL": "WARNING",
+                "COUPONS_SNAPSHOT_EVERY": str(SNAPSHOT_EVERY),
+            }
+            print(f"load average before: {os.getloadavg()}")
+            print("events\trun\tready s\tRSS MiB")
+            empty: dict[str, float] = {}
+            for count in [PARTITIONS, *args.events]:
+                prefix = f"h{uuid.uuid4().hex[:6]}."
+                took = asyncio.run(seed(ends.kafka_bootstrap_servers, prefix, count))
+                print(f"# seeded {count:,} events in {took:.0f} s", flush=True)
+                for label, tree in runs(args.before):
+                    for row in measure(label, tree, env, prefix, count, log):
+                        print(f"{count:,}\t{row}", flush=True)
+                        rss = float(row.split("\t")[-1])
+                        run = row.split("\t")[0]
+                        if count == PARTITIONS:
+                            empty[run] = rss
+                        elif run in empty:
+                            per_million = (rss - empty[run]) / (count - PARTITIONS) * 1e6
+                            print(f"#   {run}: {per_million:,.0f} MiB per million redemptions")
+            print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Snapshots of a writer's partition state, so a start folds only the events that follow.
+
+**Never ahead of the log.** The writer's live state runs ahead of the log by the batch it is
+deciding (`batch`), so it is not what is snapshotted. After each commit the tracker takes the
+states the batch changed as they stood when it was sealed (committed now, immutable) into a
+shadow of the committed states, and the committed command offset and event offset with them.
+A snapshot is that shadow, and the memo less the keys of the batch decided since (its buckets
+are persistent maps: taking them copies nothing). So it holds exactly the events before its
+`next_offset`, all committed: a writer killed at any point after it resumes from it and folds
+the rest, and one killed while writing it leaves chunks without a row, never read.
+
+**Off the hot path.** One snapshot per partition is written at a time, every `every` events
+appended, by a task of its own; it encodes one chunk at a time (`snapshot_codec`) and awaits
+the store between chunks, so the decisions go on meanwhile. A snapshot that cannot be written
+(PostgreSQL away) is logged and tried again after as many events: it is an optimisation, and
+a decider must not stop deciding for it.
+
+**Trusted only if sound.** At start the furthest snapshot is taken unless its version is not
+this code's (`snapshot.outdated`), it stands past the log's end (the topic was recreated:
+`snapshot.ahead_of_log`) or a chunk is missing or does not match its checksum
+(`snapshot.corrupt`): then the one before it, else the log from offset 0. With the store
+unreachable (`snapshot.store_unavailable`) a start folds the log, as it did before snapshots.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+from immutables import Map
+
+from services.coupons.domain.idempotency import Decided, Slot, slot_of
+from services.coupons.writer import snapshot_codec
+from services.coupons.writer.snapshot_codec import Chunk, CorruptSnapshot, Kind
+
+log = structlog.get_logger(__name__)
+
+EVERY = 100_000
+"""Events appended to a partition between two snapshots of it, by default
+(`COUPONS_SNAPSHOT_EVERY`)."""
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached now (PostgreSQL down): start from the log instead."""
+
+
+@dataclass(frozen=True)
+class Header:
+    id: int
+    next_offset: int
+    consumed: int
+    version: str
+    state_chunks: int
+    memo_chunks: int
+
+
+class Store(Protocol):
+    async def save(
+        self,
+        topic: str,
+        partition: int,
+        next_offset: int,
+        consumed: int,
+        version: str,
+        chunks: AsyncIterator[Chunk],
+    ) -> Header: ...
+
+    async def headers(self, topic: str, partition: int) -> list[Header]:
+        """The partition's snapshots, the furthest first."""
+        ...
+
+    def chunks(self, header: Header, kind: Kind) -> AsyncIterator[tuple[bytes, bytes]]:
+        """A snapshot's chunks of one kind, in order, as (body, checksum)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A snapshot read back: the events before `next_offset` folded."""
+
+    states: dict[str, Any]
+    memo: dict[int, Map[Slot, Decided]]
+    consumed: int
+    next_offset: int
+
+
+@dataclass
+class _Tracked:
+    """What of a partition is committed, as of its last commit."""
+
+    states: dict[str, Any]
+    consumed: int
+    next_offset: int
+    since: int = 0  # events appended since the last snapshot (or the load)
+    writing: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class Snapshots:
+    """The snapshots of one event topic's partitions, read and written by the version
+    `version` of the state's code."""
+
+    def __init__(self, store: Store, topic: str, version: str, every: int = EVERY) -> None:
+        self._store = store
+        self._topic = topic
+        self.version = version
+        self._every = every
+        self._tracked: dict[int, _Tracked] = {}
+        self._writing: set[asyncio.Task[None]] = set()
+
+    async def load(self, partition: int, end: int, *, memo: bool = True) -> Loaded | None:
+        """The furthest sound snapshot of `partition` (whose log ends at `end`), or None. With
+        the store unreachable, None at once: a start folds the log rather than wait for it."""
+        try:
+            return await self._furthest(partition, end, memo)
+        except StoreUnavailable as error:
+            log.warning("snapshot.store_unavailable", partition=partition, error=str(error))
+            return None
+
+    async def _furthest(self, partition: int, end: int, memo: bool) -> Loaded | None:
+        for header in await self._store.headers(self._topic, partition):
+            where = {"topic": self._topic, "partition": partition, "snapshot": header.id}
+            if header.version != self.version:
+                log.warning("snapshot.outdated", **where, version=header.version)
+                continue
+            if header.next_offset > end:
+                log.warning("snapshot.ahead_of_log", **where, at=header.next_offset, end=end)
+                continue
+            try:
+                loaded = await self._read(header, memo)
+            except CorruptSnapshot as error:
+                log.error("snapshot.corrupt", **where, error=str(error))
+                continue
+            log.info("snapshot.loaded", **where, next_offset=header.next_offset)
+            return loaded
+        return None
+
+    async def _read(self, header: Header, memo: bool) -> Loaded:
+        states = snapshot_codec.StatesDecoder()
+        read = 0
+        async for body, checksum in self._store.chunks(header, "state"):
+            states.feed(body, checksum)
+            read += 1
+        if read != header.state_chunks:
+            raise CorruptSnapshot(f"{read} state chunks of {header.state_chunks}")
+        buckets = snapshot_codec.MemoDecoder()
+        if memo:
+            read = 0
+            async for body, checksum in self._store.chunks(header, "memo"):
+                buckets.feed(body, checksum)
+                read += 1
+            if read != header.memo_chunks:
+                raise CorruptSnapshot(f"{read} memo chunks of {header.memo_chunks}")
+        return Loaded(states.finish(), buckets.finish(), header.consumed, header.next_offset)
+
+    def track(
+        self, partition: int, states: dict[str, Any], consumed: int, at: int, memo: Any, folded: int
+    ) -> None:
+        """Start tracking a partition just loaded: `states` and `memo` folded up to offset `at`
+        (all committed: read so). If that took `folded` events, as many as between two
+        snapshots, it is snapshotted now (the log was there before the snapshots, or none was
+        sound): the next start does not fold them again."""
+        tracked = self._tracked[partition] = _Tracked(dict(states), consumed, at)
+        if folded >= self._every:
+            self._start_writing(partition, tracked, memo.buckets())
+
+    def committed(
+        self,
+        partition: int,
+        changed: dict[str, Any],
+        consumed: int | None,
+        appended: list[int],
+        memo: Any,
+        pending: Iterable[Any],
+    ) -> None:
+        """A batch of `partition` committed: the states it changed, as of its end; the command
+        offset it consumed up to (None: no command of the topic); its events' offsets. When a
+        snapshot is due, one starts, of the memo less the `pending` envelopes' keys (decided
+        since, not committed)."""
+        tracked = self._tracked.get(partition)
+        if tracked is None:
+            return
+        tracked.states.update(changed)
+        if consumed is not None:
+            tracked.consumed = max(tracked.consumed, consumed)
+        if appended:
+            tracked.next_offset = appended[-1] + 1
+            tracked.since += len(appended)
+        if tracked.since < self._every or tracked.writing is not None:
+            return
+        uncommitted = {slot for e in pending if (slot := slot_of(e)) is not None}
+        self._start_writing(partition, tracked, memo.buckets(without=uncommitted))
+
+    def _start_writing(
+        self, partition: int, tracked: _Tracked, buckets: dict[int, Map[Slot, Decided]]
+    ) -> None:
+        tracked.since = 0
+        tracked.writing = asyncio.create_task(
+            self._write(
+                partition, dict(tracked.states), buckets, tracked.consumed, tracked.next_offset
+            )
+        )
+        self._writing.add(tracked.writing)
+        tracked.writing.add_done_callback(self._writing.discard)
+        tracked.writing.add_done_callback(lambda _: setattr(tracked, "writing", None))
+
+    async def _write(
+        self,
+        partition: int,
+        states: dict[str, Any],
+        buckets: dict[int, Map[Slot, Decided]],
+        consumed: int,
+        next_offset: int,
+    ) -> None:
+        started = time.monotonic()
+        longest = 0.0
+
+        async def chunks() -> AsyncIterator[Chunk]:
+            nonlocal longest
+            encoding = snapshot_codec.encode(states, buckets)
+            while True:
+                before = time.perf_counter()
+                chunk = next(encoding, None)
+                longest = max(longest, time.perf_counter() - before)
+                if chunk is None:
+                    return
+                yield chunk
+
+        try:
+            header = await self._store.save(
+                self._topic, partition, next_offset, consumed, self.version, chunks()
+            )
+        except Exception as error:  # noqa: BLE001 - an optimisation: the writer goes on
+            log.error("snapshot.write_failed", partition=partition, error=repr(error))
+            return
+        log.info(
+            "snapshot.written",
+            topic=self._topic,
+            partition=partition,
+            snapshot=header.id,
+            next_offset=next_offset,
+            chunks=header.state_chunks + header.memo_chunks,
+            seconds=round(time.monotonic() - started, 3),
+            longest_chunk_ms=round(longest * 1000, 1),
+        )
+
+    def forget(self, partition: int) -> None:
+        """Stop tracking a partition given up. A snapshot being written is finished: it holds
+        committed events only, so it is sound whoever owns the partition next (a long first
+        fold that cost the group membership is then not folded again)."""
+        self._tracked.pop(partition, None)
+
+    async def close(self) -> None:
+        """Abandon the snapshots being written (their chunks, without a row, are never read)."""
+        writing = list(self._writing)
+        for task in writing:
+            task.cancel()
+        await asyncio.gather(*writing, return_exceptions=True)
