@@ -38,6 +38,8 @@ def test_new_limits_apply_to_later_redemptions_and_the_audit_says_why(service: S
         "per_code": None,
         "budget": None,
         "reservation_ttl_s": 900,
+        "codes_low_at": None,
+        "codes_top_up": None,
     }
     assert body["discount"] == created["discount"], "the discount never changes"
 
