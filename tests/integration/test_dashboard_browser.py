@@ -334,7 +334,7 @@ async def test_a_redemption_through_the_api_shows_in_the_funnel_and_chart(
 
     await page.goto("/contacts/c-browser")
     await expect(page.get_by_role("heading", name="Contact c-browser")).to_be_visible()
-    await expect(page.locator("table.data")).to_contain_text("BROWSERFUNNEL")
+    await expect(page.locator("table[aria-labelledby=graph]")).to_contain_text("BROWSERFUNNEL")
     await watched.shot("contact")
 
     await page.get_by_role("link", name="Operations").click()
