@@ -107,7 +107,7 @@ async def redeem(
             await guessed(call, shopper, int(refused.code in GUESSES))
             raise
         if reply.redeemed is None or reply.decided_at is None:  # a retry: from the ledger
-            done.append(await redemption(call.runtime, command.redemption_id))
+            done.append(await redemption(call.runtime, command.redemption_id, key))
         else:
             done.append(_redeemed(reply.redeemed, reply.decided_at))
     return RedemptionResult.model_validate({**done[0], "stacked": done[1:]})
@@ -141,15 +141,25 @@ async def reverse(
     return await redemption(call.runtime, redemption_id)
 
 
-async def redemption(runtime: Runtime, redemption_id: str) -> dict[str, Any]:
+async def redemption(
+    runtime: Runtime, redemption_id: str, accepted_under: str | None = None
+) -> dict[str, Any]:
     """The redemption from the ledger. A redemption is answered from the decider's reply
-    before it is projected, so a miss waits for the projection to catch up and reads again."""
+    before it is projected, so a miss waits for the projection to catch up and reads again.
+    `accepted_under`: the idempotency key of a retry the decider answered as accepted, so
+    the redemption exists: a miss then is the read model lagging (seen right after a broker
+    restart), answered `503 projection_lagging` to retry with that key, never a 404."""
     async with runtime.pool.acquire() as conn:
         row = await campaigns.redemption(conn, redemption_id)
     if row is None:
         await caught_up(runtime)
         async with runtime.pool.acquire() as conn:
             row = await campaigns.redemption(conn, redemption_id)
+    if row is None and accepted_under is not None:
+        message = "accepted, not yet readable; retry with the same Idempotency-Key"
+        raise Refused(
+            "projection_lagging", message, retry_after_s=1, idempotency_key=accepted_under
+        )
     if row is None:
         raise Refused(Reason.REDEMPTION_NOT_FOUND.value, f"no redemption {redemption_id}")
     return row
