@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from contracts.codec import EVENTS, MalformedMessage
 from contracts.envelope import Envelope
@@ -145,8 +145,10 @@ class CampaignView:
             folding, folded = _Folded(), 0
             for tp in tps:
                 await self._start(consumer, folding, tp, ends[tp])
+            # the first pass only reads the positions: a log with nothing to fold (a snapshot
+            # at its end, or an empty one) is caught up at once, not after a poll's wait
+            batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
             while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for tp, records in batches.items():
                     taken = folding.next.get(tp.partition, 0)  # folded already, or handed over
                     for record in records:
@@ -168,6 +170,7 @@ class CampaignView:
                 if batches and folding is self._live:
                     async with self._advanced:
                         self._advanced.notify_all()
+                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
         finally:
             await consumer.stop()
 

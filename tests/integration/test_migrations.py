@@ -9,7 +9,7 @@ import pytest
 from services.coupons.settings import Settings
 from services.coupons.store.migrate import Migration, MigrationError, discover, migrate
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.blank_database]
 
 
 async def test_applies_in_order_once_and_refuses_an_edited_file(

@@ -7,7 +7,6 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from contracts.asyncapi import document
 from projections import metrics
 from services.coupons import parked
 from services.coupons.runtime import Runtime, lag_of
@@ -80,5 +79,9 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get("/asyncapi.json")
 async def asyncapi(request: Request) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of every topic and message."""
+    # imported here: FastStream, which writes the document, costs half a second of every
+    # process's start, and few processes are ever asked for it
+    from contracts.asyncapi import document
+
     runtime: Runtime = request.app.state.runtime
     return document(runtime.topics, runtime.settings.kafka_bootstrap_servers, request.app.version)

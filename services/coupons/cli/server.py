@@ -7,7 +7,6 @@ from typing import Any
 import structlog
 import uvicorn
 
-from services.coupons.app import create_app
 from services.coupons.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -48,6 +47,9 @@ def start(settings: Settings) -> None:
         flush=True,
     )
     if settings.workers == 1:
+        # imported here: the app's imports take seconds, which the other commands need not pay
+        from services.coupons.app import create_app
+
         uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run()
     else:  # each worker process builds its app from the environment
         factory = "services.coupons.app:from_environment"
