@@ -230,7 +230,9 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         components.extend(contacts_parts)
         if "contacts" in settings.components:
             cap = Cap(settings.automation_contact_cap or None, settings.automation_cap_days * DAY)
-            sender = Sender(pool, settings.database_url, gateway, view.campaign, cap)
+            sender = Sender(
+                pool, settings.database_url, gateway, view.campaign, lambda: view.caught_up, cap
+            )
             components.append(Supervised("automation-sender", sender.run))
             components.append(Supervised("broadcasts", BroadcastRunner(pool).run))
         for component in components:
