@@ -63,6 +63,7 @@ class CampaignView:
         self._partitions = partitions
         self._live = _Folded()
         self.caught_up = False
+        self._became_live = asyncio.Event()
         self._advanced = asyncio.Condition()
 
     def campaign_of(self, code: str) -> aggregate.Campaign | None:
@@ -73,6 +74,10 @@ class CampaignView:
     def campaign_of_reservation(self, reservation_id: str) -> aggregate.Campaign | None:
         campaign_id = self._live.reservations.get(reservation_id)
         return None if campaign_id is None else self._live.campaigns.get(campaign_id)
+
+    async def wait_caught_up(self) -> None:
+        """Return once the view has caught up with the log (at once, after that)."""
+        await self._became_live.wait()
 
     def campaign(self, campaign_id: str) -> aggregate.Campaign | None:
         return self._live.campaigns.get(campaign_id)
@@ -166,6 +171,7 @@ class CampaignView:
                     folding.next[tp.partition] >= ends[tp] for tp in tps
                 ):
                     self._live, self.caught_up = folding, True
+                    self._became_live.set()
                     log.info("view.caught_up", campaigns=len(folding.campaigns), folded=folded)
                 if batches and folding is self._live:
                     async with self._advanced:

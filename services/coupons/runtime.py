@@ -231,7 +231,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         if "contacts" in settings.components:
             cap = Cap(settings.automation_contact_cap or None, settings.automation_cap_days * DAY)
             sender = Sender(
-                pool, settings.database_url, gateway, view.campaign, lambda: view.caught_up, cap
+                pool, settings.database_url, gateway, view.campaign, view.wait_caught_up, cap
             )
             components.append(Supervised("automation-sender", sender.run))
             components.append(Supervised("broadcasts", BroadcastRunner(pool).run))

@@ -11,7 +11,7 @@ contact, so the caps hold when many triggers for one contact arrive at once."""
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,7 +59,7 @@ class Sender:
         database_url: str,
         gateway: CommandGateway,
         campaign: Callable[[str], Campaign | None],
-        caught_up: Callable[[], bool],
+        caught_up: Callable[[], Awaitable[None]],
         cap: Cap,
     ) -> None:
         self._pool = pool
@@ -73,8 +73,7 @@ class Sender:
         """Claim due runs batch after batch while earlier batches are still being sent: a
         batch's sends wait on the deciders' round trips (1-2 s for 1,000 on this machine),
         and claiming only after they all returned held every trigger behind the slowest."""
-        while not self._caught_up():  # until then, every campaign would look unknown
-            await asyncio.sleep(0.1)
+        await self._caught_up()  # until then, every campaign would look unknown
         slots = asyncio.Semaphore(IN_FLIGHT)
         async with asyncio.TaskGroup() as sending:
 
