@@ -130,13 +130,22 @@ class Sender:
             stale = [r for r in rows if r["status"] == "sending"]
             decided = await self._decide(conn, sources, [r for r in rows if r not in stale], now)
             decided += [(r, "sending", None, None) for r in stale]  # sent again from now
-            await conn.executemany(
-                """UPDATE automation_runs SET status = $2::text, reason = $3, detail = $4,
-                       claimed_at = $5::timestamptz,
-                       decided_at = CASE WHEN $2::text = 'sending' THEN NULL
+            ids, statuses, reasons, details = _columns(
+                [(r["id"], status, reason, detail) for r, status, reason, detail in decided]
+            )
+            await conn.execute(
+                """UPDATE automation_runs AS a SET status = d.status, reason = d.reason,
+                       detail = d.detail, claimed_at = $5::timestamptz,
+                       decided_at = CASE WHEN d.status = 'sending' THEN NULL
                                          ELSE $5::timestamptz END
-                   WHERE id = $1""",
-                [(r["id"], status, reason, detail, now) for r, status, reason, detail in decided],
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                        AS d(id, status, reason, detail)
+                   WHERE a.id = d.id""",
+                ids,
+                statuses,
+                reasons,
+                details,
+                now,
             )
         counted = Counter(status for _, status, _, _ in decided)
         log.info("automations.decided", claimed=len(rows), resent=len(stale), **counted)
@@ -152,11 +161,13 @@ class Sender:
         in time stays `sending`, and is sent again later with the same key."""
         outcomes = await asyncio.gather(*(self._send(s.run, s.route, s.email) for s in to_send))
         async with self._pool.acquire() as conn:
-            await conn.executemany(
-                """UPDATE automation_runs SET status = $2, reason = $3, detail = $4,
-                       decided_at = now()
-                   WHERE id = $1 AND status = 'sending'""",
-                [o for o in outcomes if o is not None],
+            await conn.execute(
+                """UPDATE automation_runs AS a SET status = d.status, reason = d.reason,
+                       detail = d.detail, decided_at = now()
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                        AS d(id, status, reason, detail)
+                   WHERE a.id = d.id AND a.status = 'sending'""",
+                *_columns([o for o in outcomes if o is not None]),
             )
 
     async def _decide(
@@ -215,6 +226,19 @@ def _outcome(run_id: str, reply: Reply) -> tuple[str, str, str | None, str | Non
     if reply.reason in _NOT_ACTIVE or reply.reason == Reason.CAMPAIGN_NOT_FOUND:
         return (run_id, "refused", "campaign_not_active", reply.detail)
     return (run_id, "refused", "not_eligible", f"{reply.reason}: {reply.detail}")
+
+
+def _columns(
+    rows: list[tuple[str, str, str | None, str | None]],
+) -> tuple[list[str], list[str], list[str | None], list[str | None]]:
+    """(id, status, reason, detail) rows as four columns, for one `unnest` statement: a
+    batch's 1,000 updates in one round trip instead of one statement each."""
+    return (
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+    )
 
 
 async def _emails(conn: Connection, contacts: list[str]) -> dict[str, str | None]:
