@@ -3,7 +3,7 @@
 Operations page shows the newest."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from projections.db import Connection
 from services.coupons.stripe.reconcile import Finding, Report
@@ -24,6 +24,11 @@ class Run:
     """The first findings, in the order the run found them (at most `shown`)."""
     found: int
     """Every finding of the run, shown or not."""
+
+    @property
+    def last_day(self) -> date:
+        """The period's last day: `until` is the day after it."""
+        return (self.until - timedelta(days=1)).date()
 
 
 async def record(
