@@ -22,7 +22,6 @@ PAGE_SIZE = 50
 
 _SEGMENTS = """
 SELECT s.id, s.name, s.kind, s.status, s.version, s.condition::text, s.updated_at,
-       (SELECT count(*) FROM segment_members m WHERE m.segment_id = s.id) AS size,
        b.done, b.total, b.finished
 FROM segments s LEFT JOIN segment_backfills b ON b.segment_id = s.id AND b.version = s.version
 """
@@ -30,6 +29,8 @@ FROM segments s LEFT JOIN segment_backfills b ON b.segment_id = s.id AND b.versi
 
 @router.get("/segments")
 async def segments_page(request: Request, session: SignedIn) -> HTMLResponse:
+    """Without sizes: a size is a count of the members (as in the API), whose cost grows with
+    the segment; the list would pay it for every segment at once. A segment's page has it."""
     async with runtime_of(request).pool.acquire() as conn:
         rows = await conn.fetch(
             f"{_SEGMENTS} ORDER BY s.status = 'archived', s.created_at DESC, s.id"
@@ -48,6 +49,9 @@ async def segment_page(
         segment = await conn.fetchrow(f"{_SEGMENTS} WHERE s.id = $1", segment_id)
         if segment is None:
             raise ApiError(404, "segment_not_found", f"no segment {segment_id}")
+        size = await conn.fetchval(
+            "SELECT count(*) FROM segment_members WHERE segment_id = $1", segment_id
+        )
         members = await conn.fetch(
             """SELECT contact_id, version, since FROM segment_members
                WHERE segment_id = $1 AND contact_id > $2 ORDER BY contact_id LIMIT $3""",
@@ -66,6 +70,7 @@ async def segment_page(
         "segment.html",
         session,
         segment=segment,
+        size=size,
         condition=None if condition is None else json.dumps(condition, indent=2),
         members=members[:PAGE_SIZE],
         after=after,
