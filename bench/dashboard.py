@@ -4,7 +4,8 @@ models.
     python bench/dashboard.py [--campaigns C] [--redemptions R] [--requests N]
 
 The read-model tables (`campaigns`, `usage_campaigns`, `usage_refusals`, `ledger` and its
-running totals, `contact_coupons`, `codes`, `campaign_audit`) are seeded directly in SQL
+running totals, `contact_coupons`, `codes`, `campaign_audit`; 20 segments, one of 200,000
+members; a Stripe reconciliation with 500 findings) are seeded directly in SQL
 (minutes of events otherwise), skewed as real campaigns are: the first campaign has 10 % of
 the redemptions, the rest share the others evenly. A real `coupons serve` on that database
 serves the pages to one signed-in admin; N sequential requests per page, timed at the client
@@ -111,10 +112,29 @@ async def seed(url: str, campaigns: int, redemptions: int) -> None:
                FROM generate_series(0, 9999) n""",
             campaigns,
         )
+        # Segments: static (no condition, so nothing re-evaluates them while measured), the
+        # first with 200,000 members, 19 more with 5,000 each; a reconciliation's last run.
+        await conn.execute(
+            """INSERT INTO segments (id, name, kind) SELECT 's' || i, 'Segment ' || i, 'static'
+               FROM generate_series(0, 19) i;
+               INSERT INTO segment_versions (segment_id, version, status, actor)
+               SELECT id, 1, 'active', 'bench' FROM segments;
+               INSERT INTO segment_members (segment_id, contact_id, version)
+               SELECT 's0', 'contact-' || n, 1 FROM generate_series(0, 199999) n
+               UNION ALL
+               SELECT 's' || i, 'contact-' || (n * 20 + i), 1
+               FROM generate_series(1, 19) i, generate_series(0, 4999) n;
+               INSERT INTO stripe_reconciliations (since, until, repair, invoices, matched)
+               VALUES (now() - interval '1 day', now(), false, 10000, 9500);
+               INSERT INTO stripe_reconciliation_findings
+                   (reconciliation_id, position, order_ref, kind, detail, repaired)
+               SELECT 1, n, 'in_' || n, 'amount_mismatch', 'Stripe: paid 4000; ours: 4100', false
+               FROM generate_series(0, 499) n"""
+        )
         # The ledger's running totals, as migration 0056 fills them from an existing ledger.
         (totals,) = [m for m in discover() if m.version == 56]
         await conn.execute(totals.sql[totals.sql.index("INSERT INTO") :])
-        await conn.execute("ANALYZE")
+        await conn.execute("VACUUM ANALYZE")  # as autovacuum leaves them: visibility maps set
     finally:
         await conn.close()
 
@@ -164,7 +184,10 @@ PAGES = {
     "contact": "/contacts/contact-4242",
     "new campaign": "/campaigns/new",
     "change terms": "/campaigns/c7/terms",
-    "operations": "/operations",
+    "operations (a reconciliation with 500 findings)": "/operations",
+    "segments": "/segments",
+    "segment (200,000 members)": "/segments/s0",
+    "segment members, a later page": "/segments/s0?after=contact-150000",
 }
 
 

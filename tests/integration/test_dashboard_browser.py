@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +24,8 @@ import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, Route, async_playwright, expect
 
+from services.coupons.store import reconciliations
+from services.coupons.stripe.reconcile import Finding, Report
 from services.devstack.stack import Endpoints
 from tests.integration.conftest import RELAXED, create_key, database_url, free_port
 from tests.integration.helpers import checkout
@@ -340,7 +343,176 @@ async def test_a_redemption_through_the_api_shows_in_the_funnel_and_chart(
     await page.get_by_role("link", name="Operations").click()
     await expect(page.get_by_role("heading", name="Projection lag")).to_be_visible()
     await expect(page.get_by_role("row").filter(has_text="PostgreSQL")).to_contain_text("ok")
+    reconciliation = page.locator("section[aria-labelledby=reconciliation]")
+    await expect(reconciliation).to_contain_text("No reconciliation has run yet.")
+    await _reconciled(service)  # as `coupons stripe reconcile` records a run (test_stripe_api)
+    await page.reload()
+    await expect(reconciliation).to_contain_text("4 discounted invoices checked, 2 matched")
+    findings = reconciliation.get_by_role("row")
+    await expect(findings.filter(has_text="in_browser_lost")).to_contain_text("missing")
+    await expect(findings.filter(has_text="in_browser_lost")).to_contain_text("yes")
+    await expect(findings.filter(has_text="in_browser_changed")).to_contain_text("amount_mismatch")
     await watched.shot("operations")
+
+
+async def _until(read: Any, holds: Any, what: str) -> Any:
+    """Poll an API read until it `holds` (the contacts processor applies in a moment)."""
+    deadline = time.monotonic() + 60
+    while not holds(value := await read()):
+        assert time.monotonic() < deadline, f"{what}: still {value}"
+        await asyncio.sleep(0.2)
+    return value
+
+
+async def test_segments_automations_and_a_contact_profile(
+    watched: Watched, service: Service
+) -> None:
+    page, api = watched.page, service.api
+    created = await service.campaign("BROWSERTRIAL")
+    engaged = {">": [{"var": "traits.engagement_score"}, 50]}
+    segment = await api.post(
+        "/v1/segments", json={"id": "engaged", "name": "Engaged contacts", "condition": engaged}
+    )
+    assert segment.status_code == 201, segment.text
+    automation = await api.post(
+        "/v1/automations",
+        json={
+            "id": "trial-ending",
+            "name": "Trial ending, engaged",
+            "status": "active",
+            "campaign_id": created["id"],
+            "trigger": {"kind": "event", "event_type": "trial.will_end"},
+            "condition": engaged,
+            "channel": "sequence",
+            "source_ref": "seq-trial-end",
+        },
+    )
+    assert automation.status_code == 201, automation.text
+    now = time.time()
+
+    def event(i: str, contact: str, type_: str, at: float, **traits: Any) -> dict[str, Any]:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+        return {"id": i, "type": type_, "contact_id": contact, "occurred_at": when} | {
+            "email": f"{contact}@example.com",
+            "traits": traits,
+            "properties": {"path": "/pricing"} if type_ == "page.viewed" else {},
+        }
+
+    events = [
+        event("b1", "c-ann", "contact.updated", now - 2, plan="trial", engagement_score=62),
+        event("b2", "c-bob", "contact.updated", now - 2, plan="trial", engagement_score=10),
+        event("b3", "c-ann", "page.viewed", now - 1),
+        event("b4", "c-ann", "trial.will_end", now),
+        event("b5", "c-bob", "trial.will_end", now),
+    ]
+    accepted = await api.post("/v1/contact-events", json={"events": events})
+    assert accepted.status_code == 202, accepted.text
+
+    async def runs() -> list[dict[str, Any]]:
+        return list((await api.get("/v1/automations/trial-ending/runs")).json()["runs"])
+
+    await _until(
+        runs,
+        lambda r: {x["status"] for x in r} == {"sent", "refused"},
+        "the automation's runs",
+    )
+
+    async def members() -> list[dict[str, Any]]:
+        return list((await api.get("/v1/segments/engaged/members")).json()["members"])
+
+    await _until(members, lambda m: [x["contact_id"] for x in m] == ["c-ann"], "the segment")
+
+    await sign_in(watched, await service.key("analyst"))  # every page here is read-only
+    await page.get_by_role("link", name="Segments").click()
+    await expect(page.get_by_role("heading", name="Segments")).to_be_visible()
+    row = page.get_by_role("row").filter(has_text="Engaged contacts")
+    await expect(row).to_contain_text("live")
+    await expect(row).to_contain_text("done")  # the backfill
+    await watched.shot("segments")
+
+    await row.get_by_role("link", name="Engaged contacts").click()
+    await expect(page.get_by_role("heading", name="Engaged contacts")).to_be_visible()
+    members_figure = page.locator(".figures li", has_text="Members").locator("strong")
+    await expect(members_figure).to_have_text("1")
+    await expect(page.locator("pre.code")).to_contain_text("traits.engagement_score")
+    listed = page.locator("table[aria-labelledby=members] tbody tr")
+    await expect(listed).to_have_count(1)
+    await watched.shot("segment")
+    async with page.expect_download() as downloading:
+        await page.get_by_role("link", name="Export every member as CSV").click()
+    saved = await (await downloading.value).path()
+    exported = (await asyncio.to_thread(saved.read_text)).splitlines()
+    assert [line.split(",")[0] for line in exported] == ["contact_id", "c-ann"]
+
+    await listed.get_by_role("link", name="c-ann").click()
+    await expect(page.get_by_role("heading", name="Contact c-ann")).to_be_visible()
+    traits = page.locator("table[aria-labelledby=traits]")
+    await expect(traits.get_by_role("row").filter(has_text="engagement_score")).to_contain_text(
+        "62"
+    )
+    facts = page.locator("table[aria-labelledby=facts]")
+    viewed = page.get_by_role("rowheader", name="page.viewed", exact=True)
+    await expect(facts.get_by_role("row").filter(has=viewed)).to_contain_text("1")
+    await expect(page.locator("#segments ~ ul").first).to_contain_text("Engaged contacts")
+    sent = page.locator("table[aria-labelledby=runs]").get_by_role("row").nth(1)
+    await expect(sent).to_contain_text("sent")
+    await expect(sent).to_contain_text("BROWSERTRIAL")
+    await expect(page.locator("table[aria-labelledby=graph]")).to_contain_text("BROWSERTRIAL")
+    await watched.shot("contact-profile")
+
+    await sent.get_by_role("link", name="trial-ending").click()
+    await expect(page.get_by_role("heading", name="Trial ending, engaged")).to_be_visible()
+    funnel = page.locator(".funnel")
+    await expect(funnel.locator("li", has_text="Triggered").locator("strong")).to_have_text("2")
+    await expect(funnel.locator("li", has_text="Sent").locator("strong")).to_have_text("1")
+    await expect(page.get_by_role("row").filter(has_text="c-bob")).to_contain_text(
+        "condition_false"
+    )
+    await watched.shot("automation")
+
+    await page.get_by_role("link", name="Automations", exact=True).first.click()
+    row = page.get_by_role("row").filter(has_text="Trial ending, engaged")
+    await expect(row.get_by_role("link", name="Campaign BROWSERTRIAL")).to_be_visible()
+    await expect(row.get_by_role("cell").last).to_have_text("1")  # refused
+    await watched.shot("automations")
+
+    # the same read-only pages, read without JavaScript: everything is in the HTML
+    browser = page.context.browser
+    assert browser is not None
+    plain = await browser.new_context(base_url=service.url, java_script_enabled=False)
+    try:
+        reader = await plain.new_page()
+        await reader.goto("/sign-in")  # a plain form post: signing in needs no script either
+        await reader.get_by_label("API key").fill(await service.key("analyst"))
+        await reader.get_by_role("button", name="Sign in").click()
+        await expect(reader.get_by_role("heading", name="Campaigns")).to_be_visible()
+        for path, shown in [
+            ("/segments", "Engaged contacts"),
+            ("/segments/engaged", "c-ann"),
+            ("/contacts/c-ann", "engagement_score"),
+            ("/automations", "Trial ending, engaged"),
+            ("/automations/trial-ending", "condition_false"),
+            ("/operations", "Stripe reconciliation"),
+        ]:
+            await reader.goto(path)
+            await expect(reader.locator("main")).to_contain_text(shown)
+        await reader.screenshot(path=SCREENSHOTS / "operations-without-javascript.png")
+    finally:
+        await plain.close()
+
+
+async def _reconciled(service: Service) -> None:
+    since, until = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
+    findings = [
+        Finding("in_browser_lost", "missing", "EUR 4500 paid, not in our ledger", True),
+        Finding("in_browser_changed", "amount_mismatch", "Stripe: paid 4000; ours: 4100", False),
+    ]
+    conn = await asyncpg.connect(service.database_url)
+    try:
+        report = Report(invoices=4, matched=2, findings=findings)
+        await reconciliations.record(conn, report, since, until, repair=True)
+    finally:
+        await conn.close()
 
 
 async def test_an_analyst_sees_no_action(watched: Watched, service: Service) -> None:

@@ -3,6 +3,7 @@ PostgreSQL. Events in over HTTP -> profiles -> live membership (events and timer
 entered/left messages on the public topic."""
 
 import asyncio
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,9 @@ import pytest
 
 from contracts.topics import declare
 from services.coupons.settings import Settings
+from tests.integration.conftest import create_key
 from tests.integration.helpers import messages_on
+from tests.integration.test_dashboard_sign_in import signed_in
 
 pytestmark = pytest.mark.integration
 DAY = 86400
@@ -204,7 +207,7 @@ def test_a_segment_restricted_campaign_refuses_a_non_member_and_serves_a_member(
 
 
 def test_a_static_segment_from_an_uploaded_list_in_chunks(
-    service: tuple[httpx.Client, Path],
+    service: tuple[httpx.Client, Path], settings: Settings
 ) -> None:
     client, _ = service
     client.post(
@@ -235,3 +238,22 @@ def test_a_static_segment_from_an_uploaded_list_in_chunks(
     ).raise_for_status()
     refused = client.post("/v1/segments/live/members", content="hal\n", headers=csv_headers)
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "segment_not_static"
+
+    # the dashboard's segment pages: the size, 50 members a page, the CSV with a session
+    more = "".join(f"m{n:02}\n" for n in range(50))
+    client.post("/v1/segments/list/members", content=more, headers=csv_headers).raise_for_status()
+    browser, _ = signed_in(str(client.base_url), create_key(settings.database_url, "analyst"))
+    assert '<a href="/segments/list">List</a>' in browser.get("/segments").text
+    first = browser.get("/segments/list").text
+    assert "<span>Members</span><strong>53</strong>" in first
+    shown = re.findall(r'<a href="/contacts/([^"]+)">', first)
+    assert shown == ["gus", "hal", "ivy", *(f"m{n:02}" for n in range(47))]
+    assert "A static segment" in first
+    following = re.search(r'href="(/segments/list\?after=[^"#]+)#members">Next page', first)
+    assert following is not None
+    second = browser.get(following.group(1).replace("&amp;", "&")).text
+    assert re.findall(r'<a href="/contacts/([^"]+)">', second) == ["m47", "m48", "m49"]
+    assert "Next page" not in second
+    exported = browser.get("/segments/list/members.csv")
+    assert exported.status_code == 200 and len(exported.text.splitlines()) == 54
+    assert browser.get("/segments/nope").status_code == 404

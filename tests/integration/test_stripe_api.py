@@ -5,6 +5,7 @@ stripe-mock answers fixed fixtures and cannot hold the invoices a reconciliation
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from contracts.events import CodeRedeemed
 from services.coupons.settings import Settings
 from services.coupons.stripe.client import client_for, paid_invoices
 from tests import stripe_payloads as sp
-from tests.integration.conftest import ServiceFactory, free_port
+from tests.integration.conftest import ServiceFactory, create_key, free_port
 from tests.integration.helpers import define, deliver, handled, logged
 
 pytestmark = pytest.mark.integration
@@ -133,6 +134,16 @@ def reconcile(settings: Settings, base: str, *flags: str) -> tuple[int, dict[str
     return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def operations_page(service: httpx.Client, settings: Settings) -> str:
+    """The dashboard's Operations page, as an analyst signed in."""
+    with httpx.Client(base_url=service.base_url, timeout=30) as browser:
+        key = create_key(settings.database_url, "analyst")
+        assert browser.post("/sign-in", data={"api_key": key}).status_code == 303
+        page = browser.get("/operations")
+    assert page.status_code == 200
+    return page.text
+
+
 async def test_reconciliation_reports_and_repairs_what_the_ledger_lacks(
     bridge: httpx.Client,
     settings: Settings,
@@ -170,6 +181,16 @@ async def test_reconciliation_reports_and_repairs_what_the_ledger_lacks(
         changed["id"]: ("amount_mismatch", False),
         unknown_to_stripe["id"]: ("extra", False),
     }
+    # the run and its findings are recorded: the dashboard's Operations page shows them
+    operations = operations_page(bridge, settings)
+    assert "<strong>3</strong> discounted invoices checked, 1 matched" in operations
+    for order_ref, (kind, fixed) in kinds.items():
+        row = re.search(rf"<tr><th scope=\"row\"><code>{order_ref}</code>.*?</tr>", operations)
+        assert row is not None, order_ref
+        assert (
+            f">{kind}</span>" in row.group()
+            and f"<td>{'yes' if fixed else 'no'}</td>" in row.group()
+        )
     repaired = [e for e in await logged(settings) if isinstance(e, CodeRedeemed)]
     assert sorted(e.order_ref for e in repaired) == sorted(
         i["id"] for i in (agreed, lost, changed, unknown_to_stripe)
@@ -179,6 +200,7 @@ async def test_reconciliation_reports_and_repairs_what_the_ledger_lacks(
     await handled(settings, 4)
     status, report = reconcile(settings, recorded)
     assert lost["id"] not in {f["order_ref"] for f in report["findings"]}
+    assert lost["id"] not in operations_page(bridge, settings)  # the last run only
     assert len([e for e in await logged(settings) if isinstance(e, CodeRedeemed)]) == 4
 
 

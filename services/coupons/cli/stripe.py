@@ -1,7 +1,8 @@
 """`coupons stripe reconcile`: Stripe's paid invoices against our ledger (see reconcile.py).
 
 Reads STRIPE_API_KEY (and STRIPE_API_BASE), DATABASE_URL, and for `--repair`
-KAFKA_BOOTSTRAP_SERVERS. Exits 1 when anything is left unreconciled."""
+KAFKA_BOOTSTRAP_SERVERS. Each run and its findings are recorded in PostgreSQL (the dashboard's
+Operations page shows the last). Exits 1 when anything is left unreconciled."""
 
 import asyncio
 import contextlib
@@ -19,6 +20,7 @@ from contracts.topics import declare
 from services.coupons.bus.gateway import CommandGateway
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.settings import Settings
+from services.coupons.store import reconciliations
 from services.coupons.store.migrate import migrate
 from services.coupons.stripe.client import client_for, paid_invoices
 from services.coupons.stripe.reconcile import Report, reconcile
@@ -57,7 +59,10 @@ async def _run(since: datetime, until: datetime, repair: bool, progress: Progres
             stack.push_async_callback(gateway.stop)
             translator = Translator(gateway.decide)
         invoices = _counted(paid_invoices(client_for(settings), since, until), progress)
-        return await reconcile(pool, invoices, since, until, translator)
+        report = await reconcile(pool, invoices, since, until, translator)
+        async with pool.acquire() as conn:
+            await reconciliations.record(conn, report, since, until, repair)
+        return report
 
 
 def report_table(report: Report) -> Table:

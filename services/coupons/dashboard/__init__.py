@@ -16,6 +16,7 @@ from services.coupons.dashboard.pages import (
     contact,
     new_campaign,
     operations,
+    segments,
     sign_in,
 )
 from services.coupons.dashboard.session import CsrfRefused, SignInRequired
@@ -32,6 +33,7 @@ PAGES = (
     contact,
     operations,
     automations,
+    segments,
 )
 """In route order: `/campaigns/new` before `/campaigns/{campaign_id}`."""
 

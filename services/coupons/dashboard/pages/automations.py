@@ -27,14 +27,15 @@ async def automations_page(request: Request, session: SignedIn) -> HTMLResponse:
     async with runtime_of(request).pool.acquire() as conn:
         rows = await conn.fetch(
             """SELECT a.id, a.status, a.version, a.definition->>'name' AS name,
-                      a.definition->>'campaign_id' AS campaign_id,
+                      a.definition->>'campaign_id' AS campaign_id, c.name AS campaign,
                       a.definition->'trigger' AS trigger,
                       count(r.id) AS triggered,
                       count(r.id) FILTER (WHERE r.status = 'sent') AS sent,
                       count(r.id) FILTER (WHERE r.status = 'held_out') AS held_out,
                       count(r.id) FILTER (WHERE r.status = 'refused') AS refused
                FROM automations a LEFT JOIN automation_runs r ON r.source_id = a.id
-               GROUP BY a.id ORDER BY a.status = 'archived', a.created_at DESC, a.id"""
+               LEFT JOIN campaigns c ON c.id = a.definition->>'campaign_id'
+               GROUP BY a.id, c.name ORDER BY a.status = 'archived', a.created_at DESC, a.id"""
         )
     listed = [dict(r) | {"trigger": json.loads(r["trigger"])} for r in rows]
     return render(request, "automations.html", session, automations=listed)
@@ -52,6 +53,9 @@ async def automation_page(
         if row is None:
             raise ApiError(404, "automation_not_found", f"no automation {automation_id}")
         definition = AutomationDefinition.model_validate_json(row["definition"])
+        campaign = await conn.fetchval(
+            "SELECT name FROM campaigns WHERE id = $1", definition.campaign_id
+        )
         figures = await stats.figures(
             conn, automation_id, definition.campaign_id, definition.conversion
         )
@@ -74,6 +78,7 @@ async def automation_page(
         session,
         automation=dict(row),
         definition=definition,
+        campaign=campaign or definition.campaign_id,
         figures=figures,
         runs=runs,
         versions=versions,

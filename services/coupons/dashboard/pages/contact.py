@@ -37,6 +37,10 @@ async def contact_page(
         text = await conn.fetchval(
             "SELECT profile::text FROM contact_profiles WHERE contact_id = $1", contact_id
         )
+        named = await conn.fetch(
+            "SELECT id, name FROM campaigns WHERE id = ANY($1::text[])",
+            list({r["campaign_id"] for r in rows}),
+        )
         segments = await conn.fetch(
             """SELECT m.segment_id, s.name, m.version, m.since FROM segment_members m
                LEFT JOIN segments s ON s.id = m.segment_id
@@ -53,4 +57,5 @@ async def contact_page(
         runs=runs,
         profile=None if text is None else contact_store.from_json(contact_id, text),
         segments=segments,
+        campaign_names={r["id"]: r["name"] for r in named},
     )

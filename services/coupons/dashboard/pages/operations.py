@@ -1,6 +1,7 @@
 """Operations: what an operator checks first. Each projection's lag (events appended, not yet
 applied), the messages this process parked or sent to a dead-letter topic, and the health of
-every component (the figures of `/readyz` and `GET /v1/projections`, from the same runtime).
+every component (the figures of `/readyz` and `GET /v1/projections`, from the same runtime),
+and the last Stripe reconciliation's findings (`coupons stripe reconcile` records them).
 Kafka or PostgreSQL away shows as "unreachable" on the page, never as an error page."""
 
 import asyncio
@@ -15,9 +16,12 @@ from services.coupons.api.commands import runtime_of
 from services.coupons.api.health import CHECK_TIMEOUT_S
 from services.coupons.dashboard.session import SignedIn
 from services.coupons.dashboard.templating import render
-from services.coupons.runtime import lag_of
+from services.coupons.runtime import Runtime, lag_of
+from services.coupons.store import reconciliations
 
 router = APIRouter()
+
+FINDINGS_SHOWN = 100
 
 
 async def _reached(work: Any) -> tuple[Any, str | None]:
@@ -32,8 +36,8 @@ async def _reached(work: Any) -> tuple[Any, str | None]:
 @router.get("/operations")
 async def operations_page(request: Request, session: SignedIn) -> HTMLResponse:
     runtime = runtime_of(request)
-    (ends, kafka), (projected, postgres) = await asyncio.gather(
-        _reached(runtime.event_ends()), _reached(runtime.projected())
+    (ends, kafka), (projected, postgres), (reconciled, _) = await asyncio.gather(
+        _reached(runtime.event_ends()), _reached(runtime.projected()), _reached(_last_run(runtime))
     )
     lag = lag_of(ends, projected) if ends is not None and projected is not None else {}
     components = [
@@ -60,4 +64,11 @@ async def operations_page(request: Request, session: SignedIn) -> HTMLResponse:
         components=components,
         parked=sorted(parked.PARKED.items()),
         dead_letters=sorted(metrics.DEAD_LETTERS.items()),
+        reconciled=reconciled,
+        postgres_reached=postgres is None,
     )
+
+
+async def _last_run(runtime: Runtime) -> reconciliations.Run | None:
+    async with runtime.pool.acquire() as conn:
+        return await reconciliations.last(conn, FINDINGS_SHOWN)
