@@ -29,7 +29,7 @@ from services.coupons.stripe.reconcile import Finding, Report
 from services.devstack.stack import Endpoints
 from tests.integration.conftest import RELAXED, create_key, database_url, free_port
 from tests.integration.helpers import checkout
-from tests.integration.test_stripe_api import stripe_mock_binary
+from tests.integration.test_stripe_api import stripe_mock_command
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ async def service(
     url = database_url(endpoints.database_url, name)
     port, stripe_port = free_port(), free_port()
     stripe = await asyncio.create_subprocess_exec(
-        stripe_mock_binary(), "-http-addr", f"127.0.0.1:{stripe_port}",
+        *stripe_mock_command(stripe_port),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     log_path = tmp_path_factory.mktemp("dashboard") / "service.log"

@@ -46,12 +46,18 @@ def stripe_mock_binary() -> str:
     return str(candidate)
 
 
+def stripe_mock_command(port: int) -> list[str]:
+    """stripe-mock serving HTTP on `port`, and HTTPS (which it serves too, by default on
+    12112: taken when another stripe-mock runs) on a port the system chooses."""
+    return [stripe_mock_binary(), "-http-addr", f"127.0.0.1:{port}", "-https-addr", "127.0.0.1:"]
+
+
 @pytest.fixture(scope="session")
 def stripe_mock() -> Iterator[str]:
     """stripe-mock on a free loopback port, for the session."""
     port = free_port()
     process = subprocess.Popen(
-        [stripe_mock_binary(), "-http-addr", f"127.0.0.1:{port}"],
+        stripe_mock_command(port),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
