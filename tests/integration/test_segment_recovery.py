@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from contracts.contacts import ContactEvent
-from services.coupons.contacts import backfill, processor, store
+from services.coupons.contacts import backfill, processor
 from services.coupons.contacts.dedupe_window import DedupeWindow
 from services.coupons.settings import Settings
 from services.coupons.store.migrate import migrate
@@ -128,16 +128,16 @@ async def test_a_backfill_that_crashed_mid_page_resumes_and_enters_each_member_o
         monkeypatch.setattr(backfill, "PAGE", 1000)
         runner = backfill.BackfillRunner(pool)
         assert await runner.step()  # page 1 committed
-        settle = store.settle
+        write_page = backfill.write_page
 
-        async def crash(*args: Any, **kwargs: Any) -> int:
-            await settle(*args, **kwargs)
+        async def crash(*args: Any, **kwargs: Any) -> None:
+            await write_page(*args, **kwargs)
             raise Crash
 
-        monkeypatch.setattr(store, "settle", crash)
+        monkeypatch.setattr(backfill, "write_page", crash)
         with pytest.raises(Crash):
             await runner.step()  # page 2 rolled back
-        monkeypatch.setattr(store, "settle", settle)
+        monkeypatch.setattr(backfill, "write_page", write_page)
         restarted = backfill.BackfillRunner(pool)
         while await restarted.step():
             pass
