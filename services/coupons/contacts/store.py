@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
-from uuid import NAMESPACE_URL, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from contracts.contacts import ContactEvent
 from projections.db import Connection
@@ -225,13 +225,18 @@ async def _write(
     return len(messages)
 
 
+def message_id(kind: str, contact_id: str, segment_id: str, version: int, cause: str) -> UUID:
+    """A membership message's stable id: the same change announced twice has the same id."""
+    return uuid5(NAMESPACE_URL, f"{kind}/{segment_id}/{version}/{contact_id}/{cause}")
+
+
 def _message(
     kind: str, contact_id: str, segment_id: str, version: int, cause: str, at: datetime
 ) -> dict[str, Any]:
     """A `MembershipChanged` as JSON-ready data (built from values already bounded: the
     contract's validation is left out of this hot path; a unit test holds them equal)."""
     return {
-        "id": str(uuid5(NAMESPACE_URL, f"{kind}/{segment_id}/{version}/{contact_id}/{cause}")),
+        "id": str(message_id(kind, contact_id, segment_id, version, cause)),
         "type": f"contact.{kind}_segment.v1",
         "contact_id": contact_id,
         "segment_id": segment_id,
