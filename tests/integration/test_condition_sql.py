@@ -5,6 +5,8 @@ answer Python gives; rows SQL leaves to Python are NULL, never a different answe
 
 import asyncio
 import json
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -12,12 +14,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.coupons.contacts import store
+from contracts.contacts import ContactEvent
+from services.coupons.contacts import backfill, processor, store
 from services.coupons.contacts.condition_sql import translate
 from services.coupons.contacts.conditions import compile_condition, fact_key
-from services.coupons.contacts.profile import CouponFacts, Fact, Profile, Trait, evaluation_data
+from services.coupons.contacts.profile import (
+    CouponFacts,
+    Fact,
+    Profile,
+    Trait,
+    evaluation_data,
+)
 from services.coupons.settings import Settings
 from services.coupons.store.migrate import migrate
+from tests.integration.test_segments import event
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +38,7 @@ STAMPS = [NOW + d for d in (-3 * DAY, -DAY - 1, -60, -1, 0, 1, 59, DAY, 3 * DAY,
 
 
 def iso(at: int, zone: str = "Z") -> str:
-    from datetime import UTC, datetime
-
-    text = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return text + zone
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S") + zone
 
 
 TEXTS = ["", "a", "b", "abc", "1", "1.5", "0", "pro", "2026-02-30T10:00:00Z", "2026-12-05T10:00"]
@@ -211,3 +218,42 @@ def test_sql_answers_equal_python_answers(settings_: Settings) -> None:
 @pytest.fixture
 def settings_(settings: Settings) -> Settings:
     return settings
+
+
+async def test_a_backfill_enters_in_sql_and_brings_each_contacts_timer_forward(
+    settings: Settings,
+) -> None:
+    """A time-relative segment backfilled in SQL: who is inside now entered, and each contact's
+    one timer is this segment's next change unless another segment needs it earlier."""
+    now = int(time.time())
+    pool = await asyncpg.create_pool(settings.database_url)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+            found = [  # ends in 1 h (inside), in 2 days (enters in 1 day), 3 h ago (never)
+                ContactEvent.model_validate(event(f"e{i}", f"c{i}", now, ends=iso(now + d)))
+                for i, d in enumerate((3600, 2 * DAY, -3 * 3600))
+            ]
+            async with conn.transaction():
+                await processor.apply(conn, found)
+                await conn.execute("INSERT INTO contact_timers VALUES ('c1', $1)", now + 60)
+                await conn.execute(
+                    """INSERT INTO segments (id, name, kind, condition)
+                       VALUES ('d', 'D', 'live', $1)""",
+                    json.dumps({"within_next": ["traits.ends", DAY]}),
+                )
+                await backfill.start(conn, "d", 1)
+        runner = backfill.BackfillRunner(pool)
+        while await runner.step():
+            pass
+        async with pool.acquire() as conn:
+            members = await conn.fetch("SELECT contact_id FROM segment_members")
+            timers = dict(await conn.fetch("SELECT contact_id, due_at FROM contact_timers"))
+            causes = await conn.fetch("SELECT message->>'cause' AS cause FROM segment_outbox")
+    finally:
+        await pool.close()
+    assert [r["contact_id"] for r in members] == ["c0"]
+    assert [r["cause"] for r in causes] == ["backfill:d:1"]
+    # c0 leaves when ends passes; c1 would enter a day before its end, but its earlier timer
+    # (another segment's) is kept; c2 never changes again
+    assert timers == {"c0": now + 3600 + 1, "c1": now + 60}

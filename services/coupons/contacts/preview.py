@@ -36,6 +36,7 @@ async def preview(conn: Connection, condition: Condition, now: int) -> Previewed
                     AS unknown FROM (SELECT ({sql.inside}) AS v FROM {rows}) s""",
                 *sql.params,
             )
+            assert counted is not None  # an aggregate always answers one row
             matched, unknown = counted["yes"], counted["unknown"]
             if matched:
                 sample = [
