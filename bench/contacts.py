@@ -304,9 +304,8 @@ async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
         rss = resident_kib(service.pid)
         print(f"service memory: {rss // 1024} MiB resident", flush=True)
     finally:
-        if args.seed == "kafka":
-            await consumer.stop()
-            await out.stop()
+        await consumer.stop()
+        await out.stop()
         await client.aclose()
         service.terminate()
         service.wait(timeout=30)
