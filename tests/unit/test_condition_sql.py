@@ -29,6 +29,7 @@ def test_what_sql_does_not_cover_is_left_whole_to_python() -> None:
         {"==": [{"var": "traits.a"}, {"var": "traits.b"}]},  # two paths
         {"if": [{"var": "traits.a"}, True, False]},
         {"and": [{"var": "traits.a"}]},  # a bare value where a test belongs
+        {"==": [{"var": "traits.a"}, "nul\x00"]},  # text PostgreSQL cannot take
     ):
         sql = translate(tree, NOW, timers=True)
         assert not sql.translated

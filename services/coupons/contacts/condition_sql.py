@@ -193,7 +193,7 @@ class _Builder:
         if not isinstance(args, list) or len(args) != 2:
             raise Untranslatable
         needle, haystack = args
-        if isinstance(needle, str) and _is_var(haystack):
+        if isinstance(needle, str) and _storable(needle) and _is_var(haystack):
             x = self.operand(_var_path(haystack))
             text = self.param(needle, "text")
             a = f"({x.json} ? {text})" if x.path == "coupons.campaigns" else "NULL"
@@ -201,7 +201,7 @@ class _Builder:
         if (
             _is_var(needle)
             and isinstance(haystack, list)
-            and all(isinstance(h, str) for h in haystack)
+            and all(isinstance(h, str) and _storable(h) for h in haystack)
         ):
             x = self.operand(_var_path(needle))
             return self.leaf(node, x, s=f"({x.text} = ANY({self.param(haystack, 'text[]')}))")
@@ -378,8 +378,19 @@ def _var_path(node: object) -> str:
     return path
 
 
+def _storable(text: str) -> bool:
+    """Whether PostgreSQL takes `text` as a parameter (no NUL, no lone surrogate)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 def _is_literal(value: object) -> bool:
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    if isinstance(value, str):
+        return _storable(value)
+    if isinstance(value, bool) or value is None:
         return True
     if isinstance(value, int):
         return abs(value) <= MAX_EXACT
