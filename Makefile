@@ -44,6 +44,7 @@ bench: .venv/.synced  ## benchmarks: print figures (see bench/)
 	$(PY) bench/stripe_bridge.py --runs 3
 	$(PY) bench/read_models.py --runs 3
 	$(PY) bench/contacts.py --runs 3
+	$(PY) bench/contacts.py --seed copy --runs 3
 	$(PY) bench/dashboard.py
 	$(PY) bench/automations.py --runs 3
 

@@ -2,6 +2,8 @@
 preview, memory. Prints figures; medians of --runs where a phase repeats.
 
     python bench/contacts.py [--profiles N] [--rate E] [--seconds S] [--segments K] [--runs R]
+    python bench/contacts.py --seed copy [--profiles N] [--runs R]   (backfill, preview, memory
+        over N profiles COPYed straight into PostgreSQL: bench/contacts_at_scale.py)
 
 A `coupons serve` process (COUPONS_COMPONENTS=contacts) runs against a local Kafka and
 PostgreSQL of its own (ports 30392/30732, state <state dir>/contacts-bench).
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import contacts_at_scale
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -205,6 +208,9 @@ async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
         "INSERT INTO segments (id, name, kind, condition) VALUES ('soon', 'soon', 'live', $1)",
         json.dumps({"within_next": ["traits.ends", 10]}),
     )
+    if args.seed == "copy":
+        seconds = await contacts_at_scale.seed(conn, args.profiles)
+        print(f"seeded {args.profiles:,} profiles with COPY in {seconds:.1f} s", flush=True)
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
@@ -240,6 +246,9 @@ async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.5)
+        if args.seed == "copy":
+            await contacts_at_scale.run(args, db, client, service.pid)
+            return
         await out.start()
         rate = await bench.kafka_ingest(out, args.profiles)
         print(
@@ -316,6 +325,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--segments", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seed", choices=("kafka", "copy"), default="kafka")
     args = parser.parse_args()
     state = Path(os.environ.get("COUPONS_STATE_DIR", default_state_dir() / "contacts-bench"))
     with provisioned(

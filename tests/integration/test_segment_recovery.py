@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import asyncpg
 import httpx
 import pytest
 
-from contracts.contacts import ContactEvent
+from contracts.contacts import ContactEvent, MembershipChanged
 from services.coupons.contacts import backfill, processor, store
 from services.coupons.contacts.dedupe_window import DedupeWindow
 from services.coupons.settings import Settings
@@ -128,28 +129,36 @@ async def test_a_backfill_that_crashed_mid_page_resumes_and_enters_each_member_o
         monkeypatch.setattr(backfill, "PAGE", 1000)
         runner = backfill.BackfillRunner(pool)
         assert await runner.step()  # page 1 committed
-        settle = store.settle
+        write_page = backfill.write_page
 
-        async def crash(*args: Any, **kwargs: Any) -> int:
-            await settle(*args, **kwargs)
+        async def crash(*args: Any, **kwargs: Any) -> None:
+            await write_page(*args, **kwargs)
             raise Crash
 
-        monkeypatch.setattr(store, "settle", crash)
+        monkeypatch.setattr(backfill, "write_page", crash)
         with pytest.raises(Crash):
             await runner.step()  # page 2 rolled back
-        monkeypatch.setattr(store, "settle", settle)
+        monkeypatch.setattr(backfill, "write_page", write_page)
         restarted = backfill.BackfillRunner(pool)
         while await restarted.step():
             pass
         async with pool.acquire() as conn:
             job = await conn.fetchrow("SELECT done, total, finished FROM segment_backfills")
             members = await conn.fetchval("SELECT count(*) FROM segment_members")
-            entered = await conn.fetch("SELECT message->>'contact_id' AS c FROM segment_outbox")
+            entered = [
+                json.loads(r["message"])
+                for r in await conn.fetch("SELECT message::text FROM segment_outbox")
+            ]
     finally:
         await pool.close()
     assert dict(job) == {"done": 2500, "total": 2500, "finished": True}
     assert members == 750
-    assert len(entered) == 750 and len({r["c"] for r in entered}) == 750
+    assert len(entered) == 750 and len({m["contact_id"] for m in entered}) == 750
+    for message in entered:  # built in SQL: the same message the processor's path writes
+        MembershipChanged.model_validate(message)
+        at = datetime.fromisoformat(message["at"])
+        expected = store._message("entered", message["contact_id"], "hi", 1, "backfill:hi:1", at)
+        assert message == expected
 
 
 async def test_a_segment_changed_while_events_flow_ends_with_exactly_its_new_members(

@@ -18,9 +18,9 @@ from contracts.bounds import Label
 from services.coupons.api.auth import require
 from services.coupons.api.commands import runtime_of
 from services.coupons.api.errors import ApiError, ErrorResponse
-from services.coupons.contacts import backfill, store
+from services.coupons.contacts import backfill
+from services.coupons.contacts import preview as contact_preview
 from services.coupons.contacts.conditions import Condition, InvalidCondition, compile_condition
-from services.coupons.contacts.profile import evaluation_data
 
 router = APIRouter(prefix="/v1/segments", tags=["segments"])
 ADMIN = [Depends(require("admin"))]
@@ -30,8 +30,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 SegmentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 SegmentPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-PREVIEW_SAMPLE = 20
-PREVIEW_PAGE = 5000
 
 
 class SegmentRequest(BaseModel):
@@ -107,27 +105,9 @@ async def list_segments(request: Request) -> list[dict[str, Any]]:
 async def preview(body: Preview, request: Request) -> dict[str, Any]:
     """How many contacts match now, and a sample of 20, without defining anything."""
     condition = compiled_condition(body.condition)
-    now = int(time.time())
-    matched, after = 0, ""
-    sample: list[str] = []
     async with runtime_of(request).pool.acquire() as conn:
-        while True:
-            rows = await conn.fetch(
-                """SELECT contact_id, profile::text FROM contact_profiles WHERE contact_id > $1
-                   ORDER BY contact_id LIMIT $2""",
-                after,
-                PREVIEW_PAGE,
-            )
-            if not rows:
-                break
-            for r in rows:
-                data = evaluation_data(store.from_json(r["contact_id"], r["profile"]), now)
-                if condition.matches(data):
-                    matched += 1
-                    if len(sample) < PREVIEW_SAMPLE:
-                        sample.append(r["contact_id"])
-            after = rows[-1]["contact_id"]
-    return {"matched": matched, "sample": sample, "at": now}
+        found = await contact_preview.preview(conn, condition, int(time.time()))
+    return {"matched": found.matched, "sample": found.sample, "at": found.at}
 
 
 @router.get("/{segment_id}", responses=ERRORS, dependencies=ANALYST)

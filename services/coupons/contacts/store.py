@@ -7,13 +7,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
-from uuid import NAMESPACE_URL, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from contracts.contacts import ContactEvent
 from projections.db import Connection
 from services.coupons.contacts.conditions import compile_condition
 from services.coupons.contacts.membership import Reconciled, Segment, reconcile
-from services.coupons.contacts.profile import CouponFacts, Fact, Profile, Trait
+from services.coupons.contacts.profile import CouponFacts, Fact, Profile, Trait, comparable
 from services.coupons.contacts.reactions import Change, Reaction
 
 TIMERS_CHANNEL = "contact_timers"
@@ -22,8 +22,14 @@ _compiled: dict[tuple[str, int], Segment] = {}
 
 
 def to_json(profile: Profile) -> str:
-    """The profile as stored (`dataclasses.asdict` deep-copies every value: 4 times slower)."""
+    """The profile as stored (`dataclasses.asdict` deep-copies every value: 4 times slower).
+    `epochs` holds the epoch seconds of each text trait read as a timestamp, so that SQL
+    compares it as conditions do (contacts/condition_sql.py) without parsing text."""
     c = profile.coupons
+    epochs = {}
+    for name, trait in profile.traits.items():
+        if isinstance(trait.value, str) and isinstance(at := comparable(trait.value), int):
+            epochs[name] = at
     return json.dumps(
         {
             "email": profile.email,
@@ -32,6 +38,7 @@ def to_json(profile: Profile) -> str:
                 n: {"value": t.value, "set_at": t.set_at, "set_by": t.set_by}
                 for n, t in profile.traits.items()
             },
+            "epochs": epochs,
             "first_seen": profile.first_seen,
             "last_seen": profile.last_seen,
             "facts": {
@@ -218,13 +225,18 @@ async def _write(
     return len(messages)
 
 
+def message_id(kind: str, contact_id: str, segment_id: str, version: int, cause: str) -> UUID:
+    """A membership message's stable id: the same change announced twice has the same id."""
+    return uuid5(NAMESPACE_URL, f"{kind}/{segment_id}/{version}/{contact_id}/{cause}")
+
+
 def _message(
     kind: str, contact_id: str, segment_id: str, version: int, cause: str, at: datetime
 ) -> dict[str, Any]:
     """A `MembershipChanged` as JSON-ready data (built from values already bounded: the
     contract's validation is left out of this hot path; a unit test holds them equal)."""
     return {
-        "id": str(uuid5(NAMESPACE_URL, f"{kind}/{segment_id}/{version}/{contact_id}/{cause}")),
+        "id": str(message_id(kind, contact_id, segment_id, version, cause)),
         "type": f"contact.{kind}_segment.v1",
         "contact_id": contact_id,
         "segment_id": segment_id,
