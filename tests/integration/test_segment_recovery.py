@@ -68,6 +68,9 @@ def test_a_timer_fires_after_a_sigkill_of_the_process_that_owned_it(
             "/v1/segments",
             json={"id": "soon", "name": "Soon", "condition": {"within_next": ["traits.ends", 5]}},
         ).raise_for_status()
+        # the segment's backfill over existing profiles done first: else, on a slow machine,
+        # it could reach the contact after the moment and enter it itself, not the timer
+        wait_for(lambda: (client.get("/v1/segments/soon").json()["backfill"] or {}).get("finished"))
         ends = int(time.time()) + 12  # enters at ends - 5
         client.post(
             "/v1/contact-events",
