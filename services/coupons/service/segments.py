@@ -124,15 +124,7 @@ async def versions(runtime: Runtime, segment_id: str) -> list[dict[str, Any]]:
 async def members(runtime: Runtime, segment_id: str, after: str, limit: int) -> dict[str, Any]:
     """A page of members in contact-id order; `next` is the `after` of the next page."""
     await segment(runtime, segment_id)
-    async with runtime.pool.acquire() as conn:
-        rows = await conn.fetch(
-            """SELECT contact_id, version, since FROM segment_members
-               WHERE segment_id = $1 AND contact_id > $2 ORDER BY contact_id LIMIT $3""",
-            segment_id,
-            after,
-            limit,
-        )
-    page = [dict(r) for r in rows]
+    page = await _page(runtime, segment_id, after, limit)
     return {"members": page, "next": page[-1]["contact_id"] if len(page) == limit else None}
 
 
@@ -147,14 +139,7 @@ async def _csv(runtime: Runtime, segment_id: str) -> AsyncIterator[str]:
     yield "contact_id,since\n"
     after = ""
     while True:
-        async with runtime.pool.acquire() as conn:
-            rows = await conn.fetch(
-                """SELECT contact_id, since FROM segment_members
-                   WHERE segment_id = $1 AND contact_id > $2 ORDER BY contact_id LIMIT $3""",
-                segment_id,
-                after,
-                CSV_PAGE,
-            )
+        rows = await _page(runtime, segment_id, after, CSV_PAGE)
         if not rows:
             return
         out = io.StringIO()
@@ -162,6 +147,19 @@ async def _csv(runtime: Runtime, segment_id: str) -> AsyncIterator[str]:
         writer.writerows((r["contact_id"], r["since"].isoformat()) for r in rows)
         yield out.getvalue()
         after = rows[-1]["contact_id"]
+
+
+async def _page(runtime: Runtime, segment_id: str, after: str, limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` members after the contact id `after`, in contact-id order."""
+    async with runtime.pool.acquire() as conn:
+        rows = await conn.fetch(
+            """SELECT contact_id, version, since FROM segment_members
+               WHERE segment_id = $1 AND contact_id > $2 ORDER BY contact_id LIMIT $3""",
+            segment_id,
+            after,
+            limit,
+        )
+    return [dict(r) for r in rows]
 
 
 async def preview(runtime: Runtime, body: Preview) -> dict[str, Any]:
