@@ -6,8 +6,8 @@ static segment. Prints figures; medians of --runs.
 
 A `coupons serve` process (components decider, projector, contacts; global cap off:
 COUPONS_AUTOMATION_CONTACT_CAP=0) runs against a local Kafka and PostgreSQL of its own
-(ports 30592/30932, state <state dir>/automations-bench, or COUPONS_KAFKA_PORT,
-COUPONS_PG_PORT, COUPONS_STATE_DIR).
+(`bench/service.py`; ports 30592/30932 or COUPONS_KAFKA_PORT and COUPONS_PG_PORT, state
+<state dir>/automations-bench, or KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL).
 1. Trigger latency: A active automations, each on its own shared-code campaign, with an
    event trigger on its own event type (every other one with a simple condition that holds).
    E contact events a second for S seconds are produced straight to
@@ -29,10 +29,7 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,17 +37,12 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from service import Served, serving
 
 from contracts.topics import Topics, declare
 from services.coupons.bus import kafka as bus
-from services.coupons.bus.topics import ensure_topics
-from services.coupons.store import api_keys
-from services.coupons.store.migrate import migrate
-from services.devstack.stack import default_state_dir, provisioned
 
-ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 6
-PORT = int(os.environ.get("COUPONS_PORT", "30599"))
 CHUNK = 20_000
 QUIET_S = 30.0
 """After the last event, how long with no new `coupon.issued.v1` record before the rest
@@ -243,56 +235,18 @@ async def define(client: httpx.AsyncClient, count: int) -> None:
             raise RuntimeError(f"automation refused: {made.text}")
 
 
-async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
-    tag = uuid.uuid4().hex[:8]
-    admin = await asyncpg.connect(base_url)
-    await admin.execute(f'CREATE DATABASE "ab_{tag}"')
-    await admin.close()
-    db = base_url.rsplit("/", 1)[0] + f"/ab_{tag}"
-    prefix = f"ab{tag}."
-    topics = declare(prefix, PARTITIONS)
-    await ensure_topics(kafka, topics, 1)
-    conn = await asyncpg.connect(db)
-    await migrate(conn)
-    _, secret = await api_keys.create(conn, "bench", "admin")
-    await conn.close()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka,
-        "DATABASE_URL": db,
-        "COUPONS_TOPIC_PREFIX": prefix,
-        "COUPONS_PARTITIONS": str(PARTITIONS),
-        "COUPONS_PORT": str(PORT),
-        "COUPONS_COMPONENTS": "decider,projector,contacts",
-        "COUPONS_AUTOMATION_CONTACT_CAP": "0",
-        "COUPONS_LOG_LEVEL": os.environ.get("COUPONS_LOG_LEVEL", "WARNING"),
-    }
-    log = Path(args.log).open("w") if args.log else subprocess.DEVNULL  # noqa: SIM115, ASYNC230
-    service = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is timed
-        [sys.executable, "-m", "services.coupons.cli", "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+async def run(args: argparse.Namespace, served: Served) -> None:
+    kafka, db = served.kafka, served.database_url
+    topics = declare(served.prefix, PARTITIONS)
     client = httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{PORT}",
+        base_url=served.base_url,
         timeout=120,
-        headers={"Authorization": f"Bearer {secret}"},
+        headers={"Authorization": f"Bearer {served.key}"},
     )
     out = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=1)
     heard = Heard(topics, kafka)
     listening = asyncio.create_task(heard.listen())
     try:
-        while True:
-            try:
-                if (await client.get("/readyz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if service.poll() is not None:
-                raise RuntimeError("the service stopped before it was ready")
-            await asyncio.sleep(0.5)
         await out.start()
         await define(client, args.automations)
         await asyncio.sleep(2)  # the consumer has its partitions; the service its automations
@@ -340,10 +294,6 @@ async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
         await asyncio.gather(listening, return_exceptions=True)
         await out.stop()
         await client.aclose()
-        service.terminate()
-        service.wait(timeout=30)
-        if not isinstance(log, int):
-            log.close()
 
 
 def main() -> None:
@@ -357,14 +307,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--log", help="write the service's log lines to this file")
     args = parser.parse_args()
-    state = Path(os.environ.get("COUPONS_STATE_DIR", default_state_dir() / "automations-bench"))
-    with provisioned(
-        state,
+    with serving(
+        "automations-bench",
         kafka_port=int(os.environ.get("COUPONS_KAFKA_PORT", "30592")),
         pg_port=int(os.environ.get("COUPONS_PG_PORT", "30932")),
-        database="bench",
-    ) as found:
-        asyncio.run(run(args, found.kafka_bootstrap_servers, found.database_url))
+        env={
+            "COUPONS_PARTITIONS": str(PARTITIONS),
+            "COUPONS_COMPONENTS": "decider,projector,contacts",
+            "COUPONS_AUTOMATION_CONTACT_CAP": "0",
+        },
+        log=Path(args.log) if args.log else None,
+    ) as served:
+        asyncio.run(run(args, served))
 
 
 if __name__ == "__main__":

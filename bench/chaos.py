@@ -30,11 +30,9 @@ check fails. 5 to 7½ minutes on 2 cores (`--down-s 10`).
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,13 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from faults import FAULTS, Rig, mount_disk
 from webhook_load import WebhookLoad
 
-from services.coupons.settings import Settings
 from services.devstack import audit
-from services.devstack.fleet import Fleet
-from services.devstack.jars import default_cache_dir
-from services.devstack.kafka import LocalKafka, stop_leftover_kafka
+from services.devstack.deployment import Deployment, deployed
+from services.devstack.kafka import stop_leftover_kafka
 from services.devstack.outages import CheckoutLoad
-from services.devstack.postgres import LocalPostgres
+from services.devstack.service import create_key
 from services.devstack.stack import default_state_dir
 
 SECRET = "whsec_chaos_" + "c" * 20
@@ -135,18 +131,6 @@ async def define(http: httpx.AsyncClient, code: str, **rules: object) -> str:
     created = await http.post("/v1/campaigns", json=body)
     created.raise_for_status()
     return str(created.json()["id"])
-
-
-def admin_key(database_url: str) -> str:
-    command = [sys.executable, "-m", "services.coupons.cli", "keys", "create"]
-    done = subprocess.run(
-        [*command, "--scope", "admin", "--name", "chaos"],
-        env={**os.environ, "DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
 
 
 async def rehearse(rig: Rig, args: argparse.Namespace) -> list[Row]:
@@ -235,80 +219,18 @@ async def main(args: argparse.Namespace) -> int:
     disk = state / "kafka" / "data"
     stop_leftover_kafka(state)  # a broker of a killed run holds the tmpfs
     mount_disk(disk, args.disk_mib)
-    broker = LocalKafka(state, port=args.kafka_port, cache_dir=default_cache_dir())
-    database = LocalPostgres(state, port=args.pg_port, database="chaos")
-    tag = uuid.uuid4().hex[:8]
-    fleet: Fleet | None = None
     problems = ["did not finish"]
     try:
-        await asyncio.gather(asyncio.to_thread(broker.start), asyncio.to_thread(database.start))
-        admin = await asyncpg.connect(database.database_url)
-        await admin.execute(f'CREATE DATABASE "chaos_{tag}"')
-        await admin.close()
-        settings = Settings(
-            KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
-            DATABASE_URL=database.database_url.rsplit("/", 1)[0] + f"/chaos_{tag}",
-            COUPONS_TOPIC_PREFIX=f"chaos{tag}.",
-            COUPONS_PARTITIONS=args.partitions,
-        )
-        log_dir = state / f"logs-{tag}"
-        log_dir.mkdir(parents=True)
-        fleet = Fleet(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-                "DATABASE_URL": settings.database_url,
-                "COUPONS_TOPIC_PREFIX": settings.topic_prefix,
-                "COUPONS_PARTITIONS": str(settings.partitions),
-                "COUPONS_LOG_FORMAT": "json",
-                "STRIPE_WEBHOOK_SECRET": SECRET,
-                **RELAXED,
-            }
-        )
-        for n, (name, components) in enumerate(MEMBERS):
-            fleet.add(name, components, args.http_port + n, log_dir)
-        fleet.start("api")  # it migrates the schema first
-        await fleet.ready(["api"])
-        for name, _ in MEMBERS[1:]:
-            fleet.start(name)
-        await fleet.ready()
-        api = fleet.members["api"].base_url
-        key = admin_key(settings.database_url)
-        auth = {"Authorization": f"Bearer {key}"}
-        async with httpx.AsyncClient(base_url=api, headers=auth, timeout=30) as http:
-            campaigns = {
-                "CHAOS": await define(http, f"CHAOS{tag}", limits={"per_contact": 1}),
-                "CHAOSCAP": await define(
-                    http,
-                    f"CHAOSCAP{tag}",
-                    limits={"max_redemptions": args.cap, "per_contact": None},
-                ),
-                "CHAOSSTRIPE": await define(
-                    http, f"CHAOSSTRIPE{tag}", limits={"per_contact": None}
-                ),
-            }
-            checkouts = [
-                CheckoutLoad(api, key, f"CHAOS{tag}", 6, "pc-", lambda n: f"c{n // 2}"),
-                CheckoutLoad(api, key, f"CHAOSCAP{tag}", 2, "cap-"),
-            ]
-            webhooks = WebhookLoad(api, SECRET, campaigns["CHAOSSTRIPE"], f"CHAOSSTRIPE{tag}")
-            probes = CheckoutLoad(api, key, f"CHAOS{tag}", 1, "probe-", lambda n: f"probe{n}")
-            rig = Rig(
-                fleet, broker, database, settings, checkouts, probes, webhooks, disk, args.down_s
-            )
-            running = [asyncio.create_task(c.run(10_000_000, 0.1)) for c in checkouts]
-            running.append(asyncio.create_task(webhooks.run(0.2)))
-            rows = await rehearse(rig, args)
-            await asyncio.sleep(args.settle_s)
-            for load in checkouts:
-                load.stop()
-            webhooks.stop()
-            await asyncio.wait_for(asyncio.gather(*running), args.recovery_timeout_s)
-            problems = await check(rig, campaigns, args.cap, http)
+        async with deployed(
+            state,
+            "chaos",
+            kafka_port=args.kafka_port,
+            pg_port=args.pg_port,
+            partitions=args.partitions,
+            env={"STRIPE_WEBHOOK_SECRET": SECRET},
+        ) as deployment:
+            rows, problems = await rehearsed(deployment, disk, args)
     finally:
-        if fleet is not None:
-            fleet.stop_all()
-        await asyncio.to_thread(broker.stop)
-        await asyncio.to_thread(database.stop)
         if problems:  # keep Kafka's data for a post-mortem; the next run unmounts it
             print(f"Kafka's log directory is kept on the tmpfs at {disk}")
         else:
@@ -321,11 +243,57 @@ async def main(args: argparse.Namespace) -> int:
         cells = [r.recovered_s, r.ready_s, r.accepted_s, r.ledger_s]
         shown = " | ".join(f"{c:.1f} s" if c is not None else "-" for c in cells)
         print(f"| {r.fault} | {shown} | {r.note} |")
-    print(f"\nlogs: {log_dir}; took {time.monotonic() - started:.0f} s")
+    print(f"\nlogs: {deployment.log_dir}; took {time.monotonic() - started:.0f} s")
     for problem in problems:
         print(f"PROBLEM: {problem}")
     print("every check passed" if not problems else f"{len(problems)} checks failed")
     return 1 if problems or any(r.recovered_s is None for r in rows) else 0
+
+
+async def rehearsed(
+    deployment: Deployment, disk: Path, args: argparse.Namespace
+) -> tuple[list[Row], list[str]]:
+    """Start the fleet, put it under load, inject every fault, then check every guarantee:
+    the rows of the faults and the problems found."""
+    fleet, broker, database = deployment.fleet, deployment.broker, deployment.database
+    settings, tag = deployment.settings, deployment.tag
+    for n, (name, components) in enumerate(MEMBERS):
+        fleet.add(name, components, args.http_port + n, deployment.log_dir)
+    fleet.start("api")  # it migrates the schema first
+    await fleet.ready(["api"])
+    for name, _ in MEMBERS[1:]:
+        fleet.start(name)
+    await fleet.ready()
+    api = fleet.members["api"].base_url
+    key = create_key(settings.database_url, "admin", "chaos")
+    auth = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=api, headers=auth, timeout=30) as http:
+        campaigns = {
+            "CHAOS": await define(http, f"CHAOS{tag}", limits={"per_contact": 1}),
+            "CHAOSCAP": await define(
+                http,
+                f"CHAOSCAP{tag}",
+                limits={"max_redemptions": args.cap, "per_contact": None},
+            ),
+            "CHAOSSTRIPE": await define(http, f"CHAOSSTRIPE{tag}", limits={"per_contact": None}),
+        }
+        checkouts = [
+            CheckoutLoad(api, key, f"CHAOS{tag}", 6, "pc-", lambda n: f"c{n // 2}"),
+            CheckoutLoad(api, key, f"CHAOSCAP{tag}", 2, "cap-"),
+        ]
+        webhooks = WebhookLoad(api, SECRET, campaigns["CHAOSSTRIPE"], f"CHAOSSTRIPE{tag}")
+        probes = CheckoutLoad(api, key, f"CHAOS{tag}", 1, "probe-", lambda n: f"probe{n}")
+        rig = Rig(fleet, broker, database, settings, checkouts, probes, webhooks, disk, args.down_s)
+        running = [asyncio.create_task(c.run(10_000_000, 0.1)) for c in checkouts]
+        running.append(asyncio.create_task(webhooks.run(0.2)))
+        rows = await rehearse(rig, args)
+        await asyncio.sleep(args.settle_s)
+        for load in checkouts:
+            load.stop()
+        webhooks.stop()
+        await asyncio.wait_for(asyncio.gather(*running), args.recovery_timeout_s)
+        problems = await check(rig, campaigns, args.cap, http)
+    return rows, problems
 
 
 if __name__ == "__main__":

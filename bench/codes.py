@@ -59,9 +59,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     done_times, redeem_times = [], []
-    with serving("bench-codes", kafka_port=30292, pg_port=30632) as (client, _):
+    with serving("bench-codes", kafka_port=30292, pg_port=30632) as served:
         for i in range(args.runs):
-            done, redeemable = one_run(client, args.count)
+            done, redeemable = one_run(served.client, args.count)
             done_times.append(done)
             redeem_times.append(redeemable)
             print(f"run {i + 1}: {args.count:,} codes done in {done:.1f} s,", end=" ")

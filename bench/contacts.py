@@ -6,7 +6,8 @@ preview, memory. Prints figures; medians of --runs where a phase repeats.
         over N profiles COPYed straight into PostgreSQL: bench/contacts_at_scale.py)
 
 A `coupons serve` process (COUPONS_COMPONENTS=contacts) runs against a local Kafka and
-PostgreSQL of its own (ports 30392/30732, state <state dir>/contacts-bench).
+PostgreSQL of its own (`bench/service.py`; ports 30392/30732 or COUPONS_KAFKA_PORT and
+COUPONS_PG_PORT, state <state dir>/contacts-bench, or KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL).
 1. Kafka ingest: N contact events (one per contact, a few traits) produced straight to
    `growthos.contact-events.v1`; events/s until the processor's stored offsets reach the end.
 2. HTTP ingest: N/2 more events through `POST /v1/contact-events` in batches of 1,000, four
@@ -26,10 +27,7 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,16 +36,12 @@ import asyncpg
 import contacts_at_scale
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from service import Prepare, Served, serving
 
 from contracts.topics import declare
-from services.coupons.bus.topics import ensure_topics
-from services.coupons.store import api_keys
-from services.coupons.store.migrate import migrate
-from services.devstack.stack import default_state_dir, provisioned
+from projections.db import Connection
 
-ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 6
-PORT = 30399
 
 
 def iso(at: float) -> str:
@@ -187,51 +181,35 @@ class Bench:
         return [s * 1000 for s in lateness]
 
 
-async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
-    tag = uuid.uuid4().hex[:8]
-    admin = await asyncpg.connect(base_url)
-    await admin.execute(f'CREATE DATABASE "cb_{tag}"')
-    await admin.close()
-    db = base_url.rsplit("/", 1)[0] + f"/cb_{tag}"
-    bench = Bench(kafka, db, f"cb{tag}.")
-    await ensure_topics(kafka, bench.topics, 1)
-    conn = await asyncpg.connect(db)
-    await migrate(conn)
-    _, secret = await api_keys.create(conn, "bench", "admin")
-    for k in range(args.segments):
+def segments(segment_count: int, seed: str, profiles: int) -> Prepare:
+    """The live segments the phases need, put in the database before the service starts, and
+    with `--seed copy` the profiles too."""
+
+    async def prepare(conn: Connection) -> None:
+        for k in range(segment_count):
+            await conn.execute(
+                "INSERT INTO segments (id, name, kind, condition) VALUES ($1, $1, 'live', $2)",
+                f"score{k}",
+                json.dumps({">=": [{"var": "traits.score"}, k * 5]}),
+            )
         await conn.execute(
-            "INSERT INTO segments (id, name, kind, condition) VALUES ($1, $1, 'live', $2)",
-            f"score{k}",
-            json.dumps({">=": [{"var": "traits.score"}, k * 5]}),
+            "INSERT INTO segments (id, name, kind, condition) VALUES ('soon', 'soon', 'live', $1)",
+            json.dumps({"within_next": ["traits.ends", 10]}),
         )
-    await conn.execute(
-        "INSERT INTO segments (id, name, kind, condition) VALUES ('soon', 'soon', 'live', $1)",
-        json.dumps({"within_next": ["traits.ends", 10]}),
-    )
-    if args.seed == "copy":
-        seconds = await contacts_at_scale.seed(conn, args.profiles)
-        print(f"seeded {args.profiles:,} profiles with COPY in {seconds:.1f} s", flush=True)
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka,
-        "DATABASE_URL": db,
-        "COUPONS_TOPIC_PREFIX": bench.prefix,
-        "COUPONS_PARTITIONS": str(PARTITIONS),
-        "COUPONS_PORT": str(PORT),
-        "COUPONS_COMPONENTS": "contacts",
-        "COUPONS_LOG_LEVEL": "WARNING",
-    }
-    service = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is timed
-        [sys.executable, "-m", "services.coupons.cli", "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+        if seed == "copy":
+            seconds = await contacts_at_scale.seed(conn, profiles)
+            print(f"seeded {profiles:,} profiles with COPY in {seconds:.1f} s", flush=True)
+
+    return prepare
+
+
+async def run(args: argparse.Namespace, served: Served) -> None:
+    kafka = served.kafka
+    bench = Bench(kafka, served.database_url, served.prefix)
     client = httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{PORT}",
+        base_url=served.base_url,
         timeout=120,
-        headers={"Authorization": f"Bearer {secret}"},
+        headers={"Authorization": f"Bearer {served.key}"},
     )
     out = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5)
     consumer = AIOKafkaConsumer(
@@ -239,15 +217,8 @@ async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
     )
     heard: dict[str, float] = {}
     try:
-        while True:
-            try:
-                if (await client.get("/readyz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.5)
         if args.seed == "copy":
-            await contacts_at_scale.run(args, db, client, service.pid)
+            await contacts_at_scale.run(args, served.database_url, client, served.process.pid)
             return
         await out.start()
         rate = await bench.kafka_ingest(out, args.profiles)
@@ -301,15 +272,12 @@ async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
             )
         ).raise_for_status()
         print(f"preview: {time.monotonic() - started:.1f} s", flush=True)
-        rss = resident_kib(service.pid)
+        rss = resident_kib(served.pid)
         print(f"service memory: {rss // 1024} MiB resident", flush=True)
     finally:
         await consumer.stop()
         await out.stop()
         await client.aclose()
-        service.terminate()
-        service.wait(timeout=30)
-        await conn.close()
 
 
 def resident_kib(pid: int) -> int:
@@ -327,14 +295,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", choices=("kafka", "copy"), default="kafka")
     args = parser.parse_args()
-    state = Path(os.environ.get("COUPONS_STATE_DIR", default_state_dir() / "contacts-bench"))
-    with provisioned(
-        state,
+    with serving(
+        "contacts-bench",
         kafka_port=int(os.environ.get("COUPONS_KAFKA_PORT", "30392")),
         pg_port=int(os.environ.get("COUPONS_PG_PORT", "30732")),
-        database="bench",
-    ) as found:
-        asyncio.run(run(args, found.kafka_bootstrap_servers, found.database_url))
+        env={"COUPONS_PARTITIONS": str(PARTITIONS), "COUPONS_COMPONENTS": "contacts"},
+        prepare=segments(args.segments, args.seed, args.profiles),
+    ) as served:
+        asyncio.run(run(args, served))
 
 
 if __name__ == "__main__":

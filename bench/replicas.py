@@ -18,22 +18,16 @@ About 4 minutes on 2 cores; run it on an idle machine (the figures are the machi
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import httpx
 
-from services.coupons.settings import Settings
 from services.devstack import audit
+from services.devstack.deployment import deployed
 from services.devstack.fleet import Fleet
-from services.devstack.jars import default_cache_dir
-from services.devstack.kafka import LocalKafka
-from services.devstack.postgres import LocalPostgres
 from services.devstack.replicas import (
     REPLICAS,
     RetryingLoad,
@@ -42,25 +36,8 @@ from services.devstack.replicas import (
     held,
     reassigned,
 )
+from services.devstack.service import create_key
 from services.devstack.stack import default_state_dir
-
-RELAXED = {
-    "COUPONS_THROTTLE_FAILURES": "1000000",
-    "COUPONS_THROTTLE_ADDRESS_FAILURES": "1000000",
-    "COUPONS_THROTTLE_KEY_FAILURES": "1000000",
-}
-
-
-def admin_key(database_url: str) -> str:
-    command = [sys.executable, "-m", "services.coupons.cli", "keys", "create"]
-    done = subprocess.run(
-        [*command, "--scope", "admin", "--name", "replicas"],
-        env={**os.environ, "DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
 
 
 async def measure(
@@ -80,39 +57,19 @@ async def measure(
 
 
 async def main(args: argparse.Namespace) -> int:
-    state = args.state_dir
-    broker = LocalKafka(state, port=args.kafka_port, cache_dir=default_cache_dir())
-    database = LocalPostgres(state, port=args.pg_port, database="replicas")
-    tag = uuid.uuid4().hex[:8]
-    fleet: Fleet | None = None
     problems: list[str] = []
-    try:
-        await asyncio.gather(asyncio.to_thread(broker.start), asyncio.to_thread(database.start))
-        admin = await asyncpg.connect(database.database_url)
-        await admin.execute(f'CREATE DATABASE "replicas_{tag}"')
-        await admin.close()
-        settings = Settings(
-            KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
-            DATABASE_URL=database.database_url.rsplit("/", 1)[0] + f"/replicas_{tag}",
-            COUPONS_TOPIC_PREFIX=f"replicas{tag}.",
-            COUPONS_PARTITIONS=6,
-        )
-        log_dir = state / f"logs-{tag}"
-        log_dir.mkdir(parents=True)
-        fleet = Fleet(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-                "DATABASE_URL": settings.database_url,
-                "COUPONS_TOPIC_PREFIX": settings.topic_prefix,
-                "COUPONS_PARTITIONS": "6",
-                "COUPONS_LOG_FORMAT": "json",
-                "COUPONS_LOG_LEVEL": "WARNING",
-                **RELAXED,
-            }
-        )
+    async with deployed(
+        args.state_dir,
+        "replicas",
+        kafka_port=args.kafka_port,
+        pg_port=args.pg_port,
+        partitions=6,
+        env={"COUPONS_LOG_LEVEL": "WARNING"},
+    ) as deployment:
+        fleet, settings, tag = deployment.fleet, deployment.settings, deployment.tag
         components = "decider,projector,batches,stripe,contacts"
         for n, name in enumerate(REPLICAS):
-            fleet.add(name, components, args.http_port + n, log_dir)
+            fleet.add(name, components, args.http_port + n, deployment.log_dir)
         key = ""
         codes: list[str] = []
         rates: dict[int, float] = {}
@@ -121,7 +78,7 @@ async def main(args: argparse.Namespace) -> int:
             fleet.start(name)
             await fleet.ready([n for n in REPLICAS[:count]])
             if not key:
-                key = admin_key(settings.database_url)
+                key = create_key(settings.database_url, "admin", "replicas")
                 auth = {"Authorization": f"Bearer {key}"}
                 async with httpx.AsyncClient(
                     base_url=fleet.members[name].base_url, headers=auth, timeout=30
@@ -179,11 +136,6 @@ async def main(args: argparse.Namespace) -> int:
         ledger = await audit.ledger_ids(settings, campaigns)
         problems += audit.exactly_once("redemptions", accepted, logged, ledger)
         print(f"{len(accepted)} accepted, {len(logged)} in the log, {len(ledger)} in the ledger")
-    finally:
-        if fleet is not None:
-            fleet.stop_all()
-        await asyncio.to_thread(broker.stop)
-        await asyncio.to_thread(database.stop)
     print("\n| replicas | redemptions/s |\n|---|---|")
     for count, rate in rates.items():
         print(f"| {count} | {rate:.0f} |")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from checkout import REPORT, cpu_ticks
+from loads import REPORT, cpu_ticks
 from service import serving
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -92,10 +92,12 @@ def ingest(args: argparse.Namespace, url: str, seconds: int, pid: int) -> dict[s
         signed_events(events, args.events)
         command = ["wrk", f"-t{THREADS}", f"-c{args.connections}", f"-d{seconds}s"]
         command += ["-s", str(script), url, "--", str(events), str(THREADS)]
-        client, before = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_ticks(pid)
+        client = resource.getrusage(resource.RUSAGE_CHILDREN)
+        before = cpu_ticks({"service": pid})
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    service, busy, total = (b - a for a, b in zip(before, cpu_ticks(pid), strict=True))
+    ticks = cpu_ticks({"service": pid})
+    service, busy, total = (ticks[k] - before[k] for k in ("service", "busy", "total"))
     found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     per_cent = 100 / ((os.cpu_count() or 1) * found["seconds"])  # CPU seconds -> % of all
     wrk_s = after.ru_utime + after.ru_stime - client.ru_utime - client.ru_stime
@@ -153,9 +155,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="COUPONS_WORKERS of the service")
     parser.add_argument("--invoices", type=int, default=200)
     args = parser.parse_args()
-    os.environ["STRIPE_WEBHOOK_SECRET"] = SECRET
-    os.environ["COUPONS_WORKERS"] = str(args.workers)
-    with serving("bench-stripe", KAFKA_PORT, PG_PORT) as (client, pid):
+    env = {"STRIPE_WEBHOOK_SECRET": SECRET, "COUPONS_WORKERS": str(args.workers)}
+    with serving("bench-stripe", KAFKA_PORT, PG_PORT, env=env) as served:
+        client, pid = served.client, served.pid
         reply = client.post(
             "/v1/campaigns",
             json={

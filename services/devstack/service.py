@@ -26,10 +26,15 @@ def serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=out)
 
 
-def wait_ready(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
+def wait_ready(
+    process: subprocess.Popen[bytes],
+    base_url: str,
+    log: Path,
+    within_s: float = READY_WITHIN_S,
+) -> None:
     """Return once `/readyz` answers 200; fail with the log's tail if the process ends or is
-    not ready within READY_WITHIN_S."""
-    deadline = time.monotonic() + READY_WITHIN_S
+    not ready within `within_s`."""
+    deadline = time.monotonic() + within_s
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"coupons serve ended: {log.read_text()[-3000:]}")
@@ -39,7 +44,7 @@ def wait_ready(process: subprocess.Popen[bytes], base_url: str, log: Path) -> No
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
-            raise TimeoutError(f"not ready in {READY_WITHIN_S} s: {log.read_text()[-3000:]}")
+            raise TimeoutError(f"not ready in {within_s:g} s: {log.read_text()[-3000:]}")
         time.sleep(0.3)
 
 

@@ -33,3 +33,21 @@ def test_a_refusal_carries_its_retry_hints_as_headers() -> None:
     )
     assert response.status_code == 503
     assert (response.headers["retry-after"], response.headers["idempotency-key"]) == ("1", "k1")
+
+
+def test_segment_contact_and_webhook_refusals_keep_their_statuses() -> None:
+    expected = {
+        "invalid_condition": 422,
+        "invalid_csv": 422,
+        "segment_not_found": 404,
+        "segment_exists": 409,
+        "segment_not_static": 409,
+        "contact_not_found": 404,
+        "signature_missing": 400,
+        "signature_invalid": 400,
+        "signature_expired": 400,
+        "invalid_payload": 400,
+        "stripe_not_configured": 503,
+    }
+    found = {code: refusal_response(Refused(code, "no")).status_code for code in expected}
+    assert found == expected

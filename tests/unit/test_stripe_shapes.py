@@ -12,9 +12,10 @@ from contracts.events import CodeRedeemed, CommandRejected, RedemptionRefunded
 from contracts.money import PercentOff
 from contracts.reasons import Reason
 from contracts.rules import Limits
-from services.coupons.api.errors import ApiError
-from services.coupons.api.stripe_webhook import verify
+from services.coupons.api.errors import STATUS
 from services.coupons.domain.campaign import Campaign, decide, evolve
+from services.coupons.service.refusals import Refused
+from services.coupons.service.stripe_webhooks import verify
 from services.coupons.stripe.mirror import coupon_params
 from services.coupons.stripe.shapes import (
     MalformedStripeEvent,
@@ -105,19 +106,19 @@ def test_unhandled_types_are_no_fact_and_malformed_ones_name_the_field() -> None
     ],
 )
 def test_bad_signatures_are_refused(header: str | None, code: str) -> None:
-    with pytest.raises(ApiError) as error:
+    with pytest.raises(Refused) as error:
         verify(b"{}", header, SECRET, 300)
-    assert (error.value.status, error.value.code) == (400, code)
+    assert (STATUS[error.value.code], error.value.code) == (400, code)
 
 
 def test_a_good_signature_outside_the_tolerance_is_stale_and_inside_is_accepted() -> None:
     body = sp.body_of(sp.event("invoice.paid", sp.invoice("cus_1", [], 100)))
-    with pytest.raises(ApiError) as error:
+    with pytest.raises(Refused) as error:
         verify(body, sp.sign(body, SECRET, int(time.time()) - 301), SECRET, 300)
     assert error.value.code == "signature_expired"
     assert verify(body, sp.sign(body, SECRET, int(time.time()) - 299), SECRET, 300)["id"]
     not_an_event = b'{"id": "x"}'
-    with pytest.raises(ApiError) as error:
+    with pytest.raises(Refused) as error:
         verify(not_an_event, sp.sign(not_an_event, SECRET), SECRET, 300)
     assert error.value.code == "invalid_payload"
 

@@ -22,11 +22,11 @@ from projections import campaigns
 from services.coupons.api.auth import require
 from services.coupons.api.commands import runtime_of
 from services.coupons.api.errors import ApiError, ErrorResponse
-from services.coupons.api.segments import compiled_condition
 from services.coupons.automations import stats, store
 from services.coupons.automations.seen import Seen
 from services.coupons.automations.sources import sources_for
 from services.coupons.automations.verdict import Cap
+from services.coupons.service.segments import compiled_condition
 
 router = APIRouter(prefix="/v1/automations", tags=["automations"])
 ADMIN = [Depends(require("admin"))]

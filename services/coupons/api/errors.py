@@ -72,6 +72,16 @@ STATUS: dict[str, int] = (
         "decision_pending": 503,
         "projection_lagging": 503,
         "stripe_not_configured": 503,
+        "invalid_condition": 422,
+        "segment_not_found": 404,
+        "segment_exists": 409,
+        "segment_not_static": 409,
+        "invalid_csv": 422,
+        "contact_not_found": 404,
+        "signature_missing": 400,
+        "signature_invalid": 400,
+        "signature_expired": 400,
+        "invalid_payload": 400,
     }
     | {reason.value: 422 for reason in PatternReason}
 )

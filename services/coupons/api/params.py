@@ -11,6 +11,7 @@ from services.coupons.service.calls import key_or_fresh
 _PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 
 CampaignPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+SegmentPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 RedemptionPath = Annotated[str, Path(min_length=1, max_length=64, pattern=_PRINTABLE)]
 ContactPath = Annotated[str, Path(min_length=1, max_length=128, pattern=_PRINTABLE)]
 JobPath = Annotated[str, Path(min_length=1, max_length=64, pattern=_PRINTABLE)]

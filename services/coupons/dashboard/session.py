@@ -58,3 +58,14 @@ async def checked(
 
 SignedIn = Annotated[Session, Depends(current)]
 Checked = Annotated[Session, Depends(checked)]
+
+
+async def admin_checked(session: Checked) -> Session:
+    """The session of an admin's checked form post. The forms that change something are not
+    shown to analysts, so an analyst's post is forged: refused (403) as a CSRF is."""
+    if session.key.scope != "admin":
+        raise CsrfRefused
+    return session
+
+
+AdminChecked = Annotated[Session, Depends(admin_checked)]

@@ -1,5 +1,6 @@
 """The use cases: define, change and distribute campaigns, validate, redeem and reverse, hold
-and release reservations, generate codes, mirror to Stripe.
+and release reservations, generate codes, mirror to Stripe; define, change and read segments
+and upload static ones; ingest contact events and read profiles; receive Stripe's webhooks.
 
 Each is a function of a `Call` (the runtime, the actor, the correlation id) and plain values
 (an idempotency key, a body model), returning results or raising `Refused` with a stable

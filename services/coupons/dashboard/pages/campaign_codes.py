@@ -7,7 +7,6 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
-from pydantic import ValidationError
 
 from projections.db import Connection
 from services.coupons.api.codes import export_codes
@@ -15,12 +14,12 @@ from services.coupons.api.commands import call_of, runtime_of
 from services.coupons.api.errors import ApiError
 from services.coupons.api.params import CampaignPath, JobPath
 from services.coupons.dashboard import progress
-from services.coupons.dashboard.session import Checked, CsrfRefused, SignedIn
+from services.coupons.dashboard.redirects import back_to_campaign
+from services.coupons.dashboard.session import AdminChecked, SignedIn
 from services.coupons.dashboard.templating import render
 from services.coupons.domain.codes import normalise
 from services.coupons.service import jobs
 from services.coupons.service.jobs import BatchRequest
-from services.coupons.service.refusals import Refused
 from services.coupons.store import code_batches
 
 router = APIRouter()
@@ -76,25 +75,20 @@ async def batches(conn: Connection, campaign_id: str) -> list[progress.Progress]
 @router.post("/campaigns/{campaign_id}/code-batches")
 async def generate(
     request: Request,
-    session: Checked,
+    session: AdminChecked,
     campaign_id: CampaignPath,
     count: Annotated[str, Form(max_length=20)],
     prefix: Annotated[str, Form(max_length=100)] = "",
     idempotency_key: Annotated[str, Form(min_length=8, max_length=100)] = "",
 ) -> RedirectResponse:
-    if session.key.scope != "admin":
-        raise CsrfRefused  # the form is not shown to analysts: a forged post gets a 403
-    page = f"/campaigns/{quote(campaign_id)}"
-    try:
+
+    async def generate_batch() -> str:
         sent = int(count) if count.strip().isdigit() else count
         body = BatchRequest.model_validate({"count": sent, "pattern": {"prefix": prefix}})
         batch = await jobs.generate_codes(call_of(request), campaign_id, body, idempotency_key)
-    except ValidationError as error:
-        where = ".".join(str(p) for p in error.errors()[0]["loc"])
-        return RedirectResponse(f"{page}?refused=invalid_request&field={where}#codes", 303)
-    except Refused as error:
-        return RedirectResponse(f"{page}?refused={quote(error.code)}#codes", 303)
-    return RedirectResponse(f"{page}?batch={quote(batch['id'])}#codes", status_code=303)
+        return f"?batch={quote(batch['id'])}"
+
+    return await back_to_campaign(campaign_id, "codes", generate_batch)
 
 
 @router.get("/code-batches/{batch_id}")

@@ -1,21 +1,21 @@
 """Mirror a campaign to Stripe (a Coupon and a PromotionCode per code), with a live progress
-bar: the job is started by the API's own handler (`start_mirror`, as `POST
+bar: the job is started by the API's own use case (`service.jobs.mirror_to_stripe`, as `POST
 /v1/campaigns/{id}/stripe-mirror`)."""
 
 from typing import Annotated
-from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from projections.db import Connection
-from services.coupons.api.commands import runtime_of
+from services.coupons.api.commands import call_of, runtime_of
 from services.coupons.api.errors import ApiError
 from services.coupons.api.params import CampaignPath, JobPath
-from services.coupons.api.stripe_mirror import start_mirror
 from services.coupons.dashboard import progress
-from services.coupons.dashboard.session import Checked, CsrfRefused, SignedIn
+from services.coupons.dashboard.redirects import back_to_campaign
+from services.coupons.dashboard.session import AdminChecked, SignedIn
 from services.coupons.dashboard.templating import render
+from services.coupons.service import jobs
 from services.coupons.stripe import mirror
 
 router = APIRouter()
@@ -35,18 +35,16 @@ async def mirrors(conn: Connection, campaign_id: str) -> list[progress.Progress]
 @router.post("/campaigns/{campaign_id}/stripe-mirror")
 async def start(
     request: Request,
-    session: Checked,
+    session: AdminChecked,
     campaign_id: CampaignPath,
     idempotency_key: Annotated[str, Form(min_length=8, max_length=100)],
 ) -> RedirectResponse:
-    if session.key.scope != "admin":
-        raise CsrfRefused  # the form is not shown to analysts: a forged post gets a 403
-    page = f"/campaigns/{quote(campaign_id)}"
-    try:
-        await start_mirror(campaign_id, request, Response(), idempotency_key)
-    except ApiError as error:
-        return RedirectResponse(f"{page}?refused={quote(error.code)}#stripe", 303)
-    return RedirectResponse(f"{page}#stripe", status_code=303)
+
+    async def mirror_campaign() -> str:
+        await jobs.mirror_to_stripe(call_of(request), campaign_id, idempotency_key)
+        return ""
+
+    return await back_to_campaign(campaign_id, "stripe", mirror_campaign)
 
 
 @router.get("/stripe-mirrors/{job_id}")

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from services.coupons.api import segments as segments_api
 from services.coupons.api.commands import runtime_of
 from services.coupons.api.errors import ApiError
-from services.coupons.api.segments import SegmentPath
+from services.coupons.api.params import SegmentPath
 from services.coupons.dashboard.session import SignedIn
 from services.coupons.dashboard.templating import render
 
