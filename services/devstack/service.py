@@ -1,5 +1,6 @@
-"""`coupons serve` and `coupons keys create` as processes, the way a person runs them: for the
-integration tests and the benchmarks that start the service on a stack of their own."""
+"""`coupons serve` as a process, the way a person runs it, and API keys made as `coupons keys
+create` makes them: for the integration tests and the benchmarks that start the service on a
+stack of their own."""
 
 import asyncio
 import os
