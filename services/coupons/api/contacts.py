@@ -2,6 +2,7 @@
 events to `growthos.contact-events.v1` and answers 202 once Kafka holds them (acks=all);
 `GET /v1/contacts/{id}` (analyst) reads a profile and its current segments."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -13,6 +14,7 @@ from services.coupons.api.errors import ApiError, ErrorResponse
 from services.coupons.api.params import ContactPath
 from services.coupons.automations import store as automation_store
 from services.coupons.contacts import store
+from services.coupons.contacts.conditions import DAY
 
 router = APIRouter(tags=["contacts"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -63,7 +65,12 @@ async def get_profile(contact_id: ContactPath, request: Request) -> dict[str, An
             for n, t in profile.traits.items()
         },
         "events": [
-            {"event": f.label, "count": f.count, "last_at": f.last_at}
+            {
+                "event": f.label,
+                "count": f.count,
+                "last_at": f.last_at,
+                "days": [{"day": day_text(d), "count": c} for d, c in f.days],
+            }
             for f in profile.facts.values()
         ],
         "coupons": profile.coupons.__dict__ | {"campaigns": list(profile.coupons.campaigns)},
@@ -85,3 +92,8 @@ async def automation_runs(contact_id: ContactPath, request: Request) -> list[dic
     did (`cause`), the outcome and the code given."""
     async with runtime_of(request).pool.acquire() as conn:
         return await automation_store.history(conn, contact_id)
+
+
+def day_text(day: int) -> str:
+    """A day number (epoch seconds // 86400) as its UTC date, `2026-12-05`."""
+    return datetime.fromtimestamp(day * DAY, UTC).date().isoformat()

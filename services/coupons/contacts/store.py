@@ -35,7 +35,7 @@ def to_json(profile: Profile) -> str:
             "first_seen": profile.first_seen,
             "last_seen": profile.last_seen,
             "facts": {
-                k: {"label": f.label, "count": f.count, "last_at": f.last_at}
+                k: {"label": f.label, "count": f.count, "last_at": f.last_at, "days": f.days}
                 for k, f in profile.facts.items()
             },
             "coupons": {
@@ -61,7 +61,12 @@ def from_json(contact_id: str, text: str | None) -> Profile:
         traits={n: Trait(**t) for n, t in raw.get("traits", {}).items()},
         first_seen=raw.get("first_seen"),
         last_seen=raw.get("last_seen"),
-        facts={k: Fact(**f) for k, f in raw.get("facts", {}).items()},
+        facts={
+            k: Fact(
+                f["label"], f["count"], f["last_at"], tuple((d, c) for d, c in f.get("days", ()))
+            )
+            for k, f in raw.get("facts", {}).items()
+        },
         coupons=CouponFacts(
             **{
                 **raw.get("coupons", {}),
