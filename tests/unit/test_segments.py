@@ -4,6 +4,7 @@ The property: membership maintained incrementally (events applied in arrival ord
 contact's timer fired when due) equals membership computed from scratch over the final
 profile at the same instant."""
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -207,3 +208,5 @@ def test_stored_profiles_and_membership_messages_keep_their_contracts() -> None:
     assert store.from_json("c1", store.to_json(profile)) == profile
     message = store._message("entered", "c1", "seg", 2, "e1", datetime.fromtimestamp(T0, UTC))
     assert MembershipChanged.model_validate(message).model_dump(mode="json") == message
+    for name in ("entered/seg/2/c1/e1", "left/x/1/c-42/timer:1796489018", "é/😀"):
+        assert store.message_id(name) == str(uuid.uuid5(uuid.NAMESPACE_URL, name))

@@ -27,8 +27,10 @@ A missing value is null, which JsonLogic compares as 0: guard with `exists` when
 """
 
 import hashlib
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import datalogic_py
@@ -135,25 +137,61 @@ class WindowTest:
                 return
 
 
+_local = threading.local()
+
+
+def prepared(data: Mapping[str, Any]) -> datalogic_py.DataHandle:
+    """A contact's evaluation data parsed once, for `Condition.holds` over many conditions
+    (each `matches(dict)` would convert the whole dict again: 7 times slower over 21)."""
+    return datalogic_py.DataHandle(dict(data))
+
+
+def session() -> datalogic_py.Session:
+    """This thread's evaluation session (a session reuses its memory; not thread-safe)."""
+    found: datalogic_py.Session | None = getattr(_local, "session", None)
+    if found is None:
+        found = _local.session = ENGINE.session()
+    return found
+
+
 @dataclass(frozen=True)
 class Condition:
     tree: Any
     rule: Any
     time_tests: tuple[TimeTest, ...]
     window_tests: tuple[WindowTest, ...] = ()
+    inputs: frozenset[str] | None = None
+    """What it reads, as `root.name` ("traits.plan", "events.f1a2...", "coupons.redeemed",
+    "email"), `now` left out (time is the timers' business); None when the engine cannot
+    tell everything it reads."""
+
+    @cached_property
+    def timed(self) -> bool:
+        """Whether time alone can change its answer."""
+        return bool(self.time_tests or self.window_tests)
+
+    def reads_any(self, touched: frozenset[str]) -> bool:
+        """Whether a change of the inputs `touched` can change its answer."""
+        return self.inputs is None or not self.inputs.isdisjoint(touched)
 
     def matches(self, data: Mapping[str, Any]) -> bool:
         """Whether the contact matches; a condition that cannot be evaluated over this
         contact's values (text added to a number, say) does not match: one odd profile must
         not stop the processor."""
+        return self.holds(prepared(data), session())
+
+    def holds(self, data: datalogic_py.DataHandle, on: datalogic_py.Session) -> bool:
+        """`matches` over data already `prepared`, in this thread's `session()`."""
         try:
-            return bool(ENGINE.truthy(self.rule.evaluate(dict(data))))
+            return on.evaluate_truthy(self.rule, data)
         except datalogic_py.DataLogicError:
             return False
 
     def next_change(self, data: Mapping[str, Any]) -> int | None:
         """The first whole second after `data["now"]` at which a time test can flip, or None
         when no time alone changes the answer."""
+        if not self.timed:
+            return None
         now: int = data["now"]
         due = [
             edge
@@ -200,7 +238,14 @@ def compile_condition(tree: object) -> Condition:
         rule,
         tuple(t for t in tests if isinstance(t, TimeTest)),
         tuple(t for t in tests if isinstance(t, WindowTest)),
+        _inputs(rule.facts()),
     )
+
+
+def _inputs(facts: Mapping[str, Any]) -> frozenset[str] | None:
+    if facts["computed_reads"] or not facts["reads_complete"]:
+        return None
+    return frozenset(".".join(path[:2]) for path in facts["reads"] if path and path[0] != "now")
 
 
 def _expand(node: object, at: str, depth: int, tests: Tests, counter: list[int]) -> Any:

@@ -106,6 +106,22 @@ def fold(profile: Profile, event: ContactEvent) -> Profile:
     )
 
 
+COUPON_INPUTS = frozenset(
+    f"coupons.{name}"
+    for name in ("received", "redeemed", "last_redeemed_at", "discount", "revenue", "campaigns")
+)
+"""The inputs a coupon fact can change (conditions.Condition.inputs)."""
+
+
+def touched(event: ContactEvent) -> frozenset[str]:
+    """The condition inputs (conditions.Condition.inputs) that folding `event` can change."""
+    found = {f"traits.{name}" for name in event.traits}
+    found.update(f"events.{key}" for _, key in _fact_keys(event))
+    if event.email is not None:
+        found.add("email")
+    return frozenset(found)
+
+
 def _fact_keys(event: ContactEvent) -> list[tuple[str, str]]:
     keys = [(event.type, fact_key(event.type))]
     for name, value in event.properties.items():
