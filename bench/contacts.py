@@ -2,9 +2,11 @@
 preview, memory. Prints figures; medians of --runs where a phase repeats.
 
     python bench/contacts.py [--profiles N] [--rate E] [--seconds S] [--segments K] [--runs R]
+                             [--phases kafka,http,latency,timers,backfill,preview]
 
-A `coupons serve` process (COUPONS_COMPONENTS=contacts) runs against a local Kafka and
-PostgreSQL of its own (ports 30392/30732, state <state dir>/contacts-bench).
+A `coupons serve` process (COUPONS_COMPONENTS=contacts; on COUPONS_PORT, default 30399) runs
+against a local Kafka and PostgreSQL of its own (ports 30392/30732, state
+<state dir>/contacts-bench), or KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set.
 1. Kafka ingest: N contact events (one per contact, a few traits) produced straight to
    `growthos.contact-events.v1`; events/s until the processor's stored offsets reach the end.
 2. HTTP ingest: N/2 more events through `POST /v1/contact-events` in batches of 1,000, four
@@ -44,7 +46,7 @@ from services.devstack.stack import default_state_dir, provisioned
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 6
-PORT = 30399
+PORT = int(os.environ.get("COUPONS_PORT", "30399"))
 
 
 def iso(at: float) -> str:
@@ -247,28 +249,34 @@ async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
             f" ({args.segments + 1} live segments)",
             flush=True,
         )
-        rates = [await bench.http_ingest(client, args.profiles // 2) for _ in range(args.runs)]
-        print(
-            f"http ingest: {statistics.median(rates):,.0f} events/s (median of {args.runs})",
-            flush=True,
-        )
+        if "http" in args.phases:
+            runs = range(args.runs)
+            rates = [await bench.http_ingest(client, args.profiles // 2) for _ in runs]
+            print(
+                f"http ingest: {statistics.median(rates):,.0f} events/s (median of {args.runs})",
+                flush=True,
+            )
         await bench.caught_up()  # no backlog before the latencies
         await consumer.start()
         await asyncio.sleep(2)
         listening = asyncio.create_task(bench.messages(consumer, heard))
-        lat = await bench.event_to_message(out, args.rate, args.seconds, heard)
-        print(
-            f"event -> message at {args.rate}/s: p50 {pct(lat, 0.5):.0f} ms,"
-            f" p99 {pct(lat, 0.99):.0f} ms ({len(lat):,} messages)",
-            flush=True,
-        )
-        late = await bench.timers(out, args.seconds, heard)
-        print(
-            f"timer lateness: p50 {pct(late, 0.5):.0f} ms,"
-            f" p99 {pct(late, 0.99):.0f} ms ({len(late)} timers)",
-            flush=True,
-        )
+        if "latency" in args.phases:
+            lat = await bench.event_to_message(out, args.rate, args.seconds, heard)
+            print(
+                f"event -> message at {args.rate}/s: p50 {pct(lat, 0.5):.0f} ms,"
+                f" p99 {pct(lat, 0.99):.0f} ms ({len(lat):,} messages)",
+                flush=True,
+            )
+        if "timers" in args.phases:
+            late = await bench.timers(out, args.seconds, heard)
+            print(
+                f"timer lateness: p50 {pct(late, 0.5):.0f} ms,"
+                f" p99 {pct(late, 0.99):.0f} ms ({len(late)} timers)",
+                flush=True,
+            )
         listening.cancel()
+        if "backfill" not in args.phases:
+            return
         started = time.monotonic()
         created = await client.post(
             "/v1/segments",
@@ -285,6 +293,8 @@ async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
             f" {time.monotonic() - started:.1f} s",
             flush=True,
         )
+        if "preview" not in args.phases:
+            return
         started = time.monotonic()
         (
             await client.post(
@@ -316,6 +326,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--segments", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--phases",
+        type=lambda text: set(text.split(",")),
+        default={"kafka", "http", "latency", "timers", "backfill", "preview"},
+        help="which phases to run (Kafka ingest always runs: it seeds the profiles)",
+    )
     args = parser.parse_args()
     state = Path(os.environ.get("COUPONS_STATE_DIR", default_state_dir() / "contacts-bench"))
     with provisioned(
