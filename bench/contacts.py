@@ -88,6 +88,18 @@ class Bench:
     async def caught_up(self) -> None:
         await until(lambda: self.offsets_done(self.appended))
 
+    async def published(self) -> None:
+        """Until the relay has published every membership message written so far."""
+
+        async def empty() -> bool:
+            conn = await asyncpg.connect(self.db)
+            try:
+                return not await conn.fetchval("SELECT EXISTS (SELECT FROM segment_outbox)")
+            finally:
+                await conn.close()
+
+        await until(empty)
+
     async def offsets_done(self, expected: int) -> bool:
         conn = await asyncpg.connect(self.db)
         try:
@@ -257,6 +269,7 @@ async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
                 flush=True,
             )
         await bench.caught_up()  # no backlog before the latencies
+        await bench.published()
         await consumer.start()
         await asyncio.sleep(2)
         listening = asyncio.create_task(bench.messages(consumer, heard))
