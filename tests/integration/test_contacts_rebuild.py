@@ -92,6 +92,8 @@ def test_a_rebuild_gives_the_rows_of_the_live_processor(
     )
     wait_for(lambda: len(client.get("/v1/contacts/ann").json().get("segments", [])) == 2)
     wait_for(lambda: client.get("/v1/contacts/cat").status_code == 200)
+    for sid in segments:  # a backfill running after the damage would repair part of it
+        wait_for(lambda sid=sid: client.get(f"/v1/segments/{sid}").json()["backfill"]["finished"])
     live = asyncio.run(rows(settings))
     assert {(s, c) for s, c, _ in live["members"]} == {
         ("pro", "ann"),
@@ -102,6 +104,6 @@ def test_a_rebuild_gives_the_rows_of_the_live_processor(
 
     asyncio.run(damage(settings))
     rebuilt = asyncio.run(rebuild_contacts_from(settings, show_progress=False))
-    assert (rebuilt.contact_events, rebuilt.profiles, rebuilt.messages) == (6, 3, 1)
-    assert rebuilt.coupon_events == 1  # bob redeemed the shared code
     assert asyncio.run(rows(settings)) == live
+    assert (rebuilt.contact_events, rebuilt.coupon_events, rebuilt.profiles) == (6, 1, 3)
+    assert rebuilt.messages == 1  # bob enters "redeemers" again
