@@ -2,6 +2,7 @@
 preview, memory. Prints figures; medians of --runs where a phase repeats.
 
     python bench/contacts.py [--profiles N] [--rate E] [--seconds S] [--segments K] [--runs R]
+                             [--phases kafka,http,latency,timers,backfill,preview]
     python bench/contacts.py --seed copy [--profiles N] [--runs R]   (backfill, preview, memory
         over N profiles COPYed straight into PostgreSQL: bench/contacts_at_scale.py)
 
@@ -82,6 +83,18 @@ class Bench:
 
     async def caught_up(self) -> None:
         await until(lambda: self.offsets_done(self.appended))
+
+    async def published(self) -> None:
+        """Until the relay has published every membership message written so far."""
+
+        async def empty() -> bool:
+            conn = await asyncpg.connect(self.db)
+            try:
+                return not await conn.fetchval("SELECT EXISTS (SELECT FROM segment_outbox)")
+            finally:
+                await conn.close()
+
+        await until(empty)
 
     async def offsets_done(self, expected: int) -> bool:
         conn = await asyncpg.connect(self.db)
@@ -227,28 +240,35 @@ async def run(args: argparse.Namespace, served: Served) -> None:
             f" ({args.segments + 1} live segments)",
             flush=True,
         )
-        rates = [await bench.http_ingest(client, args.profiles // 2) for _ in range(args.runs)]
-        print(
-            f"http ingest: {statistics.median(rates):,.0f} events/s (median of {args.runs})",
-            flush=True,
-        )
+        if "http" in args.phases:
+            runs = range(args.runs)
+            rates = [await bench.http_ingest(client, args.profiles // 2) for _ in runs]
+            print(
+                f"http ingest: {statistics.median(rates):,.0f} events/s (median of {args.runs})",
+                flush=True,
+            )
         await bench.caught_up()  # no backlog before the latencies
+        await bench.published()
         await consumer.start()
         await asyncio.sleep(2)
         listening = asyncio.create_task(bench.messages(consumer, heard))
-        lat = await bench.event_to_message(out, args.rate, args.seconds, heard)
-        print(
-            f"event -> message at {args.rate}/s: p50 {pct(lat, 0.5):.0f} ms,"
-            f" p99 {pct(lat, 0.99):.0f} ms ({len(lat):,} messages)",
-            flush=True,
-        )
-        late = await bench.timers(out, args.seconds, heard)
-        print(
-            f"timer lateness: p50 {pct(late, 0.5):.0f} ms,"
-            f" p99 {pct(late, 0.99):.0f} ms ({len(late)} timers)",
-            flush=True,
-        )
+        if "latency" in args.phases:
+            lat = await bench.event_to_message(out, args.rate, args.seconds, heard)
+            print(
+                f"event -> message at {args.rate}/s: p50 {pct(lat, 0.5):.0f} ms,"
+                f" p99 {pct(lat, 0.99):.0f} ms ({len(lat):,} messages)",
+                flush=True,
+            )
+        if "timers" in args.phases:
+            late = await bench.timers(out, args.seconds, heard)
+            print(
+                f"timer lateness: p50 {pct(late, 0.5):.0f} ms,"
+                f" p99 {pct(late, 0.99):.0f} ms ({len(late)} timers)",
+                flush=True,
+            )
         listening.cancel()
+        if "backfill" not in args.phases:
+            return
         started = time.monotonic()
         created = await client.post(
             "/v1/segments",
@@ -265,6 +285,8 @@ async def run(args: argparse.Namespace, served: Served) -> None:
             f" {time.monotonic() - started:.1f} s",
             flush=True,
         )
+        if "preview" not in args.phases:
+            return
         started = time.monotonic()
         (
             await client.post(
@@ -294,6 +316,12 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", choices=("kafka", "copy"), default="kafka")
+    parser.add_argument(
+        "--phases",
+        type=lambda text: set(text.split(",")),
+        default={"kafka", "http", "latency", "timers", "backfill", "preview"},
+        help="which phases to run (Kafka ingest always runs: it seeds the profiles)",
+    )
     args = parser.parse_args()
     with serving(
         "contacts-bench",

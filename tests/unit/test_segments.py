@@ -4,6 +4,7 @@ The property: membership maintained incrementally (events applied in arrival ord
 contact's timer fired when due) equals membership computed from scratch over the final
 profile at the same instant."""
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from contracts.contacts import ContactEvent
 from services.coupons.contacts.conditions import InvalidCondition, compile_condition
 from services.coupons.contacts.membership import Segment, reconcile
-from services.coupons.contacts.profile import Profile, evaluation_data, fold
+from services.coupons.contacts.profile import Profile, evaluation_data, fold, touched
 
 T0 = 1_800_000_000
 DAY = 86400
@@ -92,6 +93,7 @@ _leaves = st.one_of(
     st.builds(lambda n: {">=": [{"var": "traits.score"}, n]}, st.integers(0, 10)),
     st.builds(lambda s: {"did_event": {"type": "page.viewed", "within": s}}, st.integers(1, 60)),
     st.just({"exists": "traits.a"}),
+    st.just({"missing": ["traits.plan"]}),
 )
 _conditions = st.recursive(
     _leaves,
@@ -150,8 +152,12 @@ def test_incremental_membership_equals_membership_from_scratch(
         if arrived > final:
             break
         fire_timers_until(arrived)
-        profile = fold(profile, _event(i, occurred, **traits))
-        step = reconcile(profile, segments, held, arrived)
+        event = _event(i, occurred, **traits)
+        # as the processor: a new contact against every segment, a known one against those
+        # reading what its event changed
+        inputs = None if profile == Profile("c1") else touched(event)
+        profile = fold(profile, event)
+        step = reconcile(profile, segments, held, arrived, inputs)
         held, due = step.members, step.next_due
     fire_timers_until(final)
     if not profile.last_seen:  # no event yet: no contact, in no segment
@@ -207,3 +213,23 @@ def test_stored_profiles_and_membership_messages_keep_their_contracts() -> None:
     assert store.from_json("c1", store.to_json(profile)) == profile
     message = store._message("entered", "c1", "seg", 2, "e1", datetime.fromtimestamp(T0, UTC))
     assert MembershipChanged.model_validate(message).model_dump(mode="json") == message
+    for name in ("entered/seg/2/c1/e1", "left/x/1/c-42/timer:1796489018", "é/😀"):
+        assert store.message_id(name) == str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+def test_only_the_segments_reading_what_changed_are_evaluated() -> None:
+    plan = Segment("plan", 1, compile_condition({"==": [{"var": "traits.plan"}, "pro"]}))
+    score = Segment("score", 1, compile_condition({">": [{"var": "traits.score"}, 5]}))
+    segments = {"plan": plan, "score": score}
+    profile = fold(Profile("c1"), _event(1, T0, plan="pro", score=9))
+    # "score" held but no longer true: an event touching only the plan leaves it alone
+    changed = fold(profile, _event(2, T0 + 1, plan="free", score=1))
+    step = reconcile(
+        changed, segments, frozenset({"plan", "score"}), T0 + 1, touched(_event(3, T0, plan="x"))
+    )
+    assert step.left == ("plan",)
+    assert reconcile(changed, segments, frozenset({"plan", "score"}), T0 + 1).left == (
+        "plan",
+        "score",
+    )
+    assert plan.condition.inputs == frozenset({"traits.plan"})

@@ -202,7 +202,7 @@ async def _announce(
         contacts,
         kinds,
         [
-            str(store.message_id(k, c, segment.id, segment.version, cause))
+            store.message_id(f"{k}/{segment.id}/{segment.version}/{c}/{cause}")
             for k, c in zip(kinds, contacts, strict=True)
         ],
         segment.id,

@@ -36,8 +36,11 @@ class OffsetConsumer(Generic[T]):
         pool: asyncpg.Pool,
         decode: Callable[[AIOKafkaProducer, Records], Awaitable[list[T]]],
         apply: Callable[[Connection, list[T]], Awaitable[int]],
+        max_records: int = 1000,
     ) -> None:
+        """`max_records`: at most this many records a poll, applied in one transaction."""
         self._name, self._topic, self._bootstrap, self._pool = name, topic, bootstrap, pool
+        self._max_records = max_records
         self._decode, self._apply = decode, apply
         self._offsets = StoredOffsets(pool, name, topic)
 
@@ -49,7 +52,7 @@ class OffsetConsumer(Generic[T]):
         consumer.subscribe([self._topic], listener=SeekOnAssignment(self._offsets, consumer))
         try:
             while True:
-                batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                batches = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
                 raise_rebalance_error(self._offsets)
                 moves: dict[int, tuple[int, int]] = {}
                 records: list[ConsumerRecord[Any, Any]] = []

@@ -27,7 +27,7 @@ from projections.db import Connection
 from services.coupons.contacts import store
 from services.coupons.contacts.consumer import OffsetConsumer, Records
 from services.coupons.contacts.processor import fresh_ids
-from services.coupons.contacts.profile import CouponFacts, Profile, epoch
+from services.coupons.contacts.profile import COUPON_INPUTS, CouponFacts, Profile, epoch
 from services.coupons.contacts.reactions import Reaction
 
 log = structlog.get_logger(__name__)
@@ -106,8 +106,10 @@ async def apply(conn: Connection, fed: list[Fed], react: Reaction | None = None)
         return 0
     profiles = await store.lock_profiles(conn, by_contact)
     causes = {}
+    inputs: dict[str, frozenset[str] | None] = {}
     for contact_id, found in by_contact.items():
         profile: Profile = profiles[contact_id]
+        inputs[contact_id] = None if profile == Profile(contact_id) else COUPON_INPUTS
         facts = profile.coupons
         for item in found:
             facts = fold_coupon(facts, item.event, item.at)
@@ -115,4 +117,6 @@ async def apply(conn: Connection, fed: list[Fed], react: Reaction | None = None)
         causes[contact_id] = found[-1].id
     segments = await store.live_segments(conn)
     now = int(time.time())
-    return await store.settle(conn, profiles, segments, causes, now, save=True, react=react)
+    return await store.settle(
+        conn, profiles, segments, causes, now, save=True, react=react, touched=inputs
+    )

@@ -8,7 +8,7 @@ change any answer (the contact's one durable timer)."""
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.coupons.contacts.conditions import Condition
+from services.coupons.contacts.conditions import Condition, prepared, session
 from services.coupons.contacts.profile import Profile, evaluation_data
 
 
@@ -28,23 +28,36 @@ class Reconciled:
 
 
 def reconcile(
-    profile: Profile, segments: Mapping[str, Segment], held: frozenset[str], now: int
+    profile: Profile,
+    segments: Mapping[str, Segment],
+    held: frozenset[str],
+    now: int,
+    touched: frozenset[str] | None = None,
 ) -> Reconciled:
     """Membership of `profile` in the live `segments` at `now`; `held` is what was stored.
-    A held segment no longer live (archived, deleted) is left alone: not re-evaluated."""
+    A held segment no longer live (archived, deleted) is left alone: not re-evaluated.
+
+    With `touched` (the inputs the events just applied changed, `profile.touched`), only the
+    segments that read one of them, or whose answer time alone can change, are evaluated:
+    the others' answers cannot have changed since they were last evaluated. The next instant
+    is still the earliest over every segment (the contact has one timer)."""
     data = evaluation_data(profile, now)
+    handle, on = prepared(data), session()
     members = set(held)
     entered, left = [], []
     due: list[int] = []
     for segment in segments.values():
-        inside = segment.condition.matches(data)
+        condition = segment.condition
+        if touched is not None and not condition.timed and not condition.reads_any(touched):
+            continue
+        inside = condition.holds(handle, on)
         if inside and segment.id not in held:
             members.add(segment.id)
             entered.append(segment)
         elif not inside and segment.id in held:
             members.discard(segment.id)
             left.append(segment.id)
-        change = segment.condition.next_change(data)
+        change = condition.next_change(data)
         if change is not None:
             due.append(change)
     return Reconciled(frozenset(members), tuple(entered), tuple(left), min(due, default=None))

@@ -20,10 +20,12 @@ from projections.db import Connection
 from services.coupons.bus.dead_letters import dead_letter
 from services.coupons.contacts import store
 from services.coupons.contacts.consumer import OffsetConsumer, Records
-from services.coupons.contacts.profile import fold
+from services.coupons.contacts.profile import Profile, fold, touched
 from services.coupons.contacts.reactions import Reaction
 
 NAME = "contacts"
+POLL = 5000
+"""Records a poll (one transaction): fewer, larger transactions; see docs/performance.md."""
 
 
 def contacts_processor(
@@ -41,7 +43,9 @@ def contacts_processor(
     async def applied(conn: Connection, events: list[ContactEvent]) -> int:
         return await apply(conn, events, react)
 
-    return OffsetConsumer(NAME, topics.contact_events.name, bootstrap, pool, decode, applied)
+    return OffsetConsumer(
+        NAME, topics.contact_events.name, bootstrap, pool, decode, applied, max_records=POLL
+    )
 
 
 async def fresh_ids(conn: Connection, ids: list[str]) -> set[str]:
@@ -68,8 +72,16 @@ async def apply(conn: Connection, events: list[ContactEvent], react: Reaction | 
         return 0
     profiles = await store.lock_profiles(conn, by_contact)
     causes = {}
+    inputs: dict[str, frozenset[str] | None] = {}
     for contact_id, contact_events in by_contact.items():
         profile = profiles[contact_id]
+        # a new contact is evaluated against every segment; a known one against those
+        # reading what its events changed (membership.reconcile)
+        inputs[contact_id] = (
+            None
+            if profile == Profile(contact_id)
+            else frozenset().union(*(touched(e) for e in contact_events))
+        )
         for event in contact_events:
             profile = fold(profile, event)
         profiles[contact_id] = profile
@@ -77,5 +89,13 @@ async def apply(conn: Connection, events: list[ContactEvent], react: Reaction | 
     segments = await store.live_segments(conn)
     now = int(time.time())
     return await store.settle(
-        conn, profiles, segments, causes, now, save=True, react=react, events=by_contact
+        conn,
+        profiles,
+        segments,
+        causes,
+        now,
+        save=True,
+        react=react,
+        events=by_contact,
+        touched=inputs,
     )

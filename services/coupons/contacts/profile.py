@@ -3,6 +3,8 @@
 Folding commutes, so redelivered and reordered events give the same profile: a trait keeps the
 value of the newest event that set it, ordered by (`occurred_at`, event id); counts add up
 (the caller skips event ids it has already applied); first/last seen are a min and a max.
+Each fact keeps daily buckets (events per UTC day) for the 90 days up to its newest event:
+older days are dropped on fold, whatever the order the events came in.
 """
 
 import re
@@ -11,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from contracts.contacts import ContactEvent
-from services.coupons.contacts.conditions import fact_key
+from services.coupons.contacts.conditions import BUCKET_DAYS, DAY, fact_key
 
 _ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d")
 
@@ -26,11 +28,25 @@ class Trait:
 
 @dataclass(frozen=True)
 class Fact:
-    """An event type (or type with one property value): how often, and the last time."""
+    """An event type (or type with one property value): how often, the last time, and how
+    often per UTC day (day number: epoch seconds // 86400) over the BUCKET_DAYS days up to
+    the last time, oldest first."""
 
     label: str
     count: int
     last_at: int
+    days: tuple[tuple[int, int], ...] = ()
+
+
+def add_to_buckets(
+    days: tuple[tuple[int, int], ...], day: int, newest: int
+) -> tuple[tuple[int, int], ...]:
+    """`days` with one more event on `day`, without the days before the window that ends
+    on `newest` (the day of the fact's last event). Pure; commutes."""
+    counts = dict(days)
+    counts[day] = counts.get(day, 0) + 1
+    oldest = newest - BUCKET_DAYS + 1
+    return tuple(sorted((d, c) for d, c in counts.items() if d >= oldest))
 
 
 @dataclass(frozen=True)
@@ -73,11 +89,12 @@ def fold(profile: Profile, event: ContactEvent) -> Profile:
     facts = dict(profile.facts)
     for label, key in _fact_keys(event):
         old_fact = facts.get(key)
-        facts[key] = (
-            Fact(label, 1, at)
-            if old_fact is None
-            else Fact(label, old_fact.count + 1, max(old_fact.last_at, at))
-        )
+        if old_fact is None:
+            facts[key] = Fact(label, 1, at, ((at // DAY, 1),))
+        else:
+            last = max(old_fact.last_at, at)
+            days = add_to_buckets(old_fact.days, at // DAY, last // DAY)
+            facts[key] = Fact(label, old_fact.count + 1, last, days)
     return replace(
         profile,
         email=email,
@@ -87,6 +104,22 @@ def fold(profile: Profile, event: ContactEvent) -> Profile:
         last_seen=at if profile.last_seen is None else max(profile.last_seen, at),
         facts=facts,
     )
+
+
+COUPON_INPUTS = frozenset(
+    f"coupons.{name}"
+    for name in ("received", "redeemed", "last_redeemed_at", "discount", "revenue", "campaigns")
+)
+"""The inputs a coupon fact can change (conditions.Condition.inputs)."""
+
+
+def touched(event: ContactEvent) -> frozenset[str]:
+    """The condition inputs (conditions.Condition.inputs) that folding `event` can change."""
+    found = {f"traits.{name}" for name in event.traits}
+    found.update(f"events.{key}" for _, key in _fact_keys(event))
+    if event.email is not None:
+        found.add("email")
+    return frozenset(found)
 
 
 def _fact_keys(event: ContactEvent) -> list[tuple[str, str]]:
@@ -99,6 +132,7 @@ def _fact_keys(event: ContactEvent) -> list[tuple[str, str]]:
 
 def evaluation_data(profile: Profile, now: int) -> dict[str, Any]:
     """What a condition sees (services.coupons.contacts.conditions); unset traits absent."""
+    today = now // DAY
     return {
         "now": now,
         "contact_id": profile.contact_id,
@@ -106,7 +140,14 @@ def evaluation_data(profile: Profile, now: int) -> dict[str, Any]:
         "traits": {
             n: comparable(t.value) for n, t in profile.traits.items() if t.value is not None
         },
-        "events": {k: {"count": f.count, "last_at": f.last_at} for k, f in profile.facts.items()},
+        "events": {
+            k: {
+                "count": f.count,
+                "last_at": f.last_at,
+                "days": [[today - d, c] for d, c in f.days],  # [age in days, count]
+            }
+            for k, f in profile.facts.items()
+        },
         "coupons": {
             "received": profile.coupons.received,
             "redeemed": profile.coupons.redeemed,

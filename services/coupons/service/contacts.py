@@ -1,11 +1,13 @@
 """Contacts: append lifecycle events, read a profile with its current segments, and the
 automation runs that explain what the contact got."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 from contracts.contacts import ContactEvent
 from services.coupons.automations import store as automation_store
 from services.coupons.contacts import store
+from services.coupons.contacts.conditions import DAY
 from services.coupons.runtime import Runtime
 from services.coupons.service.refusals import Refused
 
@@ -43,7 +45,13 @@ async def profile(runtime: Runtime, contact_id: str) -> dict[str, Any]:
             for n, t in found.traits.items()
         },
         "events": [
-            {"event": f.label, "count": f.count, "last_at": f.last_at} for f in found.facts.values()
+            {
+                "event": f.label,
+                "count": f.count,
+                "last_at": f.last_at,
+                "days": [{"day": day_text(d), "count": c} for d, c in f.days],
+            }
+            for f in found.facts.values()
         ],
         "coupons": found.coupons.__dict__ | {"campaigns": list(found.coupons.campaigns)},
         "segments": [
@@ -57,3 +65,8 @@ async def automation_runs(runtime: Runtime, contact_id: str) -> list[dict[str, A
     """Each automation or broadcast run for the contact, newest first (the latest 200)."""
     async with runtime.pool.acquire() as conn:
         return await automation_store.history(conn, contact_id)
+
+
+def day_text(day: int) -> str:
+    """A day number (epoch seconds // 86400) as its UTC date, `2026-12-05`."""
+    return datetime.fromtimestamp(day * DAY, UTC).date().isoformat()
