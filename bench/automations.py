@@ -2,7 +2,7 @@
 static segment. Prints figures; medians of --runs.
 
     python bench/automations.py [--rate E] [--seconds S] [--automations A]
-                                [--broadcast N] [--runs R]
+                                [--broadcast N] [--runs R] [--workers W]
 
 A `coupons serve` process (components decider, projector, contacts; global cap off:
 COUPONS_AUTOMATION_CONTACT_CAP=0) runs against a local Kafka and PostgreSQL of its own
@@ -306,6 +306,9 @@ def main() -> None:
     parser.add_argument("--broadcast", type=int, default=100_000, help="0: no broadcast")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--log", help="write the service's log lines to this file")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="COUPONS_WORKERS: processes of the service"
+    )
     args = parser.parse_args()
     with serving(
         "automations-bench",
@@ -315,6 +318,7 @@ def main() -> None:
             "COUPONS_PARTITIONS": str(PARTITIONS),
             "COUPONS_COMPONENTS": "decider,projector,contacts",
             "COUPONS_AUTOMATION_CONTACT_CAP": "0",
+            "COUPONS_WORKERS": str(args.workers),
         },
         log=Path(args.log) if args.log else None,
     ) as served:
