@@ -34,6 +34,7 @@ from typing import Any
 from aiokafka.client import AIOKafkaClient
 
 from services.coupons import cli
+from services.coupons.cli import server
 from services.coupons.bus import gateway, kafka
 from services.coupons.writer import batch, engine, replies, transactions
 
@@ -160,8 +161,8 @@ def _linger(milliseconds: int) -> None:
 def install() -> None:
     if linger := os.environ.get("BENCH_LINGER_MS"):
         _linger(int(linger))
-    create_app = cli.create_app
-    cli.create_app = lambda settings: _http(create_app(settings))  # type: ignore[assignment]
+    create_app = server.create_app
+    server.create_app = lambda settings: _http(create_app(settings))  # type: ignore[assignment]
     _wrap(gateway.CommandGateway, "decide", _gateway_decide)
     _wrap(batch.Decisions, "_decide_one", _decide_one)
     _wrap(transactions, "begin", _begin)
@@ -172,4 +173,5 @@ def install() -> None:
 
 if __name__ == "__main__":
     install()
-    cli.main(["serve"])
+    sys.argv[1:] = ["serve"]
+    cli.main()
