@@ -34,8 +34,8 @@ from typing import Any
 from aiokafka.client import AIOKafkaClient
 
 from services.coupons import cli
-from services.coupons.cli import server
 from services.coupons.bus import gateway, kafka
+from services.coupons.cli import server
 from services.coupons.writer import batch, engine, replies, transactions
 
 RECORDS: list[tuple[Any, ...]] = []
@@ -112,12 +112,14 @@ def _begin(original: Any) -> Any:
 
 
 def _commit(original: Any) -> Any:
-    async def commit(self: Any, writer: Any, batch: Any) -> None:
-        tid = writer.next_turn()._txn_manager.transactional_id  # the producer it will take
+    async def commit(self: Any, writer: Any, batch: Any, *taken: Any) -> None:
+        # the producer it takes: passed to it (now), or the next turn's (before issue 21)
+        producer = taken[0] if taken else writer.next_turn()
+        tid = None if producer is None else producer._txn_manager.transactional_id
         commands = [str(outcome.command.id) for outcome in batch.outcomes]
         entered = time.time()
         try:
-            await original(self, writer, batch)
+            await original(self, writer, batch, *taken)
         finally:
             RECORDS.append(("commit", tid, commands, entered, time.time()))
 

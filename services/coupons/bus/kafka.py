@@ -24,6 +24,11 @@ def header(headers: Sequence[tuple[str, bytes]], name: str) -> bytes | None:
     return None
 
 
+TRANSACTION_TIMEOUT_MS = 60_000
+"""aiokafka's default: the broker aborts a transaction open longer, and fences its producer
+(a writer refreshes a transaction it keeps begun ahead well before: `writer.transactions`)."""
+
+
 def producer(bootstrap: str, *, transactional_id: str | None = None) -> AIOKafkaProducer:
     """acks=all and idempotence: a send that returned is durable and never duplicated."""
     return AIOKafkaProducer(
@@ -31,6 +36,7 @@ def producer(bootstrap: str, *, transactional_id: str | None = None) -> AIOKafka
         acks="all",
         enable_idempotence=True,
         transactional_id=transactional_id,
+        transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
         linger_ms=1,
         request_timeout_ms=30_000,
         # A transaction begun while the broker still writes the last one's commit markers is

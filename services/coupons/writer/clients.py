@@ -10,6 +10,10 @@ from services.coupons.bus import kafka
 
 
 class Clients(Protocol):
+    transaction_timeout_s: float
+    """The transactional producers': the broker aborts a transaction open longer, and fences
+    its producer."""
+
     def group_reader(self, group_id: str) -> AIOKafkaConsumer:
         """The consumer of the commands topic, in the writers' group."""
         ...
@@ -25,6 +29,8 @@ class Clients(Protocol):
 
 class KafkaClients:
     """The real ones (`bus.kafka`'s factories, with the project's settings)."""
+
+    transaction_timeout_s = kafka.TRANSACTION_TIMEOUT_MS / 1000
 
     def __init__(self, bootstrap: str) -> None:
         self._bootstrap = bootstrap
