@@ -28,7 +28,6 @@ through the group, in its transaction; a writer resumes from whichever of the tw
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,14 +97,15 @@ def refresh(writer: Writer, events: TopicPartition, now: float) -> None:
     assert writer.committing is None and writer.begun is not None, "an idle begun one"
     stale = writer.begun
     writer.take_turn()  # the stale transaction's producer: its turn is spent on the abort
-    writer.begun = asyncio.create_task(_aborted_then(stale, begin(writer.next_turn(), events)))
+    writer.begun = asyncio.create_task(_aborted_then(stale, writer.next_turn(), events))
     writer.begun_at = now
 
 
 async def _aborted_then(
-    stale: asyncio.Task[TransactionContext], beginning: Awaitable[TransactionContext]
+    stale: asyncio.Task[TransactionContext], producer: AIOKafkaProducer, events: TopicPartition
 ) -> TransactionContext:
-    began = asyncio.ensure_future(beginning)  # on the other producer: no need to wait
+    """Abort the stale transaction while the next one begins on `producer`, the other one."""
+    began = asyncio.create_task(begin(producer, events))
     try:
         await (await stale).__aexit__(Refreshed, Refreshed(), None)
     except BaseException:
