@@ -1,7 +1,8 @@
 """The API's side of the decider: hand a command to its partition's writer, then await its reply.
 
-A command goes to the decider that owns its partition through a local socket when that decider
-runs on this host (`local_sockets`), else it is appended to the commands topic (acks=all). A
+A command goes to the decider that owns its partition in memory when that decider runs in this
+process (`same_process`), through a local socket when it runs on this host (`local_sockets`),
+else it is appended to the commands topic (acks=all). A
 command handed over but not answered within `HANDOVER_PATIENCE_S` (its decider crashed or gave
 the partition up before deciding it) is appended to the topic after all, so every command is
 decided; one decided twice is answered from the memo the second time.
