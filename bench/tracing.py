@@ -33,6 +33,7 @@ from typing import Any
 
 from aiokafka.client import AIOKafkaClient
 
+from services.coupons import app as composition
 from services.coupons import cli
 from services.coupons.bus import gateway, kafka
 from services.coupons.writer import batch, engine, replies, transactions
@@ -111,12 +112,14 @@ def _begin(original: Any) -> Any:
 
 
 def _commit(original: Any) -> Any:
-    async def commit(self: Any, writer: Any, batch: Any) -> None:
-        tid = writer.next_turn()._txn_manager.transactional_id  # the producer it will take
+    async def commit(self: Any, writer: Any, batch: Any, *taken: Any) -> None:
+        # the producer it takes: passed to it (now), or the next turn's (before issue 21)
+        producer = taken[0] if taken else writer.next_turn()
+        tid = None if producer is None else producer._txn_manager.transactional_id
         commands = [str(outcome.command.id) for outcome in batch.outcomes]
         entered = time.time()
         try:
-            await original(self, writer, batch)
+            await original(self, writer, batch, *taken)
         finally:
             RECORDS.append(("commit", tid, commands, entered, time.time()))
 
@@ -160,8 +163,8 @@ def _linger(milliseconds: int) -> None:
 def install() -> None:
     if linger := os.environ.get("BENCH_LINGER_MS"):
         _linger(int(linger))
-    create_app = cli.create_app
-    cli.create_app = lambda settings: _http(create_app(settings))  # type: ignore[assignment]
+    create_app = composition.create_app  # `coupons serve` imports it from there when it starts
+    composition.create_app = lambda settings: _http(create_app(settings))  # type: ignore[assignment]
     _wrap(gateway.CommandGateway, "decide", _gateway_decide)
     _wrap(batch.Decisions, "_decide_one", _decide_one)
     _wrap(transactions, "begin", _begin)
@@ -172,4 +175,5 @@ def install() -> None:
 
 if __name__ == "__main__":
     install()
-    cli.main(["serve"])
+    sys.argv[1:] = ["serve"]
+    cli.main()

@@ -18,6 +18,7 @@ from contracts.reasons import Reason
 from contracts.replies import Reply
 from contracts.rules import Duration, Eligibility, Limits, Validity
 from contracts.topics import Topics
+from services.coupons.bus.same_process import SameProcess
 from services.coupons.domain import campaign, reservations, summary
 from services.coupons.domain.campaign_state import CodeChunk, Redemption
 from services.coupons.domain.idempotency import RETENTION_S, Decided, campaign_refusal
@@ -117,6 +118,7 @@ def Decider(
     fold_here: TakeCommitted = nowhere,
     snapshots: Snapshots | None = None,
     memo_window_s: float = RETENTION_S,
+    same_process: SameProcess | None = None,
 ) -> Writers:
     """The writers of the campaign command partitions this process is assigned."""
     aggregate = CampaignAggregate(topics)
@@ -129,4 +131,5 @@ def Decider(
         fold_here,
         snapshots=snapshots,
         memo_window_s=memo_window_s,
+        same_process=same_process,
     )

@@ -26,6 +26,7 @@ from services.coupons.automations.sender import Sender
 from services.coupons.automations.verdict import Cap
 from services.coupons.bus import kafka
 from services.coupons.bus.gateway import CommandGateway
+from services.coupons.bus.same_process import SameProcess
 from services.coupons.bus.topics import ensure_topics
 from services.coupons.campaign_view import CampaignView
 from services.coupons.code_batches import CodeBatchRunner
@@ -182,7 +183,10 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         watermarks = Watermarks(settings.database_url, topics.events.name, pool)
         await watermarks.start()
         stack.push_async_callback(_within, watermarks.stop, "watermarks")
-        gateway = CommandGateway(bootstrap, topics, layout, settings.command_timeout_s)
+        same_process = SameProcess()  # this process's gateway to this process's writers
+        gateway = CommandGateway(
+            bootstrap, topics, layout, settings.command_timeout_s, same_process
+        )
         await gateway.start()
         stack.push_async_callback(_within, gateway.stop, "gateway")
         stripe_sink = WebhookSink(
@@ -209,6 +213,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
                 view.take_committed,
                 Snapshots(snapshots, topics.events.name, STATE_VERSION, settings.snapshot_every),
                 settings.idempotency_window_s,
+                same_process,
             )
             components.append(Supervised("decider", decider.run))
         if "projector" in settings.components:

@@ -27,9 +27,27 @@ class Appended:
     offset: int
 
 
+@dataclass(frozen=True)
+class Ended:
+    """A transaction, once committed or aborted."""
+
+    committed: bool
+    records: int
+    added_early: bool  # its partition added before its first send (begun ahead)
+    open_s: float
+
+
+class TransactionTimedOut(Exception):
+    """What the broker's abort of a transaction left open too long comes to."""
+
+
 class MemoryKafka:
-    def __init__(self, partitions: int) -> None:
+    def __init__(self, partitions: int, transaction_timeout_s: float = 60.0) -> None:
+        """A transaction open longer than `transaction_timeout_s` (the event loop's time) fails
+        to commit, as the broker aborts it and fences its producer."""
         self.partitions = partitions
+        self.transaction_timeout_s = transaction_timeout_s
+        self.transactions: list[Ended] = []  # every transaction ended, in order
         self.logs: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = defaultdict(list)
         self.group_offsets: dict[tuple[str, TopicPartition], int] = {}
         self._changed = asyncio.Event()
@@ -149,14 +167,24 @@ class _Transaction:
         assert self.producer.pending is None, "one transaction at a time"
         self.producer.pending = []
         self.producer.offsets = []
+        self.producer._txn_manager.added_early = False
+        self.started = asyncio.get_running_loop().time()
         return self
 
     async def __aexit__(self, failed: type[BaseException] | None, *_: Any) -> None:
         pending, self.producer.pending = self.producer.pending or [], None
         offsets, self.producer.offsets = self.producer.offsets, []
-        if failed is not None:  # aborted: nothing of it is ever seen
+        kafka = self.producer.kafka
+        open_s = asyncio.get_running_loop().time() - self.started
+        early = self.producer._txn_manager.added_early
+        committed = failed is None and open_s <= kafka.transaction_timeout_s
+        kafka.transactions.append(Ended(committed, len(pending), early, open_s))
+        timed_out = failed is None and open_s > kafka.transaction_timeout_s
+        if failed is not None or timed_out:  # aborted: nothing of it is ever seen
             for *_, acked in pending:
                 acked.cancel()
+            if timed_out:
+                raise TransactionTimedOut(f"open {open_s:.2f} s")
             return
         for topic, partition, value, key, headers, acked in pending:
             acked.set_result(self.producer.kafka.append(topic, partition, value, key, headers))
@@ -165,9 +193,12 @@ class _Transaction:
 
 class _TransactionManager:
     """`kafka_private.add_partition_early` reaches aiokafka's transaction manager: here a
-    partition needs no adding."""
+    partition needs no adding, it is only noted."""
 
-    def maybe_add_partition_to_txn(self, tp: TopicPartition) -> None: ...
+    added_early = False
+
+    def maybe_add_partition_to_txn(self, tp: TopicPartition) -> None:
+        self.added_early = True
 
 
 class _Producer:

@@ -20,7 +20,8 @@ from contracts.events import CodeRedeemed, ReservationReleased
 from contracts.reasons import Reason
 from contracts.replies import Reply
 from contracts.topics import declare
-from services.coupons.bus import kafka
+from services.coupons.bus import kafka, local_sockets
+from services.coupons.bus.same_process import SameProcess
 from services.coupons.decider import CampaignAggregate
 from services.coupons.writer.engine import Writers
 from tests.unit.campaign_commands import CAMPAIGN, define, redeem
@@ -52,14 +53,22 @@ async def until(found: Callable[[], Any], running: asyncio.Task[None]) -> Any:
 
 
 @asynccontextmanager
-async def writers(memory: MemoryKafka, clock: Clock) -> AsyncIterator[asyncio.Task[None]]:
+async def writers(
+    memory: MemoryKafka,
+    clock: Clock,
+    bootstrap: str = "",
+    same_process: SameProcess | None = None,
+    answer_here: Callable[[Reply], bool] = lambda _: False,
+) -> AsyncIterator[asyncio.Task[None]]:
     engine = Writers(
         CampaignAggregate(TOPICS),
-        f"memory-{uuid4().hex}",  # names its local sockets: no other test's
+        bootstrap or f"memory-{uuid4().hex}",  # names its local sockets: no other test's
         TOPICS,
         PARTITIONS,
+        answer_here,
         clients=memory,
         clock=clock,
+        same_process=same_process,
     )
     running = asyncio.create_task(engine.run())
     await until(lambda: engine.ready, running)
@@ -170,3 +179,54 @@ async def test_a_reservation_is_released_by_its_timer_when_the_clock_passes_its_
         assert [(e.reservation_id, e.expired) for e in released] == [("h1", True)]
         freed = await answer(memory, running, send(memory, redeem(3), "redeem-3"))
         assert freed.outcome == "accepted"
+
+
+async def test_a_transaction_is_kept_begun_and_refreshed_before_the_broker_would_abort_it() -> None:
+    """After every commit the next transaction is begun with its partition added, so a command
+    arriving at an idle writer pays no AddPartitionsToTxn; one left unused for a third of the
+    transaction timeout is aborted and begun anew, so the broker never times it out (the fake,
+    as the broker, fails the commit of a transaction open longer than the timeout)."""
+    memory, clock = MemoryKafka(PARTITIONS, transaction_timeout_s=0.3), Clock()
+    async with writers(memory, clock) as running:
+        await answer(memory, running, send(memory, define(max_redemptions=5), "define"))
+        # idle for several timeouts: refreshed (aborted, empty) again and again
+        await until(lambda: len([t for t in memory.transactions if not t.committed]) >= 6, running)
+        accepted = await answer(memory, running, send(memory, redeem(1), "redeem-1"))
+        assert accepted.outcome == "accepted"
+    committed = [t for t in memory.transactions if t.committed and t.records]
+    assert len(committed) == 2
+    assert committed[-1].added_early, "the redemption found its transaction begun"
+    refreshed = [t for t in memory.transactions if not t.committed]
+    assert all(t.records == 0 and t.open_s < 0.3 for t in refreshed), refreshed
+
+
+async def test_a_command_handed_over_in_the_same_process_is_decided_and_answered_in_memory() -> (
+    None
+):
+    """A gateway of the writer's own process hands the envelope over (`bus.same_process`):
+    decided at once, its event appended, answered through `answer_here`; it never passes
+    through the commands topic. With nobody listening, `hand` says so (the gateway then
+    tries the socket, then the topic)."""
+    memory, clock, here = MemoryKafka(PARTITIONS), Clock(), SameProcess()
+    bootstrap = f"memory-{uuid4().hex}"
+    owner = local_sockets.owner(bootstrap, TOPICS.commands.name, 0)
+    answered: list[Reply] = []
+    command = Envelope[Any](key=CAMPAIGN, correlation_id="t", data=define(max_redemptions=1))
+    assert not here.hand(owner, command, None)
+    partition = kafka.partition_for(CAMPAIGN, PARTITIONS)
+    owner = local_sockets.owner(bootstrap, TOPICS.commands.name, partition)
+
+    def answer_here(reply: Reply) -> bool:
+        answered.append(reply)
+        return True
+
+    async with writers(memory, clock, bootstrap, here, answer_here) as running:
+        await until(lambda: here.hand(owner, command, None), running)
+        redeemed = Envelope[Any](key=CAMPAIGN, correlation_id="t", data=redeem(1))
+        assert here.hand(owner, redeemed, None)
+        await until(lambda: len(answered) == 2, running)
+    assert [a.outcome for a in answered] == ["accepted", "accepted"]
+    assert [a.command_id for a in answered] == [command.id, redeemed.id]
+    assert [type(e).__name__ for e in events(memory)] == ["CampaignDefined", "CodeRedeemed"]
+    assert memory.records(TOPICS.commands.name) == []
+    assert memory.records(TOPICS.replies.name) == []

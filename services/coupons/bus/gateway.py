@@ -1,7 +1,8 @@
 """The API's side of the decider: hand a command to its partition's writer, then await its reply.
 
-A command goes to the decider that owns its partition through a local socket when that decider
-runs on this host (`local_sockets`), else it is appended to the commands topic (acks=all). A
+A command goes to the decider that owns its partition in memory when that decider runs in this
+process (`same_process`), through a local socket when it runs on this host (`local_sockets`),
+else it is appended to the commands topic (acks=all). A
 command handed over but not answered within `HANDOVER_PATIENCE_S` (its decider crashed or gave
 the partition up before deciding it) is appended to the topic after all, so every command is
 decided; one decided twice is answered from the memo the second time.
@@ -27,6 +28,7 @@ from contracts.envelope import Envelope
 from contracts.replies import Reply
 from contracts.topics import Topics
 from services.coupons.bus import kafka, local_sockets
+from services.coupons.bus.same_process import SameProcess
 from services.coupons.logs import RepeatLimiter
 
 log = structlog.get_logger(__name__)
@@ -44,9 +46,16 @@ class DecisionPending(TimeoutError):
 
 class CommandGateway:
     def __init__(
-        self, bootstrap: str, topics: Topics, partitions: dict[str, int], timeout_s: float
+        self,
+        bootstrap: str,
+        topics: Topics,
+        partitions: dict[str, int],
+        timeout_s: float,
+        same_process: SameProcess | None = None,
     ) -> None:
+        """`same_process` hands commands to a writer of this process in memory."""
         self._bootstrap = bootstrap
+        self._same_process = same_process
         self._topics = topics
         self._partitions = partitions[topics.commands.name]
         self._reply_partitions = partitions[topics.replies.name]
@@ -90,10 +99,9 @@ class CommandGateway:
         deadline = loop.time() + self._timeout_s
         waiter: asyncio.Future[Reply] = loop.create_future()
         self._waiting[command.id] = waiter
-        encoded = command.to_bytes()
         partition = kafka.partition_for(command.key, self._partitions)
         try:
-            if self._hand_over(partition, encoded):
+            if self._hand_over(partition, command):
                 patience = min(HANDOVER_PATIENCE_S, self._timeout_s)
                 try:
                     return await asyncio.wait_for(asyncio.shield(waiter), patience)
@@ -101,7 +109,7 @@ class CommandGateway:
                     log.warning("gateway.handover_unanswered", command_id=str(command.id))
             appended = self._producer.send_and_wait(
                 self._topics.commands.name,
-                encoded,
+                command.to_bytes(),
                 key=command.key.encode(),
                 partition=partition,
                 headers=[("type", command.type.encode()), *self._headers],
@@ -115,12 +123,17 @@ class CommandGateway:
         finally:
             self._waiting.pop(command.id, None)
 
-    def _hand_over(self, partition: int, encoded: bytes) -> bool:
-        """Send the command to its partition's decider if it listens on this host."""
+    def _hand_over(self, partition: int, command: Envelope[AnyCommand]) -> bool:
+        """Hand the command to its partition's decider if it runs in this process (in
+        memory) or listens on this host (through its local socket)."""
         if not self._inbox.is_open:
             return False  # it could not reply here
         address = local_sockets.owner(self._bootstrap, self._topics.commands.name, partition)
-        datagram = local_sockets.command_datagram(self._inbox.address, encoded)
+        if self._same_process is not None and self._same_process.hand(
+            address, command, self._inbox.address
+        ):
+            return True
+        datagram = local_sockets.command_datagram(self._inbox.address, command.to_bytes())
         return self._outbox.send(address, datagram)
 
     def answer(self, reply: Reply) -> bool:

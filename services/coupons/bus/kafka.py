@@ -24,13 +24,24 @@ def header(headers: Sequence[tuple[str, bytes]], name: str) -> bytes | None:
     return None
 
 
-def producer(bootstrap: str, *, transactional_id: str | None = None) -> AIOKafkaProducer:
+TRANSACTION_TIMEOUT_MS = 60_000
+"""aiokafka's default: the broker aborts a transaction open longer, and fences its producer
+(a writer refreshes a transaction it keeps begun ahead well before: `writer.transactions`)."""
+
+
+def producer(
+    bootstrap: str,
+    *,
+    transactional_id: str | None = None,
+    transaction_timeout_ms: int = TRANSACTION_TIMEOUT_MS,
+) -> AIOKafkaProducer:
     """acks=all and idempotence: a send that returned is durable and never duplicated."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
         enable_idempotence=True,
         transactional_id=transactional_id,
+        transaction_timeout_ms=transaction_timeout_ms,
         linger_ms=1,
         request_timeout_ms=30_000,
         # A transaction begun while the broker still writes the last one's commit markers is

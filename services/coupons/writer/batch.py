@@ -72,13 +72,27 @@ class Handed:
 
 
 @dataclass(frozen=True)
+class HandedHere:
+    """A command handed over in memory by this process's gateway (`bus.same_process`): no
+    offset either, and already decoded."""
+
+    command: Envelope[Any]
+    reply_to: bytes | None
+
+    @property
+    def value(self) -> bytes:
+        """Encoded, for the dead-letter topic (only an unprocessable command is parked)."""
+        return self.command.to_bytes()
+
+
+@dataclass(frozen=True)
 class Timed:
     """A command a durable timer of the writer's own made: no offset, and nobody to answer."""
 
     value: bytes
 
 
-Received: TypeAlias = ConsumerRecord[Any, Any] | Handed | Timed
+Received: TypeAlias = ConsumerRecord[Any, Any] | Handed | HandedHere | Timed
 
 
 @dataclass(frozen=True)
@@ -236,11 +250,14 @@ class Decisions:
     def _read(self, record: Received, batch: Batch, partition: int) -> Envelope[Any] | None:
         """The command in `record`, or None once it is queued for the dead-letter topic (or,
         handed over, dropped: its gateway then appends it to the topic, where it is parked)."""
-        try:
-            command = self.aggregate.commands.decode(record.value)
-        except MalformedMessage as error:
-            self._park(record, batch, partition, error.reason, error.detail)
-            return None
+        if isinstance(record, HandedHere):
+            command = record.command
+        else:
+            try:
+                command = self.aggregate.commands.decode(record.value)
+            except MalformedMessage as error:
+                self._park(record, batch, partition, error.reason, error.detail)
+                return None
         if kafka.partition_for(command.key, self.partitions) != partition:
             detail = f"key {command.key!r} belongs to another partition"
             self._park(record, batch, partition, "wrong_partition", detail)
@@ -264,7 +281,7 @@ class Decisions:
         refused as unprocessable (`handed_too`) is answered, so it is parked here, with no
         offset."""
         dead_letters = self.topics.dead_letters.name
-        if isinstance(record, Handed | Timed):
+        if isinstance(record, Handed | HandedHere | Timed):
             if not handed_too:
                 log.error("decider.handed_command_dropped", reason=reason, detail=detail)
                 return
@@ -277,7 +294,7 @@ class Decisions:
 
 def _reply_address(record: Received) -> bytes | None:
     """Where the sender listens on this host for its reply, if it said."""
-    if isinstance(record, Handed):
+    if isinstance(record, Handed | HandedHere):
         return record.reply_to
     if isinstance(record, Timed):
         return None

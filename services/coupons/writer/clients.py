@@ -10,6 +10,10 @@ from services.coupons.bus import kafka
 
 
 class Clients(Protocol):
+    transaction_timeout_s: float
+    """The transactional producers': the broker aborts a transaction open longer, and fences
+    its producer."""
+
     def group_reader(self, group_id: str) -> AIOKafkaConsumer:
         """The consumer of the commands topic, in the writers' group."""
         ...
@@ -26,8 +30,12 @@ class Clients(Protocol):
 class KafkaClients:
     """The real ones (`bus.kafka`'s factories, with the project's settings)."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(
+        self, bootstrap: str, transaction_timeout_ms: int = kafka.TRANSACTION_TIMEOUT_MS
+    ) -> None:
         self._bootstrap = bootstrap
+        self._transaction_timeout_ms = transaction_timeout_ms
+        self.transaction_timeout_s = transaction_timeout_ms / 1000
 
     def group_reader(self, group_id: str) -> AIOKafkaConsumer:
         return kafka.reader(self._bootstrap, group_id=group_id)
@@ -36,4 +44,8 @@ class KafkaClients:
         return kafka.reader(self._bootstrap)
 
     def producer(self, transactional_id: str | None = None) -> AIOKafkaProducer:
-        return kafka.producer(self._bootstrap, transactional_id=transactional_id)
+        return kafka.producer(
+            self._bootstrap,
+            transactional_id=transactional_id,
+            transaction_timeout_ms=self._transaction_timeout_ms,
+        )

@@ -30,7 +30,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.producer.producer import TransactionContext
 from aiokafka.structs import ConsumerRecord
 
 from contracts.codec import MalformedMessage
@@ -40,6 +41,7 @@ from contracts.topics import Topics
 from projections.offsets import raise_rebalance_error
 from services.coupons import parked
 from services.coupons.bus import local_sockets
+from services.coupons.bus.same_process import SameProcess
 from services.coupons.domain.idempotency import RETENTION_S
 from services.coupons.writer import kafka_private, transactions
 from services.coupons.writer.aggregate import Aggregate
@@ -48,6 +50,7 @@ from services.coupons.writer.batch import (
     Batch,
     Decisions,
     Handed,
+    HandedHere,
     PartitionState,
     Timed,
 )
@@ -90,6 +93,7 @@ class Writers:
         clock: Callable[[], datetime] = utc_now,
         snapshots: Snapshots | None = None,
         memo_window_s: float = RETENTION_S,
+        same_process: SameProcess | None = None,
     ) -> None:
         """`answer_here` resolves a wait of this process's gateway for a reply, if it has one:
         then the reply is not sent to the replies topic. `fold_here` takes each committed
@@ -97,7 +101,8 @@ class Writers:
         transactional ids (`<commands topic>.<role>`, `...p<p>`, `...p<p>.b`). `clients`
         and `clock` are Kafka's and the wall clock unless a test passes its fakes.
         `snapshots` start a partition from its last snapshot and write new ones
-        (`writer.snapshots`); `memo_window_s` is how long an idempotency key is remembered."""
+        (`writer.snapshots`); `memo_window_s` is how long an idempotency key is remembered.
+        `same_process` takes the commands of this process's gateway in memory."""
         kafka_private.retry_concurrent_transactions_quickly()
         self._aggregate = aggregate
         self._bootstrap = bootstrap
@@ -116,6 +121,10 @@ class Writers:
         self._handed: asyncio.Future[None] | None = None  # resolved when a command is handed
         self._snapshots = snapshots
         self._memo_window_s = memo_window_s
+        self._same_process = same_process
+        self._failed: Exception | None = None  # in deciding a command handed in memory
+        # a begun transaction unused this long is refreshed, well before the broker's timeout
+        self._refresh_after_s = self._clients.transaction_timeout_s / 3
 
     @property
     def ready(self) -> bool:
@@ -124,6 +133,7 @@ class Writers:
 
     async def run(self) -> None:
         self.rebalance_error = None  # a restart after a failed acquisition tries afresh
+        self._failed = None
         self._assigned = None
         self._consumer = consumer = self._clients.group_reader(self._group)
         producer = self._clients.producer()
@@ -146,17 +156,19 @@ class Writers:
                 committing = [w.committing for w in self._writers.values() if w.committing]
                 wakes: list[asyncio.Future[Any]] = [fetching, self._handed, *committing]
                 done, _ = await asyncio.wait(
-                    wakes, timeout=self._until_a_timer(), return_when=asyncio.FIRST_COMPLETED
+                    wakes, timeout=self._until_due(loop.time()), return_when=asyncio.FIRST_COMPLETED
                 )
+                if self._failed is not None:
+                    raise self._failed
                 if fetching in done:
                     batches, fetching = fetching.result(), None
                     raise_rebalance_error(self)
                     self._queue(consumer, batches)
-                now = self._clock()
+                now, ticks = self._clock(), loop.time()
                 for writer in list(self._writers.values()):
-                    self._listen(writer, loop.time())
+                    self._listen(writer, ticks)
                     self._fire(writer, now)
-                    self._advance(writer)
+                    self._advance(writer, ticks)
         finally:
             if fetching is not None:
                 fetching.cancel()
@@ -191,32 +203,65 @@ class Writers:
             return
         reply_to, value = local_sockets.read_command_datagram(datagram)
         writer.waiting.append(Handed(value, reply_to))
+        self._wake()
+
+    def _take_here(self, partition: int, command: Envelope[Any], reply_to: bytes | None) -> None:
+        """Decide a command this process's gateway hands over in memory at once, in the
+        gateway's turn of the event loop (`bus.same_process`): the loop need not wake first.
+        A failure is the run loop's to raise, never the gateway's."""
+        writer = self._writers.get(partition)
+        if writer is None:  # given up meanwhile: its gateway appends it to the topic in time
+            return
+        writer.waiting.append(HandedHere(command, reply_to))
+        try:
+            self._step(writer, asyncio.get_running_loop().time())
+        except Exception as error:  # noqa: BLE001 - raised by the run loop: the writer restarts
+            self._failed = error
+        self._wake()
+
+    def _wake(self) -> None:
+        """Have the run loop look again (a command came, a transaction started)."""
         if self._handed is not None and not self._handed.done():
             self._handed.set_result(None)
 
     def _listen(self, writer: Writer, now: float) -> None:
         """Open the writer's inbox if another process still held its name last time (the
-        partition's previous owner, giving it up)."""
+        partition's previous owner, giving it up); take this process's commands in memory
+        while it is open."""
         if not writer.inbox.is_open and now - writer.bound_at >= REBIND_S:
             writer.bound_at = now
-            writer.inbox.open()
+            if writer.inbox.open() and self._same_process is not None:
+                take = functools.partial(self._take_here, writer.partition)
+                self._same_process.listen(writer.inbox.address, take)
 
-    def _advance(self, writer: Writer) -> None:
-        """Decide what was fetched; once the transaction in flight has committed, start the
-        next one with everything decided meanwhile. Partitions commit independently."""
+    def _advance(self, writer: Writer, now: float) -> None:
+        """Raise what failed (a failed transaction crashes the writer: it resumes from the
+        log; so does one that could not begin, or be refreshed), then `_step`."""
         if writer.committing is not None and writer.committing.done():
             finished, writer.committing = writer.committing, None
-            finished.result()  # a failed transaction crashes the writer: it resumes from the log
+            finished.result()
+        if writer.begun is not None and writer.begun.done():
+            writer.begun.result()
+        self._step(writer, now)
+
+    def _step(self, writer: Writer, now: float) -> None:
+        """Decide what was fetched or handed; if no transaction is in flight, start the next
+        one with everything decided meanwhile, and begin the one after it at once (or refresh
+        the begun one when it has waited too long). Partitions commit independently."""
         self._decide(writer)
-        if writer.committing is not None and writer.decided.sends and writer.begun is None:
-            # the next batch will need a transaction: begin it while this one commits
-            events = TopicPartition(self._topics.events.name, writer.partition)
-            writer.begun = asyncio.create_task(transactions.begin(writer.next_turn(), events))
+        events = TopicPartition(self._topics.events.name, writer.partition)
         if writer.committing is None and writer.decided.records:
             batch, writer.decided = writer.decided, Batch()
             batch.seal(writer.state)
-            writer.committing = asyncio.create_task(self._commit(writer, batch))
+            producer, begun = None, None
+            if transactions.needs_transaction(batch):
+                producer, (begun, writer.begun) = writer.take_turn(), (writer.begun, None)
+            writer.committing = asyncio.create_task(self._commit(writer, batch, producer, begun))
             self._decide(writer)  # what MAX_BATCH left over, ahead of the next transaction
+        if writer.begun is None:
+            transactions.begin_next(writer, events, now)
+        elif writer.committing is None and now - writer.begun_at >= self._refresh_after_s:
+            transactions.refresh(writer, events, now)
 
     def _decide(self, writer: Writer) -> None:
         """Decide the fetched commands into the next batch, up to MAX_BATCH of them, and
@@ -232,12 +277,14 @@ class Writers:
         timers = [] if state is None else self._aggregate.timers(key, state)
         writer.timers.refresh(key, timers)
 
-    def _until_a_timer(self) -> float | None:
-        """Seconds until the earliest timer of any partition is due (None: no timer)."""
+    def _until_due(self, ticks: float) -> float | None:
+        """Seconds until the earliest timer of any partition is due, or a begun transaction
+        is to be refreshed (None: neither)."""
         due = [at for w in self._writers.values() if (at := w.timers.next_at()) is not None]
-        if not due:
-            return None
-        return max(0.0, (min(due) - self._clock()).total_seconds())
+        refresh = [w.begun_at + self._refresh_after_s - ticks for w in self._writers.values()]
+        if due:
+            refresh.append((min(due) - self._clock()).total_seconds())
+        return max(0.0, min(refresh)) if refresh else None
 
     def _fire(self, writer: Writer, now: datetime) -> None:
         """Queue the commands of the timers due: decided like any other, in order."""
@@ -257,9 +304,15 @@ class Writers:
                 late_s=(now - timer.at).total_seconds(),
             )
 
-    async def _commit(self, writer: Writer, batch: Batch) -> None:
+    async def _commit(
+        self,
+        writer: Writer,
+        batch: Batch,
+        producer: AIOKafkaProducer | None,
+        begun: asyncio.Task[TransactionContext] | None,
+    ) -> None:
         """Commit the batch, hand its events to this process's view, then answer."""
-        appended = await transactions.commit(writer, batch, self._group)
+        appended = await transactions.commit(writer, batch, self._group, producer, begun)
         if self._snapshots is not None:
             last = batch.last_fetched()
             self._snapshots.committed(
@@ -318,6 +371,8 @@ class Writers:
         for p in partitions:
             writer = self._writers.pop(p, None)
             if writer is not None:
+                if self._same_process is not None:
+                    self._same_process.close(writer.inbox.address)
                 writer.inbox.close()  # what it holds undecided, its gateways send to the topic
                 if writer.committing is not None:
                     await asyncio.gather(writer.committing, return_exceptions=True)

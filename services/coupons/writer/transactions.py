@@ -5,10 +5,19 @@ transaction at a time: the broker writes a transaction's commit markers after an
 commit, and refuses the same producer's next transaction until it has (CONCURRENT_TRANSACTIONS,
 retried after a backoff; back-to-back transactions hit it one and a half times each on an idle
 broker, measured). The other producer's next transaction is not held up by them; it still
-sends nothing before the one before it has committed. It is begun, and the event partition
-added to it, as soon as a command decided meanwhile has something to append: that round trip
-then overlaps the transaction in flight instead of lengthening the next one. A writer that
-crashes with such a transaction open leaves nothing in it; its next owner's fencing aborts it.
+sends nothing before the one before it has committed.
+
+The next transaction is always begun ahead, the event partition added to it
+(AddPartitionsToTxn), as soon as the one before has been handed its batch (and when a
+partition is acquired): a batch, at any load, then finds its transaction open and its
+partition added, and pays only Produce and EndTxn. Begun only when a command was waiting, as
+before, an idle-time redemption paid the add's round trip itself (docs/performance.md,
+"Against a row-lock peer and the floor"). The broker aborts a transaction left open longer
+than the producer's transaction timeout, and fences its producer: a begun transaction that
+waits unused for a third of it is aborted (`refresh`) and the next one begun on the other
+producer, so an idle partition writes an abort marker on its event partition every
+`refresh_after_s`. A writer that crashes with such a transaction open leaves nothing in it;
+its next owner's fencing aborts it.
 
 Every event carries the batch's consumed command offset in its `consumed` header: that is the
 checkpoint, not the consumer group (which would cost each transaction two more round trips to
@@ -51,6 +60,7 @@ class Writer:
     transactions: int = 0  # begun so far
     bound_at: float = 0.0  # when the writer last tried to open its inbox
     begun: asyncio.Task[TransactionContext] | None = None  # the next transaction, begun early
+    begun_at: float = 0.0  # the event loop's time when it was begun
     timers: Timers = field(default_factory=Timers)
 
     def next_turn(self) -> AIOKafkaProducer:
@@ -64,6 +74,46 @@ class Writer:
         return producer
 
 
+class Refreshed(Exception):
+    """Why a begun transaction is aborted: it waited unused too long."""
+
+
+def needs_transaction(batch: Batch) -> bool:
+    """Whether committing `batch` takes a transaction: not if it has nothing to append and no
+    offset to commit (every command handed over, a retry answered from the memo)."""
+    return bool(batch.sends) or batch.last_fetched() is not None
+
+
+def begin_next(writer: Writer, events: TopicPartition, now: float) -> None:
+    """Begin the next transaction on the producer whose turn is next, its partition added."""
+    writer.begun = asyncio.create_task(begin(writer.next_turn(), events))
+    writer.begun_at = now
+
+
+def refresh(writer: Writer, events: TopicPartition, now: float) -> None:
+    """Abort the begun transaction, unused, and begin the next one on the other producer
+    (the aborted one's turn is spent), before the broker's transaction timeout aborts it and
+    fences its producer. Only between transactions: none may be in flight."""
+    assert writer.committing is None and writer.begun is not None, "an idle begun one"
+    stale = writer.begun
+    writer.take_turn()  # the stale transaction's producer: its turn is spent on the abort
+    writer.begun = asyncio.create_task(_aborted_then(stale, writer.next_turn(), events))
+    writer.begun_at = now
+
+
+async def _aborted_then(
+    stale: asyncio.Task[TransactionContext], producer: AIOKafkaProducer, events: TopicPartition
+) -> TransactionContext:
+    """Abort the stale transaction while the next one begins on `producer`, the other one."""
+    began = asyncio.create_task(begin(producer, events))
+    try:
+        await (await stale).__aexit__(Refreshed, Refreshed(), None)
+    except BaseException:
+        began.cancel()
+        raise
+    return await began
+
+
 async def begin(producer: AIOKafkaProducer, events: TopicPartition) -> TransactionContext:
     """Begin `producer`'s transaction, and add the event partition to it, ahead of its first
     send."""
@@ -73,15 +123,20 @@ async def begin(producer: AIOKafkaProducer, events: TopicPartition) -> Transacti
     return transaction
 
 
-async def commit(writer: Writer, batch: Batch, group: str) -> list[tuple[Envelope[Any], int]]:
-    """Send the batch in one transaction, every event carrying the consumed offset, and place
-    its events in the memo; returns the appended events with their offsets."""
+async def commit(
+    writer: Writer,
+    batch: Batch,
+    group: str,
+    producer: AIOKafkaProducer | None,
+    begun: asyncio.Task[TransactionContext] | None,
+) -> list[tuple[Envelope[Any], int]]:
+    """Send the batch in one transaction of `producer` (`begun` on it already, or begun here),
+    every event carrying the consumed offset, and place its events in the memo; returns the
+    appended events with their offsets. No producer: the batch needs no transaction."""
     last = batch.last_fetched()
     checkpoint = [] if last is None else [(CHECKPOINT, str(last.offset + 1).encode())]
     appended: list[tuple[Envelope[Any], asyncio.Future[Any]]] = []
-    if batch.sends or last is not None:  # else every command was handed over, a retry
-        producer = writer.take_turn()
-        begun, writer.begun = writer.begun, None
+    if producer is not None:
         async with contextlib.AsyncExitStack() as transaction:
             if begun is None:
                 await transaction.enter_async_context(producer.transaction())
