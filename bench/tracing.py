@@ -164,7 +164,7 @@ def install() -> None:
     if linger := os.environ.get("BENCH_LINGER_MS"):
         _linger(int(linger))
     create_app = composition.create_app  # `coupons serve` imports it from there when it starts
-    composition.create_app = lambda settings: _http(create_app(settings))  # type: ignore[assignment]
+    composition.create_app = lambda settings: _http(create_app(settings))
     _wrap(gateway.CommandGateway, "decide", _gateway_decide)
     _wrap(batch.Decisions, "_decide_one", _decide_one)
     _wrap(transactions, "begin", _begin)
