@@ -191,7 +191,7 @@ class Ledger:
             runs.append(iter(sorted((id_hash(k), 0, k, r) for k, r in piece)))
         for segment in self._cold:
             runs.append((h, 1, k, r) for h, k, r in segment.items())
-        current, seen = -1, ("",)  # the ids of the hash being merged (more: a collision)
+        current, seen = -1, tuple[str, ...]()  # the ids of the hash being merged
         for hashed, _, redemption_id, redemption in heapq.merge(*runs):
             if hashed != current:
                 current, seen = hashed, (redemption_id,)
