@@ -2,6 +2,7 @@
 
     python bench/history.py [--events 1000000 5000000] [--before DIR]
     python bench/history.py --in-process 200000
+    python bench/history.py --ledger 1000000
 
 Seeds a fresh event topic with N events produced directly (a campaign per partition, then
 redemptions spread over them, by 100,000 contacts, each with its own idempotency key), then
@@ -22,7 +23,8 @@ ignores the projections, which are not running) and times it from the process's 
 Memory per million redemptions is (RSS with N events - RSS with none) / N * 1e6, each
 process holding its decider's state and its view. `--in-process N` measures only a decider's
 partition state, in this process, with tracemalloc: N redemptions folded (copy this file into
-another checkout to measure that one). It provisions its own Kafka and PostgreSQL
+another checkout to measure that one). `--ledger N`: a ledger of N redemptions through its
+snapshot codec, against pickled objects. It provisions its own Kafka and PostgreSQL
 on `COUPONS_KAFKA_PORT` / `COUPONS_PG_PORT` (19392 / 15632 by default; the service on
 `COUPONS_BENCH_PORT`, 18380, and the one after it) in `COUPONS_STATE_DIR`
 (a temporary directory by default). Too long for `make bench` (minutes per million events);
@@ -290,6 +292,50 @@ def fold_memory(count: int) -> None:
           f" each ({grown / 2**20:,.0f} MiB), memo and campaign state")  # fmt: skip
 
 
+def ledger_codec(count: int) -> None:
+    """A ledger of `count` redemptions of 100,000 contacts through a snapshot, in process: its
+    segments encoded and decoded (`domain.ledger`), against the same redemptions pickled as
+    objects in slices of 1,000 and read back into a map, as snapshots did before; CPU time."""
+    import gc
+    import pickle
+
+    from immutables import Map
+
+    from services.coupons.domain.ledger import Ledger, Redemption, Segment
+
+    contacts = [sys.intern(f"c{n}") for n in range(CONTACTS)]
+    building = Map[str, Redemption]().mutate()
+    for n in range(count):
+        building[f"r{n}"] = Redemption(contacts[n % CONTACTS], "BENCH", 500)
+    book = Ledger(hot=building.finish())
+    gc.freeze()  # as the service does once started (`runtime._collect_garbage_less_often`)
+    gc.set_threshold(50_000, 50, 100)
+    started = time.process_time()
+    bodies = [pickle.dumps(s.columns(), protocol=5) for s in book.segments()]
+    encoded = time.process_time() - started
+    started = time.process_time()
+    cold = Ledger(tuple(Segment.of_columns(pickle.loads(body)) for body in bodies))
+    decoded = time.process_time() - started
+    items = list(book.items())
+    started = time.process_time()
+    slices = [pickle.dumps(items[i : i + 1000], protocol=5) for i in range(0, count, 1000)]
+    encoded_before = time.process_time() - started
+    started = time.process_time()
+    rebuilt = Map[str, Redemption]().mutate()
+    for body in slices:
+        for key, value in pickle.loads(body):
+            rebuilt[key] = value
+    rebuilt.finish()
+    decoded_before = time.process_time() - started
+    started = time.process_time()
+    assert all(f"r{n}" in cold for n in range(0, count, 7))
+    lookup_us = (time.process_time() - started) / len(range(0, count, 7)) * 1e6
+    print(f"{count:,} redemptions, CPU s: segments {sum(map(len, bodies)) / count:.0f} B each,"
+          f" encode {encoded:.2f}, decode {decoded:.2f}; pickled objects"
+          f" {sum(map(len, slices)) / count:.0f} B each, encode {encoded_before:.2f}, decode"
+          f" {decoded_before:.2f}; a lookup in the segments {lookup_us:.1f} µs")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -299,7 +345,13 @@ def main() -> None:
     parser.add_argument(
         "--in-process", type=int, metavar="N", help="only: a decider's bytes per redemption"
     )
+    parser.add_argument(
+        "--ledger", type=int, metavar="N", help="only: a ledger's snapshot codec, in process"
+    )
     args = parser.parse_args()
+    if args.ledger:
+        ledger_codec(args.ledger)
+        return
     if args.in_process:
         fold_memory(args.in_process)
         return

@@ -299,6 +299,7 @@ class Writers:
             state, folded = await self._load(p)
             tp = TopicPartition(self._topics.commands.name, p)
             start = max(state.consumed, await self._consumer.committed(tp) or 0)
+            await self._acquisitions.held(p)  # p is ours now: taken with no await below
         except BaseException:
             for producer in pair:  # a producer never started stops at once
                 await producer.stop()
@@ -400,7 +401,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self._writers._assigned = None  # not ready until the group has assigned again
         partitions = [tp.partition for tp in revoked]
-        await self._writers._acquisitions.cancel(partitions)
+        self._writers._acquisitions.revoke(partitions)  # held back; cancelled if not given back
         await self._writers._release(partitions)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -412,7 +413,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             new = [tp for tp in assigned if tp.partition not in writers._writers]
             assert writers._consumer is not None, "partitions are assigned while the writers run"
             writers._consumer.pause(*new)  # resumed by `_acquire`, at p's checkpoint
-            writers._acquisitions.start(sorted(tp.partition for tp in new))
+            await writers._acquisitions.assign(tp.partition for tp in new)
         except Exception as error:  # noqa: BLE001 - re-raised by the run loop
             writers.rebalance_error = error
         else:
