@@ -2,6 +2,7 @@
 
     python bench/history.py [--events 1000000 5000000] [--before DIR]
     python bench/history.py --in-process 200000
+    python bench/history.py --ledger 1000000
 
 Seeds a fresh event topic with N events produced directly (a campaign per partition, then
 redemptions spread over them, by 100,000 contacts, each with its own idempotency key), then
@@ -9,19 +10,23 @@ starts the service (`COUPONS_COMPONENTS=decider`: the decider and the campaign v
 ignores the projections, which are not running) and times it from the process's start to
 `/readyz` answering 200, and reads its resident memory (VmRSS) once ready:
 
-* `after, first`: this code on a log it never snapshotted: it folds from offset 0 (and writes
-  a snapshot of each partition once loaded);
-* `after, restart`: this code again, once those snapshots are written: it folds only what
-  follows them (nothing here);
-* `before` (with `--before DIR`, a checkout of the code to compare with, run with this
-  environment's interpreter): it folds from offset 0, as it did.
+* `first`: the code on a log it never snapshotted: it folds from offset 0 (and writes a
+  snapshot of each partition once loaded);
+* `restart`: the code again, once those snapshots are written: it reads them and folds only
+  what follows them (nothing here);
+* `rebalance (2nd process)`: a second process of the same code joins the first one's group:
+  seconds from its start until both answer `/readyz` 200 (the group rebalanced, every
+  partition was given up and acquired again, half of them by the newcomer), and its RSS;
+* each for this code (`after`) and, with `--before DIR`, a checkout of the code to compare
+  with (`before`, run with this environment's interpreter), on the same log.
 
 Memory per million redemptions is (RSS with N events - RSS with none) / N * 1e6, each
 process holding its decider's state and its view. `--in-process N` measures only a decider's
 partition state, in this process, with tracemalloc: N redemptions folded (copy this file into
-another checkout to measure that one). It provisions its own Kafka and PostgreSQL
+another checkout to measure that one). `--ledger N`: a ledger of N redemptions through its
+snapshot codec, against pickled objects. It provisions its own Kafka and PostgreSQL
 on `COUPONS_KAFKA_PORT` / `COUPONS_PG_PORT` (19392 / 15632 by default; the service on
-`COUPONS_BENCH_PORT`, 18380) in `COUPONS_STATE_DIR`
+`COUPONS_BENCH_PORT`, 18380, and the one after it) in `COUPONS_STATE_DIR`
 (a temporary directory by default). Too long for `make bench` (minutes per million events);
 figures in docs/performance.md, "Start-up against the log's length".
 """
@@ -148,9 +153,9 @@ async def seed(bootstrap: str, prefix: str, count: int) -> float:
     return time.monotonic() - started
 
 
-def ready() -> bool:
+def ready(port: int = PORT) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/readyz", timeout=2) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -164,25 +169,33 @@ def rss_mib(pid: int) -> float:
 
 
 class Service:
-    def __init__(self, tree: Path, env: dict[str, str], log: Path) -> None:
+    def __init__(self, tree: Path, env: dict[str, str], log: Path, port: int = PORT) -> None:
         self.started = time.monotonic()
+        self.port = port
         with log.open("a") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "services.coupons.cli", "serve"],
                 cwd=tree,
-                env={**env, "PYTHONPATH": str(tree)},
+                env={**env, "PYTHONPATH": str(tree), "COUPONS_PORT": str(port)},
                 stdout=out,
                 stderr=out,
             )
 
     def until_ready(self, limit_s: float = 3600) -> float:
-        while not ready():
+        while not ready(self.port):
             if self.process.poll() is not None:
                 raise SystemExit(f"the service exited with {self.process.returncode}")
             if time.monotonic() - self.started > limit_s:
                 raise SystemExit(f"not ready after {limit_s} s")
             time.sleep(0.1)
         return time.monotonic() - self.started
+
+    def ready_again(self, other: "Service", limit_s: float = 3600) -> float:
+        """Seconds from the start of `other` (a second process joining the group) until both
+        serve: the group rebalanced and each folded what it was given."""
+        other.until_ready(limit_s)  # it joined, so the group rebalanced: now the first one
+        self.started = other.started
+        return self.until_ready(limit_s)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGINT)
@@ -224,27 +237,33 @@ def runs(before: Path | None) -> Iterator[tuple[str, Path]]:
 def measure(
     label: str, tree: Path, env: dict[str, str], prefix: str, count: int, log: Path
 ) -> list[str]:
-    """Start the service on `prefix`'s log; for this code, once more from its snapshots."""
+    """Start the service on `prefix`'s log, then once more from its snapshots, then a second
+    process beside it (a rebalance: how long until both serve)."""
     database_url = asyncio.run(fresh_database(env["DATABASE_URL"]))
     env = {**env, "DATABASE_URL": database_url, "COUPONS_TOPIC_PREFIX": prefix}
     rows = []
     service = Service(tree, env, log)
     try:
         seconds = service.until_ready()
-        rows.append(f"{label}{', first' if label == 'after' else ''}\t{seconds:.1f}\t"
-                    f"{rss_mib(service.process.pid):.0f}")  # fmt: skip
-        if label == "after" and count // PARTITIONS >= SNAPSHOT_EVERY:
+        rows.append(f"{label}, first\t{seconds:.1f}\t{rss_mib(service.process.pid):.0f}")
+        if count // PARTITIONS >= SNAPSHOT_EVERY:
             while asyncio.run(snapshotted(database_url, prefix)) < PARTITIONS:
                 time.sleep(1)  # the snapshots written after loading, then a restart
     finally:
         service.stop()
-    if label == "after":
-        service = Service(tree, env, log)
+    service = Service(tree, env, log)
+    try:
+        seconds = service.until_ready()
+        rows.append(f"{label}, restart\t{seconds:.1f}\t{rss_mib(service.process.pid):.0f}")
+        joining = Service(tree, env, log, PORT + 1)
         try:
-            seconds = service.until_ready()
-            rows.append(f"after, restart\t{seconds:.1f}\t{rss_mib(service.process.pid):.0f}")
+            seconds = service.ready_again(joining)
+            rss = rss_mib(joining.process.pid)
+            rows.append(f"{label}, rebalance (2nd process)\t{seconds:.1f}\t{rss:.0f}")
         finally:
-            service.stop()
+            joining.stop()
+    finally:
+        service.stop()
     return rows
 
 
@@ -273,6 +292,50 @@ def fold_memory(count: int) -> None:
           f" each ({grown / 2**20:,.0f} MiB), memo and campaign state")  # fmt: skip
 
 
+def ledger_codec(count: int) -> None:
+    """A ledger of `count` redemptions of 100,000 contacts through a snapshot, in process: its
+    segments encoded and decoded (`domain.ledger`), against the same redemptions pickled as
+    objects in slices of 1,000 and read back into a map, as snapshots did before; CPU time."""
+    import gc
+    import pickle
+
+    from immutables import Map
+
+    from services.coupons.domain.ledger import Ledger, Redemption, Segment
+
+    contacts = [sys.intern(f"c{n}") for n in range(CONTACTS)]
+    building = Map[str, Redemption]().mutate()
+    for n in range(count):
+        building[f"r{n}"] = Redemption(contacts[n % CONTACTS], "BENCH", 500)
+    book = Ledger(hot=building.finish())
+    gc.freeze()  # as the service does once started (`runtime._collect_garbage_less_often`)
+    gc.set_threshold(50_000, 50, 100)
+    started = time.process_time()
+    bodies = [pickle.dumps(s.columns(), protocol=5) for s in book.segments()]
+    encoded = time.process_time() - started
+    started = time.process_time()
+    cold = Ledger(tuple(Segment.of_columns(pickle.loads(body)) for body in bodies))
+    decoded = time.process_time() - started
+    items = list(book.items())
+    started = time.process_time()
+    slices = [pickle.dumps(items[i : i + 1000], protocol=5) for i in range(0, count, 1000)]
+    encoded_before = time.process_time() - started
+    started = time.process_time()
+    rebuilt = Map[str, Redemption]().mutate()
+    for body in slices:
+        for key, value in pickle.loads(body):
+            rebuilt[key] = value
+    rebuilt.finish()
+    decoded_before = time.process_time() - started
+    started = time.process_time()
+    assert all(f"r{n}" in cold for n in range(0, count, 7))
+    lookup_us = (time.process_time() - started) / len(range(0, count, 7)) * 1e6
+    print(f"{count:,} redemptions, CPU s: segments {sum(map(len, bodies)) / count:.0f} B each,"
+          f" encode {encoded:.2f}, decode {decoded:.2f}; pickled objects"
+          f" {sum(map(len, slices)) / count:.0f} B each, encode {encoded_before:.2f}, decode"
+          f" {decoded_before:.2f}; a lookup in the segments {lookup_us:.1f} µs")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -282,7 +345,13 @@ def main() -> None:
     parser.add_argument(
         "--in-process", type=int, metavar="N", help="only: a decider's bytes per redemption"
     )
+    parser.add_argument(
+        "--ledger", type=int, metavar="N", help="only: a ledger's snapshot codec, in process"
+    )
     args = parser.parse_args()
+    if args.ledger:
+        ledger_codec(args.ledger)
+        return
     if args.in_process:
         fold_memory(args.in_process)
         return

@@ -138,6 +138,7 @@ class _GroupReader(_Reader):
     def __init__(self, kafka: MemoryKafka, group_id: str) -> None:
         super().__init__(kafka)
         self.group_id = group_id
+        self.paused: set[TopicPartition] = set()
         self.topic: str | None = None
         self.listener: ConsumerRebalanceListener | None = None
 
@@ -147,6 +148,17 @@ class _GroupReader(_Reader):
 
     async def committed(self, tp: TopicPartition) -> int | None:
         return self.kafka.group_offsets.get((self.group_id, tp))
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused.update(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused.difference_update(tps)
+
+    def _take(
+        self, tps: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
+        return super()._take([tp for tp in tps if tp not in self.paused])
 
     async def getmany(
         self, *tps: TopicPartition, timeout_ms: int = 0

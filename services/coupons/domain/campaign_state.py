@@ -1,6 +1,7 @@
 """A campaign's state, folded from its events: its terms, its usage (in persistent maps,
 `immutables.Map`, a HAMT, so `evolve` stays pure without copying a campaign's whole history on
-every event), its unique codes, and what its reservations hold."""
+every event; the ledger of redemptions in a structure of its own, `ledger`), its unique codes,
+and what its reservations hold."""
 
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,21 +12,10 @@ from contracts.commands import Status
 from contracts.money import Discount
 from contracts.rules import Duration, Eligibility, Limits, Validity
 from services.coupons.domain import eligibility as checks
+from services.coupons.domain.ledger import Ledger, Redemption
 from services.coupons.domain.reservations import Holds, WithHolds
 
-
-@dataclass(frozen=True, slots=True)
-class Redemption:
-    """One redemption in a campaign's ledger (kept for reversals and refunds). Slotted, and its
-    contact and code strings interned by `evolve`, shared with the per-contact and per-code
-    counts: memory per redemption is docs/performance.md's "Memory per redemption"."""
-
-    contact_id: str
-    code: str
-    discount: int
-    reversed: bool = False
-    refunds: frozenset[str] = frozenset()
-    refunded: int = 0
+__all__ = ["Campaign", "CodeChunk", "Ledger", "Redemption"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +48,7 @@ class Campaign:
     budget_spent: int = 0
     per_contact: Map[str, int] = field(default_factory=Map)
     per_code: Map[str, int] = field(default_factory=Map)
-    ledger: Map[str, Redemption] = field(default_factory=Map)
+    ledger: Ledger = field(default_factory=Ledger)  # every redemption, for ever: `ledger`
     # unique codes: in chunks, in the order they are handed out; how many have been; who
     # holds each code given out, and which code each contact holds
     chunks: tuple[CodeChunk, ...] = ()

@@ -5,7 +5,8 @@ event partition p (`batch`), then appends the events to event partition p in ONE
 transaction (`transactions`). A crash anywhere before the commit leaves no trace; after it,
 everything is there. On assignment, p's two transactional producers fence any zombie writer
 of p, then the state and the consumed offset are loaded from p's last snapshot and the events
-after it folded (`snapshots`; from offset 0 without one).
+after it folded (`snapshots`; from offset 0 without one), in a task beside the loop, not in
+the group's rebalance callback (`acquisitions`): p's commands wait, paused, until then.
 
 A batch takes commands from two places: the commands topic, and the local socket at which the
 owner of p listens for gateways of its own host (`bus.local_sockets`), who send their commands
@@ -44,6 +45,7 @@ from services.coupons.bus import local_sockets
 from services.coupons.bus.same_process import SameProcess
 from services.coupons.domain.idempotency import RETENTION_S
 from services.coupons.writer import kafka_private, transactions
+from services.coupons.writer.acquisitions import Acquisitions
 from services.coupons.writer.aggregate import Aggregate
 from services.coupons.writer.batch import (
     MAX_BATCH,
@@ -125,6 +127,7 @@ class Writers:
         self._failed: Exception | None = None  # in deciding a command handed in memory
         # a begun transaction unused this long is refreshed, well before the broker's timeout
         self._refresh_after_s = self._clients.transaction_timeout_s / 3
+        self._acquisitions = Acquisitions(self._acquire)
 
     @property
     def ready(self) -> bool:
@@ -154,7 +157,8 @@ class Writers:
                 if self._handed is None or self._handed.done():
                     self._handed = loop.create_future()
                 committing = [w.committing for w in self._writers.values() if w.committing]
-                wakes: list[asyncio.Future[Any]] = [fetching, self._handed, *committing]
+                acquiring = self._acquisitions.waits()
+                wakes: list[asyncio.Future[Any]] = [fetching, self._handed, *committing, *acquiring]
                 done, _ = await asyncio.wait(
                     wakes, timeout=self._until_due(loop.time()), return_when=asyncio.FIRST_COMPLETED
                 )
@@ -164,6 +168,7 @@ class Writers:
                     batches, fetching = fetching.result(), None
                     raise_rebalance_error(self)
                     self._queue(consumer, batches)
+                self._acquisitions.finished()
                 now, ticks = self._clock(), loop.time()
                 for writer in list(self._writers.values()):
                     self._listen(writer, ticks)
@@ -173,6 +178,7 @@ class Writers:
             if fetching is not None:
                 fetching.cancel()
                 await asyncio.gather(fetching, return_exceptions=True)
+            await self._acquisitions.cancel()
             await consumer.stop()
             await self._release(list(self._writers))
             await producer.stop()
@@ -331,39 +337,42 @@ class Writers:
         for outcome in batch.outcomes:
             await self._replies.send(outcome, writer.state.memo)
 
-    async def _acquire(self, partitions: list[int]) -> None:
+    async def _acquire(self, p: int) -> None:
+        """Fence p's previous writer, fold p's state, then resume p's commands from its
+        checkpoint (`acquisitions`: run beside the loop)."""
         assert self._consumer is not None, "partitions are assigned while the writers run"
-        for p in partitions:
-            base = f"{self._group}.p{p}"
-            pair = (
-                self._clients.producer(transactional_id=base),
-                self._clients.producer(transactional_id=f"{base}.b"),
-            )
-            try:
-                for producer in pair:
-                    await producer.start()  # init_transactions: fences the previous writer of p
-                state, folded = await self._load(p)
-                tp = TopicPartition(self._topics.commands.name, p)
-                start = max(state.consumed, await self._consumer.committed(tp) or 0)
-            except BaseException:
-                for producer in pair:  # a producer never started stops at once
-                    await producer.stop()
-                raise
-            self._consumer.seek(tp, start)
-            address = local_sockets.owner(self._bootstrap, self._topics.commands.name, p)
-            inbox = local_sockets.Inbox(address, functools.partial(self._take_handed, p))
-            self._writers[p] = writer = Writer(p, pair, state, inbox)
-            for key in state.states:
-                self._refresh_timers(writer, key)
-            self._listen(writer, asyncio.get_running_loop().time())
-            log.info(
-                "decider.partition_acquired",
-                aggregate=self._aggregate.name,
-                partition=p,
-                states=len(state.states),
-                offset=start,
-                folded=folded,
-            )
+        base = f"{self._group}.p{p}"
+        pair = (
+            self._clients.producer(transactional_id=base),
+            self._clients.producer(transactional_id=f"{base}.b"),
+        )
+        try:
+            for producer in pair:
+                await producer.start()  # init_transactions: fences the previous writer of p
+            state, folded = await self._load(p)
+            tp = TopicPartition(self._topics.commands.name, p)
+            start = max(state.consumed, await self._consumer.committed(tp) or 0)
+            await self._acquisitions.held(p)  # p is ours now: taken with no await below
+        except BaseException:
+            for producer in pair:  # a producer never started stops at once
+                await producer.stop()
+            raise
+        self._consumer.seek(tp, start)
+        self._consumer.resume(tp)
+        address = local_sockets.owner(self._bootstrap, self._topics.commands.name, p)
+        inbox = local_sockets.Inbox(address, functools.partial(self._take_handed, p))
+        self._writers[p] = writer = Writer(p, pair, state, inbox)
+        for key in state.states:
+            self._refresh_timers(writer, key)
+        self._listen(writer, asyncio.get_running_loop().time())
+        log.info(
+            "decider.partition_acquired",
+            aggregate=self._aggregate.name,
+            partition=p,
+            states=len(state.states),
+            offset=start,
+            folded=folded,
+        )
 
     async def _release(self, partitions: list[int]) -> None:
         """Let the transaction in flight end (commit or abort), then give the partition up;
@@ -446,14 +455,21 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self._writers._assigned = None  # not ready until the group has assigned again
-        await self._writers._release([tp.partition for tp in revoked])
+        partitions = [tp.partition for tp in revoked]
+        self._writers._acquisitions.revoke(partitions)  # held back; cancelled if not given back
+        await self._writers._release(partitions)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        # aiokafka logs and swallows a listener's exception; hand it to the run loop instead,
-        # so a partition that could not be acquired crashes the writers (and restarts them).
+        """Record the assignment and start acquiring what is new, without waiting for it (a
+        long fold here would cost the group membership: `acquisitions`). aiokafka logs and
+        swallows a listener's exception; hand it to the run loop instead."""
+        writers = self._writers
         try:
-            await self._writers._acquire(sorted(tp.partition for tp in assigned))
+            new = [tp for tp in assigned if tp.partition not in writers._writers]
+            assert writers._consumer is not None, "partitions are assigned while the writers run"
+            writers._consumer.pause(*new)  # resumed by `_acquire`, at p's checkpoint
+            await writers._acquisitions.assign(tp.partition for tp in new)
         except Exception as error:  # noqa: BLE001 - re-raised by the run loop
-            self._writers.rebalance_error = error
+            writers.rebalance_error = error
         else:
-            self._writers._assigned = {tp.partition for tp in assigned}
+            writers._assigned = {tp.partition for tp in assigned}
