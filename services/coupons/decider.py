@@ -23,7 +23,8 @@ from services.coupons.domain import campaign, reservations, summary
 from services.coupons.domain.campaign_state import CodeChunk, Redemption
 from services.coupons.domain.idempotency import RETENTION_S, Decided, campaign_refusal
 from services.coupons.writer.aggregate import Announcement
-from services.coupons.writer.engine import REBIND_S, TakeCommitted, Writers, nowhere
+from services.coupons.writer.engine import TakeCommitted, Writers, nowhere
+from services.coupons.writer.intake import REBIND_S
 from services.coupons.writer.snapshot_codec import fingerprint
 from services.coupons.writer.snapshots import Snapshots
 from services.coupons.writer.timers import Timer

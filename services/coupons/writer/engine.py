@@ -5,15 +5,12 @@ event partition p (`batch`), then appends the events to event partition p in ONE
 transaction (`transactions`). A crash anywhere before the commit leaves no trace; after it,
 everything is there. On assignment, p's two transactional producers fence any zombie writer
 of p, then the state and the consumed offset are loaded from p's last snapshot and the events
-after it folded (`snapshots`; from offset 0 without one), in a task beside the loop, not in
+after it folded (`fold`, `snapshots`; from offset 0 without one), in a task beside the loop, not in
 the group's rebalance callback (`acquisitions`): p's commands wait, paused, until then.
 
-A batch takes commands from two places: the commands topic, and the local socket at which the
-owner of p listens for gateways of its own host (`bus.local_sockets`), who send their commands
-there instead of through the broker. A command handed over that way has no offset, so it moves
-no checkpoint; one lost with its writer is appended to the topic by its gateway after a while,
-and decided then (a second delivery of one decided already is a retry, answered from the
-memo). The socket is opened once p's state is loaded and closed first when p is given up.
+A batch takes commands from the commands topic, and from gateways of this host that hand
+them over directly, by a local socket or in memory (`intake`). The socket is opened once p's
+state is loaded and closed first when p is given up.
 
 Commands keep being fetched, and decided, while a partition's transaction is in flight; the
 next transaction takes all of them at once, already decided and encoded, so it only sends and
@@ -25,7 +22,6 @@ for the view to fetch its events.
 """
 
 import asyncio
-import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -35,36 +31,30 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.producer.producer import TransactionContext
 from aiokafka.structs import ConsumerRecord
 
-from contracts.codec import MalformedMessage
 from contracts.envelope import Envelope
-from contracts.replies import EventPosition, Reply
+from contracts.replies import Reply
 from contracts.topics import Topics
 from projections.offsets import raise_rebalance_error
-from services.coupons import parked
 from services.coupons.bus import local_sockets
 from services.coupons.bus.same_process import SameProcess
 from services.coupons.domain.idempotency import RETENTION_S
-from services.coupons.writer import kafka_private, transactions
+from services.coupons.writer import fold, kafka_private, transactions
 from services.coupons.writer.acquisitions import Acquisitions
 from services.coupons.writer.aggregate import Aggregate
 from services.coupons.writer.batch import (
     MAX_BATCH,
     Batch,
     Decisions,
-    Handed,
-    HandedHere,
     PartitionState,
     Timed,
 )
 from services.coupons.writer.clients import Clients, KafkaClients
+from services.coupons.writer.intake import Intake
 from services.coupons.writer.replies import Replies
 from services.coupons.writer.snapshots import Snapshots
 from services.coupons.writer.transactions import Writer
 
 log = structlog.get_logger(__name__)
-
-REBIND_S = 1.0
-"""How often a writer whose socket name is still held elsewhere tries again."""
 
 TakeCommitted = Callable[
     [int, tuple[int, int], Sequence[Envelope[Any]], Mapping[str, Any]], Awaitable[None]
@@ -120,11 +110,9 @@ class Writers:
         self._assigned: set[int] | None = None  # None until the group assigned us partitions
         self._replies: Replies | None = None  # one per run: a restart makes another
         self._consumer: AIOKafkaConsumer | None = None
-        self._handed: asyncio.Future[None] | None = None  # resolved when a command is handed
         self._snapshots = snapshots
         self._memo_window_s = memo_window_s
-        self._same_process = same_process
-        self._failed: Exception | None = None  # in deciding a command handed in memory
+        self._intake = Intake(self._writers, self._step, same_process)
         # a begun transaction unused this long is refreshed, well before the broker's timeout
         self._refresh_after_s = self._clients.transaction_timeout_s / 3
         self._acquisitions = Acquisitions(self._acquire)
@@ -136,7 +124,7 @@ class Writers:
 
     async def run(self) -> None:
         self.rebalance_error = None  # a restart after a failed acquisition tries afresh
-        self._failed = None
+        self._intake.failed = None
         self._assigned = None
         self._consumer = consumer = self._clients.group_reader(self._group)
         producer = self._clients.producer()
@@ -154,16 +142,19 @@ class Writers:
                 # transactions would leave the commands sent meanwhile for the one after next.
                 if fetching is None:
                     fetching = asyncio.create_task(consumer.getmany(timeout_ms=200))
-                if self._handed is None or self._handed.done():
-                    self._handed = loop.create_future()
                 committing = [w.committing for w in self._writers.values() if w.committing]
                 acquiring = self._acquisitions.waits()
-                wakes: list[asyncio.Future[Any]] = [fetching, self._handed, *committing, *acquiring]
+                wakes: list[asyncio.Future[Any]] = [
+                    fetching,
+                    self._intake.woken(),
+                    *committing,
+                    *acquiring,
+                ]
                 done, _ = await asyncio.wait(
                     wakes, timeout=self._until_due(loop.time()), return_when=asyncio.FIRST_COMPLETED
                 )
-                if self._failed is not None:
-                    raise self._failed
+                if self._intake.failed is not None:
+                    raise self._intake.failed
                 if fetching in done:
                     batches, fetching = fetching.result(), None
                     raise_rebalance_error(self)
@@ -171,7 +162,7 @@ class Writers:
                 self._acquisitions.finished()
                 now, ticks = self._clock(), loop.time()
                 for writer in list(self._writers.values()):
-                    self._listen(writer, ticks)
+                    self._intake.listen(writer, ticks)
                     self._fire(writer, now)
                     self._advance(writer, ticks)
         finally:
@@ -200,45 +191,6 @@ class Writers:
                     consumer.seek(tp, records[0].offset)
                 continue
             writer.waiting.extend(records)
-
-    def _take_handed(self, partition: int, datagram: bytes) -> None:
-        """Queue a command a gateway of this host handed over; if p is no longer ours, drop
-        it (its gateway appends it to the topic when no reply comes)."""
-        writer = self._writers.get(partition)
-        if writer is None:
-            return
-        reply_to, value = local_sockets.read_command_datagram(datagram)
-        writer.waiting.append(Handed(value, reply_to))
-        self._wake()
-
-    def _take_here(self, partition: int, command: Envelope[Any], reply_to: bytes | None) -> None:
-        """Decide a command this process's gateway hands over in memory at once, in the
-        gateway's turn of the event loop (`bus.same_process`): the loop need not wake first.
-        A failure is the run loop's to raise, never the gateway's."""
-        writer = self._writers.get(partition)
-        if writer is None:  # given up meanwhile: its gateway appends it to the topic in time
-            return
-        writer.waiting.append(HandedHere(command, reply_to))
-        try:
-            self._step(writer, asyncio.get_running_loop().time())
-        except Exception as error:  # noqa: BLE001 - raised by the run loop: the writer restarts
-            self._failed = error
-        self._wake()
-
-    def _wake(self) -> None:
-        """Have the run loop look again (a command came, a transaction started)."""
-        if self._handed is not None and not self._handed.done():
-            self._handed.set_result(None)
-
-    def _listen(self, writer: Writer, now: float) -> None:
-        """Open the writer's inbox if another process still held its name last time (the
-        partition's previous owner, giving it up); take this process's commands in memory
-        while it is open."""
-        if not writer.inbox.is_open and now - writer.bound_at >= REBIND_S:
-            writer.bound_at = now
-            if writer.inbox.open() and self._same_process is not None:
-                take = functools.partial(self._take_here, writer.partition)
-                self._same_process.listen(writer.inbox.address, take)
 
     def _advance(self, writer: Writer, now: float) -> None:
         """Raise what failed (a failed transaction crashes the writer: it resumes from the
@@ -359,12 +311,11 @@ class Writers:
             raise
         self._consumer.seek(tp, start)
         self._consumer.resume(tp)
-        address = local_sockets.owner(self._bootstrap, self._topics.commands.name, p)
-        inbox = local_sockets.Inbox(address, functools.partial(self._take_handed, p))
+        inbox = self._intake.inbox(self._bootstrap, self._topics.commands.name, p)
         self._writers[p] = writer = Writer(p, pair, state, inbox)
         for key in state.states:
             self._refresh_timers(writer, key)
-        self._listen(writer, asyncio.get_running_loop().time())
+        self._intake.listen(writer, asyncio.get_running_loop().time())
         log.info(
             "decider.partition_acquired",
             aggregate=self._aggregate.name,
@@ -380,9 +331,7 @@ class Writers:
         for p in partitions:
             writer = self._writers.pop(p, None)
             if writer is not None:
-                if self._same_process is not None:
-                    self._same_process.close(writer.inbox.address)
-                writer.inbox.close()  # what it holds undecided, its gateways send to the topic
+                self._intake.close(writer)
                 if writer.committing is not None:
                     await asyncio.gather(writer.committing, return_exceptions=True)
                 if writer.begun is not None:  # empty: the next owner's fencing aborts it
@@ -394,59 +343,17 @@ class Writers:
                 self._snapshots.forget(p)
 
     async def _load(self, partition: int) -> tuple[PartitionState, int]:
-        """Fold event partition p from its last sound snapshot (else offset 0) to its last
-        committed record; returns the state and how many events were folded. An event that
-        cannot be read or folded is skipped, logged and counted (docs/architecture.md,
-        "Parked messages"), never a crash loop."""
-        state = PartitionState(self._aggregate, memo_window_s=self._memo_window_s)
-        tp = TopicPartition(self._topics.events.name, partition)
-        consumer = self._clients.reader()
-        await consumer.start()
-        folded = 0
-        try:
-            consumer.assign([tp])
-            end = (await consumer.end_offsets([tp]))[tp]
-            snapshot = None
-            if self._snapshots is not None:
-                snapshot = await self._snapshots.load(partition, end)
-            if snapshot is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                state.states, state.consumed = snapshot.states, snapshot.consumed
-                state.memo.restore(snapshot.memo)
-                consumer.seek(tp, snapshot.next_offset)
-            while await consumer.position(tp) < end:
-                for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
-                    state.consumed = max(state.consumed, transactions.checkpoint_of(record.headers))
-                    self._fold(state, partition, record)
-                    folded += 1
-                state.memo.expire(self._clock())  # a long fold keeps only a window's keys
-            state.memo.expire(self._clock())
-        finally:
-            await consumer.stop()
+        state, folded, end = await fold.partition(
+            self._aggregate,
+            self._clients.reader(),
+            TopicPartition(self._topics.events.name, partition),
+            self._snapshots,
+            self._memo_window_s,
+            self._clock,
+        )
         if self._snapshots is not None:
             self._snapshots.track(partition, state.states, state.consumed, end, state.memo, folded)
         return state, folded
-
-    def _fold(
-        self, state: PartitionState, partition: int, record: ConsumerRecord[Any, Any]
-    ) -> None:
-        try:
-            event = self._aggregate.events.decode(record.value)
-        except MalformedMessage as error:
-            log.error("decider.unreadable_event", offset=record.offset, reason=error.reason)
-            return
-        try:
-            state.apply(event, EventPosition(partition=partition, offset=record.offset))
-        except Exception as error:  # noqa: BLE001 - skipped and counted, never a crash loop
-            log.error(
-                "decider.unfoldable_event",
-                partition=partition,
-                offset=record.offset,
-                type=event.type,
-                error=repr(error),
-            )
-            parked.PARKED[self._aggregate.name, "unfoldable_event"] += 1
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
