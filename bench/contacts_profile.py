@@ -20,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from contacts import segments
 
 from contracts.topics import declare
 from services.coupons.bus.topics import ensure_topics
@@ -54,16 +55,7 @@ async def run(args: argparse.Namespace, kafka: str, base_url: str) -> float:
     await ensure_topics(kafka, topics, 1)
     conn = await asyncpg.connect(db)
     await migrate(conn)
-    for k in range(args.segments):
-        await conn.execute(
-            "INSERT INTO segments (id, name, kind, condition) VALUES ($1, $1, 'live', $2)",
-            f"score{k}",
-            json.dumps({">=": [{"var": "traits.score"}, k * 5]}),
-        )
-    await conn.execute(
-        "INSERT INTO segments (id, name, kind, condition) VALUES ('soon', 'soon', 'live', $1)",
-        json.dumps({"within_next": ["traits.ends", 10]}),
-    )
+    await segments(args.segments, seed="kafka", profiles=0)(conn)  # bench/contacts.py's
     out = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5)
     await out.start()
     now = time.time()
