@@ -33,6 +33,7 @@ class SlowFolds:
     def __init__(self, bootstrap: str) -> None:
         self._bootstrap = bootstrap
         self._real = KafkaClients(bootstrap)
+        self.transaction_timeout_s = self._real.transaction_timeout_s
         self.folds = 0
 
     def group_reader(self, group_id: str) -> AIOKafkaConsumer:
