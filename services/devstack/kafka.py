@@ -74,8 +74,12 @@ class LocalKafka:
         cache_dir: Path,
         pom: Path = jars.DEFAULT_POM,
         log4j_config: Path = jars.DEFAULT_LOG4J_CONFIG,
+        fresh: bool = False,
     ) -> None:
+        """`fresh`: start on empty storage, dropping what an earlier broker left there (the
+        test suite's: thousands of partitions of finished tests make a broker start slowly)."""
         self.dir = state_dir / "kafka"
+        self.fresh = fresh
         self.port = port
         self.controller_port = controller_port  # None: a free port is picked on each start
         self.cache_dir = cache_dir
@@ -96,6 +100,8 @@ class LocalKafka:
         if process.port_open(self.port):
             raise RuntimeError(f"port {self.port} is already in use: cannot start Kafka on it")
         jar_dir = jars.kafka_jars(self.cache_dir, self.pom)
+        if self.fresh:
+            shutil.rmtree(self.dir / "data", ignore_errors=True)
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
         props = self._write_properties()
         java = self._java(jar_dir)

@@ -71,14 +71,18 @@ def provisioned(
     pg_port: int = DEFAULT_PG_PORT,
     database: str = DEFAULT_DATABASE,
     env: Mapping[str, str] = os.environ,
+    fresh_kafka: bool = False,
 ) -> Iterator[Endpoints]:
     """Yield endpoints, starting (in parallel) whatever `KAFKA_BOOTSTRAP_SERVERS` /
     `DATABASE_URL` in `env` do not already provide, and stopping it again on exit
-    (including Ctrl-C and SIGTERM)."""
+    (including Ctrl-C and SIGTERM). `fresh_kafka`: a broker started here starts on empty
+    storage."""
     kafka_url, db_url = env.get("KAFKA_BOOTSTRAP_SERVERS"), env.get("DATABASE_URL")
     services: list[_Service] = []
     if not kafka_url:
-        kafka = LocalKafka(state_dir, port=kafka_port, cache_dir=default_cache_dir(env))
+        kafka = LocalKafka(
+            state_dir, port=kafka_port, cache_dir=default_cache_dir(env), fresh=fresh_kafka
+        )
         kafka_url = kafka.bootstrap_servers
         services.append(kafka)
     if not db_url:

@@ -45,7 +45,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def endpoints() -> Iterator[Endpoints]:
     state_dir = Path(os.environ.get("COUPONS_TEST_STATE_DIR", default_state_dir() / "test"))
     with provisioned(
-        state_dir, kafka_port=TEST_KAFKA_PORT, pg_port=TEST_PG_PORT, database="coupons_test"
+        state_dir,
+        kafka_port=TEST_KAFKA_PORT,
+        pg_port=TEST_PG_PORT,
+        database="coupons_test",
+        fresh_kafka=True,  # no test reads an earlier run's topics
     ) as found:
         yield found
 
