@@ -52,6 +52,22 @@ class Rebuilt:
     seconds: float
 
 
+async def from_the_beginning(
+    consumer: AIOKafkaConsumer, topic: str, partitions: int
+) -> tuple[list[TopicPartition], dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """Assign `consumer` every partition of `topic`, at its beginning: the partitions, and
+    where each starts and ends now (what a replay up to now reads)."""
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    ends = await consumer.end_offsets(tps)
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    return tps, {tp: await consumer.position(tp) for tp in tps}, ends
+
+
+def quiet(done: int, total: int) -> None:
+    """A progress callback that shows nothing."""
+
+
 def progress_bar(name: str) -> Progress:
     """A one-line progress bar on stderr: events applied of the total, and the rate."""
     started = time.monotonic()
@@ -138,11 +154,7 @@ async def _replay_and_swap(
     consumer = kafka.reader(bootstrap)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        ends = await consumer.end_offsets(tps)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        starts = {tp: await consumer.position(tp) for tp in tps}
+        tps, starts, ends = await from_the_beginning(consumer, topic, partitions)
         total = sum(ends[tp] - starts[tp] for tp in tps)
         progress(0, total)
         with _cycle_collector_paused():

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
-from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
@@ -31,7 +30,7 @@ from contracts.contacts import ContactEvent
 from contracts.events import CodeDistributed, CodeRedeemed, RedemptionRefunded, RedemptionReversed
 from contracts.topics import Topics
 from projections.db import Connection
-from projections.rebuild import Progress
+from projections.rebuild import Progress, from_the_beginning, quiet
 from services.coupons.bus import kafka
 from services.coupons.contacts import coupon_facts, processor, store
 from services.coupons.contacts.profile import epoch
@@ -60,10 +59,6 @@ class Rebuilt:
     profiles: int
     messages: int
     seconds: float
-
-
-def quiet(done: int, total: int) -> None:
-    """A progress callback that shows nothing."""
 
 
 async def rebuild_contacts(
@@ -169,11 +164,7 @@ async def _replay(
     consumer = kafka.reader(bootstrap)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        ends = await consumer.end_offsets(tps)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        starts = {tp: await consumer.position(tp) for tp in tps}
+        tps, starts, ends = await from_the_beginning(consumer, topic, partitions)
         total = sum(ends[tp] - starts[tp] for tp in tps)
         remaining = {tp for tp in tps if starts[tp] < ends[tp]}
         applied = skipped = 0
