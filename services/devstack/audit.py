@@ -133,7 +133,8 @@ def per_contact_exact(what: str, events: list[CodeRedeemed], limit: int) -> list
     return [f"{what}: {len(over)} contacts over their limit of {limit}"] if over else []
 
 
-async def _tables(settings: Settings) -> dict[str, list[Any]]:
+async def projection_tables(settings: Settings) -> dict[str, list[Any]]:
+    """Every row of every rebuildable projection's tables, in a stable order."""
     conn = await asyncpg.connect(settings.database_url)
     try:
         return {
@@ -148,9 +149,9 @@ async def _tables(settings: Settings) -> dict[str, list[Any]]:
 async def read_models_equal_a_rebuild(settings: Settings) -> list[str]:
     """Rebuild every rebuildable projection from the log (`coupons projections rebuild`) and
     compare its rows with the live ones; call it once the projections have caught up."""
-    live = await _tables(settings)
+    live = await projection_tables(settings)
     await rebuild_projections(settings, [], show_progress=False)
-    rebuilt = await _tables(settings)
+    rebuilt = await projection_tables(settings)
     return [
         f"read model {table}: {len(live[table])} live rows differ from "
         f"{len(rebuilt[table])} rebuilt ({len(set(live[table]) ^ set(rebuilt[table]))} differ)"

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -21,24 +20,11 @@ from services.coupons.bus.topics import ensure_topics
 from services.coupons.rebuilds import REBUILDABLE, rebuild_projections
 from services.coupons.settings import Settings
 from services.coupons.store.migrate import migrate
+from services.devstack.audit import projection_tables
 from services.devstack.workload import mixed_events
 from tests.integration.helpers import send
 
 pytestmark = pytest.mark.integration
-
-Tables = dict[str, list[Any]]
-
-
-async def snapshot(settings: Settings) -> Tables:
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        return {
-            table: [tuple(r) for r in await conn.fetch(f"SELECT * FROM {table} t ORDER BY t::text")]
-            for projection in REBUILDABLE.values()
-            for table in projection.tables
-        }
-    finally:
-        await conn.close()
 
 
 async def indexes(settings: Settings) -> list[tuple[str, str]]:
@@ -133,7 +119,7 @@ async def test_a_rebuild_equals_the_live_rows_after_a_mixed_workload(
     try:
         await send(settings, 1500, seed=1, unreadable=3)
         await caught_up(settings)
-        before = await snapshot(settings)
+        before = await projection_tables(settings)
         assert all(before.values()), {t: len(rows) for t, rows in before.items()}
         keys = await indexes(settings)
         assert len(keys) >= 10
@@ -146,7 +132,7 @@ async def test_a_rebuild_equals_the_live_rows_after_a_mixed_workload(
         assert {r[0]: tuple(r[1:]) for r in rows} == expected_ledger(1500, seed=1)
         rebuilt = await rebuild_projections(settings, [], show_progress=False)
         assert {r.projection: r.skipped for r in rebuilt} == dict.fromkeys(REBUILDABLE, 3)
-        assert await snapshot(settings) == before
+        assert await projection_tables(settings) == before
         assert await indexes(settings) == keys
         # Events appended during a rebuild: the live projector applies them, the swap moves
         # its offsets back under it, and it applies them again on top of the rebuilt rows.
@@ -155,12 +141,12 @@ async def test_a_rebuild_equals_the_live_rows_after_a_mixed_workload(
             send(settings, 300, seed=2, chunks=10),
         )
         await caught_up(settings)
-        after_more = await snapshot(settings)
+        after_more = await projection_tables(settings)
     finally:
         live.terminate()
         live.wait(timeout=30)
     await rebuild_projections(settings, [], show_progress=False)
-    assert await snapshot(settings) == after_more
+    assert await projection_tables(settings) == after_more
 
 
 async def test_a_projector_killed_mid_stream_resumes_to_the_rows_of_a_fresh_rebuild(
@@ -191,10 +177,10 @@ async def test_a_projector_killed_mid_stream_resumes_to_the_rows_of_a_fresh_rebu
     finally:
         second.terminate()
         second.wait(timeout=30)
-    live = await snapshot(settings)
+    live = await projection_tables(settings)
     assert 0 < applied_when_killed < len(live["ledger"])
     await rebuild_projections(settings, [], show_progress=False)
-    assert await snapshot(settings) == live
+    assert await projection_tables(settings) == live
 
 
 async def test_a_quiet_projector_follows_offsets_moved_under_it(
@@ -207,7 +193,7 @@ async def test_a_quiet_projector_follows_offsets_moved_under_it(
     try:
         await send(settings, 300, seed=4)
         await caught_up(settings)
-        before = await snapshot(settings)
+        before = await projection_tables(settings)
         conn = await asyncpg.connect(settings.database_url)
         async with conn.transaction():  # what a swap does, with no event to follow
             await conn.execute(
@@ -216,7 +202,7 @@ async def test_a_quiet_projector_follows_offsets_moved_under_it(
             await conn.execute(f"TRUNCATE {', '.join(ledger.TABLES)}")
         await conn.close()
         await caught_up(settings)
-        assert await snapshot(settings) == before
+        assert await projection_tables(settings) == before
     finally:
         live.terminate()
         live.wait(timeout=30)
