@@ -1,6 +1,6 @@
 """`bench/contacts.py --seed copy`: backfill, preview and memory over N profiles seeded straight
 into PostgreSQL with COPY (seeding 1,000,000 through Kafka takes longer than the processor's
-rate allows in a bench run; see docs/performance.md). The rows are the processor's own
+rate allows in a bench run; see docs/performance/contacts.md). The rows are the processor's own
 (`store.to_json` of the profile one `contact.updated` event folds to): traits `plan` (free /
 pro), `score` (0-99), `ends` (ISO-8601, spread over the next 10 days), one event fact.
 

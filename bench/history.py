@@ -28,7 +28,7 @@ snapshot codec, against pickled objects. It provisions its own Kafka and Postgre
 on `COUPONS_KAFKA_PORT` / `COUPONS_PG_PORT` (19392 / 15632 by default; the service on
 `COUPONS_BENCH_PORT`, 18380, and the one after it) in `COUPONS_STATE_DIR`
 (a temporary directory by default). Too long for `make bench` (minutes per million events);
-figures in docs/performance.md, "Start-up against the log's length".
+figures in docs/performance/resilience.md.
 """
 
 import argparse

@@ -36,7 +36,7 @@ from tests.integration.conftest import (
 pytestmark = pytest.mark.integration
 
 OUTAGE_S = 10
-RECOVERY_S = 30  # what the test allows; the note and docs/performance.md say what it takes
+RECOVERY_S = 30  # what the test allows; docs/performance/resilience.md says what it takes
 PARTITIONS = 3
 
 

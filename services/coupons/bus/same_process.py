@@ -5,8 +5,8 @@ writer of the command's partition share a process. Through the local socket
 (`local_sockets`), as between sibling processes, a command is encoded, sent, woken for by the
 event loop, read, decoded and validated again, and only decided once the writer's loop has
 woken too: 0.4-0.5 ms from the gateway to the decision at 50-300 redemptions a second, in a
-redemption of 3.5-4 ms (the trace in docs/performance.md, "Against a row-lock peer and the
-floor"). Here the gateway hands the envelope itself over and the writer decides it at once,
+redemption of 3.5-4 ms (the trace in docs/performance/checkout.md). Here the gateway hands
+the envelope itself over and the writer decides it at once,
 in the gateway's own turn of the event loop; what that saves is measured there too.
 
 A writer takes commands for its partition here exactly while it listens on the partition's

@@ -25,7 +25,7 @@ from services.coupons.contacts.reactions import Reaction
 
 NAME = "contacts"
 POLL = 5000
-"""Records a poll (one transaction): fewer, larger transactions; see docs/performance.md."""
+"""Records a poll (one transaction): fewer, larger transactions (docs/performance/contacts.md)."""
 
 
 def contacts_processor(

@@ -18,7 +18,7 @@ from services.coupons.store.woken import run_woken
 
 log = structlog.get_logger(__name__)
 
-BATCH = 5000  # messages a step: fewer round trips to PostgreSQL (docs/performance.md)
+BATCH = 5000  # messages a step: fewer round trips to PostgreSQL (docs/performance/contacts.md)
 RECHECK_S = 1.0
 LOCK_ID = 0x73656773  # "segs"
 

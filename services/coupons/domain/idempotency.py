@@ -14,7 +14,7 @@ it is older than the window, so a key is remembered for at least the window and 
 24th longer, and memory is bounded by the keys of one window. Each bucket is a persistent map
 (`immutables.Map`): a snapshot takes the memo as it stands without copying it.
 
-An entry is compact (measured: docs/performance.md, "Memory per redemption"): the slot is a
+An entry is compact (measured: docs/performance/resilience.md): the slot is a
 16-byte digest of (campaign, key), the request hash 16 bytes, the event positions flat ints.
 """
 

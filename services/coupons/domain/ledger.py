@@ -6,7 +6,7 @@ tiers. What the process decided or folded since it started is a persistent map (
 flat arrays, sorted by a 64-bit hash of the redemption id, that a snapshot writes and reads
 back as bytes, without building an object per redemption. So reading a snapshot costs a copy
 of the ledger's bytes (about 40 bytes a redemption), not the ~9 µs per redemption that
-unpickling one object each took (docs/performance.md, "Start-up against the log's length").
+unpickling one object each took (docs/performance/resilience.md).
 
 A lookup tries the hot map, then the cold segment whose hash range holds the id (two
 bisections in C, the id's bytes compared to rule out a hash collision). A redemption that

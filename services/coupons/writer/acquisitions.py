@@ -5,7 +5,7 @@ beside the engine's loop, not inside the consumer group's rebalance callback.
 Why: aiokafka awaits the callback inside the group's join, so a fold of minutes there (a first
 start on a long log, a starved CPU) stalled the join and the loop's polls, and the group
 dropped the member ("member_id was not recognized"): the partitions were given up and folded
-again, over and over (docs/performance.md, "A first fold on a starved CPU"). Now the callback
+again, over and over (docs/performance/resilience.md). Now the callback
 only records the assignment and pauses the new partitions' commands; the loop keeps polling
 (the group sees a live member) while the folds run, and a partition is resumed and decided
 on once its writer is in place.

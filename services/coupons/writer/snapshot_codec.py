@@ -2,13 +2,13 @@
 
 A snapshot is written as a stream of chunks, each a pickle of at most `CHUNK_ITEMS` items, so
 that encoding never holds the event loop for long: the writer awaits the store between chunks
-(measured: docs/performance.md, "Snapshots"). A state that is a dataclass with large
+(measured: docs/performance/resilience.md). A state that is a dataclass with large
 persistent maps (a campaign's counts per contact) is written as its head (the dataclass with
 those maps empty) followed by the maps' items in slices; a ledger (`domain.ledger`) as its
 segments, a chunk each, in columns of bytes that read back without an object per redemption;
 the memo as its buckets' items in slices, in columns (slots, request hashes, refusals,
 positions) rebuilt by the constructor rather than by unpickling an object each (that took most
-of a restart: docs/performance.md, "Start-up against the log's length"). `State` chunks come
+of a restart: docs/performance/resilience.md). `State` chunks come
 first, then `memo` chunks: a campaign view reads only the first kind.
 
 Each chunk carries a SHA-256 of its bytes, checked on reading. `fingerprint` names the shape

@@ -11,7 +11,7 @@ The next transaction is always begun ahead, the event partition added to it
 (AddPartitionsToTxn), as soon as the one before has been handed its batch (and when a
 partition is acquired): a batch, at any load, then finds its transaction open and its
 partition added, and pays only Produce and EndTxn. Begun only when a command was waiting, as
-before, an idle-time redemption paid the add's round trip itself (docs/performance.md,
+before, an idle-time redemption paid the add's round trip itself (docs/performance/checkout.md,
 "Against a row-lock peer and the floor"). The broker aborts a transaction left open longer
 than the producer's transaction timeout, and fences its producer: a begun transaction that
 waits unused for a third of it is aborted (`refresh`) and the next one begun on the other
