@@ -14,6 +14,7 @@ from services.coupons.contacts.ingest import ContactIngest
 from services.coupons.contacts.processor import contacts_processor
 from services.coupons.contacts.reactions import Reaction
 from services.coupons.contacts.relay import OutboxRelay
+from services.coupons.contacts.segment_sizes import SegmentSizes
 from services.coupons.contacts.timers import TimerLoop
 from services.coupons.settings import Settings
 from services.coupons.supervise import Supervised
@@ -42,4 +43,5 @@ async def start(
         ),
         Supervised("segment-backfill", BackfillRunner(pool).run),
         Supervised("contact-dedupe-window", DedupeWindow(pool, settings.contact_dedupe_days).run),
+        Supervised("segment-sizes", SegmentSizes(pool).run),
     ]

@@ -11,7 +11,7 @@ from typing import Any
 from uuid import uuid4
 
 from projections.db import Connection
-from services.coupons.contacts import backfill
+from services.coupons.contacts import backfill, segment_sizes
 from services.coupons.contacts import preview as contact_preview
 from services.coupons.contacts.conditions import Condition, InvalidCondition, compile_condition
 from services.coupons.runtime import Runtime
@@ -90,9 +90,9 @@ async def segment(runtime: Runtime, segment_id: str) -> dict[str, Any]:
     """The segment with its size and its current version's backfill progress."""
     async with runtime.pool.acquire() as conn:
         row = await conn.fetchrow(
-            """SELECT s.id, s.name, s.kind, s.condition::text, s.version, s.status,
+            f"""SELECT s.id, s.name, s.kind, s.condition::text, s.version, s.status,
                       s.created_at, s.updated_at,
-                      (SELECT count(*) FROM segment_members m WHERE m.segment_id = s.id) AS size,
+                      {segment_sizes.SIZE} AS size,
                       b.done, b.total, b.finished
                FROM segments s LEFT JOIN segment_backfills b
                  ON b.segment_id = s.id AND b.version = s.version

@@ -13,6 +13,7 @@ from services.coupons.api import segments as segments_api
 from services.coupons.api.commands import runtime_of
 from services.coupons.api.errors import ApiError
 from services.coupons.api.params import SegmentPath
+from services.coupons.contacts import segment_sizes
 from services.coupons.dashboard.session import SignedIn
 from services.coupons.dashboard.templating import render
 
@@ -20,17 +21,15 @@ router = APIRouter()
 
 PAGE_SIZE = 50
 
-_SEGMENTS = """
+_SEGMENTS = f"""
 SELECT s.id, s.name, s.kind, s.status, s.version, s.condition::text, s.updated_at,
-       b.done, b.total, b.finished
+       b.done, b.total, b.finished, {segment_sizes.SIZE} AS size
 FROM segments s LEFT JOIN segment_backfills b ON b.segment_id = s.id AND b.version = s.version
 """
 
 
 @router.get("/segments")
 async def segments_page(request: Request, session: SignedIn) -> HTMLResponse:
-    """Without sizes: a size is a count of the members (as in the API), whose cost grows with
-    the segment; the list would pay it for every segment at once. A segment's page has it."""
     async with runtime_of(request).pool.acquire() as conn:
         rows = await conn.fetch(
             f"{_SEGMENTS} ORDER BY s.status = 'archived', s.created_at DESC, s.id"
@@ -49,9 +48,6 @@ async def segment_page(
         segment = await conn.fetchrow(f"{_SEGMENTS} WHERE s.id = $1", segment_id)
         if segment is None:
             raise ApiError(404, "segment_not_found", f"no segment {segment_id}")
-        size = await conn.fetchval(
-            "SELECT count(*) FROM segment_members WHERE segment_id = $1", segment_id
-        )
         members = await conn.fetch(
             """SELECT contact_id, version, since FROM segment_members
                WHERE segment_id = $1 AND contact_id > $2 ORDER BY contact_id LIMIT $3""",
@@ -70,7 +66,7 @@ async def segment_page(
         "segment.html",
         session,
         segment=segment,
-        size=size,
+        size=segment["size"],
         condition=None if condition is None else json.dumps(condition, indent=2),
         members=members[:PAGE_SIZE],
         after=after,
