@@ -29,11 +29,12 @@ arrives when the one before is committed. Each client, alternated run after run:
 Printed per client and rate: per-record latency (arrival to its transaction's commit
 answered) and per-transaction time (the batch taken to commit answered), p50 / p99 in ms,
 and the CPU this process spent per transaction (every thread: librdkafka's too), medians
-over the runs, with the load average at each run. `--probe` instead runs one
-transaction per client with its requests logged, and prints which Kafka requests (and
-versions) a transaction sends (aiokafka's: per transaction, 200 back to back, where an
-AddPartitionsToTxn refused with CONCURRENT_TRANSACTIONS is sent again), and the broker's
-finalized `transaction.version`.
+over the runs, with the load average at each run; for aiokafka, each run's AddPartitionsToTxn
+requests per transaction (above 1: adds refused with CONCURRENT_TRANSACTIONS and sent again).
+`--probe` instead runs transactions with each client's requests logged, and prints which
+Kafka requests (and versions) a transaction sends (aiokafka's: per transaction, 200 back to
+back, where an AddPartitionsToTxn refused with CONCURRENT_TRANSACTIONS is sent again), and
+the broker's finalized `transaction.version`.
 
 Kafka as `bench/checkout.py` provisions it (BENCH_KAFKA_PORT, BENCH_STATE_DIR), unless
 KAFKA_BOOTSTRAP_SERVERS is set.
@@ -296,8 +297,10 @@ async def measure(args: argparse.Namespace, bootstrap: str) -> None:
                 for rate in rates:
                     load_avg = os.getloadavg()[0]
                     cpu = time.process_time()
-                    records, txns, n = await load(writer, rate, args.seconds)
+                    with aiokafka_requests() as sent:  # none for librdkafka's
+                        records, txns, n = await load(writer, rate, args.seconds)
                     cpu_us = (time.process_time() - cpu) / n * 1e6
+                    adds = sent["AddPartitionsToTxnRequest"] / n
                     row = (
                         percentile(records, 50),
                         percentile(records, 99),
@@ -311,7 +314,8 @@ async def measure(args: argparse.Namespace, bootstrap: str) -> None:
                         f"run {run + 1} {client:>13} rate {rate or 'closed':>6}: "
                         f"{len(records) / args.seconds:7.0f}/s, record p50 {row[0]:.2f} "
                         f"p99 {row[1]:.2f}, txn p50 {row[2]:.2f} p99 {row[3]:.2f} ms, "
-                        f"{row[4]:.1f} records/txn, {cpu_us:.0f} µs CPU/txn, load {load_avg:.2f}",
+                        f"{row[4]:.1f} records/txn, {cpu_us:.0f} µs CPU/txn, "
+                        f"{adds:.2f} AddPartitionsToTxn/txn, load {load_avg:.2f}",
                         flush=True,
                     )
             finally:
