@@ -7,9 +7,9 @@ transaction until it has (CONCURRENT_TRANSACTIONS, retried after a backoff; back
 transactions of one producer hit it one and a half times each on an idle broker, measured).
 The next transaction is begun (below) on the producer whose last one ended two transactions
 before, whose markers are written by then. With two producers it was the one whose commit had
-just been answered: 8-21% of a busy writer's back-to-back transactions had their
-AddPartitionsToTxn refused, and their Produce waited 2 ms or more for its retry; with three,
-none (`bench/txn_client.py --probe`, docs/performance/checkout.md, "The writer's transaction
+just been answered: a busy writer sent 1.2-1.7 AddPartitionsToTxn per transaction (refused,
+then sent again after a backoff, while the batch's Produce waited for it); with three,
+1.00-1.03 (`bench/txn_client.py`, docs/performance/checkout.md, "The writer's transaction
 client"). No transaction sends anything before the one before it has committed.
 
 The next transaction is always begun ahead, the event partition added to it
