@@ -26,6 +26,10 @@ arrives when the one before is committed. Each client, alternated run after run:
   blocking calls offloaded to its thread pool). It refuses headers (`NotImplementedError`), so
   its records go without them: for comparison only, it cannot carry the writer's events.
 
+`--work-us N` holds the event loop for N µs at each arrival (the service's own work on it:
+HTTP, deciding), so that a client whose steps between requests run on the loop waits behind
+it, as in the service; open loop only.
+
 Printed per client and rate: per-record latency (arrival to its transaction's commit
 answered) and per-transaction time (the batch taken to commit answered), p50 / p99 in ms,
 and the CPU this process spent per transaction (every thread: librdkafka's too), medians
@@ -226,9 +230,19 @@ def make(client: str, bootstrap: str, topic: str, **extra: Any) -> Writer:
     return ConfluentAio(bootstrap, topic, tid, **extra)
 
 
-async def load(writer: Writer, rate: int, seconds: float) -> tuple[list[float], list[float], int]:
+def busy(us: float) -> None:
+    """Hold the event loop (and the GIL) for `us` microseconds, as a request's work does."""
+    until = time.perf_counter() + us / 1e6
+    while time.perf_counter() < until:
+        pass
+
+
+async def load(
+    writer: Writer, rate: int, seconds: float, work_us: float = 0
+) -> tuple[list[float], list[float], int]:
     """Redemptions arriving at `rate` a second (0: closed loop) for `seconds`, committed by
-    `writer` as the engine commits: what waits goes into the next transaction. Returns the
+    `writer` as the engine commits: what waits goes into the next transaction; each arrival
+    first holds the event loop for `work_us` (the service's work on it). Returns the
     per-record and per-transaction latencies (ms) and the transactions' count."""
     loop = asyncio.get_running_loop()
     waiting: list[float] = []  # arrival times
@@ -242,7 +256,9 @@ async def load(writer: Writer, rate: int, seconds: float) -> tuple[list[float], 
         n = 0
         while (at := start + n / rate) < end:
             await asyncio.sleep(max(0.0, at - loop.time()))
-            waiting.append(loop.time())
+            arrival = loop.time()
+            busy(work_us)
+            waiting.append(arrival)
             arrived.set()
             n += 1
 
@@ -298,7 +314,7 @@ async def measure(args: argparse.Namespace, bootstrap: str) -> None:
                     load_avg = os.getloadavg()[0]
                     cpu = time.process_time()
                     with aiokafka_requests() as sent:  # none for librdkafka's
-                        records, txns, n = await load(writer, rate, args.seconds)
+                        records, txns, n = await load(writer, rate, args.seconds, args.work_us)
                     cpu_us = (time.process_time() - cpu) / n * 1e6
                     adds = sent["AddPartitionsToTxnRequest"] / n
                     row = (
@@ -403,6 +419,9 @@ def main() -> None:
     parser.add_argument("--warm-up", type=float, default=2)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--librdkafka", nargs="*", default=[], help="extra settings, k=v")
+    parser.add_argument(
+        "--work-us", type=float, default=0, help="event loop held per arrival (open loop only)"
+    )
     parser.add_argument("--probe", action="store_true")
     args = parser.parse_args()
     state_dir = Path(os.environ.get("BENCH_STATE_DIR") or default_state_dir() / "bench")
