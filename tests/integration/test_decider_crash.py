@@ -326,14 +326,15 @@ async def test_a_restarted_decider_resumes_after_what_it_committed(
     )
 
 
-@pytest.mark.parametrize("suffix", ["", ".b"])
-async def test_a_new_decider_fences_a_zombie_of_either_transactional_id(
+@pytest.mark.parametrize("suffix", ["", ".b", ".c"])
+async def test_a_new_decider_fences_a_zombie_of_any_of_its_transactional_ids(
     settings: Settings, tmp_path: Path, suffix: str
 ) -> None:
-    """A partition's two transactional producers take turns; a writer of p that lost it (a
-    zombie) may hold either id with a transaction open on event partition p. The new writer
-    fences both: the zombie's transaction is aborted (an open one would hold every later event
-    of p from read-committed consumers for the transaction timeout) and it cannot commit."""
+    """A partition's three transactional producers take turns; a writer of p that lost it (a
+    zombie) may hold any of their ids with a transaction open on event partition p. The new
+    writer fences all three: the zombie's transaction is aborted (an open one would hold every
+    later event of p from read-committed consumers for the transaction timeout) and it cannot
+    commit."""
     topics, partitions = await command_topics(settings)
     mine = kafka.partition_for("k", partitions)
     zombie = kafka.producer(

@@ -48,6 +48,10 @@ class MemoryKafka:
         self.partitions = partitions
         self.transaction_timeout_s = transaction_timeout_s
         self.transactions: list[Ended] = []  # every transaction ended, in order
+        self.last_ended: object | None = None  # the producer whose transaction ended last
+        self.begun_after_own_end = 0
+        """Transactions begun on the producer whose transaction ended last: a broker refuses
+        them (CONCURRENT_TRANSACTIONS) until it has written that one's markers."""
         self.logs: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = defaultdict(list)
         self.group_offsets: dict[tuple[str, TopicPartition], int] = {}
         self._changed = asyncio.Event()
@@ -177,6 +181,8 @@ class _Transaction:
 
     async def __aenter__(self) -> "_Transaction":
         assert self.producer.pending is None, "one transaction at a time"
+        if self.producer.kafka.last_ended is self.producer:
+            self.producer.kafka.begun_after_own_end += 1
         self.producer.pending = []
         self.producer.offsets = []
         self.producer._txn_manager.added_early = False
@@ -184,6 +190,7 @@ class _Transaction:
         return self
 
     async def __aexit__(self, failed: type[BaseException] | None, *_: Any) -> None:
+        await asyncio.sleep(0)  # EndTxn's round trip: the writer's other tasks run meanwhile
         pending, self.producer.pending = self.producer.pending or [], None
         offsets, self.producer.offsets = self.producer.offsets, []
         kafka = self.producer.kafka
@@ -191,6 +198,7 @@ class _Transaction:
         early = self.producer._txn_manager.added_early
         committed = failed is None and open_s <= kafka.transaction_timeout_s
         kafka.transactions.append(Ended(committed, len(pending), early, open_s))
+        kafka.last_ended = self.producer
         timed_out = failed is None and open_s > kafka.transaction_timeout_s
         if failed is not None or timed_out:  # aborted: nothing of it is ever seen
             for *_, acked in pending:

@@ -200,6 +200,20 @@ async def test_a_transaction_is_kept_begun_and_refreshed_before_the_broker_would
     assert all(t.records == 0 and t.open_s < 0.3 for t in refreshed), refreshed
 
 
+async def test_the_next_transaction_is_begun_on_a_producer_whose_markers_are_written() -> None:
+    """A broker refuses a producer's next transaction until it has written the markers of its
+    last one (CONCURRENT_TRANSACTIONS, retried after a backoff): the transaction begun ahead
+    is never on the producer whose commit was just answered, so a busy writer's next batch
+    does not wait for that retry. With two producers taking turns it always was."""
+    memory, clock = MemoryKafka(PARTITIONS), Clock()
+    async with writers(memory, clock) as running:
+        await answer(memory, running, send(memory, define(max_redemptions=9), "define"))
+        for n in range(5):
+            await answer(memory, running, send(memory, redeem(n), f"redeem-{n}"))
+    assert len([t for t in memory.transactions if t.committed and t.records]) == 6
+    assert memory.begun_after_own_end == 0
+
+
 async def test_a_command_handed_over_in_the_same_process_is_decided_and_answered_in_memory() -> (
     None
 ):

@@ -6,7 +6,7 @@ aggregate (`aggregate.Aggregate`); the campaign plugs in through `services/coupo
   announcements);
 * `batch`: deciding a batch of commands against a partition's state, in memory (pure: the
   memo, dead letters, unprocessable commands);
-* `transactions`: a partition's pair of transactional producers and the commit of a batch;
+* `transactions`: a partition's transactional producers and the commit of a batch;
 * `replies`: answering each command (in memory, through a local socket, or the topic);
 * `kafka_private`: the one place that reaches into aiokafka's internals;
 * `engine`: consuming, partition ownership and fencing, folding state, the run loop.

@@ -23,7 +23,7 @@ class Clients(Protocol):
         ...
 
     def producer(self, transactional_id: str | None = None) -> AIOKafkaProducer:
-        """acks=all; with a transactional id, one of a partition's pair."""
+        """acks=all; with a transactional id, one of a partition's three."""
         ...
 
 

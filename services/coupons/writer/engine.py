@@ -90,8 +90,8 @@ class Writers:
         """`answer_here` resolves a wait of this process's gateway for a reply, if it has one:
         then the reply is not sent to the replies topic. `fold_here` takes each committed
         transaction into this process's view. `role` names the consumer group and the
-        transactional ids (`<commands topic>.<role>`, `...p<p>`, `...p<p>.b`). `clients`
-        and `clock` are Kafka's and the wall clock unless a test passes its fakes.
+        transactional ids (`<commands topic>.<role>`; `...p<p>`, `...p<p>.b`, `...p<p>.c`).
+        `clients` and `clock` are Kafka's and the wall clock unless a test passes its fakes.
         `snapshots` start a partition from its last snapshot and write new ones
         (`writer.snapshots`); `memo_window_s` is how long an idempotency key is remembered.
         `same_process` takes the commands of this process's gateway in memory."""
@@ -293,26 +293,23 @@ class Writers:
         """Fence p's previous writer, fold p's state, then resume p's commands from its
         checkpoint (`acquisitions`: run beside the loop)."""
         assert self._consumer is not None, "partitions are assigned while the writers run"
-        base = f"{self._group}.p{p}"
-        pair = (
-            self._clients.producer(transactional_id=base),
-            self._clients.producer(transactional_id=f"{base}.b"),
-        )
+        ids = transactions.transactional_ids(f"{self._group}.p{p}")
+        producers = [self._clients.producer(transactional_id=tid) for tid in ids]
         try:
-            for producer in pair:
+            for producer in producers:
                 await producer.start()  # init_transactions: fences the previous writer of p
             state, folded = await self._load(p)
             tp = TopicPartition(self._topics.commands.name, p)
             start = max(state.consumed, await self._consumer.committed(tp) or 0)
             await self._acquisitions.held(p)  # p is ours now: taken with no await below
         except BaseException:
-            for producer in pair:  # a producer never started stops at once
+            for producer in producers:  # a producer never started stops at once
                 await producer.stop()
             raise
         self._consumer.seek(tp, start)
         self._consumer.resume(tp)
         inbox = self._intake.inbox(self._bootstrap, self._topics.commands.name, p)
-        self._writers[p] = writer = Writer(p, pair, state, inbox)
+        self._writers[p] = writer = Writer(p, producers, state, inbox)
         for key in state.states:
             self._refresh_timers(writer, key)
         self._intake.listen(writer, asyncio.get_running_loop().time())
