@@ -1,7 +1,8 @@
 """Contacts and live segments: ingest, event -> membership message, timer lateness, backfill,
 preview, memory. Prints figures; medians of --runs where a phase repeats.
 
-    python bench/contacts.py [--profiles N] [--rate E] [--seconds S] [--segments K] [--runs R]
+    python bench/contacts.py [--profiles N] [--steady M] [--rate E] [--seconds S] [--segments K]
+                             [--runs R]
                              [--phases kafka,http,latency,timers,backfill,preview]
     python bench/contacts.py --seed copy [--profiles N] [--runs R]   (backfill, preview, memory
         over N profiles COPYed straight into PostgreSQL: bench/contacts_at_scale.py)
@@ -9,8 +10,11 @@ preview, memory. Prints figures; medians of --runs where a phase repeats.
 A `coupons serve` process (COUPONS_COMPONENTS=contacts) runs against a local Kafka and
 PostgreSQL of its own (`bench/service.py`; ports 30392/30732 or COUPONS_KAFKA_PORT and
 COUPONS_PG_PORT, state <state dir>/contacts-bench, or KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL).
-1. Kafka ingest: N contact events (one per contact, a few traits) produced straight to
-   `growthos.contact-events.v1`; events/s until the processor's stored offsets reach the end.
+1. Kafka ingest, both workloads of bench/contact_workloads.py, produced straight to
+   `growthos.contact-events.v1`; events/s until the processor's stored offsets reach the end:
+   first sight (N events, each a new contact entering about 10.5 of the 21 segments), then
+   steady state (M events of the usual mix on those N contacts, about 5 % changing a
+   membership).
 2. HTTP ingest: N/2 more events through `POST /v1/contact-events` in batches of 1,000, four
    at a time; events/s until 202.
 3. Event -> message: K live segments; E events/s for S seconds, each flipping its contact in
@@ -29,6 +33,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,7 @@ import asyncpg
 import contacts_at_scale
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from contact_workloads import Keyed, Steady, first_sight
 from service import Prepare, Served, serving
 
 from contracts.topics import declare
@@ -107,11 +113,13 @@ class Bench:
             await conn.close()
         return bool(done >= expected)
 
-    async def kafka_ingest(self, out: AIOKafkaProducer, count: int) -> float:
+    async def kafka_ingest(self, out: AIOKafkaProducer, events: Iterable[Keyed]) -> float:
+        """Events/s from the first append until the processor's offsets reach the end."""
         started = time.monotonic()
-        for n in range(count):
-            value = contact_event(f"k{n}", f"c{n:08d}", plan=("free", "pro")[n % 2], score=n % 100)
-            await out.send(self.topics.contact_events.name, value, key=f"c{n:08d}".encode())
+        count = 0
+        for key, value in events:
+            await out.send(self.topics.contact_events.name, value, key=key)
+            count += 1
         await out.flush()
         self.appended += count
         await self.caught_up()
@@ -234,12 +242,21 @@ async def run(args: argparse.Namespace, served: Served) -> None:
             await contacts_at_scale.run(args, served.database_url, client, served.process.pid)
             return
         await out.start()
-        rate = await bench.kafka_ingest(out, args.profiles)
+        rate = await bench.kafka_ingest(out, first_sight(args.profiles, time.time()))
         print(
-            f"kafka ingest: {args.profiles:,} events at {rate:,.0f}/s"
+            f"kafka ingest, first sight: {args.profiles:,} events at {rate:,.0f}/s"
             f" ({args.segments + 1} live segments)",
             flush=True,
         )
+        if args.steady:
+            await bench.published()  # the first sight's messages are not this phase's work
+            events = Steady(args.profiles).events(args.steady, time.time())
+            rate = await bench.kafka_ingest(out, events)
+            print(
+                f"kafka ingest, steady state: {args.steady:,} events on those contacts"
+                f" at {rate:,.0f}/s",
+                flush=True,
+            )
         if "http" in args.phases:
             runs = range(args.runs)
             rates = [await bench.http_ingest(client, args.profiles // 2) for _ in runs]
@@ -311,6 +328,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--profiles", type=int, default=1_000_000)
+    parser.add_argument(
+        "--steady", type=int, default=200_000, help="steady-state events on the N contacts"
+    )
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--segments", type=int, default=20)
