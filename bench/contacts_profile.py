@@ -4,8 +4,8 @@ cProfile) until its stored offsets reach the end. Prints events/s and the top fu
 both workloads of bench/contact_workloads.py: N first-sight events (N new contacts), then M
 steady-state events on those N contacts.
 
-    python bench/contacts_profile.py [--events N] [--steady M] [--segments K] [--no-profile]
-                                     [--top T] [--runs R]
+    python bench/contacts_profile.py [--events N] [--steady M] [--segments K] [--consumers C]
+                                     [--no-profile] [--top T] [--runs R]
 
 Its own Kafka and PostgreSQL (COUPONS_KAFKA_PORT / COUPONS_PG_PORT / COUPONS_STATE_DIR, default
 ports 30392/30732 as bench/contacts.py), a fresh database and topic prefix per run."""
@@ -81,8 +81,12 @@ async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
     conn = await asyncpg.connect(db)
     await migrate(conn)
     await segments(args.segments, seed="kafka", profiles=0)(conn)  # bench/contacts.py's
-    pool = await asyncpg.create_pool(db, min_size=1, max_size=4)
-    processor = contacts_processor(kafka, topics, pool)
+    pool = await asyncpg.create_pool(db, min_size=1, max_size=4 * args.consumers)
+    processors = [contacts_processor(kafka, topics, pool) for _ in range(args.consumers)]
+
+    async def processor() -> None:
+        await asyncio.gather(*(p.run() for p in processors))
+
     steady = Steady(args.events)
     workloads = [
         ("first sight", args.events, first_sight(args.events, time.time())),
@@ -94,7 +98,7 @@ async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
             continue
         await append(kafka, topics.contact_events.name, events)
         done += count
-        seconds, profiler = await drain(args, conn, processor.run, done)
+        seconds, profiler = await drain(args, conn, processor, done)
         if args.profile:
             print(f"--- {name} ---")
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.top)
@@ -111,6 +115,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000, help="first sight: new contacts")
     parser.add_argument(
         "--steady", type=int, default=100_000, help="steady state: events on those contacts"
+    )
+    parser.add_argument(
+        "--consumers", type=int, default=1, help="processors in the group (tasks, one process)"
     )
     parser.add_argument("--segments", type=int, default=20)
     parser.add_argument("--runs", type=int, default=1)

@@ -30,7 +30,7 @@ import hashlib
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import datalogic_py
@@ -90,7 +90,13 @@ class InvalidCondition(ValueError):
 def fact_key(event_type: str, where: Mapping[str, object] | None = None) -> str:
     """The name of an event fact in `events`: a digest, since event types and property
     values hold dots, which JsonLogic's `var` reads as path separators."""
-    label = event_type if not where else f"{event_type}|{_where_label(where)}"
+    return label_key(event_type if not where else f"{event_type}|{_where_label(where)}")
+
+
+@lru_cache(maxsize=4096)
+def label_key(label: str) -> str:
+    """`fact_key` of a fact's label (`type` or `type|name=repr(value)`), cached: the
+    processor asks it for every event, of a few labels (docs/performance/contacts.md)."""
     return "f" + hashlib.blake2b(label.encode(), digest_size=8).hexdigest()
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from contracts.contacts import ContactEvent
-from services.coupons.contacts.conditions import BUCKET_DAYS, DAY, fact_key
+from services.coupons.contacts.conditions import BUCKET_DAYS, DAY, label_key
 
 _ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d")
 
@@ -43,9 +43,11 @@ def add_to_buckets(
 ) -> tuple[tuple[int, int], ...]:
     """`days` with one more event on `day`, without the days before the window that ends
     on `newest` (the day of the fact's last event). Pure; commutes."""
+    oldest = newest - BUCKET_DAYS + 1
+    if days and days[-1][0] == day and days[0][0] >= oldest:  # another event today: most folds
+        return (*days[:-1], (day, days[-1][1] + 1))
     counts = dict(days)
     counts[day] = counts.get(day, 0) + 1
-    oldest = newest - BUCKET_DAYS + 1
     return tuple(sorted((d, c) for d, c in counts.items() if d >= oldest))
 
 
@@ -123,10 +125,12 @@ def touched(event: ContactEvent) -> frozenset[str]:
 
 
 def _fact_keys(event: ContactEvent) -> list[tuple[str, str]]:
-    keys = [(event.type, fact_key(event.type))]
+    """(label, conditions.fact_key) of each fact `event` counts in."""
+    keys = [(event.type, label_key(event.type))]
     for name, value in event.properties.items():
         if value is not None:
-            keys.append((f"{event.type}|{name}={value!r}", fact_key(event.type, {name: value})))
+            label = f"{event.type}|{name}={value!r}"
+            keys.append((label, label_key(label)))
     return keys
 
 
