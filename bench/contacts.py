@@ -2,7 +2,7 @@
 preview, memory. Prints figures; medians of --runs where a phase repeats.
 
     python bench/contacts.py [--profiles N] [--steady M] [--rate E] [--seconds S] [--segments K]
-                             [--runs R]
+                             [--consumers C] [--workers W] [--runs R]
                              [--phases kafka,http,latency,timers,backfill,preview]
     python bench/contacts.py --seed copy [--profiles N] [--runs R]   (backfill, preview, memory
         over N profiles COPYed straight into PostgreSQL: bench/contacts_at_scale.py)
@@ -17,9 +17,10 @@ COUPONS_PG_PORT, state <state dir>/contacts-bench, or KAFKA_BOOTSTRAP_SERVERS / 
    membership).
 2. HTTP ingest: N/2 more events through `POST /v1/contact-events` in batches of 1,000, four
    at a time; events/s until 202.
-3. Event -> message: K live segments; E events/s for S seconds, each flipping its contact in
-   or out of one segment; latency = the membership message consumed - the event's append
-   acknowledged, matched by cause; p50/p99.
+3. Event -> message: K live segments; E events/s for S seconds over 5,000 contacts set up
+   just below a segment's boundary, each event flipping its contact in or out of exactly one
+   segment (one message an event); latency = the membership message consumed - the event's
+   append acknowledged, matched by cause; p50/p99.
 4. Timers: contacts whose `within_next` segment entry falls due spread over S seconds;
    lateness = message consumed - due second; p50/p99.
 5. Backfill: a new segment over the N profiles, seconds until finished.
@@ -49,6 +50,8 @@ from contracts.topics import declare
 from projections.db import Connection
 
 PARTITIONS = 6
+FLIPPED = 5000
+"""Contacts the latency phase moves in and out of a segment."""
 
 
 def iso(at: float) -> str:
@@ -157,6 +160,18 @@ class Bench:
     async def event_to_message(
         self, out: AIOKafkaProducer, rate: int, seconds: float, heard: dict[str, float]
     ) -> list[float]:
+        """Contact j (of FLIPPED) is first put just below its own boundary `b` of the score
+        segments (score b - 1); then each event moves it across: b, b - 1, b, ... so each
+        event enters or leaves exactly one segment, one message."""
+        contacts = [f"l{j:05d}" for j in range(FLIPPED)]
+        below = [5 * (1 + j % 19) - 1 for j in range(FLIPPED)]
+        for j, contact in enumerate(contacts):
+            value = contact_event(f"lset{j}", contact, score=below[j])
+            await out.send(self.topics.contact_events.name, value, key=contact.encode())
+        await out.flush()
+        self.appended += FLIPPED
+        await self.caught_up()
+        await self.published()
         acked: dict[str, float] = {}
         started = time.monotonic()
         n = 0
@@ -164,19 +179,18 @@ class Bench:
             due = started + n / rate
             if due > time.monotonic():
                 await asyncio.sleep(due - time.monotonic())
-            event_id = f"l{n}"
-            # score 0..99 toggles membership of the segments "score >= k*5"
-            value = contact_event(event_id, f"c{n % 5000:08d}", score=(n * 37) % 100)
-            sent = await out.send(
-                self.topics.contact_events.name, value, key=f"c{n % 5000:08d}".encode()
-            )
-            key = f"{event_id}/c{n % 5000:08d}"
+            event_id, j = f"l{n}", n % FLIPPED
+            score = below[j] + (1 if (n // FLIPPED) % 2 == 0 else 0)
+            value = contact_event(event_id, contacts[j], score=score)
+            sent = await out.send(self.topics.contact_events.name, value, key=contacts[j].encode())
+            key = f"{event_id}/{contacts[j]}"
             sent.add_done_callback(lambda _f, k=key: acked.__setitem__(k, time.monotonic()))
             n += 1
         await out.flush()
         self.appended += n
         await self.caught_up()
-        await asyncio.sleep(2)  # the relay publishes what the last poll wrote
+        await self.published()
+        await asyncio.sleep(1)  # the last published messages reach the listener
         return [(heard[e] - t) * 1000 for e, t in acked.items() if e in heard]
 
     async def timers(
@@ -334,6 +348,10 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--segments", type=int, default=20)
+    parser.add_argument(
+        "--consumers", type=int, default=2, help="COUPONS_CONTACT_CONSUMERS of the service"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="COUPONS_WORKERS of the service")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", choices=("kafka", "copy"), default="kafka")
     parser.add_argument(
@@ -347,7 +365,12 @@ def main() -> None:
         "contacts-bench",
         kafka_port=int(os.environ.get("COUPONS_KAFKA_PORT", "30392")),
         pg_port=int(os.environ.get("COUPONS_PG_PORT", "30732")),
-        env={"COUPONS_PARTITIONS": str(PARTITIONS), "COUPONS_COMPONENTS": "contacts"},
+        env={
+            "COUPONS_PARTITIONS": str(PARTITIONS),
+            "COUPONS_COMPONENTS": "contacts",
+            "COUPONS_CONTACT_CONSUMERS": str(args.consumers),
+            "COUPONS_WORKERS": str(args.workers),
+        },
         prepare=segments(args.segments, args.seed, args.profiles),
     ) as served:
         asyncio.run(run(args, served))
