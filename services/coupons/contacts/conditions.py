@@ -176,6 +176,14 @@ class Condition:
         """Whether time alone can change its answer."""
         return bool(self.time_tests or self.window_tests)
 
+    @cached_property
+    def reads(self) -> frozenset[str] | None:
+        """`inputs` and what its time tests read (`root.name`); None when not known."""
+        if self.inputs is None:
+            return None
+        paths = [t.path for t in self.time_tests] + [t.path for t in self.window_tests]
+        return self.inputs.union(".".join(p.split(".")[:2]) for p in paths)
+
     def reads_any(self, touched: frozenset[str]) -> bool:
         """Whether a change of the inputs `touched` can change its answer."""
         return self.inputs is None or not self.inputs.isdisjoint(touched)

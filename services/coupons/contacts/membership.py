@@ -41,7 +41,7 @@ def reconcile(
     segments that read one of them, or whose answer time alone can change, are evaluated:
     the others' answers cannot have changed since they were last evaluated. The next instant
     is still the earliest over every segment (the contact has one timer)."""
-    data = evaluation_data(profile, now)
+    data = evaluation_data(profile, now, _reads(segments))
     handle, on = prepared(data), session()
     members = set(held)
     entered, left = [], []
@@ -61,3 +61,14 @@ def reconcile(
         if change is not None:
             due.append(change)
     return Reconciled(frozenset(members), tuple(entered), tuple(left), min(due, default=None))
+
+
+def _reads(segments: Mapping[str, Segment]) -> frozenset[str] | None:
+    """What the `segments` read (conditions.Condition.reads); None if one cannot tell."""
+    found: set[str] = set()
+    for segment in segments.values():
+        reads = segment.condition.reads
+        if reads is None:
+            return None
+        found.update(reads)
+    return frozenset(found)

@@ -134,15 +134,25 @@ def _fact_keys(event: ContactEvent) -> list[tuple[str, str]]:
     return keys
 
 
-def evaluation_data(profile: Profile, now: int) -> dict[str, Any]:
-    """What a condition sees (services.coupons.contacts.conditions); unset traits absent."""
+def evaluation_data(
+    profile: Profile, now: int, reads: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """What a condition sees (services.coupons.contacts.conditions); unset traits absent.
+    With `reads` (the `root.name` inputs of the conditions to evaluate, conditions.Condition
+    .reads), only the traits and event facts they read: building and handing the engine a
+    contact's every fact costs more than evaluating (docs/performance/contacts.md)."""
     today = now // DAY
+    all_traits = reads is None or "traits" in reads
+    all_events = reads is None or "events" in reads
+    names = reads or frozenset()
     return {
         "now": now,
         "contact_id": profile.contact_id,
         "email": profile.email,
         "traits": {
-            n: comparable(t.value) for n, t in profile.traits.items() if t.value is not None
+            n: comparable(t.value)
+            for n, t in profile.traits.items()
+            if t.value is not None and (all_traits or f"traits.{n}" in names)
         },
         "events": {
             k: {
@@ -151,6 +161,7 @@ def evaluation_data(profile: Profile, now: int) -> dict[str, Any]:
                 "days": [[today - d, c] for d, c in f.days],  # [age in days, count]
             }
             for k, f in profile.facts.items()
+            if all_events or f"events.{k}" in names
         },
         "coupons": {
             "received": profile.coupons.received,
