@@ -17,7 +17,7 @@ from pydantic_core import to_json as dump_json
 from contracts.contacts import ContactEvent
 from projections.db import Connection
 from services.coupons.contacts.conditions import compile_condition
-from services.coupons.contacts.membership import Reconciled, Segment, reconcile
+from services.coupons.contacts.membership import Reconciled, Segment, reconcile, segment_reads
 from services.coupons.contacts.profile import CouponFacts, Fact, Profile, Trait, comparable
 from services.coupons.contacts.reactions import Change, Reaction
 
@@ -185,8 +185,9 @@ async def settle(
     absent or None, every segment."""
     holding = await held(conn, profiles)
     changed = touched or {}
+    reads = segment_reads(segments)
     results = {
-        cid: reconcile(p, segments, holding.get(cid, frozenset()), now, changed.get(cid))
+        cid: reconcile(p, segments, holding.get(cid, frozenset()), now, changed.get(cid), reads)
         for cid, p in profiles.items()
     }
     if react is not None:
