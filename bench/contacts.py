@@ -1,7 +1,8 @@
 """Contacts and live segments: ingest, event -> membership message, timer lateness, backfill,
 preview, memory. Prints figures; medians of --runs where a phase repeats.
 
-    python bench/contacts.py [--profiles N] [--rate E] [--seconds S] [--segments K] [--runs R]
+    python bench/contacts.py [--profiles N] [--steady M] [--rate E] [--seconds S] [--segments K]
+                             [--consumers C] [--workers W] [--runs R]
                              [--phases kafka,http,latency,timers,backfill,preview]
     python bench/contacts.py --seed copy [--profiles N] [--runs R]   (backfill, preview, memory
         over N profiles COPYed straight into PostgreSQL: bench/contacts_at_scale.py)
@@ -9,13 +10,17 @@ preview, memory. Prints figures; medians of --runs where a phase repeats.
 A `coupons serve` process (COUPONS_COMPONENTS=contacts) runs against a local Kafka and
 PostgreSQL of its own (`bench/service.py`; ports 30392/30732 or COUPONS_KAFKA_PORT and
 COUPONS_PG_PORT, state <state dir>/contacts-bench, or KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL).
-1. Kafka ingest: N contact events (one per contact, a few traits) produced straight to
-   `growthos.contact-events.v1`; events/s until the processor's stored offsets reach the end.
+1. Kafka ingest, both workloads of bench/contact_workloads.py, produced straight to
+   `growthos.contact-events.v1`; events/s until the processor's stored offsets reach the end:
+   first sight (N events, each a new contact entering about 10.5 of the 21 segments), then
+   steady state (M events of the usual mix on those N contacts, about 5 % changing a
+   membership).
 2. HTTP ingest: N/2 more events through `POST /v1/contact-events` in batches of 1,000, four
    at a time; events/s until 202.
-3. Event -> message: K live segments; E events/s for S seconds, each flipping its contact in
-   or out of one segment; latency = the membership message consumed - the event's append
-   acknowledged, matched by cause; p50/p99.
+3. Event -> message: K live segments; E events/s for S seconds over 5,000 contacts set up
+   just below a segment's boundary, each event flipping its contact in or out of exactly one
+   segment (one message an event); latency = the membership message consumed - the event's
+   append acknowledged, matched by cause; p50/p99.
 4. Timers: contacts whose `within_next` segment entry falls due spread over S seconds;
    lateness = message consumed - due second; p50/p99.
 5. Backfill: a new segment over the N profiles, seconds until finished.
@@ -29,6 +34,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,12 +43,15 @@ import asyncpg
 import contacts_at_scale
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from contact_workloads import Keyed, Steady, first_sight
 from service import Prepare, Served, serving
 
 from contracts.topics import declare
 from projections.db import Connection
 
 PARTITIONS = 6
+FLIPPED = 5000
+"""Contacts the latency phase moves in and out of a segment."""
 
 
 def iso(at: float) -> str:
@@ -107,11 +116,13 @@ class Bench:
             await conn.close()
         return bool(done >= expected)
 
-    async def kafka_ingest(self, out: AIOKafkaProducer, count: int) -> float:
+    async def kafka_ingest(self, out: AIOKafkaProducer, events: Iterable[Keyed]) -> float:
+        """Events/s from the first append until the processor's offsets reach the end."""
         started = time.monotonic()
-        for n in range(count):
-            value = contact_event(f"k{n}", f"c{n:08d}", plan=("free", "pro")[n % 2], score=n % 100)
-            await out.send(self.topics.contact_events.name, value, key=f"c{n:08d}".encode())
+        count = 0
+        for key, value in events:
+            await out.send(self.topics.contact_events.name, value, key=key)
+            count += 1
         await out.flush()
         self.appended += count
         await self.caught_up()
@@ -149,6 +160,18 @@ class Bench:
     async def event_to_message(
         self, out: AIOKafkaProducer, rate: int, seconds: float, heard: dict[str, float]
     ) -> list[float]:
+        """Contact j (of FLIPPED) is first put just below its own boundary `b` of the score
+        segments (score b - 1); then each event moves it across: b, b - 1, b, ... so each
+        event enters or leaves exactly one segment, one message."""
+        contacts = [f"l{j:05d}" for j in range(FLIPPED)]
+        below = [5 * (1 + j % 19) - 1 for j in range(FLIPPED)]
+        for j, contact in enumerate(contacts):
+            value = contact_event(f"lset{j}", contact, score=below[j])
+            await out.send(self.topics.contact_events.name, value, key=contact.encode())
+        await out.flush()
+        self.appended += FLIPPED
+        await self.caught_up()
+        await self.published()
         acked: dict[str, float] = {}
         started = time.monotonic()
         n = 0
@@ -156,19 +179,18 @@ class Bench:
             due = started + n / rate
             if due > time.monotonic():
                 await asyncio.sleep(due - time.monotonic())
-            event_id = f"l{n}"
-            # score 0..99 toggles membership of the segments "score >= k*5"
-            value = contact_event(event_id, f"c{n % 5000:08d}", score=(n * 37) % 100)
-            sent = await out.send(
-                self.topics.contact_events.name, value, key=f"c{n % 5000:08d}".encode()
-            )
-            key = f"{event_id}/c{n % 5000:08d}"
+            event_id, j = f"l{n}", n % FLIPPED
+            score = below[j] + (1 if (n // FLIPPED) % 2 == 0 else 0)
+            value = contact_event(event_id, contacts[j], score=score)
+            sent = await out.send(self.topics.contact_events.name, value, key=contacts[j].encode())
+            key = f"{event_id}/{contacts[j]}"
             sent.add_done_callback(lambda _f, k=key: acked.__setitem__(k, time.monotonic()))
             n += 1
         await out.flush()
         self.appended += n
         await self.caught_up()
-        await asyncio.sleep(2)  # the relay publishes what the last poll wrote
+        await self.published()
+        await asyncio.sleep(1)  # the last published messages reach the listener
         return [(heard[e] - t) * 1000 for e, t in acked.items() if e in heard]
 
     async def timers(
@@ -234,12 +256,21 @@ async def run(args: argparse.Namespace, served: Served) -> None:
             await contacts_at_scale.run(args, served.database_url, client, served.process.pid)
             return
         await out.start()
-        rate = await bench.kafka_ingest(out, args.profiles)
+        rate = await bench.kafka_ingest(out, first_sight(args.profiles, time.time()))
         print(
-            f"kafka ingest: {args.profiles:,} events at {rate:,.0f}/s"
+            f"kafka ingest, first sight: {args.profiles:,} events at {rate:,.0f}/s"
             f" ({args.segments + 1} live segments)",
             flush=True,
         )
+        if args.steady:
+            await bench.published()  # the first sight's messages are not this phase's work
+            events = Steady(args.profiles).events(args.steady, time.time())
+            rate = await bench.kafka_ingest(out, events)
+            print(
+                f"kafka ingest, steady state: {args.steady:,} events on those contacts"
+                f" at {rate:,.0f}/s",
+                flush=True,
+            )
         if "http" in args.phases:
             runs = range(args.runs)
             rates = [await bench.http_ingest(client, args.profiles // 2) for _ in runs]
@@ -311,9 +342,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--profiles", type=int, default=1_000_000)
+    parser.add_argument(
+        "--steady", type=int, default=200_000, help="steady-state events on the N contacts"
+    )
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--segments", type=int, default=20)
+    parser.add_argument(
+        "--consumers", type=int, default=2, help="COUPONS_CONTACT_CONSUMERS of the service"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="COUPONS_WORKERS of the service")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", choices=("kafka", "copy"), default="kafka")
     parser.add_argument(
@@ -327,7 +365,12 @@ def main() -> None:
         "contacts-bench",
         kafka_port=int(os.environ.get("COUPONS_KAFKA_PORT", "30392")),
         pg_port=int(os.environ.get("COUPONS_PG_PORT", "30732")),
-        env={"COUPONS_PARTITIONS": str(PARTITIONS), "COUPONS_COMPONENTS": "contacts"},
+        env={
+            "COUPONS_PARTITIONS": str(PARTITIONS),
+            "COUPONS_COMPONENTS": "contacts",
+            "COUPONS_CONTACT_CONSUMERS": str(args.consumers),
+            "COUPONS_WORKERS": str(args.workers),
+        },
         prepare=segments(args.segments, args.seed, args.profiles),
     ) as served:
         asyncio.run(run(args, served))

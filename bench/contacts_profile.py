@@ -1,8 +1,11 @@
-"""Profile the contacts processor on a seeded backlog: N contact events on
+"""Profile the contacts processor on a seeded backlog: contact events on
 `growthos.contact-events.v1` and K live segments, then the processor (in this process, under
-cProfile) until its stored offsets reach the end. Prints events/s and the top functions.
+cProfile) until its stored offsets reach the end. Prints events/s and the top functions, for
+both workloads of bench/contact_workloads.py: N first-sight events (N new contacts), then M
+steady-state events on those N contacts.
 
-    python bench/contacts_profile.py [--events N] [--segments K] [--no-profile] [--top T]
+    python bench/contacts_profile.py [--events N] [--steady M] [--segments K] [--consumers C]
+                                     [--no-profile] [--top T] [--runs R]
 
 Its own Kafka and PostgreSQL (COUPONS_KAFKA_PORT / COUPONS_PG_PORT / COUPONS_STATE_DIR, default
 ports 30392/30732 as bench/contacts.py), a fresh database and topic prefix per run."""
@@ -11,15 +14,16 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import json
 import os
 import pstats
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from contact_workloads import Steady, first_sight
 from contacts import segments
 
 from contracts.topics import declare
@@ -31,21 +35,42 @@ from services.devstack.stack import default_state_dir, provisioned
 PARTITIONS = 6
 
 
-def contact_event(n: int, at: float) -> bytes:
-    """Contact n's event: the bench's shape (bench/contacts.py), a page view every third."""
-    kind = "page.viewed" if n % 3 == 0 else "contact.updated"
-    body = {
-        "id": f"k{n}",
-        "type": kind,
-        "contact_id": f"c{n:08d}",
-        "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)),
-        "traits": {"plan": ("free", "pro")[n % 2], "score": n % 100},
-        "properties": {"path": "/pricing"} if kind == "page.viewed" else {},
-    }
-    return json.dumps(body).encode()
+async def append(kafka: str, topic: str, events: Iterable[tuple[bytes, bytes]]) -> None:
+    out = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5)
+    await out.start()
+    for key, value in events:
+        await out.send(topic, value, key=key)
+    await out.flush()
+    await out.stop()
 
 
-async def run(args: argparse.Namespace, kafka: str, base_url: str) -> float:
+async def drain(
+    args: argparse.Namespace,
+    conn: asyncpg.Connection,
+    run: Callable[[], Awaitable[None]],
+    to: int,
+) -> tuple[float, cProfile.Profile]:
+    """Run the processor (`run`) until its stored offsets reach `to`: seconds, profile."""
+    profiler = cProfile.Profile()
+    started = time.monotonic()
+    if args.profile:
+        profiler.enable()
+    task = asyncio.ensure_future(run())
+    query = """SELECT coalesce(sum(next_offset), 0) FROM projection_offsets
+               WHERE projection = 'contacts'"""
+    while True:
+        if await conn.fetchval(query) >= to:
+            break
+        await asyncio.sleep(0.1)
+    seconds = time.monotonic() - started
+    profiler.disable()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return seconds, profiler
+
+
+async def run(args: argparse.Namespace, kafka: str, base_url: str) -> None:
     tag = uuid.uuid4().hex[:8]
     admin = await asyncpg.connect(base_url)
     await admin.execute(f'CREATE DATABASE "cp_{tag}"')
@@ -56,46 +81,44 @@ async def run(args: argparse.Namespace, kafka: str, base_url: str) -> float:
     conn = await asyncpg.connect(db)
     await migrate(conn)
     await segments(args.segments, seed="kafka", profiles=0)(conn)  # bench/contacts.py's
-    out = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5)
-    await out.start()
-    now = time.time()
-    for n in range(args.events):
-        await out.send(topics.contact_events.name, contact_event(n, now), key=f"c{n:08d}".encode())
-    await out.flush()
-    await out.stop()
-    pool = await asyncpg.create_pool(db, min_size=1, max_size=4)
-    processor = contacts_processor(kafka, topics, pool)
-    profiler = cProfile.Profile()
-    started = time.monotonic()
-    if args.profile:
-        profiler.enable()
-    task = asyncio.create_task(processor.run())
-    while True:
-        done = await conn.fetchval(
-            "SELECT coalesce(sum(next_offset), 0) FROM projection_offsets"
-            " WHERE projection = 'contacts'"
-        )
-        if done >= args.events:
-            break
-        await asyncio.sleep(0.1)
-    seconds = time.monotonic() - started
-    profiler.disable()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    pool = await asyncpg.create_pool(db, min_size=1, max_size=4 * args.consumers)
+    processors = [contacts_processor(kafka, topics, pool) for _ in range(args.consumers)]
+
+    async def processor() -> None:
+        await asyncio.gather(*(p.run() for p in processors))
+
+    steady = Steady(args.events)
+    workloads = [
+        ("first sight", args.events, first_sight(args.events, time.time())),
+        ("steady state", args.steady, steady.events(args.steady, time.time())),
+    ]
+    done = 0
+    for name, count, events in workloads:
+        if not count:
+            continue
+        await append(kafka, topics.contact_events.name, events)
+        done += count
+        seconds, profiler = await drain(args, conn, processor, done)
+        if args.profile:
+            print(f"--- {name} ---")
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.top)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
+        print(f"processor, {name}: {count:,} events at {count / seconds:,.0f}/s", flush=True)
     await pool.close()
     await conn.close()
-    if args.profile:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.top)
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
-    return args.events / seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--events", type=int, default=50_000, help="first sight: new contacts")
+    parser.add_argument(
+        "--steady", type=int, default=100_000, help="steady state: events on those contacts"
+    )
+    parser.add_argument(
+        "--consumers", type=int, default=1, help="processors in the group (tasks, one process)"
+    )
     parser.add_argument("--segments", type=int, default=20)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--top", type=int, default=30)
@@ -109,8 +132,7 @@ def main() -> None:
         database="bench",
     ) as found:
         for _ in range(args.runs):
-            rate = asyncio.run(run(args, found.kafka_bootstrap_servers, found.database_url))
-            print(f"processor: {args.events:,} events at {rate:,.0f}/s", flush=True)
+            asyncio.run(run(args, found.kafka_bootstrap_servers, found.database_url))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     contact_dedupe_days: int = Field(
         30, ge=1, le=3650, validation_alias="COUPONS_CONTACT_DEDUPE_DAYS"
     )
+    contact_consumers: int = Field(2, ge=1, le=64, validation_alias="COUPONS_CONTACT_CONSUMERS")
+    """Contacts processors in each process, sharing the partitions of the contact events
+    (docs/performance/contacts.md)."""
     automation_contact_cap: int = Field(
         1, ge=0, le=1000, validation_alias="COUPONS_AUTOMATION_CONTACT_CAP"
     )

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from contracts.contacts import ContactEvent
 from services.coupons.contacts import store
-from services.coupons.contacts.conditions import InvalidCondition, compile_condition
+from services.coupons.contacts.conditions import BUCKET_DAYS, InvalidCondition, compile_condition
 from services.coupons.contacts.membership import Segment, reconcile
-from services.coupons.contacts.profile import Profile, evaluation_data, fold
+from services.coupons.contacts.profile import Profile, add_to_buckets, evaluation_data, fold
 
 DAY = 86400
 D0 = 20_800  # a day number (2026-12-14)
@@ -146,3 +146,26 @@ def test_windows_kept_by_timers_equal_membership_from_scratch(
     if profile.last_seen is None:
         return
     assert held == reconcile(profile, segments, frozenset(), final).members
+
+
+def _buckets_from_scratch(
+    days: tuple[tuple[int, int], ...], day: int, newest: int
+) -> tuple[tuple[int, int], ...]:
+    counts = dict(days)
+    counts[day] = counts.get(day, 0) + 1
+    return tuple(sorted((d, c) for d, c in counts.items() if d >= newest - BUCKET_DAYS + 1))
+
+
+@given(st.lists(st.integers(D0 - 120, D0), max_size=20), st.integers(D0 - 120, D0))
+def test_another_event_on_the_newest_day_is_counted_as_from_scratch(
+    earlier: list[int], day: int
+) -> None:
+    """`add_to_buckets` takes a short cut for another event on the last bucket's day."""
+    days: tuple[tuple[int, int], ...] = ()
+    newest = max([*earlier, day])
+    for d in earlier:
+        days = add_to_buckets(days, d, max(d, days[-1][0] if days else d))
+    for _ in range(3):  # the same day again, as most folds are
+        expected = _buckets_from_scratch(days, day, newest)
+        days = add_to_buckets(days, day, newest)
+        assert days == expected

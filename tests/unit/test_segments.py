@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from contracts.contacts import ContactEvent
 from services.coupons.contacts.conditions import InvalidCondition, compile_condition
-from services.coupons.contacts.membership import Segment, reconcile
+from services.coupons.contacts.membership import Segment, reconcile, segment_reads
 from services.coupons.contacts.profile import Profile, evaluation_data, fold, touched
 
 T0 = 1_800_000_000
@@ -140,11 +140,12 @@ def test_incremental_membership_equals_membership_from_scratch(
     )
     profile, held, due = Profile("c1"), frozenset[str](), None
     final = T0 + end
+    reads = segment_reads(segments)  # as store.settle: only the data they read, from scratch all
 
     def fire_timers_until(instant: int) -> None:
         nonlocal held, due
         while due is not None and due <= instant:
-            step = reconcile(profile, segments, held, due)
+            step = reconcile(profile, segments, held, due, reads=reads)
             assert step.next_due is None or step.next_due > due
             held, due = step.members, step.next_due
 
@@ -157,7 +158,7 @@ def test_incremental_membership_equals_membership_from_scratch(
         # reading what its event changed
         inputs = None if profile == Profile("c1") else touched(event)
         profile = fold(profile, event)
-        step = reconcile(profile, segments, held, arrived, inputs)
+        step = reconcile(profile, segments, held, arrived, inputs, reads)
         held, due = step.members, step.next_due
     fire_timers_until(final)
     if not profile.last_seen:  # no event yet: no contact, in no segment

@@ -1,6 +1,6 @@
 """Starts the contacts side (issue 18) for the composition root: the HTTP ingest producer
-always, and with the `contacts` component the processor, the coupon facts, the timer loop,
-the outbox relay and the backfill runner, each supervised."""
+always, and with the `contacts` component the processor (`COUPONS_CONTACT_CONSUMERS` of them),
+the coupon facts, the timer loop, the outbox relay and the backfill runner, each supervised."""
 
 import contextlib
 
@@ -34,8 +34,15 @@ async def start(
     stack.push_async_callback(ingest.stop)
     if "contacts" not in settings.components:
         return ingest, []
+    processors = [  # one consumer group: each takes a share of the partitions
+        Supervised(
+            "contacts" if n == 0 else f"contacts-{n + 1}",
+            contacts_processor(bootstrap, topics, pool, react).run,
+        )
+        for n in range(settings.contact_consumers)
+    ]
     return ingest, [
-        Supervised("contacts", contacts_processor(bootstrap, topics, pool, react).run),
+        *processors,
         Supervised("contact-coupon-facts", coupon_facts(bootstrap, topics, pool, react).run),
         Supervised("contact-timers", TimerLoop(settings.database_url, pool, react).run),
         Supervised(

@@ -30,7 +30,7 @@ import hashlib
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import datalogic_py
@@ -90,7 +90,13 @@ class InvalidCondition(ValueError):
 def fact_key(event_type: str, where: Mapping[str, object] | None = None) -> str:
     """The name of an event fact in `events`: a digest, since event types and property
     values hold dots, which JsonLogic's `var` reads as path separators."""
-    label = event_type if not where else f"{event_type}|{_where_label(where)}"
+    return label_key(event_type if not where else f"{event_type}|{_where_label(where)}")
+
+
+@lru_cache(maxsize=4096)
+def label_key(label: str) -> str:
+    """`fact_key` of a fact's label (`type` or `type|name=repr(value)`), cached: the
+    processor asks it for every event, of a few labels (docs/performance/contacts.md)."""
     return "f" + hashlib.blake2b(label.encode(), digest_size=8).hexdigest()
 
 
@@ -169,6 +175,14 @@ class Condition:
     def timed(self) -> bool:
         """Whether time alone can change its answer."""
         return bool(self.time_tests or self.window_tests)
+
+    @cached_property
+    def reads(self) -> frozenset[str] | None:
+        """`inputs` and what its time tests read (`root.name`); None when not known."""
+        if self.inputs is None:
+            return None
+        paths = [t.path for t in self.time_tests] + [t.path for t in self.window_tests]
+        return self.inputs.union(".".join(p.split(".")[:2]) for p in paths)
 
     def reads_any(self, touched: frozenset[str]) -> bool:
         """Whether a change of the inputs `touched` can change its answer."""

@@ -117,6 +117,5 @@ async def apply(conn: Connection, fed: list[Fed], react: Reaction | None = None)
         causes[contact_id] = found[-1].id
     segments = await store.live_segments(conn)
     now = int(time.time())
-    return await store.settle(
-        conn, profiles, segments, causes, now, save=True, react=react, touched=inputs
-    )
+    await store.save_profiles(conn, profiles)
+    return await store.settle(conn, profiles, segments, causes, now, react=react, touched=inputs)

@@ -33,6 +33,7 @@ def reconcile(
     held: frozenset[str],
     now: int,
     touched: frozenset[str] | None = None,
+    reads: frozenset[str] | None = None,
 ) -> Reconciled:
     """Membership of `profile` in the live `segments` at `now`; `held` is what was stored.
     A held segment no longer live (archived, deleted) is left alone: not re-evaluated.
@@ -40,8 +41,10 @@ def reconcile(
     With `touched` (the inputs the events just applied changed, `profile.touched`), only the
     segments that read one of them, or whose answer time alone can change, are evaluated:
     the others' answers cannot have changed since they were last evaluated. The next instant
-    is still the earliest over every segment (the contact has one timer)."""
-    data = evaluation_data(profile, now)
+    is still the earliest over every segment (the contact has one timer). `reads`
+    (`segment_reads(segments)`, once for many contacts): the data the segments read, to
+    build only that; None, all of it."""
+    data = evaluation_data(profile, now, reads)
     handle, on = prepared(data), session()
     members = set(held)
     entered, left = [], []
@@ -61,3 +64,14 @@ def reconcile(
         if change is not None:
             due.append(change)
     return Reconciled(frozenset(members), tuple(entered), tuple(left), min(due, default=None))
+
+
+def segment_reads(segments: Mapping[str, Segment]) -> frozenset[str] | None:
+    """What the `segments` read (conditions.Condition.reads); None if one cannot tell."""
+    found: set[str] = set()
+    for segment in segments.values():
+        reads = segment.condition.reads
+        if reads is None:
+            return None
+        found.update(reads)
+    return frozenset(found)

@@ -9,6 +9,7 @@ goes to the dead-letter topic and the processor moves past it."""
 
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -70,32 +71,44 @@ async def apply(conn: Connection, events: list[ContactEvent], react: Reaction | 
             by_contact[event.contact_id].append(event)
     if not by_contact:
         return 0
-    profiles = await store.lock_profiles(conn, by_contact)
-    causes = {}
-    inputs: dict[str, frozenset[str] | None] = {}
-    for contact_id, contact_events in by_contact.items():
-        profile = profiles[contact_id]
-        # a new contact is evaluated against every segment; a known one against those
-        # reading what its events changed (membership.reconcile)
-        inputs[contact_id] = (
-            None
-            if profile == Profile(contact_id)
-            else frozenset().union(*(touched(e) for e in contact_events))
-        )
-        for event in contact_events:
-            profile = fold(profile, event)
-        profiles[contact_id] = profile
-        causes[contact_id] = contact_events[-1].id
+    known = await store.lock_profiles(conn, by_contact, create=False)
+    profiles = _folded(known, by_contact)
+    new = {cid: p for cid, p in profiles.items() if cid not in known}
+    if new and (raced := await store.create_profiles(conn, new)):
+        # another writer created these meanwhile: fold again on what it stored (rare)
+        again = await store.lock_profiles(conn, raced, create=False)
+        known.update(again)
+        profiles.update(_folded(again, {cid: by_contact[cid] for cid in raced}))
+    await store.save_profiles(conn, {cid: profiles[cid] for cid in known})
     segments = await store.live_segments(conn)
-    now = int(time.time())
     return await store.settle(
         conn,
         profiles,
         segments,
-        causes,
-        now,
-        save=True,
+        {cid: contact_events[-1].id for cid, contact_events in by_contact.items()},
+        int(time.time()),
         react=react,
         events=by_contact,
-        touched=inputs,
+        touched={cid: _touched(known.get(cid), by_contact[cid]) for cid in profiles},
     )
+
+
+def _folded(
+    known: Mapping[str, Profile], by_contact: Mapping[str, list[ContactEvent]]
+) -> dict[str, Profile]:
+    """Each contact's profile (stored, or new) with its events folded in."""
+    profiles = {}
+    for contact_id, contact_events in by_contact.items():
+        profile = known.get(contact_id) or Profile(contact_id)
+        for event in contact_events:
+            profile = fold(profile, event)
+        profiles[contact_id] = profile
+    return profiles
+
+
+def _touched(stored: Profile | None, events: list[ContactEvent]) -> frozenset[str] | None:
+    """What membership.reconcile re-evaluates: a new contact every segment (None); a known
+    one the segments reading what its events changed."""
+    if stored is None or stored == Profile(stored.contact_id):
+        return None
+    return frozenset().union(*(touched(e) for e in events))

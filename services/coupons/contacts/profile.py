@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from contracts.contacts import ContactEvent
-from services.coupons.contacts.conditions import BUCKET_DAYS, DAY, fact_key
+from services.coupons.contacts.conditions import BUCKET_DAYS, DAY, label_key
 
 _ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d")
 
@@ -43,9 +43,11 @@ def add_to_buckets(
 ) -> tuple[tuple[int, int], ...]:
     """`days` with one more event on `day`, without the days before the window that ends
     on `newest` (the day of the fact's last event). Pure; commutes."""
+    oldest = newest - BUCKET_DAYS + 1
+    if days and days[-1][0] == day and days[0][0] >= oldest:  # another event today: most folds
+        return (*days[:-1], (day, days[-1][1] + 1))
     counts = dict(days)
     counts[day] = counts.get(day, 0) + 1
-    oldest = newest - BUCKET_DAYS + 1
     return tuple(sorted((d, c) for d, c in counts.items() if d >= oldest))
 
 
@@ -123,22 +125,34 @@ def touched(event: ContactEvent) -> frozenset[str]:
 
 
 def _fact_keys(event: ContactEvent) -> list[tuple[str, str]]:
-    keys = [(event.type, fact_key(event.type))]
+    """(label, conditions.fact_key) of each fact `event` counts in."""
+    keys = [(event.type, label_key(event.type))]
     for name, value in event.properties.items():
         if value is not None:
-            keys.append((f"{event.type}|{name}={value!r}", fact_key(event.type, {name: value})))
+            label = f"{event.type}|{name}={value!r}"
+            keys.append((label, label_key(label)))
     return keys
 
 
-def evaluation_data(profile: Profile, now: int) -> dict[str, Any]:
-    """What a condition sees (services.coupons.contacts.conditions); unset traits absent."""
+def evaluation_data(
+    profile: Profile, now: int, reads: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """What a condition sees (services.coupons.contacts.conditions); unset traits absent.
+    With `reads` (the `root.name` inputs of the conditions to evaluate, conditions.Condition
+    .reads), only the traits and event facts they read: building and handing the engine a
+    contact's every fact costs more than evaluating (docs/performance/contacts.md)."""
     today = now // DAY
+    all_traits = reads is None or "traits" in reads
+    all_events = reads is None or "events" in reads
+    names = reads or frozenset()
     return {
         "now": now,
         "contact_id": profile.contact_id,
         "email": profile.email,
         "traits": {
-            n: comparable(t.value) for n, t in profile.traits.items() if t.value is not None
+            n: comparable(t.value)
+            for n, t in profile.traits.items()
+            if t.value is not None and (all_traits or f"traits.{n}" in names)
         },
         "events": {
             k: {
@@ -147,6 +161,7 @@ def evaluation_data(profile: Profile, now: int) -> dict[str, Any]:
                 "days": [[today - d, c] for d, c in f.days],  # [age in days, count]
             }
             for k, f in profile.facts.items()
+            if all_events or f"events.{k}" in names
         },
         "coupons": {
             "received": profile.coupons.received,

@@ -233,7 +233,7 @@ async def _swap(
         while ids := await _page(conn, after):
             profiles = await store.lock_profiles(conn, ids)
             causes = dict.fromkeys(profiles, cause)
-            messages += await store.settle(conn, profiles, segments, causes, now, save=False)
+            messages += await store.settle(conn, profiles, segments, causes, now)
             done += len(ids)
             after = ids[-1]
             progress(done, total)

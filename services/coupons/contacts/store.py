@@ -17,7 +17,7 @@ from pydantic_core import to_json as dump_json
 from contracts.contacts import ContactEvent
 from projections.db import Connection
 from services.coupons.contacts.conditions import compile_condition
-from services.coupons.contacts.membership import Reconciled, Segment, reconcile
+from services.coupons.contacts.membership import Reconciled, Segment, reconcile, segment_reads
 from services.coupons.contacts.profile import CouponFacts, Fact, Profile, Trait, comparable
 from services.coupons.contacts.reactions import Change, Reaction
 
@@ -107,12 +107,13 @@ async def live_segments(conn: Connection) -> dict[str, Segment]:
 
 
 async def lock_profiles(
-    conn: Connection, contact_ids: Iterable[str], *, skip_locked: bool = False
+    conn: Connection, contact_ids: Iterable[str], *, skip_locked: bool = False, create: bool = True
 ) -> dict[str, Profile]:
-    """Lock (creating when new) the profile rows of `contact_ids`, in id order (no deadlock
-    between writers); with `skip_locked`, those another writer holds are left out."""
+    """Lock (creating when new, with `create`) the profile rows of `contact_ids`, in id order
+    (no deadlock between writers); with `skip_locked`, those another writer holds are left
+    out; without `create`, the new ones (`create_profiles` writes them once folded)."""
     ids = sorted(set(contact_ids))
-    if not skip_locked:
+    if create and not skip_locked:
         await conn.execute(
             """INSERT INTO contact_profiles (contact_id, profile)
                SELECT unnest($1::text[]), '{}' ON CONFLICT DO NOTHING""",
@@ -125,6 +126,36 @@ async def lock_profiles(
         ids,
     )
     return {r["contact_id"]: from_json(r["contact_id"], r["profile"]) for r in rows}
+
+
+async def create_profiles(conn: Connection, profiles: Mapping[str, Profile]) -> set[str]:
+    """Insert the profiles of new contacts as folded (one write of each row, instead of a
+    placeholder then an update); the ids another writer created meanwhile, not inserted:
+    the caller locks those (`lock_profiles`) and folds again on what is stored."""
+    rows = await conn.fetch(
+        """INSERT INTO contact_profiles (contact_id, profile, email)
+           SELECT c, p::jsonb, e FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c, p, e)
+           ORDER BY c ON CONFLICT DO NOTHING RETURNING contact_id""",
+        list(profiles),
+        [to_json(p) for p in profiles.values()],
+        [p.email for p in profiles.values()],
+    )
+    return set(profiles) - {r["contact_id"] for r in rows}
+
+
+async def save_profiles(conn: Connection, profiles: Mapping[str, Profile]) -> None:
+    """Write locked `profiles` back: one statement (executemany costs a protocol round a row)."""
+    if not profiles:
+        return
+    await conn.execute(
+        """UPDATE contact_profiles p
+           SET profile = u.profile::jsonb, email = u.email, updated_at = now()
+           FROM unnest($1::text[], $2::text[], $3::text[]) AS u(contact_id, profile, email)
+           WHERE p.contact_id = u.contact_id""",
+        list(profiles),
+        [to_json(p) for p in profiles.values()],
+        [p.email for p in profiles.values()],
+    )
 
 
 async def held(conn: Connection, contact_ids: Iterable[str]) -> dict[str, frozenset[str]]:
@@ -143,19 +174,20 @@ async def settle(
     causes: Mapping[str, str],
     now: int,
     *,
-    save: bool,
     react: Reaction | None = None,
     events: Mapping[str, Sequence[ContactEvent]] | None = None,
     touched: Mapping[str, frozenset[str] | None] | None = None,
 ) -> int:
-    """Reconcile each locked profile at `now`, write memberships, timers and the outbox (and
-    the profiles when `save`), and let `react` see the change (the `events` applied to each
-    contact); the number of entered/left messages written. `touched`: per contact, the
-    inputs its events changed (membership.reconcile); absent or None, every segment."""
+    """Reconcile each locked profile at `now` (saved already when it changed: `save_profiles`,
+    `create_profiles`), write memberships, timers and the outbox, and let `react` see the
+    change (the `events` applied to each contact); the number of entered/left messages
+    written. `touched`: per contact, the inputs its events changed (membership.reconcile);
+    absent or None, every segment."""
     holding = await held(conn, profiles)
     changed = touched or {}
+    reads = segment_reads(segments)
     results = {
-        cid: reconcile(p, segments, holding.get(cid, frozenset()), now, changed.get(cid))
+        cid: reconcile(p, segments, holding.get(cid, frozenset()), now, changed.get(cid), reads)
         for cid, p in profiles.items()
     }
     if react is not None:
@@ -174,16 +206,6 @@ async def settle(
             cid: r if cid not in wanted else replace(r, next_due=_earliest(r.next_due, wanted[cid]))
             for cid, r in results.items()
         }
-    if save:  # one statement per poll: executemany costs a round of protocol per row
-        await conn.execute(
-            """UPDATE contact_profiles p
-               SET profile = u.profile::jsonb, email = u.email, updated_at = now()
-               FROM unnest($1::text[], $2::text[], $3::text[]) AS u(contact_id, profile, email)
-               WHERE p.contact_id = u.contact_id""",
-            list(profiles),
-            [to_json(p) for p in profiles.values()],
-            [p.email for p in profiles.values()],
-        )
     return await _write(conn, results, segments, causes, now)
 
 

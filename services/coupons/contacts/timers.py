@@ -59,9 +59,7 @@ class TimerLoop:
             )
             causes = {r["contact_id"]: f"timer:{r['due_at']}" for r in rows}
             segments = await store.live_segments(conn)
-            written = await store.settle(
-                conn, profiles, segments, causes, now, save=False, react=self._react
-            )
+            written = await store.settle(conn, profiles, segments, causes, now, react=self._react)
         late = now - min(r["due_at"] for r in rows)
         log.info("contacts.timers_fired", timers=len(rows), messages=written, late_s=late)
         return len(rows)
