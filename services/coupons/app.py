@@ -2,6 +2,7 @@
 starts and stops the runtime."""
 
 import itertools
+import logging
 import os
 import re
 import time
@@ -106,6 +107,10 @@ class Correlated:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # the level is set (`logs.configure`) before the app is made; below INFO the request
+        # line is not even assembled: its fields and a call through structlog's lazy proxy
+        # cost CPU on every request (measured: docs/performance/checkout.md)
+        self._log_requests = log.is_enabled_for(logging.INFO)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,11 +137,12 @@ class Correlated:
         try:
             await self.app(scope, receive, send_correlated)
         finally:
-            log.info(
-                "http.request",
-                method=scope["method"],
-                path=scope["path"],
-                client=(scope.get("client") or ("",))[0],  # the peer, or past trusted proxies
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
+            if self._log_requests:
+                log.info(
+                    "http.request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    client=(scope.get("client") or ("",))[0],  # the peer, or past trusted proxies
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )

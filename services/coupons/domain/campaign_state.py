@@ -5,6 +5,7 @@ and what its reservations hold."""
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from immutables import Map
 
@@ -91,6 +92,39 @@ class Campaign:
     def per_code_limit(self, code: str) -> int | None:
         """A unique code is single-use unless `limits.per_code` says otherwise."""
         return self.limits.per_code or 1 if self.is_unique(code) else self.limits.per_code
+
+    def offer(self, code: str) -> checks.Offer:
+        """The terms a use of `code` (one of the campaign's) is checked against."""
+        if code == self.code:
+            return self._shared_offer
+        return checks.Offer(
+            status=self.status,
+            discount=self.discount,
+            validity=self.validity,
+            limits=self.limits_for(code),
+            eligibility=self.eligibility,
+            bound_contact_id=self.holder_of.get(code),
+        )
+
+    @cached_property
+    def _shared_offer(self) -> checks.Offer:
+        """The shared code's terms: the same for every use of it, so built once per version
+        of the campaign (every event makes a new `Campaign`, `replace` copies no cache), not
+        once per validation. A shared code is never a unique one (`not_owned`), so neither
+        single-use nor bound to a contact."""
+        return checks.Offer(
+            status=self.status,
+            discount=self.discount,
+            validity=self.validity,
+            limits=self.limits,
+            eligibility=self.eligibility,
+        )
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (a snapshot) without what `cached_property` keeps."""
+        state = dict(self.__dict__)
+        state.pop("_shared_offer", None)
+        return state
 
     def limits_for(self, code: str) -> Limits:
         per_code = self.per_code_limit(code)

@@ -48,14 +48,6 @@ def assess(
     `held_budget`, the discount reservations hold)."""
     if not campaign.owns(code):
         return checks.Refusal(Reason.UNKNOWN_CODE, "no such code in this campaign")
-    offer = checks.Offer(
-        status=campaign.status,
-        discount=campaign.discount,
-        validity=campaign.validity,
-        limits=campaign.limits_for(code),
-        eligibility=campaign.eligibility,
-        bound_contact_id=campaign.holder_of.get(code),
-    )
     attempt = checks.Attempt(
         cart=cart,
         customer=customer,
@@ -64,7 +56,7 @@ def assess(
         already_off=already_off,
         segments=frozenset(segments),
     )
-    discount = checks.assess(offer, campaign.usage(code), attempt)
+    discount = checks.assess(campaign.offer(code), campaign.usage(code), attempt)
     if isinstance(discount, checks.Refusal):
         return discount
     if campaign.budget_spent + held_budget + discount > bounds.MAX_TOTAL:
