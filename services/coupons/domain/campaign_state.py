@@ -93,11 +93,23 @@ class Campaign:
         """A unique code is single-use unless `limits.per_code` says otherwise."""
         return self.limits.per_code or 1 if self.is_unique(code) else self.limits.per_code
 
-    def offer(self, code: str) -> checks.Offer:
-        """The terms a use of `code` (one of the campaign's) is checked against."""
+    def terms(self, code: str) -> tuple[checks.Offer, checks.Usage]:
+        """What a use of `code` (one of the campaign's) is checked against: the offer, and
+        the usage its limits count."""
         if code == self.code:
-            return self._shared_offer
-        return checks.Offer(
+            return self._shared_terms
+        return self._terms(code)
+
+    @cached_property
+    def _shared_terms(self) -> tuple[checks.Offer, checks.Usage]:
+        """The shared code's: the same for every use of it, so built once per version of the
+        campaign, not once per validation. Every event makes a new `Campaign` (`replace`
+        copies no cache), so they are never stale."""
+        assert self.code is not None
+        return self._terms(self.code)
+
+    def _terms(self, code: str) -> tuple[checks.Offer, checks.Usage]:
+        offer = checks.Offer(
             status=self.status,
             discount=self.discount,
             validity=self.validity,
@@ -105,25 +117,12 @@ class Campaign:
             eligibility=self.eligibility,
             bound_contact_id=self.holder_of.get(code),
         )
-
-    @cached_property
-    def _shared_offer(self) -> checks.Offer:
-        """The shared code's terms: the same for every use of it, so built once per version
-        of the campaign (every event makes a new `Campaign`, `replace` copies no cache), not
-        once per validation. A shared code is never a unique one (`not_owned`), so neither
-        single-use nor bound to a contact."""
-        return checks.Offer(
-            status=self.status,
-            discount=self.discount,
-            validity=self.validity,
-            limits=self.limits,
-            eligibility=self.eligibility,
-        )
+        return offer, self.usage(code)
 
     def __getstate__(self) -> dict[str, object]:
         """Pickled (a snapshot) without what `cached_property` keeps."""
         state = dict(self.__dict__)
-        state.pop("_shared_offer", None)
+        state.pop("_shared_terms", None)
         return state
 
     def limits_for(self, code: str) -> Limits:

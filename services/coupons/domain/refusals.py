@@ -56,7 +56,8 @@ def assess(
         already_off=already_off,
         segments=frozenset(segments),
     )
-    discount = checks.assess(campaign.offer(code), campaign.usage(code), attempt)
+    offer, usage = campaign.terms(code)
+    discount = checks.assess(offer, usage, attempt)
     if isinstance(discount, checks.Refusal):
         return discount
     if campaign.budget_spent + held_budget + discount > bounds.MAX_TOTAL:
