@@ -5,6 +5,7 @@ Each is dropped when the benchmark ends."""
 
 import asyncio
 import contextlib
+import itertools
 import os
 import socket
 import subprocess
@@ -40,7 +41,15 @@ class Target:
     redemptions: Callable[[], int] = lambda: 0
 
 
+_FIRST_PORT = int(os.environ.get("BENCH_HTTP_PORT", "0"))
+_PORTS = itertools.count(_FIRST_PORT)
+
+
 def free_port() -> int:
+    """The next of BENCH_HTTP_PORT, BENCH_HTTP_PORT + 1, ... when it is set (a port chosen
+    below the ephemeral range, so no outgoing connection holds it); else one the kernel picks."""
+    if _FIRST_PORT:
+        return next(_PORTS)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]

@@ -2,6 +2,7 @@
 starts and stops the runtime."""
 
 import itertools
+import logging
 import os
 import re
 import time
@@ -36,8 +37,6 @@ from services.coupons.api.body_limit import BodyLimit
 from services.coupons.api.checkout_lane import CheckoutLane
 from services.coupons.runtime import running
 from services.coupons.settings import Settings
-
-log = structlog.get_logger(__name__)
 
 VERSION = "0.1.0"
 
@@ -106,6 +105,12 @@ class Correlated:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # the level is set (`logs.configure`) before the app is made, and this app's logger
+        # takes it then; below INFO the request line is not even assembled: its fields and a
+        # call through structlog's lazy proxy cost CPU on every request (measured:
+        # docs/performance/checkout.md)
+        self._log = structlog.get_logger(__name__)
+        self._log_requests = self._log.is_enabled_for(logging.INFO)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,11 +137,12 @@ class Correlated:
         try:
             await self.app(scope, receive, send_correlated)
         finally:
-            log.info(
-                "http.request",
-                method=scope["method"],
-                path=scope["path"],
-                client=(scope.get("client") or ("",))[0],  # the peer, or past trusted proxies
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
+            if self._log_requests:
+                self._log.info(
+                    "http.request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    client=(scope.get("client") or ("",))[0],  # the peer, or past trusted proxies
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Header, Request
+from starlette.datastructures import State
 
 from services.coupons.api.errors import ApiError
 from services.coupons.store import api_keys
@@ -44,21 +45,37 @@ class KeyCache:
 async def authorised(request: Request, authorization: str | None, scope: Scope) -> ApiKey:
     """The caller's key, which must carry `scope` (admin carries them all); it is recorded as
     the request's actor, for the audit trail."""
+    key = await key_of(request.app.state, authorization)
+    request.state.actor = actor_of(key)
+    return carrying(key, scope)
+
+
+async def key_of(app_state: State, authorization: str | None) -> ApiKey:
+    """The caller's known key (from the cache, else PostgreSQL): 401 without one."""
     scheme, _, secret = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not secret:
         raise ApiError(401, "unauthenticated", "send Authorization: Bearer <API key>")
-    cache: KeyCache = request.app.state.key_cache
+    cache: KeyCache = app_state.key_cache
     known, key = cache.get(secret)
     if not known:
-        async with request.app.state.runtime.pool.acquire() as conn:
+        async with app_state.runtime.pool.acquire() as conn:
             key = await api_keys.find(conn, secret)
         cache.put(secret, key)
     if key is None:
         raise ApiError(401, "unauthenticated", "unknown or revoked API key")
-    request.state.actor = f"{key.id} ({key.name})"
+    return key
+
+
+def carrying(key: ApiKey, scope: Scope) -> ApiKey:
+    """`key`, if it carries `scope`: else 403."""
     if scope not in ALLOWED[key.scope]:
         raise ApiError(403, "forbidden", f"this key has scope {key.scope}; {scope} is needed")
     return key
+
+
+def actor_of(key: ApiKey) -> str:
+    """Who a request acts as, in the audit trail and for the guessing throttle."""
+    return f"{key.id} ({key.name})"
 
 
 def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:

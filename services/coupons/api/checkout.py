@@ -5,10 +5,10 @@ use cases are `services/coupons/service/checkout.py`; these routes parse, call a
 (checkout_lane.py), which calls the same use cases; FastAPI declares and documents them here
 (and answers `405` to their other methods)."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from starlette.datastructures import Headers
 
 from services.coupons.api.auth import require
 from services.coupons.api.commands import call_of, runtime_of
@@ -45,7 +45,7 @@ SHOPPER_ADDRESS_DOC: dict[str, Any] = {
 }
 
 
-def shopper_address(headers: Headers) -> str | None:
+def shopper_address(headers: Mapping[str, str]) -> str | None:
     """The network of the `X-Shopper-Address` header (None without it), whom guesses count
     against; `422` naming the header when it is not an IP address."""
     raw = headers.get(SHOPPER_ADDRESS)

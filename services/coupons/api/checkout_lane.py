@@ -3,40 +3,45 @@ order makes, served as plain ASGI in front of FastAPI.
 
 FastAPI's routing, dependency solving, request and response validation and middleware took
 three quarters of a validation's CPU (py-spy, `bench/checkout.py`); the domain decision took a
-tenth. So these two operations skip them: the lane matches the path, authorises the key,
-parses the body with the same pydantic models in one pass from bytes, calls the same use
-cases (`service.checkout.validate`, `service.checkout.redeem`) and answers with the same error
-shape. FastAPI still declares them (in `checkout.py`), which is what documents them in
-`/openapi.json` and answers `405` to their other methods; every other path goes to FastAPI
-untouched.
+tenth. So these two operations skip them, and Starlette's `Request` too: the lane matches the
+path, picks the three headers it reads from the scope, authorises the key, reads the body
+from `receive`, parses it with the same pydantic models in one pass from bytes, calls the
+same use cases (`service.checkout.validate`, `service.checkout.redeem`) with a `Call` of its
+own and answers with the same error shape, the answer serialised in one call. FastAPI still
+declares them (in `checkout.py`), which is what documents them in `/openapi.json` and answers
+`405` to their other methods; every other path goes to FastAPI untouched.
 """
 
 import re
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from services.coupons.api.auth import authorised
+from services.coupons.api.auth import actor_of, carrying, key_of
 from services.coupons.api.checkout import redemption_location, shopper_address
-from services.coupons.api.commands import call_of
 from services.coupons.api.errors import ApiError, invalid_request, refusal_response, unavailable
 from services.coupons.api.params import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
 from services.coupons.service import checkout
+from services.coupons.service.calls import Call
 from services.coupons.service.checkout_models import RedemptionRequest, ValidationRequest
 from services.coupons.service.refusals import Refused
 
 IDEMPOTENCY_KEY = "idempotency-key"
 JSON = ((b"content-type", b"application/json"),)
+READ = frozenset({b"authorization", b"idempotency-key", b"x-shopper-address"})
+"""The only headers the two operations read."""
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _Answer = tuple[int, BaseModel, list[tuple[bytes, bytes]]]  # status, body, more headers
+_Operation = Callable[[Call, dict[str, str], bytes], Awaitable[_Answer]]
 
 
 class CheckoutLane:
     def __init__(self, app: FastAPI) -> None:
         self.app = app
-        self._operations: dict[str, Callable[[Request], Awaitable[_Answer]]] = {
+        self._operations: dict[str, _Operation] = {
             "/v1/validations": _validate,
             "/v1/redemptions": _redeem,
         }
@@ -46,10 +51,12 @@ class CheckoutLane:
         if operation is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        scope["app"] = self.app  # what FastAPI sets: handlers reach the runtime through it
-        request = Request(scope, receive)
+        state = self.app.state
+        headers = _headers(scope)
         try:
-            status, body, headers = await operation(request)
+            key = carrying(await key_of(state, headers.get("authorization")), "checkout")
+            call = Call(state.runtime, actor_of(key), str(scope["state"]["correlation_id"]))
+            status, body, more = await operation(call, headers, await _body(receive))
         except Refused as refused:
             refusal = refusal_response(refused)
         except ValidationError as error:
@@ -60,13 +67,13 @@ class CheckoutLane:
                 raise
             refusal = down
         else:  # the two messages, without building a Starlette response
-            content = body.model_dump_json().encode()
+            content = body.__pydantic_serializer__.to_json(body)
             length = str(len(content)).encode()
             await send(
                 {
                     "type": "http.response.start",
                     "status": status,
-                    "headers": [*JSON, (b"content-length", length), *headers],
+                    "headers": [*JSON, (b"content-length", length), *more],
                 }
             )
             await send({"type": "http.response.body", "body": content})
@@ -74,25 +81,45 @@ class CheckoutLane:
         await refusal(scope, receive, send)
 
 
-async def _validate(request: Request) -> _Answer:
-    await authorised(request, request.headers.get("authorization"), "checkout")
-    body = ValidationRequest.model_validate_json(await request.body())
-    address = shopper_address(request.headers)
-    return 200, await checkout.validate(call_of(request), body, address), []
+def _headers(scope: Scope) -> dict[str, str]:
+    """The headers the operations read, each by its first occurrence (as Starlette's
+    `Headers.get`), without building the request's whole header map."""
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        if name in READ:
+            found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return found
 
 
-async def _redeem(request: Request) -> _Answer:
-    await authorised(request, request.headers.get("authorization"), "checkout")
-    key = _idempotency_key(request)
-    body = RedemptionRequest.model_validate_json(await request.body())
-    address = shopper_address(request.headers)
-    redeemed = await checkout.redeem(call_of(request), body, key, address)
+async def _body(receive: Receive) -> bytes:
+    """The whole request body (`BodyLimit`, in front, bounds it)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _validate(call: Call, headers: dict[str, str], body: bytes) -> _Answer:
+    request = ValidationRequest.model_validate_json(body)
+    address = shopper_address(headers)
+    return 200, await checkout.validate(call, request, address), []
+
+
+async def _redeem(call: Call, headers: dict[str, str], body: bytes) -> _Answer:
+    key = _idempotency_key(headers)
+    request = RedemptionRequest.model_validate_json(body)
+    address = shopper_address(headers)
+    redeemed = await checkout.redeem(call, request, key, address)
     return 201, redeemed, [(b"location", redemption_location(redeemed).encode("latin-1"))]
 
 
-def _idempotency_key(request: Request) -> str:
+def _idempotency_key(headers: dict[str, str]) -> str:
     """The `Idempotency-Key` header, refused as FastAPI refuses a header parameter."""
-    key = request.headers.get(IDEMPOTENCY_KEY)
+    key = headers.get(IDEMPOTENCY_KEY)
     field = f"header.{IDEMPOTENCY_KEY}"
     if key is None:
         raise ApiError(422, "invalid_request", f"{field}: Field required", field=field)

@@ -5,6 +5,7 @@ and what its reservations hold."""
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from immutables import Map
 
@@ -91,6 +92,38 @@ class Campaign:
     def per_code_limit(self, code: str) -> int | None:
         """A unique code is single-use unless `limits.per_code` says otherwise."""
         return self.limits.per_code or 1 if self.is_unique(code) else self.limits.per_code
+
+    def terms(self, code: str) -> tuple[checks.Offer, checks.Usage]:
+        """What a use of `code` (one of the campaign's) is checked against: the offer, and
+        the usage its limits count."""
+        if code == self.code:
+            return self._shared_terms
+        return self._terms(code)
+
+    @cached_property
+    def _shared_terms(self) -> tuple[checks.Offer, checks.Usage]:
+        """The shared code's: the same for every use of it, so built once per version of the
+        campaign, not once per validation. Every event makes a new `Campaign` (`replace`
+        copies no cache), so they are never stale."""
+        assert self.code is not None
+        return self._terms(self.code)
+
+    def _terms(self, code: str) -> tuple[checks.Offer, checks.Usage]:
+        offer = checks.Offer(
+            status=self.status,
+            discount=self.discount,
+            validity=self.validity,
+            limits=self.limits_for(code),
+            eligibility=self.eligibility,
+            bound_contact_id=self.holder_of.get(code),
+        )
+        return offer, self.usage(code)
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (a snapshot) without what `cached_property` keeps."""
+        state = dict(self.__dict__)
+        state.pop("_shared_terms", None)
+        return state
 
     def limits_for(self, code: str) -> Limits:
         per_code = self.per_code_limit(code)

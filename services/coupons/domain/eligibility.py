@@ -1,5 +1,6 @@
 """May this customer redeem this code on this cart? Small named checks, each returning a
-`Refusal` with a stable reason or None, and `evaluate`, which runs them in a fixed order.
+`Refusal` with a stable reason or None, and `assess`, which runs them in a fixed order and
+gives the discount when none refuses (`evaluate`: the refusal only).
 
 Order (the first refusal wins), from what nobody can change to what the customer can fix:
 
@@ -16,7 +17,7 @@ Order (the first refusal wins), from what nobody can change to what the customer
 So a customer is never told to change their cart for a code that is used up or not theirs.
 """
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -30,13 +31,13 @@ from services.coupons.domain.pricing import applies_to, bound_currency, discount
 CampaignStatus = Literal["draft", "active", "paused", "ended"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Refusal:
     reason: Reason
     detail: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Usage:
     """What has been redeemed so far: in the campaign, per contact, with this code, and the
     discount given in total (minor units)."""
@@ -47,7 +48,7 @@ class Usage:
     budget_spent: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Offer:
     """A known code with its campaign's state and rules. `bound_contact_id` is the contact a
     unique code was distributed to (None: anyone may use it)."""
@@ -60,7 +61,7 @@ class Offer:
     bound_contact_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """One redemption attempt. `other_codes_stackable` holds the `stackable` flag of every
     other code in the cart; `already_off` is what the codes before this one took off."""
@@ -76,31 +77,41 @@ class Attempt:
 
 def evaluate(offer: Offer | None, usage: Usage, attempt: Attempt) -> Refusal | None:
     """The first refusal in the documented order, or None when the code may be redeemed."""
-    return first_refusal(_checks(offer, usage, attempt))
+    found = assess(offer, usage, attempt)
+    return found if isinstance(found, Refusal) else None
+
+
+def assess(offer: Offer | None, usage: Usage, attempt: Attempt) -> Refusal | int:
+    """The first refusal in the documented order, or the discount (minor units) when none
+    refuses: the amount the limits are checked with, so a use is priced once. Each `or`
+    chain stops at its first refusal (a `Refusal` is always true)."""
+    if offer is None:
+        return Refusal(Reason.UNKNOWN_CODE, "no such code")
+    rules, cart, customer = offer.eligibility, attempt.cart, attempt.customer
+    refused = (
+        check_bound_contact(rules, offer.bound_contact_id, customer)
+        or check_status(offer.status)
+        or check_window(offer.validity, attempt.now)
+        or check_currency(offer.discount, cart)
+    )
+    if refused is not None:
+        return refused
+    amount = discount_for(offer.discount, cart, rules, attempt.already_off)  # currencies match
+    refused = (
+        check_limits(offer.limits, usage, customer.contact_id, amount)
+        or check_first_purchase(rules, customer)
+        or check_email_domain(rules, customer)
+        or check_segments(rules, attempt.segments)
+        or check_stacking((rules.stackable, *attempt.other_codes_stackable))
+        or check_products(rules, cart)
+        or check_minimum(rules, cart)
+    )
+    return amount if refused is None else refused
 
 
 def first_refusal(checks: Iterable[Refusal | None]) -> Refusal | None:
     """The first refusal; later checks are not run when `checks` is lazy."""
     return next((refusal for refusal in checks if refusal is not None), None)
-
-
-def _checks(offer: Offer | None, usage: Usage, attempt: Attempt) -> Iterator[Refusal | None]:
-    if offer is None:
-        yield Refusal(Reason.UNKNOWN_CODE, "no such code")
-        return
-    rules, cart, customer = offer.eligibility, attempt.cart, attempt.customer
-    yield check_bound_contact(rules, offer.bound_contact_id, customer)
-    yield check_status(offer.status)
-    yield check_window(offer.validity, attempt.now)
-    yield check_currency(offer.discount, cart)
-    amount = discount_for(offer.discount, cart, rules, attempt.already_off)  # currencies match
-    yield check_limits(offer.limits, usage, customer.contact_id, amount)
-    yield check_first_purchase(rules, customer)
-    yield check_email_domain(rules, customer)
-    yield check_segments(rules, attempt.segments)
-    yield check_stacking((rules.stackable, *attempt.other_codes_stackable))
-    yield check_products(rules, cart)
-    yield check_minimum(rules, cart)
 
 
 def check_status(status: CampaignStatus) -> Refusal | None:

@@ -1,6 +1,6 @@
 """How a campaign refuses: the rejection event, and why a use of a code is refused (the rules
 of `domain.eligibility`, in their documented order, against the campaign's state), or else
-its price."""
+its price (`assess`, which the decider and a validation share)."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,38 +23,6 @@ def rejected(command: Command, reason: Reason, detail: str) -> CommandRejected:
     )
 
 
-def refusal(
-    campaign: Campaign,
-    code: str,
-    customer: Customer,
-    cart: Cart,
-    now: datetime,
-    other_codes_stackable: tuple[bool, ...] = (),
-    already_off: int = 0,
-    segments: tuple[str, ...] = (),
-) -> checks.Refusal | None:
-    """Why this campaign refuses this use of `code` (`domain.eligibility` fixes the order)."""
-    if not campaign.owns(code):
-        return checks.Refusal(Reason.UNKNOWN_CODE, "no such code in this campaign")
-    offer = checks.Offer(
-        status=campaign.status,
-        discount=campaign.discount,
-        validity=campaign.validity,
-        limits=campaign.limits_for(code),
-        eligibility=campaign.eligibility,
-        bound_contact_id=campaign.holder_of.get(code),
-    )
-    attempt = checks.Attempt(
-        cart=cart,
-        customer=customer,
-        now=now,
-        other_codes_stackable=other_codes_stackable,
-        already_off=already_off,
-        segments=frozenset(segments),
-    )
-    return checks.evaluate(offer, campaign.usage(code), attempt)
-
-
 @dataclass(frozen=True, slots=True)
 class Priced:
     """A use of a code that no rule refuses: its discount and the total after it."""
@@ -63,23 +31,60 @@ class Priced:
     total: int
 
 
+def assess(
+    campaign: Campaign,
+    code: str,
+    customer: Customer,
+    cart: Cart,
+    now: datetime,
+    other_codes_stackable: tuple[bool, ...] = (),
+    already_off: int = 0,
+    segments: tuple[str, ...] = (),
+    held_budget: int = 0,
+) -> Priced | checks.Refusal:
+    """Why this campaign refuses this use of `code` (`domain.eligibility` fixes the order),
+    or, when nothing does, its price: what a redemption is decided on and what a validation
+    answers. Refused too when the discount would pass what a campaign can count (with
+    `held_budget`, the discount reservations hold)."""
+    if not campaign.owns(code):
+        return checks.Refusal(Reason.UNKNOWN_CODE, "no such code in this campaign")
+    attempt = checks.Attempt(
+        cart=cart,
+        customer=customer,
+        now=now,
+        other_codes_stackable=other_codes_stackable,
+        already_off=already_off,
+        segments=frozenset(segments),
+    )
+    offer, usage = campaign.terms(code)
+    discount = checks.assess(offer, usage, attempt)
+    if isinstance(discount, checks.Refusal):
+        return discount
+    if campaign.budget_spent + held_budget + discount > bounds.MAX_TOTAL:
+        return checks.Refusal(Reason.OUT_OF_RANGE, SPENT_TOO_MUCH)
+    return Priced(discount, pricing.total_after(cart, discount, already_off))
+
+
 def priced(
     campaign: Campaign, command: RedeemCode | ReserveCode, now: datetime, held_budget: int = 0
 ) -> Priced | CommandRejected:
-    """A redemption's checks and price (a reservation is checked and priced as one): the
-    rejection if a rule refuses it, or the discount would pass what a campaign can count
-    (with `held_budget`, the discount reservations hold), else its price."""
-    cart = command.cart
+    """A redemption's checks and price (a reservation is checked and priced as one), or the
+    rejection (`assess`)."""
     others: tuple[bool, ...] = ()
     already_off = 0
     if isinstance(command, RedeemCode):
         others, already_off = command.other_codes_stackable, command.already_off
-    refused = refusal(
-        campaign, command.code, command.customer, cart, now, others, already_off, command.segments
+    found = assess(
+        campaign,
+        command.code,
+        command.customer,
+        command.cart,
+        now,
+        others,
+        already_off,
+        command.segments,
+        held_budget,
     )
-    if refused is not None:
-        return rejected(command, refused.reason, refused.detail)
-    discount = pricing.discount_for(campaign.discount, cart, campaign.eligibility, already_off)
-    if campaign.budget_spent + held_budget + discount > bounds.MAX_TOTAL:
-        return rejected(command, Reason.OUT_OF_RANGE, SPENT_TOO_MUCH)
-    return Priced(discount, pricing.total_after(cart, discount, already_off))
+    if isinstance(found, checks.Refusal):
+        return rejected(command, found.reason, found.detail)
+    return found

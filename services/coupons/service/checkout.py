@@ -9,10 +9,12 @@ from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
 from contracts.commands import RedeemCode, ReverseRedemption
-from contracts.events import CodeRedeemed, CommandRejected
+from contracts.events import CodeRedeemed
 from contracts.reasons import Reason
 from projections import campaigns
 from services.coupons.domain import campaign as aggregate
+from services.coupons.domain import refusals
+from services.coupons.domain.eligibility import Refusal
 from services.coupons.domain.guessing import GUESSES
 from services.coupons.runtime import Runtime
 from services.coupons.service.calls import Call
@@ -33,6 +35,7 @@ from services.coupons.service.commands import caught_up, decide
 from services.coupons.service.refusals import ErrorBody, Refused
 
 REDEMPTION_NAMESPACE = uuid5(NAMESPACE_URL, "growthos-coupons/redemption")
+UNKNOWN_CODE = Refusal(Reason.UNKNOWN_CODE, "no such code")
 
 
 async def validate(call: Call, body: ValidationRequest, address: str | None) -> ValidationResult:
@@ -176,10 +179,10 @@ def _redeemed(event: CodeRedeemed, at: datetime) -> dict[str, Any]:
 
 
 def _result(
-    code: str, state: aggregate.Campaign | None, outcome: CodeRedeemed | CommandRejected
+    code: str, state: aggregate.Campaign | None, outcome: refusals.Priced | Refusal
 ) -> CodeResult:
     campaign_id = state.id if state else None
-    if isinstance(outcome, CodeRedeemed):
+    if isinstance(outcome, refusals.Priced):
         return CodeResult(
             code=code, campaign_id=campaign_id, valid=True, discount=outcome.discount, refusal=None
         )
@@ -200,26 +203,11 @@ def _assess(
     already_off: int,
     now: datetime,
     segments: tuple[str, ...] = (),
-) -> CodeRedeemed | CommandRejected:
-    """What the decider would answer now, without appending anything."""
+) -> refusals.Priced | Refusal:
+    """What the decider would answer now (its `refusals.assess`, which a redemption is
+    decided on), without a command, an event or anything appended."""
     if state is None:
-        return CommandRejected(
-            campaign_id="unknown",
-            command_type=RedeemCode.model_fields["type"].default,
-            reason=Reason.UNKNOWN_CODE,
-            detail="no such code",
-        )
-    command = RedeemCode.model_construct(  # from parts validated already: no second pass
-        campaign_id=state.id,
-        redemption_id="validation",
-        code=code,
-        customer=body.customer,
-        cart=body.cart,
-        order_ref="validation",
-        other_codes_stackable=others,
-        already_off=already_off,
-        segments=segments,
+        return UNKNOWN_CODE
+    return refusals.assess(
+        state, code, body.customer, body.cart, now, others, already_off, segments
     )
-    outcome = aggregate.decide(state, command, now)[-1]
-    assert isinstance(outcome, CodeRedeemed | CommandRejected)
-    return outcome

@@ -74,5 +74,11 @@ async def segments_of(
     runtime: Runtime, customer: Customer, states: list[aggregate.Campaign | None]
 ) -> tuple[str, ...]:
     """The segments the campaigns name that the customer is in: looked up by the server."""
-    rules = [state.eligibility for state in states if state is not None]
+    rules = [
+        state.eligibility
+        for state in states
+        if state is not None and (state.eligibility.segments or state.eligibility.excluded_segments)
+    ]
+    if not rules:  # the usual campaign: nothing to look up
+        return ()
     return await member_segments(runtime.pool, customer.contact_id, rules)
