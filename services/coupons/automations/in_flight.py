@@ -2,12 +2,11 @@
 
 A run is claimed only when it can be sent at once, so a trigger waits in `automation_runs`
 (in due order, where a replica or a restart can take it) rather than in a decider's queue.
-The bound keeps each command's round trip short: the deciders decide what they are handed at
-once but commit one transaction at a time per partition, so what is handed beyond what they
-commit meanwhile only queues inside them (4,000 in flight made most of them wait longer than
-the gateway's hand-over patience, and appended each to the commands topic too:
-docs/performance/automations.md). Each run frees its place when answered, not when its whole
-claim is, so the next claim goes as soon as there is room."""
+Each run frees its place when it is answered, not when its whole claim is (the batches
+before waited for their slowest reply and their outcome write), so the next claim goes as
+soon as there is room. The bound is what the deciders can have in hand while the sender
+claims more: on a loaded machine a round trip takes seconds, and 1,000 in flight then held
+the sender below 1,000/s (docs/performance/automations.md)."""
 
 import asyncio
 

@@ -36,13 +36,13 @@ from services.coupons.store.woken import run_woken
 
 log = structlog.get_logger(__name__)
 
-BATCH = 500
+BATCH = 1000
 """Runs claimed at most at once."""
 RECHECK_S = 1.0
 STALE_S = 30.0
 """A run left `sending` this long (its sender crashed or the decider did not answer) is
 sent again, with the same idempotency key."""
-IN_FLIGHT = 1000
+IN_FLIGHT = 4000
 """Runs handed to the deciders and not yet answered, at most (`in_flight`)."""
 ACTOR = "automation"
 _NOT_ACTIVE = {Reason.ENDED, Reason.NOT_STARTED, Reason.EXPIRED, Reason.PAUSED}
@@ -209,7 +209,7 @@ class Sender:
             data=command,
         )
         try:
-            reply = await self._gateway.decide(envelope)
+            reply = await self._gateway.decide(envelope, caller_resends=True)
         except DecisionPending:
             return None
         return _outcome(run["id"], reply)
