@@ -293,23 +293,26 @@ class Writers:
         """Fence p's previous writer, fold p's state, then resume p's commands from its
         checkpoint (`acquisitions`: run beside the loop)."""
         assert self._consumer is not None, "partitions are assigned while the writers run"
-        ids = transactions.transactional_ids(f"{self._group}.p{p}")
-        producers = [self._clients.producer(transactional_id=tid) for tid in ids]
+        base = f"{self._group}.p{p}"
+        pair = (
+            self._clients.producer(transactional_id=base),
+            self._clients.producer(transactional_id=f"{base}.b"),
+        )
         try:
-            for producer in producers:
+            for producer in pair:
                 await producer.start()  # init_transactions: fences the previous writer of p
             state, folded = await self._load(p)
             tp = TopicPartition(self._topics.commands.name, p)
             start = max(state.consumed, await self._consumer.committed(tp) or 0)
             await self._acquisitions.held(p)  # p is ours now: taken with no await below
         except BaseException:
-            for producer in producers:  # a producer never started stops at once
+            for producer in pair:  # a producer never started stops at once
                 await producer.stop()
             raise
         self._consumer.seek(tp, start)
         self._consumer.resume(tp)
         inbox = self._intake.inbox(self._bootstrap, self._topics.commands.name, p)
-        self._writers[p] = writer = Writer(p, producers, state, inbox)
+        self._writers[p] = writer = Writer(p, pair, state, inbox)
         for key in state.states:
             self._refresh_timers(writer, key)
         self._intake.listen(writer, asyncio.get_running_loop().time())

@@ -1,15 +1,11 @@
 """A partition's writer and the commit of its batches.
 
-Three transactional producers per partition, `...p{p}`, `...p{p}.b` and `...p{p}.c`
-(`transactional_ids`), take turns, one transaction at a time: the broker writes a
-transaction's commit markers after answering its commit, and refuses the same producer's next
-transaction until it has (CONCURRENT_TRANSACTIONS, retried after a backoff; back-to-back
-transactions hit it one and a half times each on an idle broker, measured). The next
-transaction is begun on the producer whose last one ended two transactions ago, so its markers
-are written by then; with two producers it was the one whose commit was just answered, and a
-busy writer's next batch waited for its refused AddPartitionsToTxn to be retried
-(docs/performance/checkout.md, "The writer's transaction client"). No transaction sends
-anything before the one before it has committed.
+Two transactional producers per partition, `...p{p}` and `...p{p}.b`, take turns, one
+transaction at a time: the broker writes a transaction's commit markers after answering its
+commit, and refuses the same producer's next transaction until it has (CONCURRENT_TRANSACTIONS,
+retried after a backoff; back-to-back transactions hit it one and a half times each on an idle
+broker, measured). The other producer's next transaction is not held up by them; it still
+sends nothing before the one before it has committed.
 
 The next transaction is always begun ahead, the event partition added to it
 (AddPartitionsToTxn), as soon as the one before has been handed its batch (and when a
@@ -32,7 +28,6 @@ through the group, in its transaction; a writer resumes from whichever of the tw
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,22 +44,14 @@ from services.coupons.writer.timers import Timers
 CHECKPOINT = "consumed"
 """Event header: the next command offset after the event's batch."""
 
-TURNS = ("", ".b", ".c")
-"""The suffixes of a partition's transactional ids, in their turns' order."""
-
-
-def transactional_ids(base: str) -> list[str]:
-    """A partition's transactional ids; each fences a zombie writer's producer of the same id."""
-    return [f"{base}{suffix}" for suffix in TURNS]
-
 
 @dataclass
 class Writer:
-    """The writer of one partition: its state, its producers, what waits to be decided, the
-    next transaction's batch and the one in flight."""
+    """The writer of one partition: its state, its producer pair, what waits to be decided,
+    the next transaction's batch and the one in flight."""
 
     partition: int
-    producers: Sequence[AIOKafkaProducer]  # they take turns
+    producers: tuple[AIOKafkaProducer, AIOKafkaProducer]  # they take turns
     state: PartitionState
     inbox: local_sockets.Inbox
     waiting: list[Received] = field(default_factory=list)  # fetched or handed, undecided
@@ -77,9 +64,8 @@ class Writer:
     timers: Timers = field(default_factory=Timers)
 
     def next_turn(self) -> AIOKafkaProducer:
-        """The producer of the next transaction: neither the one whose transaction may be in
-        flight nor the one whose markers may be pending."""
-        return self.producers[(self.transactions + 1) % len(self.producers)]
+        """The producer of the next transaction: not the one whose markers may be pending."""
+        return self.producers[(self.transactions + 1) % 2]
 
     def take_turn(self) -> AIOKafkaProducer:
         """The next transaction's producer, whose turn it now is."""
@@ -105,7 +91,7 @@ def begin_next(writer: Writer, events: TopicPartition, now: float) -> None:
 
 
 def refresh(writer: Writer, events: TopicPartition, now: float) -> None:
-    """Abort the begun transaction, unused, and begin the next one on the next producer
+    """Abort the begun transaction, unused, and begin the next one on the other producer
     (the aborted one's turn is spent), before the broker's transaction timeout aborts it and
     fences its producer. Only between transactions: none may be in flight."""
     assert writer.committing is None and writer.begun is not None, "an idle begun one"
@@ -118,7 +104,7 @@ def refresh(writer: Writer, events: TopicPartition, now: float) -> None:
 async def _aborted_then(
     stale: asyncio.Task[TransactionContext], producer: AIOKafkaProducer, events: TopicPartition
 ) -> TransactionContext:
-    """Abort the stale transaction while the next one begins on `producer`, another one."""
+    """Abort the stale transaction while the next one begins on `producer`, the other one."""
     began = asyncio.create_task(begin(producer, events))
     try:
         await (await stale).__aexit__(Refreshed, Refreshed(), None)
