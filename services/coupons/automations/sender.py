@@ -5,7 +5,9 @@ Exactly once per run: a run to send is first marked `sending` (which the frequen
 count) in the transaction that decided it, then the command goes out with the idempotency
 key `automation-run:<id>`, then the outcome is recorded. A crash between those steps leaves
 the run `sending`; it is sent again after `STALE_S` with the same key, and the decider
-answers with the first outcome. Replicas share the work: runs are claimed with
+answers with the first outcome (so a command handed to a decider of this host is never
+appended to the commands topic as well: `CommandGateway.decide(caller_resends=True)`).
+Replicas share the work: runs are claimed with
 `FOR UPDATE SKIP LOCKED`, and a contact's runs are decided under an advisory lock on the
 contact, so the caps hold when many triggers for one contact arrive at once."""
 
