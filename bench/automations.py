@@ -16,9 +16,13 @@ COUPONS_AUTOMATION_CONTACT_CAP=0) runs against a local Kafka and PostgreSQL of i
    bench's consume time) - the event's append acknowledged, matched by contact id; the
    same against the record's Kafka timestamp (the decider's produce time, before its
    transaction commits) is printed too. Events lost = acknowledged events with no record.
-   Where the time goes: event -> the run claimed by the sender (`automation_runs.claimed_at`:
-   the contacts processor and the sender's queue), then claimed -> consumed (the
-   `DistributeCode` through the gateway and the decider, its transaction, the consumer).
+   Where the time goes, p50 and p99 of each stage (epoch clocks of one machine): event
+   acknowledged -> run recorded (`automation_runs.created_at`: the contacts processor) ->
+   claimed by the sender (`claimed_at`, the start of its claim: the sender's queue) ->
+   decided (the record's `occurred_at`: the claim's transaction and verdicts, the gateway,
+   the decider's queue) -> consumed (the decider's transaction, the bench's consumer); and,
+   beside them, decided -> outcome recorded (`decided_at`: the batch's last reply, then the
+   sender's write of its outcomes).
 2. Broadcast: a static segment of N contact ids uploaded as CSV in chunks of 20,000 ids
    (under the 512 KiB body limit), then `POST /v1/broadcasts`; seconds from the request
    until `status == done` with every run `sent`.
@@ -26,10 +30,12 @@ COUPONS_AUTOMATION_CONTACT_CAP=0) runs against a local Kafka and PostgreSQL of i
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,12 +68,24 @@ def figures(values: list[float]) -> str:
     return " ".join(f"p{q} {pct(values, q / 100):.0f} ms" for q in (50, 95, 99))
 
 
+@dataclass(frozen=True)
+class Record:
+    """A `coupon.issued.v1` record as the bench consumed it."""
+
+    consumed: float
+    """Monotonic."""
+    consumed_epoch: float
+    stamped: float
+    """Its Kafka timestamp (the decider's produce time), epoch seconds."""
+    decided: float
+    """Its envelope's `occurred_at` (the decision's time), epoch seconds."""
+
+
 class Heard:
-    """Every `coupon.issued.v1` record consumed: contact id -> (consume time, monotonic;
-    the record's Kafka timestamp, epoch seconds)."""
+    """Every `coupon.issued.v1` record consumed, by contact id."""
 
     def __init__(self, topics: Topics, kafka: str) -> None:
-        self.at: dict[str, tuple[float, float]] = {}
+        self.at: dict[str, Record] = {}
         self._consumer: AIOKafkaConsumer = bus.reader(kafka)
         self._topic = topics.issued.name
 
@@ -77,10 +95,12 @@ class Heard:
         try:
             while True:
                 for records in (await self._consumer.getmany(timeout_ms=200)).values():
-                    now = time.monotonic()
+                    now, epoch = time.monotonic(), time.time()
                     for r in records:
-                        contact = json.loads(r.value)["data"]["contact_id"]
-                        self.at.setdefault(contact, (now, r.timestamp / 1000))
+                        body = json.loads(r.value)
+                        decided = datetime.fromisoformat(body["occurred_at"]).timestamp()
+                        found = Record(now, epoch, r.timestamp / 1000, decided)
+                        self.at.setdefault(body["data"]["contact_id"], found)
         finally:
             await self._consumer.stop()
 
@@ -133,14 +153,8 @@ async def trigger_latency(
         if found != count:
             last, count = time.monotonic(), found
         await asyncio.sleep(0.2)
-    consumed = [(heard.at[c][0] - t) * 1000 for c, (t, _) in acked.items() if c in heard.at]
-    stamped = [(heard.at[c][1] - w) * 1000 for c, (_, w) in acked.items() if c in heard.at]
-    claimed = await claimed_at(db, f"t{run}-")
-    waited, sending = [], []  # event acknowledged -> run claimed by the sender -> consumed
-    for c, (t, w) in acked.items():
-        if c in heard.at and c in claimed:
-            waited.append((claimed[c] - w) * 1000)
-            sending.append((heard.at[c][0] - t - (claimed[c] - w)) * 1000)
+    consumed = [(heard.at[c].consumed - t) * 1000 for c, (t, _) in acked.items() if c in heard.at]
+    stamped = [(heard.at[c].stamped - w) * 1000 for c, (_, w) in acked.items() if c in heard.at]
     return {
         "events": n,
         "rate": n / produced_s,
@@ -148,22 +162,64 @@ async def trigger_latency(
         "lost": len(acked) - len(consumed),
         "consumed": consumed,
         "stamped": stamped,
-        "waited": waited,
-        "sending": sending,
+        "stages": await stages(db, f"t{run}-", acked, heard),
     }
 
 
-async def claimed_at(db: str, prefix: str) -> dict[str, float]:
-    """When the sender claimed each run of the contacts named `prefix...` (epoch seconds)."""
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system) used so far by the process `pid` and its children: on a
+    shared machine, a steadier measure of the path's cost than its latency."""
+    total = 0
+    for each in [pid, *_children(pid)]:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+STAGES = {
+    "recorded": "event -> run recorded (contacts processor)",
+    "claimed": "recorded -> claimed (sender's queue)",
+    "decided": "claimed -> decided (claim, gateway, decider's queue)",
+    "consumed": "decided -> consumed (decider's transaction, consumer)",
+    "outcome": "decided -> outcome recorded (batch's last reply, write)",
+}
+
+
+async def stages(
+    db: str, prefix: str, acked: dict[str, tuple[float, float]], heard: Heard
+) -> dict[str, list[float]]:
+    """Each stage's durations (ms, the keys of STAGES) of the runs of contacts `prefix...`
+    that were sent, from their rows in `automation_runs` and the records consumed."""
     conn = await asyncpg.connect(db)
     try:
         rows = await conn.fetch(
-            "SELECT contact_id, claimed_at FROM automation_runs WHERE starts_with(contact_id, $1)",
+            """SELECT contact_id, created_at, claimed_at, decided_at FROM automation_runs
+               WHERE starts_with(contact_id, $1) AND status = 'sent'""",
             prefix,
         )
     finally:
         await conn.close()
-    return {r["contact_id"]: r["claimed_at"].timestamp() for r in rows if r["claimed_at"]}
+    found: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    for row in rows:
+        record, (_, event) = heard.at.get(row["contact_id"]), acked.get(row["contact_id"], (0, 0))
+        if record is None or not event or None in (row["created_at"], row["claimed_at"]):
+            continue
+        recorded, claimed = row["created_at"].timestamp(), row["claimed_at"].timestamp()
+        found["recorded"].append((recorded - event) * 1000)
+        found["claimed"].append((claimed - recorded) * 1000)
+        found["decided"].append((record.decided - claimed) * 1000)
+        found["consumed"].append((record.consumed_epoch - record.decided) * 1000)
+        found["outcome"].append((row["decided_at"].timestamp() - record.decided) * 1000)
+    return found
 
 
 async def broadcast(client: httpx.AsyncClient, size: int, run: int) -> dict[str, Any]:
@@ -251,28 +307,33 @@ async def run(args: argparse.Namespace, served: Served) -> None:
         await define(client, args.automations)
         await asyncio.sleep(2)  # the consumer has its partitions; the service its automations
         p99s, lost = [], 0
+        stage_p99s: dict[str, list[float]] = {}
         for n in range(args.runs if args.seconds > 0 else 0):
+            cpu_before = cpu_seconds(served.pid)
             found = await trigger_latency(args, out, topics, heard, db, n)
+            cpu_ms = (cpu_seconds(served.pid) - cpu_before) * 1000 / max(found["events"], 1)
             p99s.append(pct(found["consumed"], 0.99))
             lost += found["lost"]
             print(
                 f"trigger -> coupon.issued at {found['rate']:,.0f} events/s over"
                 f" {args.automations} automations: {figures(found['consumed'])}"
                 f" (consumed); {figures(found['stamped'])} (Kafka timestamp);"
-                f" {found['sent']:,} sent of {found['events']:,}, {found['lost']} lost",
+                f" {found['sent']:,} sent of {found['events']:,}, {found['lost']} lost;"
+                f" the service's CPU: {cpu_ms:.2f} ms per event",
                 flush=True,
             )
-            print(
-                f"  of which event -> run claimed by the sender: {figures(found['waited'])};"
-                f" claimed -> consumed: {figures(found['sending'])}",
-                flush=True,
-            )
+            for stage, label in STAGES.items():
+                values = found["stages"][stage]
+                stage_p99s.setdefault(stage, []).append(pct(values, 0.99))
+                print(f"  {label}: {figures(values)}", flush=True)
         if p99s:
             print(
                 f"trigger latency p99: {statistics.median(p99s):.0f} ms (median of"
                 f" {len(p99s)}; target <= 500 ms); events lost: {lost}",
                 flush=True,
             )
+            medians = (f"{stage} {statistics.median(v):.0f}" for stage, v in stage_p99s.items())
+            print(f"  stage p99s, ms (medians): {', '.join(medians)}", flush=True)
         seconds = []
         for n in range(args.runs if args.broadcast > 0 else 0):
             found = await broadcast(client, args.broadcast, n)

@@ -166,3 +166,31 @@ async def test_a_command_lost_in_a_handover_is_appended_to_the_topic_and_decided
         zombie.close()
     assert (lost.outcome, handed.outcome) == ("accepted", "accepted")
     assert len(swallowed) == 1
+
+
+async def test_a_handover_whose_caller_resends_is_never_appended_as_well(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The automations' sender sends an unanswered run again itself, with the same key: a
+    command it hands over (here to a process that swallows it) is waited for until the
+    gateway's timeout, well past the hand-over's patience, then reported pending, and never
+    appended to the topic too (which decided it twice under load)."""
+    monkeypatch.setattr(gateway_module, "HANDOVER_PATIENCE_S", 0.2)
+    declared = declare(settings.topic_prefix, 1)
+    layout = await ensure_topics(settings.kafka_bootstrap_servers, declared, 1)
+    address = local_sockets.owner(settings.kafka_bootstrap_servers, declared.commands.name, 0)
+    swallowed: list[bytes] = []
+    zombie = local_sockets.Inbox(address, swallowed.append)
+    assert zombie.open()
+    try:
+        gateway = CommandGateway(settings.kafka_bootstrap_servers, declared, layout, 1.5)
+        await gateway.start()
+        try:
+            with pytest.raises(gateway_module.DecisionPending):
+                await gateway.decide(define("resent-by-its-caller"), caller_resends=True)
+        finally:
+            await gateway.stop()
+    finally:
+        zombie.close()
+    assert len(swallowed) == 1
+    assert await records_on(settings, declared.commands.name, 1) == 0, "not appended"

@@ -10,7 +10,7 @@ from contracts.contacts import ContactEvent
 from contracts.money import AmountOff
 from services.coupons.automations.automation import Automation, held_out
 from services.coupons.automations.lift import Arm, lift, wilson
-from services.coupons.automations.triggers import fired, next_moment
+from services.coupons.automations.triggers import Triggers
 from services.coupons.automations.verdict import Cap, Sent, Source, verdict
 from services.coupons.contacts.conditions import compile_condition
 from services.coupons.contacts.profile import Profile, Trait, evaluation_data
@@ -45,8 +45,8 @@ def trial_ends(at: int) -> Profile:
 
 def test_an_event_trigger_fires_once_per_event_of_its_type() -> None:
     a = automation({"kind": "event", "event_type": "trial.will_end"})
-    found = fired(
-        [a], change(events=[event("e1", "trial.will_end"), event("e2", "page.viewed")]), NOW
+    found = Triggers.of([a]).fired(
+        change(events=[event("e1", "trial.will_end"), event("e2", "page.viewed")]), NOW
     )
     assert [(f.occurrence, f.cause) for f in found] == [("event:e1", "e1")]
 
@@ -54,34 +54,34 @@ def test_an_event_trigger_fires_once_per_event_of_its_type() -> None:
 def test_segment_triggers_fire_on_entering_or_leaving_their_segment() -> None:
     entering = automation({"kind": "entered_segment", "segment_id": "s1"})
     leaving = automation({"kind": "left_segment", "segment_id": "s1"})
-    assert [f.occurrence for f in fired([entering, leaving], change(entered=("s1",)), NOW)] == [
-        "entered_segment:e9"
-    ]
-    assert [f.occurrence for f in fired([entering, leaving], change(left=("s1",)), NOW)] == [
-        "left_segment:e9"
-    ]
+    assert [
+        f.occurrence for f in Triggers.of([entering, leaving]).fired(change(entered=("s1",)), NOW)
+    ] == ["entered_segment:e9"]
+    assert [
+        f.occurrence for f in Triggers.of([entering, leaving]).fired(change(left=("s1",)), NOW)
+    ] == ["left_segment:e9"]
 
 
 def test_a_moment_fires_from_its_second_within_the_catch_up_and_says_when_next() -> None:
     a = automation({"kind": "moment", "trait": "trial_ends_at", "offset_s": -3 * DAY})
     moment = NOW + 100
     profile = trial_ends(moment + 3 * DAY)
-    assert fired([a], change(profile), NOW) == []
-    assert next_moment([a], profile, NOW) == moment
-    assert [f.occurrence for f in fired([a], change(profile), moment)] == [
+    assert Triggers.of([a]).fired(change(profile), NOW) == []
+    assert Triggers.of([a]).next_moment(profile, NOW) == moment
+    assert [f.occurrence for f in Triggers.of([a]).fired(change(profile), moment)] == [
         f"moment:trial_ends_at:{moment}"
     ]
-    assert fired([a], change(profile), moment + 3601) == []  # past the catch-up window
-    assert next_moment([a], profile, moment) is None
+    assert Triggers.of([a]).fired(change(profile), moment + 3601) == []  # past the catch-up window
+    assert Triggers.of([a]).next_moment(profile, moment) is None
 
 
 def test_a_paused_or_out_of_window_automation_fires_nothing() -> None:
     a = automation({"kind": "event", "event_type": "x"}, ends_at="2020-01-01T00:00:00Z")
-    assert fired([a], change(events=[event("e1", "x")]), NOW) == []
+    assert Triggers.of([a]).fired(change(events=[event("e1", "x")]), NOW) == []
     paused = Automation.of(
         "p", 1, "paused", automation({"kind": "event", "event_type": "x"}).definition
     )
-    assert fired([paused], change(events=[event("e1", "x")]), NOW) == []
+    assert Triggers.of([paused]).fired(change(events=[event("e1", "x")]), NOW) == []
 
 
 def source(**extra: object) -> Source:
@@ -179,5 +179,9 @@ def test_lift_on_a_hand_built_data_set() -> None:
 def test_a_trigger_says_whether_its_condition_held_as_it_fired() -> None:
     a = automation({"kind": "event", "event_type": "x"}, condition={">": [{"var": "traits.s"}, 5]})
     high = Profile("ann", traits={"s": Trait(9, NOW, "e0")})
-    assert [f.holds for f in fired([a], change(high, events=[event("e1", "x")]), NOW)] == [True]
-    assert [f.holds for f in fired([a], change(events=[event("e1", "x")]), NOW)] == [False]
+    assert [
+        f.holds for f in Triggers.of([a]).fired(change(high, events=[event("e1", "x")]), NOW)
+    ] == [True]
+    assert [f.holds for f in Triggers.of([a]).fired(change(events=[event("e1", "x")]), NOW)] == [
+        False
+    ]

@@ -5,7 +5,8 @@ contact's timer at its next moment trigger. Runs inside the contacts' transactio
 from collections.abc import Mapping, Sequence
 
 from projections.db import Connection
-from services.coupons.automations import store, triggers
+from services.coupons.automations import store
+from services.coupons.automations.triggers import Triggers
 from services.coupons.contacts.reactions import Change
 
 
@@ -16,11 +17,12 @@ async def react(conn: Connection, changes: Sequence[Change], now: int) -> Mappin
         await store.record_conversions(conn, events, await store.conversion_types(conn))
     if not automations:
         return {}
-    fired = [f for c in changes for f in triggers.fired(automations, c, now)]
+    indexed = Triggers.of(automations)
+    fired = [f for c in changes for f in indexed.fired(c, now)]
     await store.record_fired(conn, fired, now)
     wanted = {}
     for change in changes:
-        due = triggers.next_moment(automations, change.profile, now)
+        due = indexed.next_moment(change.profile, now)
         if due is not None:
             wanted[change.profile.contact_id] = due
     return wanted

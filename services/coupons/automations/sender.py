@@ -5,7 +5,9 @@ Exactly once per run: a run to send is first marked `sending` (which the frequen
 count) in the transaction that decided it, then the command goes out with the idempotency
 key `automation-run:<id>`, then the outcome is recorded. A crash between those steps leaves
 the run `sending`; it is sent again after `STALE_S` with the same key, and the decider
-answers with the first outcome. Replicas share the work: runs are claimed with
+answers with the first outcome (so a command handed to a decider of this host is never
+appended to the commands topic as well: `CommandGateway.decide(caller_resends=True)`).
+Replicas share the work: runs are claimed with
 `FOR UPDATE SKIP LOCKED`, and a contact's runs are decided under an advisory lock on the
 contact, so the caps hold when many triggers for one contact arrive at once."""
 
@@ -25,6 +27,8 @@ from contracts.reasons import Reason
 from contracts.replies import Reply
 from projections.db import Connection
 from services.coupons.automations import store
+from services.coupons.automations.in_flight import InFlight
+from services.coupons.automations.outcomes import Outcome, Outcomes, columns
 from services.coupons.automations.seen import Seen
 from services.coupons.automations.sources import Route, Sources, sources_for
 from services.coupons.automations.verdict import Cap
@@ -35,12 +39,13 @@ from services.coupons.store.woken import run_woken
 log = structlog.get_logger(__name__)
 
 BATCH = 1000
+"""Runs claimed at most at once."""
 RECHECK_S = 1.0
 STALE_S = 30.0
 """A run left `sending` this long (its sender crashed or the decider did not answer) is
 sent again, with the same idempotency key."""
-IN_FLIGHT = 4
-"""Batches being sent at once, beside the one being claimed."""
+IN_FLIGHT = 4000
+"""Runs handed to the deciders and not yet answered, at most (`in_flight`)."""
 ACTOR = "automation"
 _NOT_ACTIVE = {Reason.ENDED, Reason.NOT_STARTED, Reason.EXPIRED, Reason.PAUSED}
 
@@ -70,22 +75,22 @@ class Sender:
         self._cap = cap
 
     async def run(self) -> None:
-        """Claim due runs batch after batch while earlier batches are still being sent: a
-        batch's sends wait on the deciders' round trips (1-2 s for 1,000 on this machine),
-        and claiming only after they all returned held every trigger behind the slowest."""
+        """Claim due runs as long as there is room in flight, send each at once, and free its
+        place when it is answered: a claim does not wait for the one before it to be
+        answered whole, nor for its outcomes to be written (`outcomes`)."""
         await self._caught_up()  # until then, every campaign would look unknown
-        slots = asyncio.Semaphore(IN_FLIGHT)
-        async with asyncio.TaskGroup() as sending:
+        in_flight = InFlight(IN_FLIGHT)
+        outcomes = Outcomes(self._pool)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(outcomes.run())
 
             async def step() -> bool:
-                await slots.acquire()
-                claimed, to_send = await self.claim_due()
-                if to_send:
-                    task = sending.create_task(self._deliver(to_send))
-                    task.add_done_callback(lambda _: slots.release())
-                else:
-                    slots.release()
-                return claimed == BATCH
+                limit = min(BATCH, await in_flight.room())
+                claimed, to_send = await self.claim_due(limit)
+                in_flight.take(len(to_send))
+                for each in to_send:
+                    tasks.create_task(self._deliver(each, in_flight, outcomes))
+                return claimed == limit
 
             await run_woken(self._database_url, store.RUNS_CHANNEL, step, self._seconds_to_next)
 
@@ -103,8 +108,8 @@ class Sender:
         left: float = (due - datetime.now(UTC)).total_seconds()
         return min(RECHECK_S, max(0.0, left))
 
-    async def claim_due(self) -> tuple[int, list[_ToSend]]:
-        """Decide the runs due now (at most BATCH) and mark those to send `sending`: how
+    async def claim_due(self, limit: int = BATCH) -> tuple[int, list[_ToSend]]:
+        """Decide the runs due now (at most `limit`) and mark those to send `sending`: how
         many were claimed, and what to send."""
         now = datetime.now(UTC)
         async with self._pool.acquire() as conn, conn.transaction():
@@ -115,7 +120,7 @@ class Sender:
                    ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED""",
                 now,
                 now - timedelta(seconds=STALE_S),
-                BATCH,
+                limit,
             )
             if not rows:
                 return 0, []
@@ -130,7 +135,7 @@ class Sender:
             stale = [r for r in rows if r["status"] == "sending"]
             decided = await self._decide(conn, sources, [r for r in rows if r not in stale], now)
             decided += [(r, "sending", None, None) for r in stale]  # sent again from now
-            ids, statuses, reasons, details = _columns(
+            ids, statuses, reasons, details = columns(
                 [(r["id"], status, reason, detail) for r, status, reason, detail in decided]
             )
             await conn.execute(
@@ -156,19 +161,15 @@ class Sender:
         ]
         return len(rows), to_send
 
-    async def _deliver(self, to_send: list[_ToSend]) -> None:
-        """Send each run's coupon and record the outcomes; a run the decider did not answer
-        in time stays `sending`, and is sent again later with the same key."""
-        outcomes = await asyncio.gather(*(self._send(s.run, s.route, s.email) for s in to_send))
-        async with self._pool.acquire() as conn:
-            await conn.execute(
-                """UPDATE automation_runs AS a SET status = d.status, reason = d.reason,
-                       detail = d.detail, decided_at = now()
-                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-                        AS d(id, status, reason, detail)
-                   WHERE a.id = d.id AND a.status = 'sending'""",
-                *_columns([o for o in outcomes if o is not None]),
-            )
+    async def _deliver(self, each: _ToSend, in_flight: InFlight, outcomes: Outcomes) -> None:
+        """Send one run's coupon and queue its outcome; a run the decider did not answer in
+        time stays `sending`, and is sent again later with the same key."""
+        try:
+            outcome = await self._send(each.run, each.route, each.email)
+        finally:
+            in_flight.done()
+        if outcome is not None:
+            outcomes.add(outcome)
 
     async def _decide(
         self, conn: Connection, sources: Sources, runs: list[Any], now: datetime
@@ -191,9 +192,7 @@ class Sender:
                 decided.append((run, "refused", found.reason, found.detail))
         return decided
 
-    async def _send(
-        self, run: Any, route: Route, email: str | None
-    ) -> tuple[str, str, str | None, str | None] | None:
+    async def _send(self, run: Any, route: Route, email: str | None) -> Outcome | None:
         """Send one run's coupon; its outcome (id, status, reason, detail), or None when the
         decider did not answer in time (sent again later, with the same key)."""
         command = DistributeCode(
@@ -212,13 +211,13 @@ class Sender:
             data=command,
         )
         try:
-            reply = await self._gateway.decide(envelope)
+            reply = await self._gateway.decide(envelope, caller_resends=True)
         except DecisionPending:
             return None
         return _outcome(run["id"], reply)
 
 
-def _outcome(run_id: str, reply: Reply) -> tuple[str, str, str | None, str | None]:
+def _outcome(run_id: str, reply: Reply) -> Outcome:
     if reply.outcome == "accepted":
         return (run_id, "sent", None, None)
     if reply.reason == Reason.NO_CODE_AVAILABLE:
@@ -226,19 +225,6 @@ def _outcome(run_id: str, reply: Reply) -> tuple[str, str, str | None, str | Non
     if reply.reason in _NOT_ACTIVE or reply.reason == Reason.CAMPAIGN_NOT_FOUND:
         return (run_id, "refused", "campaign_not_active", reply.detail)
     return (run_id, "refused", "not_eligible", f"{reply.reason}: {reply.detail}")
-
-
-def _columns(
-    rows: list[tuple[str, str, str | None, str | None]],
-) -> tuple[list[str], list[str], list[str | None], list[str | None]]:
-    """(id, status, reason, detail) rows as four columns, for one `unnest` statement: a
-    batch's 1,000 updates in one round trip instead of one statement each."""
-    return (
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        [r[2] for r in rows],
-        [r[3] for r in rows],
-    )
 
 
 async def _emails(conn: Connection, contacts: list[str]) -> dict[str, str | None]:

@@ -109,10 +109,10 @@ async def record_fired(conn: Connection, fired: Sequence[Fired], now: int) -> in
         """WITH added AS (
                INSERT INTO automation_runs (id, source_kind, source_id, source_version,
                    campaign_id, contact_id, occurrence, cause, triggered_at, due_at, status,
-                   reason, detail, decided_at)
+                   reason, detail, decided_at, created_at)
                SELECT r.id, 'automation', r.source_id, r.version, r.campaign_id, r.contact_id,
                       r.occurrence, r.cause, r.triggered_at, r.due_at, r.status, r.reason,
-                      r.detail, r.decided_at
+                      r.detail, r.decided_at, clock_timestamp()
                FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[],
                            $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
                            $10::text[], $11::text[], $12::text[], $13::timestamptz[])

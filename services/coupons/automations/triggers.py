@@ -5,10 +5,9 @@ the transaction that settles the contact, so a trigger is recorded exactly once 
 change that caused it. An occurrence names what fired (the event id, the segment change,
 the trait's value for a moment): the same occurrence never makes a second run."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from contracts.automations import EventTrigger, MomentTrigger, SegmentTrigger
 from services.coupons.automations.automation import Automation
@@ -27,57 +26,74 @@ class Fired:
     run is due, after any delay)."""
 
 
-def fired(automations: Sequence[Automation], change: Change, now: int) -> list[Fired]:
-    """The triggers `change` fires at `now` (epoch seconds) among the live `automations`."""
-    at = datetime.fromtimestamp(now, UTC)
-    entered, left = set(change.entered), set(change.left)
-    contact = change.profile.contact_id
-    found = []
-    for automation in automations:
-        if not automation.live_at(at):
-            continue
-        trigger = automation.definition.trigger
-        match trigger:
-            case EventTrigger(event_type=wanted):
-                found += [
-                    Fired(automation, contact, f"event:{e.id}", e.id)
-                    for e in change.events
-                    if e.type == wanted
-                ]
-            case SegmentTrigger(kind=kind, segment_id=segment):
-                if segment in (entered if kind == "entered_segment" else left):
-                    occurrence = f"{kind}:{change.cause}"
-                    found.append(Fired(automation, contact, occurrence, change.cause))
-            case MomentTrigger():
-                moment = moment_of(trigger, change.profile)
-                if moment is not None and moment <= now <= moment + trigger.catch_up_s:
-                    cause = f"moment:{trigger.trait}:{moment}"
-                    found.append(Fired(automation, contact, cause, cause))
-    if any(f.automation.condition is not None for f in found):
-        data = evaluation_data(change.profile, now)
+@dataclass(frozen=True)
+class Triggers:
+    """The automations by what fires them, indexed once for a batch of changes: a change is
+    matched against the automations its events and segment moves name, not each one (with
+    20 automations, looping over all of them per change was most of the trigger's cost)."""
+
+    events: Mapping[str, Sequence[Automation]]
+    segments: Mapping[tuple[str, str], Sequence[Automation]]
+    """By (trigger kind, segment id)."""
+    moments: Sequence[tuple[Automation, MomentTrigger]]
+
+    @classmethod
+    def of(cls, automations: Sequence[Automation]) -> "Triggers":
+        events: dict[str, list[Automation]] = {}
+        segments: dict[tuple[str, str], list[Automation]] = {}
+        moments: list[tuple[Automation, MomentTrigger]] = []
+        for automation in automations:
+            match automation.definition.trigger:
+                case EventTrigger(event_type=wanted):
+                    events.setdefault(wanted, []).append(automation)
+                case SegmentTrigger(kind=kind, segment_id=segment):
+                    segments.setdefault((kind, segment), []).append(automation)
+                case MomentTrigger() as trigger:
+                    moments.append((automation, trigger))
+        return cls(events, segments, moments)
+
+    def fired(self, change: Change, now: int) -> list[Fired]:
+        """The triggers `change` fires at `now` (epoch seconds) among the live automations."""
+        at = datetime.fromtimestamp(now, UTC)
+        contact = change.profile.contact_id
         found = [
-            f
-            if f.automation.condition is None
-            else replace(f, holds=f.automation.condition.matches(data))
-            for f in found
+            Fired(automation, contact, f"event:{e.id}", e.id)
+            for e in change.events
+            for automation in self.events.get(e.type, ())
         ]
-    return found
+        for kind, moved in (("entered_segment", change.entered), ("left_segment", change.left)):
+            for segment in moved:
+                occurrence = f"{kind}:{change.cause}"
+                found += [
+                    Fired(automation, contact, occurrence, change.cause)
+                    for automation in self.segments.get((kind, segment), ())
+                ]
+        for automation, trigger in self.moments:
+            moment = moment_of(trigger, change.profile)
+            if moment is not None and moment <= now <= moment + trigger.catch_up_s:
+                cause = f"moment:{trigger.trait}:{moment}"
+                found.append(Fired(automation, contact, cause, cause))
+        found = [f for f in found if f.automation.live_at(at)]
+        if any(f.automation.condition is not None for f in found):
+            data = evaluation_data(change.profile, now)
+            found = [
+                f
+                if f.automation.condition is None
+                else replace(f, holds=f.automation.condition.matches(data))
+                for f in found
+            ]
+        return found
 
-
-def _holds(automation: Automation, data: dict[str, Any]) -> bool:
-    return automation.condition is None or automation.condition.matches(data)
-
-
-def next_moment(automations: Sequence[Automation], profile: Profile, now: int) -> int | None:
-    """The first second after `now` at which a moment trigger is due for this contact."""
-    due = [
-        moment
-        for a in automations
-        if a.status == "active" and isinstance(a.definition.trigger, MomentTrigger)
-        for moment in [moment_of(a.definition.trigger, profile)]
-        if moment is not None and moment > now
-    ]
-    return min(due, default=None)
+    def next_moment(self, profile: Profile, now: int) -> int | None:
+        """The first second after `now` at which a moment trigger is due for this contact."""
+        due = [
+            moment
+            for a, trigger in self.moments
+            if a.status == "active"
+            for moment in [moment_of(trigger, profile)]
+            if moment is not None and moment > now
+        ]
+        return min(due, default=None)
 
 
 def moment_of(trigger: MomentTrigger, profile: Profile) -> int | None:

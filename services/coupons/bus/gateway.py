@@ -93,8 +93,12 @@ class CommandGateway:
     def healthy(self) -> bool:
         return self._tail is not None and not self._tail.done()
 
-    async def decide(self, command: Envelope[AnyCommand]) -> Reply:
-        """Hand `command` to its decider, or append it durably, and wait for the reply."""
+    async def decide(self, command: Envelope[AnyCommand], *, caller_resends: bool = False) -> Reply:
+        """Hand `command` to its decider, or append it durably, and wait for the reply.
+        `caller_resends`: the caller sends the command again itself, with the same key, when
+        it gets no answer (the automations' sender), so a command handed over is waited for
+        until the timeout and never appended as well: under load a hand-over can wait longer
+        than HANDOVER_PATIENCE_S for its transaction, and appending it too decided it twice."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout_s
         waiter: asyncio.Future[Reply] = loop.create_future()
@@ -102,6 +106,8 @@ class CommandGateway:
         partition = kafka.partition_for(command.key, self._partitions)
         try:
             if self._hand_over(partition, command):
+                if caller_resends:  # what goes unanswered, it sends again: never appended too
+                    return await asyncio.wait_for(waiter, max(deadline - loop.time(), 0))
                 patience = min(HANDOVER_PATIENCE_S, self._timeout_s)
                 try:
                     return await asyncio.wait_for(asyncio.shield(waiter), patience)
