@@ -311,7 +311,7 @@ def ledger_codec(count: int) -> None:
     gc.freeze()  # as the service does once started (`runtime._collect_garbage_less_often`)
     gc.set_threshold(50_000, 50, 100)
     started = time.process_time()
-    bodies = [pickle.dumps(s.columns(), protocol=5) for s in book.segments()]
+    bodies = [pickle.dumps(s.columns(), protocol=5) for s in book.segments() if s]
     encoded = time.process_time() - started
     started = time.process_time()
     cold = Ledger(tuple(Segment.of_columns(pickle.loads(body)) for body in bodies))
