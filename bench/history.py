@@ -1,11 +1,15 @@
 """Start-to-ready and memory against the length of the event log (issue 23, part 2).
 
-    python bench/history.py [--events 1000000 5000000] [--before DIR]
+    python bench/history.py [--events 1000000 5000000] [--days 365] [--before DIR]
     python bench/history.py --in-process 200000
     python bench/history.py --ledger 1000000
 
 Seeds a fresh event topic with N events produced directly (a campaign per partition, then
-redemptions spread over them, by 100,000 contacts, each with its own idempotency key), then
+redemptions spread over them, by 100,000 contacts, each with its own idempotency key), by
+default all of them within the idempotency memo's 24 h window (the worst case: every key is
+live); with `--days D` spread evenly over the D days before the seeding (a realistic history:
+with 365, only the last day's keys, about N/365, are in the window, every redemption still in
+its campaign's ledger), then
 starts the service (`COUPONS_COMPONENTS=decider`: the decider and the campaign view; readiness
 ignores the projections, which are not running) and times it from the process's start to
 `/readyz` answering 200, and reads its resident memory (VmRSS) once ready:
@@ -43,7 +47,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -80,7 +84,8 @@ def campaigns() -> dict[int, str]:
 
 
 def redemption_template(campaign_id: str) -> str:
-    """A CodeRedeemed event's JSON with `{n}`, `{contact}` and `{uid}` to fill in."""
+    """A CodeRedeemed event's JSON with `{n}`, `{contact}`, `{uid}` and `{at}` (when it
+    occurred, ISO 8601) to fill in."""
     data = CodeRedeemed(
         campaign_id=campaign_id,
         redemption_id="RID",
@@ -100,9 +105,11 @@ def redemption_template(campaign_id: str) -> str:
         request_hash="f" * 64,
         actor="bench",
         data=data,
+        occurred_at=MARK,
     )
     text = envelope.model_dump_json().replace("{", "{{").replace("}", "}}")
     for marker, field in (
+        (MARK.isoformat().replace("+00:00", "Z"), "{at}"),
         ("00000000-0000-0000-0000-000000000000", "{uid}"),
         ('"RID"', '"r{n}"'),
         ('"CONTACT"', '"c{contact}"'),
@@ -115,7 +122,18 @@ def redemption_template(campaign_id: str) -> str:
     return text
 
 
-def defined(campaign_id: str) -> bytes:
+MARK = datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
+"""A date found once in the template: where `{at}` goes."""
+
+
+def occurred(n: int, count: int, days: float, end: datetime) -> str:
+    """When the `n`th of `count` redemptions occurred: spread evenly over the `days` before
+    `end`, or all at `end` with no days."""
+    at = end - timedelta(days=days * (count - n) / count) if days else end
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def defined(campaign_id: str, at: datetime) -> bytes:
     command = DefineCampaign(
         campaign_id=campaign_id,
         name=campaign_id,
@@ -123,26 +141,33 @@ def defined(campaign_id: str) -> bytes:
         discount=AmountOff(amount_off=500, currency="EUR"),
         limits=Limits(per_contact=None),
     )
-    [event] = campaign.decide(None, command, datetime.now(UTC))
-    return Envelope(key=campaign_id, correlation_id="define", data=event).to_bytes()
+    [event] = campaign.decide(None, command, at)
+    envelope = Envelope(key=campaign_id, correlation_id="define", data=event, occurred_at=at)
+    return envelope.to_bytes()
 
 
-async def seed(bootstrap: str, prefix: str, count: int) -> float:
-    """Produce `count` events (a definition per partition, then redemptions); seconds taken."""
+async def seed(bootstrap: str, prefix: str, count: int, days: float) -> float:
+    """Produce `count` events (a definition per partition, then redemptions over the last
+    `days`, or now); seconds taken."""
     topics = declare(prefix, PARTITIONS)
     await ensure_topics(bootstrap, topics, 1)
     started = time.monotonic()
     owners = campaigns()
+    end = datetime.now(UTC)
     producer = kafka.producer(bootstrap)
     await producer.start()
     try:
         for p, campaign_id in owners.items():
-            await producer.send_and_wait(topics.events.name, defined(campaign_id), partition=p)
+            first = end - timedelta(days=days)
+            await producer.send_and_wait(
+                topics.events.name, defined(campaign_id, first), partition=p
+            )
         templates = {p: redemption_template(c) for p, c in owners.items()}
         pending = []
         for n in range(count - PARTITIONS):
             p = n % PARTITIONS
-            value = templates[p].format(n=n, contact=n % CONTACTS, uid=uuid.UUID(int=n + 1))
+            at = occurred(n, count, days, end)
+            value = templates[p].format(n=n, contact=n % CONTACTS, uid=uuid.UUID(int=n + 1), at=at)
             pending.append(await producer.send(topics.events.name, value.encode(), partition=p))
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
@@ -281,11 +306,13 @@ def fold_memory(count: int) -> None:
     campaign_id = campaigns()[0]
     template = redemption_template(campaign_id)
     state = PartitionState(CampaignAggregate(declare("bench.", PARTITIONS)))
-    state.apply(EVENTS.decode(defined(campaign_id)), EventPosition(partition=0, offset=0))
+    now = datetime.now(UTC)
+    at = occurred(0, 1, 0, now)
+    state.apply(EVENTS.decode(defined(campaign_id, now)), EventPosition(partition=0, offset=0))
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for n in range(count):
-        value = template.format(n=n, contact=n % CONTACTS, uid=uuid.UUID(int=n + 1))
+        value = template.format(n=n, contact=n % CONTACTS, uid=uuid.UUID(int=n + 1), at=at)
         state.apply(EVENTS.decode(value.encode()), EventPosition(partition=0, offset=n + 1))
     grown = tracemalloc.get_traced_memory()[0] - before
     print(f"{count:,} redemptions of {CONTACTS:,} contacts folded: {grown / count:,.0f} bytes"
@@ -341,6 +368,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument(
+        "--days",
+        type=float,
+        default=0,
+        help="spread the redemptions over this many days (default: all within the memo's window)",
+    )
     parser.add_argument("--before", type=Path, help="a checkout of the code to compare with")
     parser.add_argument(
         "--in-process", type=int, metavar="N", help="only: a decider's bytes per redemption"
@@ -380,8 +413,9 @@ def main() -> None:
             empty: dict[str, float] = {}
             for count in [PARTITIONS, *args.events]:
                 prefix = f"h{uuid.uuid4().hex[:6]}."
-                took = asyncio.run(seed(ends.kafka_bootstrap_servers, prefix, count))
-                print(f"# seeded {count:,} events in {took:.0f} s", flush=True)
+                took = asyncio.run(seed(ends.kafka_bootstrap_servers, prefix, count, args.days))
+                over = f"over {args.days:g} days" if args.days else "all within the window"
+                print(f"# seeded {count:,} events ({over}) in {took:.0f} s", flush=True)
                 for label, tree in runs(args.before):
                     for row in measure(label, tree, env, prefix, count, log):
                         print(f"{count:,}\t{row}", flush=True)

@@ -25,7 +25,7 @@ from contracts.codec import EVENTS, MalformedMessage
 from contracts.envelope import Envelope
 from contracts.events import CampaignDefined, CodeReserved, CodesAdded, Event
 from contracts.topics import Topics
-from services.coupons import parked
+from services.coupons import long_lived, parked
 from services.coupons.bus import kafka
 from services.coupons.domain import campaign as aggregate
 from services.coupons.writer.snapshots import Snapshots
@@ -160,6 +160,8 @@ class CampaignView:
                         if record.offset >= taken:
                             self._fold(folding, record.value)
                             folded += 1
+                    if folding is not self._live:  # the first fold: what it builds stays
+                        long_lived.folded(len(records))
                     folding.last[tp.partition] = max(
                         records[-1].offset, folding.last.get(tp.partition, -1)
                     )
