@@ -82,8 +82,9 @@ class DecidedSegment:
     def __len__(self) -> int:
         return len(self.prefixes)
 
-    def find(self, slot: bytes) -> Decided | None:
-        key, prefixes = prefix(slot), self.prefixes
+    def find(self, slot: bytes, key: int) -> Decided | None:
+        """The decision of `slot`, whose `prefix` is `key`, if this segment holds it."""
+        prefixes = self.prefixes
         i = bisect.bisect_left(prefixes, key)
         while i < len(prefixes) and prefixes[i] == key:
             if self.slots[i * SLOT_BYTES : (i + 1) * SLOT_BYTES] == slot:
@@ -168,14 +169,23 @@ class Bucket:
         return f"Bucket(cold={sum(map(len, self._cold))}, hot={len(self._hot)})"
 
     def _cold_get(self, slot: bytes) -> Decided | None:
-        if not self._cold:
-            return None
-        at = bisect.bisect_right(self._firsts, prefix(slot)) - 1
-        return None if at < 0 else self._cold[at].find(slot)
+        return self.cold_get(slot, prefix(slot)) if self._cold else None
+
+    def cold_get(self, slot: bytes, key: int) -> Decided | None:
+        """The decision of `slot` (whose `prefix` is `key`) read from the snapshot, if any."""
+        at = bisect.bisect_right(self._firsts, key) - 1
+        return None if at < 0 else self._cold[at].find(slot, key)
 
     def get(self, slot: bytes) -> Decided | None:
         found = self._hot.get(slot)
         return self._cold_get(slot) if found is None else found
+
+    def hot_get(self, slot: bytes) -> Decided | None:
+        return self._hot.get(slot)
+
+    @property
+    def has_cold(self) -> bool:
+        return bool(self._cold)
 
     def set(self, slot: bytes, decided: Decided) -> "Bucket":
         shadowed = self._shadowed
