@@ -1,11 +1,15 @@
 """Start-to-ready and memory against the length of the event log (issue 23, part 2).
 
-    python bench/history.py [--events 1000000 5000000] [--before DIR]
+    python bench/history.py [--events 1000000 5000000] [--days 365] [--before DIR]
     python bench/history.py --in-process 200000
-    python bench/history.py --ledger 1000000
+    python bench/history.py --restore 200000
 
 Seeds a fresh event topic with N events produced directly (a campaign per partition, then
-redemptions spread over them, by 100,000 contacts, each with its own idempotency key), then
+redemptions spread over them, by 100,000 contacts, each with its own idempotency key), by
+default all of them within the idempotency memo's 24 h window (the worst case: every key is
+live); with `--days D` spread evenly over the D days before the seeding (a realistic history:
+with 365, only the last day's keys, about N/365, are in the window, every redemption still in
+its campaign's ledger), then
 starts the service (`COUPONS_COMPONENTS=decider`: the decider and the campaign view; readiness
 ignores the projections, which are not running) and times it from the process's start to
 `/readyz` answering 200, and reads its resident memory (VmRSS) once ready:
@@ -18,13 +22,15 @@ ignores the projections, which are not running) and times it from the process's 
   seconds from its start until both answer `/readyz` 200 (the group rebalanced, every
   partition was given up and acquired again, half of them by the newcomer), and its RSS;
 * each for this code (`after`) and, with `--before DIR`, a checkout of the code to compare
-  with (`before`, run with this environment's interpreter), on the same log.
+  with (`before`, run with this environment's interpreter), on the same log, each with a
+  database of its own: both first starts, then `--rounds` rounds of a restart and a
+  rebalance of each code in turn, alternated.
 
 Memory per million redemptions is (RSS with N events - RSS with none) / N * 1e6, each
 process holding its decider's state and its view. `--in-process N` measures only a decider's
 partition state, in this process, with tracemalloc: N redemptions folded (copy this file into
-another checkout to measure that one). `--ledger N`: a ledger of N redemptions through its
-snapshot codec, against pickled objects. It provisions its own Kafka and PostgreSQL
+another checkout to measure that one). `--restore N`: such a state through its snapshot
+codec, encoded and read back, CPU seconds. It provisions its own Kafka and PostgreSQL
 on `COUPONS_KAFKA_PORT` / `COUPONS_PG_PORT` (19392 / 15632 by default; the service on
 `COUPONS_BENCH_PORT`, 18380, and the one after it) in `COUPONS_STATE_DIR`
 (a temporary directory by default). Too long for `make bench` (minutes per million events);
@@ -43,7 +49,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -51,98 +57,48 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from contracts.commands import DefineCampaign  # noqa: E402
-from contracts.envelope import Envelope  # noqa: E402
-from contracts.events import CodeRedeemed  # noqa: E402
-from contracts.money import AmountOff  # noqa: E402
-from contracts.rules import Limits  # noqa: E402
+from history_events import (  # noqa: E402
+    CONTACTS,
+    PARTITIONS,
+    campaigns,
+    defined,
+    fold_memory,
+    occurred,
+    redemption_template,
+    restore_cost,
+)
+
 from contracts.topics import declare  # noqa: E402
 from services.coupons.bus import kafka  # noqa: E402
 from services.coupons.bus.topics import ensure_topics  # noqa: E402
-from services.coupons.domain import campaign  # noqa: E402
 from services.devstack.stack import provisioned  # noqa: E402
 
-PARTITIONS = 6
 SNAPSHOT_EVERY = 100_000  # the default: a partition of a million-event log has more
-CONTACTS = 100_000
 PORT = int(os.environ.get("COUPONS_BENCH_PORT", "18380"))
 
 
-def campaigns() -> dict[int, str]:
-    """A campaign id for each partition."""
-    found: dict[int, str] = {}
-    i = 0
-    while len(found) < PARTITIONS:
-        key = f"bench-{i}"
-        found.setdefault(kafka.partition_for(key, PARTITIONS), key)
-        i += 1
-    return found
-
-
-def redemption_template(campaign_id: str) -> str:
-    """A CodeRedeemed event's JSON with `{n}`, `{contact}` and `{uid}` to fill in."""
-    data = CodeRedeemed(
-        campaign_id=campaign_id,
-        redemption_id="RID",
-        code="BENCH",
-        contact_id="CONTACT",
-        order_ref="ORDER",
-        currency="EUR",
-        amount=2000,
-        discount=500,
-        total=1500,
-    )
-    envelope = Envelope[CodeRedeemed](
-        id=uuid.UUID(int=0),
-        key=campaign_id,
-        correlation_id="CORR",
-        idempotency_key="IKEY",
-        request_hash="f" * 64,
-        actor="bench",
-        data=data,
-    )
-    text = envelope.model_dump_json().replace("{", "{{").replace("}", "}}")
-    for marker, field in (
-        ("00000000-0000-0000-0000-000000000000", "{uid}"),
-        ('"RID"', '"r{n}"'),
-        ('"CONTACT"', '"c{contact}"'),
-        ('"ORDER"', '"o{n}"'),
-        ('"CORR"', '"x{n}"'),
-        ('"IKEY"', '"k{n}"'),
-        ("f" * 64, "{n:064x}"),
-    ):
-        text = text.replace(marker, field)
-    return text
-
-
-def defined(campaign_id: str) -> bytes:
-    command = DefineCampaign(
-        campaign_id=campaign_id,
-        name=campaign_id,
-        code="BENCH",
-        discount=AmountOff(amount_off=500, currency="EUR"),
-        limits=Limits(per_contact=None),
-    )
-    [event] = campaign.decide(None, command, datetime.now(UTC))
-    return Envelope(key=campaign_id, correlation_id="define", data=event).to_bytes()
-
-
-async def seed(bootstrap: str, prefix: str, count: int) -> float:
-    """Produce `count` events (a definition per partition, then redemptions); seconds taken."""
+async def seed(bootstrap: str, prefix: str, count: int, days: float) -> float:
+    """Produce `count` events (a definition per partition, then redemptions over the last
+    `days`, or now); seconds taken."""
     topics = declare(prefix, PARTITIONS)
     await ensure_topics(bootstrap, topics, 1)
     started = time.monotonic()
     owners = campaigns()
+    end = datetime.now(UTC)
     producer = kafka.producer(bootstrap)
     await producer.start()
     try:
         for p, campaign_id in owners.items():
-            await producer.send_and_wait(topics.events.name, defined(campaign_id), partition=p)
+            first = end - timedelta(days=days)
+            await producer.send_and_wait(
+                topics.events.name, defined(campaign_id, first), partition=p
+            )
         templates = {p: redemption_template(c) for p, c in owners.items()}
         pending = []
         for n in range(count - PARTITIONS):
             p = n % PARTITIONS
-            value = templates[p].format(n=n, contact=n % CONTACTS, uid=uuid.UUID(int=n + 1))
+            at = occurred(n, count, days, end)
+            value = templates[p].format(n=n, contact=n % CONTACTS, uid=uuid.UUID(int=n + 1), at=at)
             pending.append(await producer.send(topics.events.name, value.encode(), partition=p))
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
@@ -234,23 +190,29 @@ def runs(before: Path | None) -> Iterator[tuple[str, Path]]:
     yield "after", ROOT
 
 
-def measure(
+def first_start(
     label: str, tree: Path, env: dict[str, str], prefix: str, count: int, log: Path
-) -> list[str]:
-    """Start the service on `prefix`'s log, then once more from its snapshots, then a second
-    process beside it (a rebalance: how long until both serve)."""
+) -> tuple[dict[str, str], str]:
+    """Start the service on `prefix`'s log with a database of its own, until its snapshots are
+    written; its environment (for the restarts) and its row."""
     database_url = asyncio.run(fresh_database(env["DATABASE_URL"]))
     env = {**env, "DATABASE_URL": database_url, "COUPONS_TOPIC_PREFIX": prefix}
-    rows = []
     service = Service(tree, env, log)
     try:
         seconds = service.until_ready()
-        rows.append(f"{label}, first\t{seconds:.1f}\t{rss_mib(service.process.pid):.0f}")
+        row = f"{label}, first\t{seconds:.1f}\t{rss_mib(service.process.pid):.0f}"
         if count // PARTITIONS >= SNAPSHOT_EVERY:
             while asyncio.run(snapshotted(database_url, prefix)) < PARTITIONS:
                 time.sleep(1)  # the snapshots written after loading, then a restart
     finally:
         service.stop()
+    return env, row
+
+
+def restarted(label: str, tree: Path, env: dict[str, str], log: Path) -> list[str]:
+    """Start the service again (from its snapshots), then a second process beside it (a
+    rebalance: how long until both serve)."""
+    rows = []
     service = Service(tree, env, log)
     try:
         seconds = service.until_ready()
@@ -267,73 +229,24 @@ def measure(
     return rows
 
 
-def fold_memory(count: int) -> None:
-    """Bytes per redemption of a decider's partition state (campaign and memo), in process:
-    `count` redemptions folded, traced with tracemalloc (no Kafka: the events are decoded from
-    the same JSON the log holds)."""
-    import tracemalloc
-
-    from contracts.codec import EVENTS
-    from contracts.replies import EventPosition
-    from services.coupons.decider import CampaignAggregate
-    from services.coupons.writer.batch import PartitionState
-
-    campaign_id = campaigns()[0]
-    template = redemption_template(campaign_id)
-    state = PartitionState(CampaignAggregate(declare("bench.", PARTITIONS)))
-    state.apply(EVENTS.decode(defined(campaign_id)), EventPosition(partition=0, offset=0))
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    for n in range(count):
-        value = template.format(n=n, contact=n % CONTACTS, uid=uuid.UUID(int=n + 1))
-        state.apply(EVENTS.decode(value.encode()), EventPosition(partition=0, offset=n + 1))
-    grown = tracemalloc.get_traced_memory()[0] - before
-    print(f"{count:,} redemptions of {CONTACTS:,} contacts folded: {grown / count:,.0f} bytes"
-          f" each ({grown / 2**20:,.0f} MiB), memo and campaign state")  # fmt: skip
-
-
-def ledger_codec(count: int) -> None:
-    """A ledger of `count` redemptions of 100,000 contacts through a snapshot, in process: its
-    segments encoded and decoded (`domain.ledger`), against the same redemptions pickled as
-    objects in slices of 1,000 and read back into a map, as snapshots did before; CPU time."""
-    import gc
-    import pickle
-
-    from immutables import Map
-
-    from services.coupons.domain.ledger import Ledger, Redemption, Segment
-
-    contacts = [sys.intern(f"c{n}") for n in range(CONTACTS)]
-    building = Map[str, Redemption]().mutate()
-    for n in range(count):
-        building[f"r{n}"] = Redemption(contacts[n % CONTACTS], "BENCH", 500)
-    book = Ledger(hot=building.finish())
-    gc.freeze()  # as the service does once started (`runtime._collect_garbage_less_often`)
-    gc.set_threshold(50_000, 50, 100)
-    started = time.process_time()
-    bodies = [pickle.dumps(s.columns(), protocol=5) for s in book.segments()]
-    encoded = time.process_time() - started
-    started = time.process_time()
-    cold = Ledger(tuple(Segment.of_columns(pickle.loads(body)) for body in bodies))
-    decoded = time.process_time() - started
-    items = list(book.items())
-    started = time.process_time()
-    slices = [pickle.dumps(items[i : i + 1000], protocol=5) for i in range(0, count, 1000)]
-    encoded_before = time.process_time() - started
-    started = time.process_time()
-    rebuilt = Map[str, Redemption]().mutate()
-    for body in slices:
-        for key, value in pickle.loads(body):
-            rebuilt[key] = value
-    rebuilt.finish()
-    decoded_before = time.process_time() - started
-    started = time.process_time()
-    assert all(f"r{n}" in cold for n in range(0, count, 7))
-    lookup_us = (time.process_time() - started) / len(range(0, count, 7)) * 1e6
-    print(f"{count:,} redemptions, CPU s: segments {sum(map(len, bodies)) / count:.0f} B each,"
-          f" encode {encoded:.2f}, decode {decoded:.2f}; pickled objects"
-          f" {sum(map(len, slices)) / count:.0f} B each, encode {encoded_before:.2f}, decode"
-          f" {decoded_before:.2f}; a lookup in the segments {lookup_us:.1f} µs")  # fmt: skip
+def measure(
+    trees: list[tuple[str, Path]],
+    env: dict[str, str],
+    prefix: str,
+    count: int,
+    log: Path,
+    rounds: int,
+) -> Iterator[str]:
+    """Each code's first start on `prefix`'s log, then `rounds` rounds of a restart and a
+    rebalance of each code in turn (alternated: the machine's load changes by the minute)."""
+    envs = {}
+    for label, tree in trees:
+        envs[label], row = first_start(label, tree, env, prefix, count, log)
+        yield row
+    for _ in range(rounds):
+        for label, tree in trees:
+            yield f"# load average {os.getloadavg()[0]:.1f}"
+            yield from restarted(label, tree, envs[label], log)
 
 
 def main() -> None:
@@ -341,16 +254,25 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument(
+        "--days",
+        type=float,
+        default=0,
+        help="spread the redemptions over this many days (default: all within the memo's window)",
+    )
     parser.add_argument("--before", type=Path, help="a checkout of the code to compare with")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="restarts and rebalances of each code, alternated"
+    )
     parser.add_argument(
         "--in-process", type=int, metavar="N", help="only: a decider's bytes per redemption"
     )
     parser.add_argument(
-        "--ledger", type=int, metavar="N", help="only: a ledger's snapshot codec, in process"
+        "--restore", type=int, metavar="N", help="only: a state's snapshot codec, in process"
     )
     args = parser.parse_args()
-    if args.ledger:
-        ledger_codec(args.ledger)
+    if args.restore:
+        restore_cost(args.restore)
         return
     if args.in_process:
         fold_memory(args.in_process)
@@ -380,18 +302,22 @@ def main() -> None:
             empty: dict[str, float] = {}
             for count in [PARTITIONS, *args.events]:
                 prefix = f"h{uuid.uuid4().hex[:6]}."
-                took = asyncio.run(seed(ends.kafka_bootstrap_servers, prefix, count))
-                print(f"# seeded {count:,} events in {took:.0f} s", flush=True)
-                for label, tree in runs(args.before):
-                    for row in measure(label, tree, env, prefix, count, log):
-                        print(f"{count:,}\t{row}", flush=True)
-                        rss = float(row.split("\t")[-1])
-                        run = row.split("\t")[0]
-                        if count == PARTITIONS:
-                            empty[run] = rss
-                        elif run in empty:
-                            per_million = (rss - empty[run]) / (count - PARTITIONS) * 1e6
-                            print(f"#   {run}: {per_million:,.0f} MiB per million redemptions")
+                took = asyncio.run(seed(ends.kafka_bootstrap_servers, prefix, count, args.days))
+                over = f"over {args.days:g} days" if args.days else "all within the window"
+                print(f"# seeded {count:,} events ({over}) in {took:.0f} s", flush=True)
+                trees = list(runs(args.before))
+                for row in measure(trees, env, prefix, count, log, args.rounds):
+                    if row.startswith("#"):
+                        print(row, flush=True)
+                        continue
+                    print(f"{count:,}\t{row}", flush=True)
+                    rss = float(row.split("\t")[-1])
+                    run = row.split("\t")[0]
+                    if count == PARTITIONS:
+                        empty[run] = rss
+                    elif run in empty:
+                        per_million = (rss - empty[run]) / (count - PARTITIONS) * 1e6
+                        print(f"#   {run}: {per_million:,.0f} MiB per million redemptions")
             print(f"load average after: {os.getloadavg()}")
 
 

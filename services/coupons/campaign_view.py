@@ -25,7 +25,7 @@ from contracts.codec import EVENTS, MalformedMessage
 from contracts.envelope import Envelope
 from contracts.events import CampaignDefined, CodeReserved, CodesAdded, Event
 from contracts.topics import Topics
-from services.coupons import parked
+from services.coupons import long_folds, parked
 from services.coupons.bus import kafka
 from services.coupons.domain import campaign as aggregate
 from services.coupons.writer.snapshots import Snapshots
@@ -156,10 +156,12 @@ class CampaignView:
             while True:
                 for tp, records in batches.items():
                     taken = folding.next.get(tp.partition, 0)  # folded already, or handed over
-                    for record in records:
+                    for n, record in enumerate(records, 1):
                         if record.offset >= taken:
                             self._fold(folding, record.value)
                             folded += 1
+                        if folding is not self._live and n % long_folds.SLICE == 0:
+                            await long_folds.sliced(long_folds.SLICE)  # catching up
                     folding.last[tp.partition] = max(
                         records[-1].offset, folding.last.get(tp.partition, -1)
                     )

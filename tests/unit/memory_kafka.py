@@ -115,20 +115,23 @@ class _Reader:
         return {tp: len(self.kafka.logs[tp]) for tp in tps}
 
     async def getmany(
-        self, *tps: TopicPartition, timeout_ms: int = 0
+        self, *tps: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
-        fetched = self._take(tps or tuple(self.positions))
+        fetched = self._take(tps or tuple(self.positions), max_records)
         if not fetched:
             await self.kafka.changed(timeout_ms / 1000)
-            fetched = self._take(tps or tuple(self.positions))
+            fetched = self._take(tps or tuple(self.positions), max_records)
         return fetched
 
     def _take(
-        self, tps: Iterable[TopicPartition]
+        self, tps: Iterable[TopicPartition], max_records: int | None = None
     ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
         fetched = {}
+        budget = max_records
         for tp in tps:
-            records = self.kafka.logs[tp][self.positions[tp] :]
+            records = self.kafka.logs[tp][self.positions[tp] :][:budget]
+            if budget is not None:
+                budget -= len(records)
             if records:
                 fetched[tp] = records
                 self.positions[tp] += len(records)
@@ -160,19 +163,19 @@ class _GroupReader(_Reader):
         self.paused.difference_update(tps)
 
     def _take(
-        self, tps: Iterable[TopicPartition]
+        self, tps: Iterable[TopicPartition], max_records: int | None = None
     ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
-        return super()._take([tp for tp in tps if tp not in self.paused])
+        return super()._take([tp for tp in tps if tp not in self.paused], max_records)
 
     async def getmany(
-        self, *tps: TopicPartition, timeout_ms: int = 0
+        self, *tps: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
         if not self.positions:
             assert self.topic is not None and self.listener is not None
             assigned = {TopicPartition(self.topic, p) for p in range(self.kafka.partitions)}
             self.positions = {tp: 0 for tp in assigned}
             await self.listener.on_partitions_assigned(assigned)
-        return await super().getmany(*tps, timeout_ms=timeout_ms)
+        return await super().getmany(*tps, timeout_ms=timeout_ms, max_records=max_records)
 
 
 class _Transaction:

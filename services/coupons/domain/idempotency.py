@@ -11,8 +11,10 @@ The memo is a fold over the event log (every event carries its command's key and
 hash), so it survives restarts exactly like the aggregate state. Decisions are kept in
 buckets of a 24th of the window by the time they were decided; a whole bucket is dropped once
 it is older than the window, so a key is remembered for at least the window and at most a
-24th longer, and memory is bounded by the keys of one window. Each bucket is a persistent map
-(`immutables.Map`): a snapshot takes the memo as it stands without copying it.
+24th longer, and memory is bounded by the keys of one window. Each bucket (`memo_bucket`) is
+immutable, its decisions since the start a persistent map and those read from a snapshot flat
+columns: a snapshot takes the memo as it stands without copying it, and a restart reads it
+back without an object per key.
 
 An entry is compact (measured: docs/performance/resilience.md): the slot is a
 16-byte digest of (campaign, key), the request hash 16 bytes, the event positions flat ints.
@@ -22,54 +24,38 @@ import bisect
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from immutables import Map
 from pydantic import BaseModel
 
 from contracts.envelope import Envelope
 from contracts.events import CommandRejected
 from contracts.reasons import Reason
 from contracts.replies import EventPosition
+from services.coupons.domain.memo_bucket import Bucket, Decided, prefix
+
+__all__ = [
+    "BUCKETS_PER_WINDOW",
+    "RETENTION_S",
+    "Bucket",
+    "Buckets",
+    "Decided",
+    "KeyReused",
+    "Memo",
+    "Refusal",
+    "Slot",
+    "campaign_refusal",
+    "request_hash",
+    "slot_of",
+]
 
 RETENTION_S = 24 * 3600.0
 """How long a decided key is remembered by default (`COUPONS_IDEMPOTENCY_WINDOW_S`)."""
 BUCKETS_PER_WINDOW = 24
 
 Slot = bytes
-Buckets = Mapping[int, Map[Slot, "Decided"]]
-
-
-@dataclass(frozen=True, slots=True)
-class Decided:
-    """A decision: the request's hash (16 bytes), its refusal if refused, and where its events
-    are in the log, flat: partition, offset, partition, offset..."""
-
-    request_hash: bytes
-    refused: tuple[Reason, str] | None = None
-    positions: tuple[int, ...] = ()
-
-    @property
-    def outcome(self) -> Literal["accepted", "rejected"]:
-        return "accepted" if self.refused is None else "rejected"
-
-    @property
-    def reason(self) -> Reason | None:
-        return None if self.refused is None else self.refused[0]
-
-    @property
-    def detail(self) -> str | None:
-        return None if self.refused is None else self.refused[1]
-
-    @property
-    def events(self) -> tuple[EventPosition, ...]:
-        pairs = zip(self.positions[::2], self.positions[1::2], strict=True)
-        return tuple(EventPosition(partition=p, offset=o) for p, o in pairs)
-
-    def at(self, position: EventPosition) -> "Decided":
-        return replace(self, positions=(*self.positions, position.partition, position.offset))
+Buckets = Mapping[int, Bucket]
 
 
 class KeyReused(Exception):
@@ -109,23 +95,38 @@ class Memo:
         self._refusal = refusal
         self.window_s = window_s
         self._bucket_s = window_s / BUCKETS_PER_WINDOW
-        self._buckets: dict[int, Map[Slot, Decided]] = {}
+        self._buckets: dict[int, Bucket] = {}
         self._order: list[int] = []  # bucket numbers, oldest first
+        self._restored: list[int] = []  # those of them with decisions read from a snapshot
 
     def __len__(self) -> int:
         return sum(len(b) for b in self._buckets.values())
 
     def _find(self, slot: Slot) -> tuple[int, Decided] | tuple[None, None]:
+        """The newest bucket's decision of `slot`. The hot maps first (a map lookup each), then
+        the restored columns of the buckets newer than a hot find (a bisection each), so a new
+        key (the common case) costs one bisection per restored bucket, not more."""
+        buckets = self._buckets
+        hot: tuple[int, Decided] | tuple[None, None] = None, None
         for number in reversed(self._order):
-            found = self._buckets[number].get(slot)
+            found = buckets[number].hot_get(slot)
             if found is not None:
-                return number, found
-        return None, None
+                hot = number, found
+                break
+        if self._restored:
+            key = prefix(slot)
+            for number in reversed(self._restored):
+                if hot[0] is not None and number <= hot[0]:
+                    break  # a hot decision shadows the restored one of its bucket and older
+                found = buckets[number].cold_get(slot, key)
+                if found is not None:
+                    return number, found
+        return hot
 
     def _put(self, number: int, slot: Slot, decided: Decided) -> None:
         bucket = self._buckets.get(number)
         if bucket is None:
-            bucket = Map()
+            bucket = Bucket()
             bisect.insort(self._order, number)
         self._buckets[number] = bucket.set(slot, decided)
 
@@ -178,10 +179,12 @@ class Memo:
         forgotten = 0
         while self._order and self._order[0] < oldest:
             forgotten += len(self._buckets.pop(self._order.pop(0)))
+        self._restored = [number for number in self._restored if number >= oldest]
         return forgotten
 
-    def buckets(self, without: Iterable[Slot] = ()) -> dict[int, Map[Slot, Decided]]:
-        """The memo as it stands (persistent maps, not copied), less the slots `without`."""
+    def buckets(self, without: Iterable[Slot] = ()) -> dict[int, Bucket]:
+        """The memo as it stands (immutable buckets, not copied), less the decisions of the
+        slots `without` made since the start (those of a snapshot are committed)."""
         taken = dict(self._buckets)
         for slot in without:
             number, _ = self._find(slot)
@@ -193,3 +196,4 @@ class Memo:
         """Start from buckets a snapshot kept."""
         self._buckets = dict(buckets)
         self._order = sorted(self._buckets)
+        self._restored = [number for number in self._order if self._buckets[number].has_cold]

@@ -17,7 +17,6 @@ changes (reversed, refunded) goes into the hot map, which shadows the cold copy.
 import bisect
 import heapq
 import itertools
-import sys
 import zlib
 from array import array
 from collections.abc import Iterator
@@ -55,7 +54,9 @@ def id_hash(redemption_id: str) -> int:
 @dataclass(frozen=True, slots=True)
 class Segment:
     """Redemptions sorted by `id_hash`, column by column. Contacts and codes are indexes into
-    `names`; a redemption reversed or refunded keeps those fields in `changed` by index."""
+    `names`, the distinct names' UTF-8 one after another (ending at `name_ends`), decoded when
+    a redemption is looked up: reading a segment builds no string per contact. A redemption
+    reversed or refunded keeps those fields in `changed` by index."""
 
     hashes: array  # type: ignore[type-arg]  # "Q"
     ids: bytes  # the ids' UTF-8, one after another
@@ -63,7 +64,8 @@ class Segment:
     contacts: array  # type: ignore[type-arg]  # "I"
     codes: array  # type: ignore[type-arg]  # "I"
     discounts: array  # type: ignore[type-arg]  # "q"
-    names: tuple[str, ...]
+    names: bytes
+    name_ends: array  # type: ignore[type-arg]  # "I": where each name ends in `names`
     changed: dict[int, tuple[bool, frozenset[str], int]] = field(default_factory=dict)
 
     def find(self, hashed: int, encoded: bytes) -> Redemption | None:
@@ -75,10 +77,14 @@ class Segment:
             i += 1
         return None
 
+    def name(self, n: int) -> str:
+        ends = self.name_ends
+        return self.names[ends[n - 1] if n else 0 : ends[n]].decode()
+
     def entry(self, i: int) -> Redemption:
-        names = self.names
         more = self.changed.get(i, ())
-        return Redemption(names[self.contacts[i]], names[self.codes[i]], self.discounts[i], *more)
+        contact, code = self.name(self.contacts[i]), self.name(self.codes[i])
+        return Redemption(contact, code, self.discounts[i], *more)
 
     def items(self) -> Iterator[tuple[int, str, Redemption]]:
         start = 0
@@ -89,21 +95,35 @@ class Segment:
     def columns(self) -> tuple[Any, ...]:
         """Its fields as bytes and plain values, for a snapshot chunk."""
         arrays = (self.hashes, self.ends, self.contacts, self.codes, self.discounts)
-        return (*(a.tobytes() for a in arrays), self.ids, self.names, self.changed)
+        names = (self.names, self.name_ends.tobytes())
+        return (*(a.tobytes() for a in arrays), self.ids, names, self.changed)
 
     @classmethod
     def of_columns(cls, columns: tuple[Any, ...]) -> "Segment":
-        hashes, ends, contacts, codes, discounts, ids, names, changed = columns
-        return cls(
+        hashes, ends, contacts, codes, discounts, ids, (names, name_ends), changed = columns
+        segment = cls(
             _array("Q", hashes),
             ids,
             _array("Q", ends),
             _array("I", contacts),
             _array("I", codes),
             _array("q", discounts),
-            tuple(map(sys.intern, names)),  # shared with the per-contact and per-code counts
+            names,
+            _array("I", name_ends),
             changed,
         )
+        segment.check()
+        return segment
+
+    def check(self) -> None:
+        """Raises ValueError unless the columns agree in length (a chunk that unpickles but
+        was not written by this code). O(1): the checksum already vouches for the bytes."""
+        count = len(self.hashes)
+        lengths = {len(self.ends), len(self.contacts), len(self.codes), len(self.discounts)}
+        if lengths != {count} or not isinstance(self.ids, bytes) or not count:
+            raise ValueError("a segment's columns differ in length")
+        if self.ends[-1] != len(self.ids) or self.name_ends[-1] != len(self.names):
+            raise ValueError("a segment's ends do not match its bytes")
 
     @classmethod
     def build(cls, entries: list[tuple[int, str, Redemption]]) -> "Segment":
@@ -124,7 +144,8 @@ class Segment:
             array("I", [index(r.contact_id, len(names)) for r in redemptions]),
             array("I", [index(r.code, len(names)) for r in redemptions]),
             array("q", [r.discount for r in redemptions]),
-            tuple(names),
+            b"".join(named := [name.encode() for name in names]),
+            array("I", itertools.accumulate(map(len, named))),
             changed,
         )
 
@@ -182,13 +203,15 @@ class Ledger:
     def __bool__(self) -> bool:
         return bool(self._cold) or bool(self._hot)
 
-    def _sorted(self) -> Iterator[tuple[int, str, Redemption]]:
+    def _sorted(self) -> Iterator[tuple[int, str, Redemption] | None]:
         """Every redemption by (hash, id), the hot copy of one that is in both tiers. The hot
-        map is sorted a slice at a time, so no single step holds the caller for long."""
+        map is sorted a slice at a time, None yielded after each (a step: the caller may let
+        others run), so no single step holds the caller for long."""
         hot = iter(self._hot.items())
         runs: list[Iterator[tuple[int, int, str, Redemption]]] = []
         while piece := list(itertools.islice(hot, SEGMENT_ENTRIES)):
             runs.append(iter(sorted((id_hash(k), 0, k, r) for k, r in piece)))
+            yield None
         for segment in self._cold:
             runs.append((h, 1, k, r) for h, k, r in segment.items())
         current, seen = -1, tuple[str, ...]()  # the ids of the hash being merged
@@ -201,22 +224,27 @@ class Ledger:
                 continue  # the cold copy of one in the hot map
             yield hashed, redemption_id, redemption
 
+    def _entries(self) -> Iterator[tuple[int, str, Redemption]]:
+        return (entry for entry in self._sorted() if entry is not None)
+
     def items(self) -> Iterator[tuple[str, Redemption]]:
-        return ((k, r) for _, k, r in self._sorted())
+        return ((k, r) for _, k, r in self._entries())
 
     def values(self) -> Iterator[Redemption]:
-        return (r for _, _, r in self._sorted())
+        return (r for _, _, r in self._entries())
 
-    def segments(self) -> Iterator[Segment]:
-        """Both tiers merged into cold segments, one built per step (for a snapshot). A
-        collision's entries stay in one segment, so a lookup needs only one."""
-        entries = self._sorted()
-        piece = list(itertools.islice(entries, SEGMENT_ENTRIES))
-        while piece:
-            following = next(entries, None)
-            while following is not None and following[0] == piece[-1][0]:
-                piece.append(following)
-                following = next(entries, None)
+    def segments(self) -> Iterator[Segment | None]:
+        """Both tiers merged into cold segments, one built per step (for a snapshot); None for
+        a step that built none yet (`_sorted`). A collision's entries stay in one segment, so
+        a lookup needs only one."""
+        piece: list[tuple[int, str, Redemption]] = []
+        for entry in self._sorted():
+            if entry is None:
+                yield None
+            elif len(piece) >= SEGMENT_ENTRIES and entry[0] != piece[-1][0]:
+                yield Segment.build(piece)
+                piece = [entry]
+            else:
+                piece.append(entry)
+        if piece:
             yield Segment.build(piece)
-            piece = [] if following is None else [following]
-            piece.extend(itertools.islice(entries, SEGMENT_ENTRIES - len(piece)))

@@ -13,7 +13,7 @@ from aiokafka.structs import ConsumerRecord
 
 from contracts.codec import MalformedMessage
 from contracts.replies import EventPosition
-from services.coupons import parked
+from services.coupons import long_folds, parked
 from services.coupons.writer import transactions
 from services.coupons.writer.aggregate import Aggregate
 from services.coupons.writer.batch import PartitionState
@@ -46,11 +46,14 @@ async def partition(
             state.memo.restore(snapshot.memo)
             consumer.seek(tp, snapshot.next_offset)
         while await consumer.position(tp) < end:
-            for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+            fetched = await consumer.getmany(tp, timeout_ms=500, max_records=long_folds.SLICE)
+            records = fetched.get(tp, [])
+            for record in records:
                 state.consumed = max(state.consumed, transactions.checkpoint_of(record.headers))
                 _fold(aggregate, state, tp.partition, record)
-                folded += 1
+            folded += len(records)
             state.memo.expire(clock())  # a long fold keeps only a window's keys
+            await long_folds.sliced(len(records))
         state.memo.expire(clock())
     finally:
         await consumer.stop()

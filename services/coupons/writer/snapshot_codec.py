@@ -6,10 +6,11 @@ that encoding never holds the event loop for long: the writer awaits the store b
 persistent maps (a campaign's counts per contact) is written as its head (the dataclass with
 those maps empty) followed by the maps' items in slices; a ledger (`domain.ledger`) as its
 segments, a chunk each, in columns of bytes that read back without an object per redemption;
-the memo as its buckets' items in slices, in columns (slots, request hashes, refusals,
-positions) rebuilt by the constructor rather than by unpickling an object each (that took most
-of a restart: docs/performance/resilience.md). `State` chunks come
-first, then `memo` chunks: a campaign view reads only the first kind.
+the memo as its buckets' segments (`domain.memo_bucket`), a chunk each, likewise: a restart
+reads bytes, not an object per key (rebuilding objects was most of a restart:
+docs/performance/resilience.md). `steps` yields None between the steps that sort a large
+ledger or bucket before its first chunk, so that a writer can let its loop run meanwhile.
+`State` chunks come first, then `memo` chunks: a campaign view reads only the first kind.
 
 Each chunk carries a SHA-256 of its bytes, checked on reading. `fingerprint` names the shape
 of the state's types: a snapshot written by code whose state types differ is not trusted.
@@ -29,15 +30,14 @@ from typing import Any, Literal
 from immutables import Map
 from pydantic import BaseModel
 
-from services.coupons.domain.idempotency import Buckets, Decided, Slot
+from services.coupons.domain.idempotency import Bucket, Buckets
 from services.coupons.domain.ledger import Ledger, Segment
+from services.coupons.domain.memo_bucket import DecidedSegment
 
-FORMAT = 2
-"""The chunk layout below; bump it when it changes."""
+FORMAT = 3
+"""The chunk layout below; bump it when it changes (3: the memo's and the ledger names' bytes)."""
 CHUNK_ITEMS = 1_000
 """Items (states, map entries) per chunk."""
-MEMO_CHUNK_ITEMS = 10_000
-"""Memo keys per chunk: in columns, built without an object per key (about 0.6 MB)."""
 
 Kind = Literal["state", "memo"]
 
@@ -92,6 +92,12 @@ def _split(state: Any) -> tuple[Any, list[tuple[str, Map[Any, Any] | Ledger]]]:
 
 def encode(states: Mapping[str, Any], memo: Buckets) -> Iterator[Chunk]:
     """The chunks of a state and memo (a generator: each chunk is pickled when asked for)."""
+    return (chunk for chunk in steps(states, memo) if chunk is not None)
+
+
+def steps(states: Mapping[str, Any], memo: Buckets) -> Iterator[Chunk | None]:
+    """`encode`'s chunks, and None after each step that sorted part of a ledger or bucket
+    before it had a chunk to give (module doc)."""
     records: list[Any] = []
     items = 0
     for key, state in states.items():
@@ -104,6 +110,9 @@ def encode(states: Mapping[str, Any], memo: Buckets) -> Iterator[Chunk]:
                     yield Chunk("state", pickle.dumps(records, protocol=5))
                     records, items = [], 0
                 for segment in values.segments():
+                    if segment is None:
+                        yield None
+                        continue
                     record = [("ledger", key, name, segment.columns())]
                     yield Chunk("state", pickle.dumps(record, protocol=5))
                 continue
@@ -120,14 +129,11 @@ def encode(states: Mapping[str, Any], memo: Buckets) -> Iterator[Chunk]:
     if records:
         yield Chunk("state", pickle.dumps(records, protocol=5))
     for number, bucket in memo.items():
-        entries = iter(bucket.items())
-        while piece := list(itertools.islice(entries, MEMO_CHUNK_ITEMS)):
-            slots = [slot for slot, _ in piece]
-            hashes = [decided.request_hash for _, decided in piece]
-            refused = [decided.refused for _, decided in piece]
-            positions = [decided.positions for _, decided in piece]
-            body = (number, slots, hashes, refused, positions)
-            yield Chunk("memo", pickle.dumps(body, protocol=5))
+        for decided in bucket.segments():
+            if decided is None:
+                yield None
+                continue
+            yield Chunk("memo", pickle.dumps((number, decided.columns()), protocol=5))
 
 
 def _load(body: bytes, checksum: bytes) -> Any:
@@ -177,15 +183,15 @@ class MemoDecoder:
     """The memo's buckets from `memo` chunks, fed in order (body and checksum)."""
 
     def __init__(self) -> None:
-        self._building: dict[int, dict[Slot, Decided]] = {}
+        self._building: dict[int, list[DecidedSegment]] = {}
 
     def feed(self, body: bytes, checksum: bytes) -> None:
         try:
-            number, slots, hashes, refused, positions = _load(body, checksum)
-            decided = map(Decided, hashes, refused, positions)
-            self._building.setdefault(number, {}).update(zip(slots, decided, strict=True))
+            number, columns = _load(body, checksum)
+            segment = DecidedSegment.of_columns(columns)
         except (TypeError, ValueError) as error:
             raise CorruptSnapshot(f"a memo chunk does not decode: {error!r}") from error
+        self._building.setdefault(number, []).append(segment)
 
-    def finish(self) -> dict[int, Map[Slot, Decided]]:
-        return {number: Map(bucket) for number, bucket in self._building.items()}
+    def finish(self) -> dict[int, Bucket]:
+        return {number: Bucket(tuple(cold)) for number, cold in self._building.items()}

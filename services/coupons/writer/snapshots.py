@@ -29,13 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
-from immutables import Map
 
-from services.coupons.domain.idempotency import Decided, Slot, slot_of
+from services.coupons.domain.idempotency import Bucket, slot_of
 from services.coupons.writer import snapshot_codec
 from services.coupons.writer.snapshot_codec import Chunk, CorruptSnapshot, Kind
 
 log = structlog.get_logger(__name__)
+
+_END = object()
 
 EVERY = 100_000
 """Events appended to a partition between two snapshots of it, by default
@@ -81,7 +82,7 @@ class Loaded:
     """A snapshot read back: the events before `next_offset` folded."""
 
     states: dict[str, Any]
-    memo: dict[int, Map[Slot, Decided]]
+    memo: dict[int, Bucket]
     consumed: int
     next_offset: int
 
@@ -192,9 +193,7 @@ class Snapshots:
         uncommitted = {slot for e in pending if (slot := slot_of(e)) is not None}
         self._start_writing(partition, tracked, memo.buckets(without=uncommitted))
 
-    def _start_writing(
-        self, partition: int, tracked: _Tracked, buckets: dict[int, Map[Slot, Decided]]
-    ) -> None:
+    def _start_writing(self, partition: int, tracked: _Tracked, buckets: dict[int, Bucket]) -> None:
         tracked.since = 0
         tracked.writing = asyncio.create_task(
             self._write(
@@ -209,7 +208,7 @@ class Snapshots:
         self,
         partition: int,
         states: dict[str, Any],
-        buckets: dict[int, Map[Slot, Decided]],
+        buckets: dict[int, Bucket],
         consumed: int,
         next_offset: int,
     ) -> None:
@@ -218,14 +217,17 @@ class Snapshots:
 
         async def chunks() -> AsyncIterator[Chunk]:
             nonlocal longest
-            encoding = snapshot_codec.encode(states, buckets)
+            steps = snapshot_codec.steps(states, buckets)
             while True:
                 before = time.perf_counter()
-                chunk = next(encoding, None)
+                step = next(steps, _END)
                 longest = max(longest, time.perf_counter() - before)
-                if chunk is None:
+                if isinstance(step, Chunk):
+                    yield step
+                elif step is None:
+                    await asyncio.sleep(0)  # a step without a chunk: let the loop run
+                else:
                     return
-                yield chunk
 
         try:
             header = await self._store.save(
