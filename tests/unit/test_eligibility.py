@@ -15,6 +15,7 @@ from services.coupons.domain.eligibility import (
     Offer,
     Refusal,
     Usage,
+    assess,
     check_bound_contact,
     check_currency,
     check_email_domain,
@@ -25,9 +26,15 @@ from services.coupons.domain.eligibility import (
     check_stacking,
     check_status,
     check_window,
-    evaluate,
     first_refusal,
 )
+
+
+def evaluate(offer: Offer | None, usage: Usage, attempt: Attempt) -> Refusal | None:
+    """`assess`'s refusal, None when the code may be redeemed."""
+    found = assess(offer, usage, attempt)
+    return found if isinstance(found, Refusal) else None
+
 
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
 HOUR = timedelta(hours=1)

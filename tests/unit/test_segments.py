@@ -184,7 +184,7 @@ def test_segment_refusals_come_after_who_the_customer_is_and_in_order() -> None:
     from contracts.money import AmountOff
     from contracts.reasons import Reason
     from contracts.rules import Eligibility
-    from services.coupons.domain.eligibility import Offer, Usage, evaluate
+    from services.coupons.domain.eligibility import Offer, Refusal, Usage, assess
 
     def refusal(member_of: set[str], **rules: Any) -> Reason | None:
         offer = Offer(
@@ -192,8 +192,8 @@ def test_segment_refusals_come_after_who_the_customer_is_and_in_order() -> None:
             discount=AmountOff(amount_off=100, currency="EUR"),
             eligibility=Eligibility(**rules),
         )
-        found = evaluate(offer, Usage(), _attempt(frozenset(member_of)))
-        return None if found is None else found.reason
+        found = assess(offer, Usage(), _attempt(frozenset(member_of)))
+        return found.reason if isinstance(found, Refusal) else None
 
     assert refusal(set(), segments=("trials",)) == Reason.NOT_IN_SEGMENT
     assert refusal({"trials"}, segments=("trials", "vip")) is None

@@ -1,6 +1,6 @@
 """May this customer redeem this code on this cart? Small named checks, each returning a
 `Refusal` with a stable reason or None, and `assess`, which runs them in a fixed order and
-gives the discount when none refuses (`evaluate`: the refusal only).
+gives the discount when none refuses.
 
 Order (the first refusal wins), from what nobody can change to what the customer can fix:
 
@@ -73,12 +73,6 @@ class Attempt:
     already_off: int = 0
     segments: frozenset[str] = frozenset()
     """The segments the customer belongs to (those the rules name), resolved by the server."""
-
-
-def evaluate(offer: Offer | None, usage: Usage, attempt: Attempt) -> Refusal | None:
-    """The first refusal in the documented order, or None when the code may be redeemed."""
-    found = assess(offer, usage, attempt)
-    return found if isinstance(found, Refusal) else None
 
 
 def assess(offer: Offer | None, usage: Usage, attempt: Attempt) -> Refusal | int:
