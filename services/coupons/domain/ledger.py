@@ -25,6 +25,8 @@ from typing import Any
 
 from immutables import Map
 
+from services.coupons.domain import tiers
+
 
 @dataclass(frozen=True, slots=True)
 class Redemption:
@@ -237,14 +239,5 @@ class Ledger:
         """Both tiers merged into cold segments, one built per step (for a snapshot); None for
         a step that built none yet (`_sorted`). A collision's entries stay in one segment, so
         a lookup needs only one."""
-        piece: list[tuple[int, str, Redemption]] = []
-        for entry in self._sorted():
-            if entry is None:
-                yield None
-            elif len(piece) >= SEGMENT_ENTRIES and entry[0] != piece[-1][0]:
-                yield Segment.build(piece)
-                piece = [entry]
-            else:
-                piece.append(entry)
-        if piece:
-            yield Segment.build(piece)
+        for piece in tiers.pieces(self._sorted(), SEGMENT_ENTRIES, lambda entry: entry[0]):
+            yield None if piece is None else Segment.build(piece)

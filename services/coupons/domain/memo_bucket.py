@@ -24,6 +24,7 @@ from immutables import Map
 
 from contracts.reasons import Reason
 from contracts.replies import EventPosition
+from services.coupons.domain import tiers
 
 SLOT_BYTES = 16
 """A slot is a 16-byte digest (`idempotency.slot_of`), a request hash 16 bytes too."""
@@ -221,14 +222,5 @@ class Bucket:
     def segments(self) -> Iterator[DecidedSegment | None]:
         """Both tiers merged into cold segments, one built per step; None for a step that built
         none yet (`_sorted`). A prefix shared by two slots stays in one segment."""
-        piece: list[tuple[bytes, Decided]] = []
-        for item in self._sorted():
-            if item is None:
-                yield None
-            elif len(piece) >= SEGMENT_ENTRIES and prefix(item[0]) != prefix(piece[-1][0]):
-                yield DecidedSegment.build(piece)
-                piece = [item]
-            else:
-                piece.append(item)
-        if piece:
-            yield DecidedSegment.build(piece)
+        for piece in tiers.pieces(self._sorted(), SEGMENT_ENTRIES, lambda item: prefix(item[0])):
+            yield None if piece is None else DecidedSegment.build(piece)
