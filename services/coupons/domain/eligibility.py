@@ -37,6 +37,10 @@ class Refusal:
     detail: str
 
 
+NO_SUCH_CODE = Refusal(Reason.UNKNOWN_CODE, "no such code")
+"""The refusal of a code no campaign knows."""
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """What has been redeemed so far: in the campaign, per contact, with this code, and the
@@ -80,7 +84,7 @@ def assess(offer: Offer | None, usage: Usage, attempt: Attempt) -> Refusal | int
     refuses: the amount the limits are checked with, so a use is priced once. Each `or`
     chain stops at its first refusal (a `Refusal` is always true)."""
     if offer is None:
-        return Refusal(Reason.UNKNOWN_CODE, "no such code")
+        return NO_SUCH_CODE
     rules, cart, customer = offer.eligibility, attempt.cart, attempt.customer
     refused = (
         check_bound_contact(rules, offer.bound_contact_id, customer)

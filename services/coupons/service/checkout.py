@@ -14,7 +14,7 @@ from contracts.reasons import Reason
 from projections import campaigns
 from services.coupons.domain import campaign as aggregate
 from services.coupons.domain import refusals
-from services.coupons.domain.eligibility import Refusal
+from services.coupons.domain.eligibility import NO_SUCH_CODE, Refusal
 from services.coupons.domain.guessing import GUESSES
 from services.coupons.runtime import Runtime
 from services.coupons.service.calls import Call
@@ -35,7 +35,6 @@ from services.coupons.service.commands import caught_up, decide
 from services.coupons.service.refusals import ErrorBody, Refused
 
 REDEMPTION_NAMESPACE = uuid5(NAMESPACE_URL, "growthos-coupons/redemption")
-UNKNOWN_CODE = Refusal(Reason.UNKNOWN_CODE, "no such code")
 
 
 async def validate(call: Call, body: ValidationRequest, address: str | None) -> ValidationResult:
@@ -207,7 +206,7 @@ def _assess(
     """What the decider would answer now (its `refusals.assess`, which a redemption is
     decided on), without a command, an event or anything appended."""
     if state is None:
-        return UNKNOWN_CODE
+        return NO_SUCH_CODE
     return refusals.assess(
         state, code, body.customer, body.cart, now, others, already_off, segments
     )
