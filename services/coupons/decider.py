@@ -21,7 +21,8 @@ from contracts.topics import Topics
 from services.coupons.bus.same_process import SameProcess
 from services.coupons.domain import campaign, reservations, summary
 from services.coupons.domain.campaign_state import CodeChunk, Redemption
-from services.coupons.domain.idempotency import RETENTION_S, Decided, campaign_refusal
+from services.coupons.domain.idempotency import RETENTION_S, campaign_refusal
+from services.coupons.domain.memo_bucket import Decided
 from services.coupons.writer.aggregate import Announcement
 from services.coupons.writer.engine import TakeCommitted, Writers, nowhere
 from services.coupons.writer.intake import REBIND_S

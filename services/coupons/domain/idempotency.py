@@ -35,21 +35,6 @@ from contracts.reasons import Reason
 from contracts.replies import EventPosition
 from services.coupons.domain.memo_bucket import Bucket, Decided, prefix
 
-__all__ = [
-    "BUCKETS_PER_WINDOW",
-    "RETENTION_S",
-    "Bucket",
-    "Buckets",
-    "Decided",
-    "KeyReused",
-    "Memo",
-    "Refusal",
-    "Slot",
-    "campaign_refusal",
-    "request_hash",
-    "slot_of",
-]
-
 RETENTION_S = 24 * 3600.0
 """How long a decided key is remembered by default (`COUPONS_IDEMPOTENCY_WINDOW_S`)."""
 BUCKETS_PER_WINDOW = 24

@@ -30,9 +30,9 @@ from typing import Any, Literal
 from immutables import Map
 from pydantic import BaseModel
 
-from services.coupons.domain.idempotency import Bucket, Buckets
+from services.coupons.domain.idempotency import Buckets
 from services.coupons.domain.ledger import Ledger, Segment
-from services.coupons.domain.memo_bucket import DecidedSegment
+from services.coupons.domain.memo_bucket import Bucket, DecidedSegment
 
 FORMAT = 3
 """The chunk layout below; bump it when it changes (3: the memo's and the ledger names' bytes)."""

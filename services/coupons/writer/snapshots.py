@@ -30,7 +30,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from services.coupons.domain.idempotency import Bucket, slot_of
+from services.coupons.domain.idempotency import slot_of
+from services.coupons.domain.memo_bucket import Bucket
 from services.coupons.writer import snapshot_codec
 from services.coupons.writer.snapshot_codec import Chunk, CorruptSnapshot, Kind
 
