@@ -30,6 +30,7 @@ check fails. 5 to 7½ minutes on 2 cores (`--down-s 10`).
 
 import argparse
 import asyncio
+import re
 import subprocess
 import sys
 import time
@@ -135,7 +136,8 @@ async def define(http: httpx.AsyncClient, code: str, **rules: object) -> str:
 
 async def rehearse(rig: Rig, args: argparse.Namespace) -> list[Row]:
     rows = []
-    for name, fault in FAULTS:
+    chosen = [(n, f) for n, f in FAULTS if re.search(args.only, n, re.IGNORECASE)]
+    for name, fault in chosen * args.repeat:
         await asyncio.sleep(args.settle_s)
         print(f"fault: {name}", flush=True)
         ended = await fault(rig)
@@ -310,4 +312,6 @@ if __name__ == "__main__":
     parser.add_argument("--settle-s", type=float, default=5, help="load between two faults")
     parser.add_argument("--disk-mib", type=int, default=1024, help="Kafka's log dir budget")
     parser.add_argument("--recovery-timeout-s", type=float, default=120)
+    parser.add_argument("--only", default="", help="only the faults whose name matches this regex")
+    parser.add_argument("--repeat", type=int, default=1, help="inject the faults this many times")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -54,6 +54,9 @@ class MemoryKafka:
         them (CONCURRENT_TRANSACTIONS) until it has written that one's markers."""
         self.logs: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = defaultdict(list)
         self.group_offsets: dict[tuple[str, TopicPartition], int] = {}
+        self.stuck = False
+        """From now on no transaction ends, and a producer with one in flight never stops: what
+        aiokafka's producer once did after the broker's unclean restart."""
         self._changed = asyncio.Event()
 
     def append(
@@ -193,6 +196,9 @@ class _Transaction:
         return self
 
     async def __aexit__(self, failed: type[BaseException] | None, *_: Any) -> None:
+        if self.producer.kafka.stuck:
+            self.producer.stuck = True
+            await asyncio.Event().wait()
         await asyncio.sleep(0)  # EndTxn's round trip: the writer's other tasks run meanwhile
         pending, self.producer.pending = self.producer.pending or [], None
         offsets, self.producer.offsets = self.producer.offsets, []
@@ -231,10 +237,13 @@ class _Producer:
         self.pending = None  # type: ignore[assignment]
         self.offsets: list[tuple[tuple[str, TopicPartition], int]] = []
         self._txn_manager = _TransactionManager()
+        self.stuck = False
 
     async def start(self) -> None: ...
 
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        if self.stuck:  # aiokafka's waits for what it holds to be delivered
+            await asyncio.Event().wait()
 
     def transaction(self) -> _Transaction:
         return _Transaction(self)

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
+import pytest
+
 from contracts.checkout import Cart, Customer
 from contracts.codec import EVENTS, REPLIES
 from contracts.commands import Command, ReserveCode
@@ -23,7 +25,7 @@ from contracts.topics import declare
 from services.coupons.bus import kafka, local_sockets
 from services.coupons.bus.same_process import SameProcess
 from services.coupons.decider import CampaignAggregate
-from services.coupons.writer.engine import Writers
+from services.coupons.writer.engine import TransactionStuck, Writers
 from tests.unit.campaign_commands import CAMPAIGN, define, redeem
 from tests.unit.memory_kafka import MemoryKafka
 
@@ -244,3 +246,20 @@ async def test_a_command_handed_over_in_the_same_process_is_decided_and_answered
     assert [type(e).__name__ for e in events(memory)] == ["CampaignDefined", "CodeRedeemed"]
     assert memory.records(TOPICS.commands.name) == []
     assert memory.records(TOPICS.replies.name) == []
+
+
+async def test_a_transaction_that_never_ends_crashes_the_writers_and_nothing_waits_on_it() -> None:
+    """After an unclean restart of the broker, aiokafka's producer once never finished a
+    transaction (`make chaos`): the partition's commands waited forever, and so did the
+    rebalance that gave the partition up. A transaction still in flight after the transaction
+    timeout now crashes the writers (their restart fences the stuck producers), and stopping
+    them waits on neither the transaction nor the stuck producers' `stop` beyond that bound."""
+    memory, clock = MemoryKafka(PARTITIONS, transaction_timeout_s=0.5), Clock()
+    async with writers(memory, clock) as running:
+        await answer(memory, running, send(memory, define(max_redemptions=5), "define"))
+        memory.stuck = True
+        unanswered = send(memory, redeem(1), "redeem-1")
+        with pytest.raises(TransactionStuck, match="has not ended in"):
+            await asyncio.wait_for(asyncio.shield(running), 10 * WAIT_S)
+    assert replies(memory, unanswered) == []
+    assert not [e for e in events(memory) if isinstance(e, CodeRedeemed)]

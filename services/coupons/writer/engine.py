@@ -19,6 +19,14 @@ commits. Batches grow with the load instead of waiting a turn.
 After a commit, the committed events and the states they changed are handed to this process's
 view (`fold_here`) before the replies (`replies`), so a command answered here need not wait
 for the view to fetch its events.
+
+No transaction is waited for longer than the transaction timeout (as Kafka's Java client
+bounds a commit by `max.block.ms`, KAFKA-7763): the broker has aborted it by then, or its
+commit is under way at the broker and completes without the client. After an unclean restart
+of the broker, aiokafka's producer once never finished one (`make chaos`): its partition's
+commands waited forever, and so did the rebalance giving the partition up. Now the writers
+crash (`TransactionStuck`) and their restart fences the stuck producers; giving a partition up
+waits no longer either (`transactions.within`).
 """
 
 import asyncio
@@ -71,6 +79,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class TransactionStuck(Exception):
+    """A partition's transaction was still in flight after the transaction timeout."""
+
+
 class Writers:
     def __init__(
         self,
@@ -115,6 +127,7 @@ class Writers:
         self._intake = Intake(self._writers, self._step, same_process)
         # a begun transaction unused this long is refreshed, well before the broker's timeout
         self._refresh_after_s = self._clients.transaction_timeout_s / 3
+        self._stuck_after_s = self._clients.transaction_timeout_s
         self._acquisitions = Acquisitions(self._acquire)
 
     @property
@@ -172,7 +185,8 @@ class Writers:
             await self._acquisitions.cancel()
             await consumer.stop()
             await self._release(list(self._writers))
-            await producer.stop()
+            stop = asyncio.create_task(producer.stop())
+            await transactions.within("the replies' producer", self._stuck_after_s, stop)
             outbox.close()
             if self._snapshots is not None:
                 await self._snapshots.close()
@@ -198,6 +212,11 @@ class Writers:
         if writer.committing is not None and writer.committing.done():
             finished, writer.committing = writer.committing, None
             finished.result()
+        elif writer.committing is not None and now - writer.committing_at > self._stuck_after_s:
+            raise TransactionStuck(
+                f"partition {writer.partition}'s transaction has not ended in "
+                f"{now - writer.committing_at:.0f} s"
+            )
         if writer.begun is not None and writer.begun.done():
             writer.begun.result()
         self._step(writer, now)
@@ -215,6 +234,7 @@ class Writers:
             if transactions.needs_transaction(batch):
                 producer, (begun, writer.begun) = writer.take_turn(), (writer.begun, None)
             writer.committing = asyncio.create_task(self._commit(writer, batch, producer, begun))
+            writer.committing_at = now
             self._decide(writer)  # what MAX_BATCH left over, ahead of the next transaction
         if writer.begun is None:
             transactions.begin_next(writer, events, now)
@@ -236,10 +256,15 @@ class Writers:
         writer.timers.refresh(key, timers)
 
     def _until_due(self, ticks: float) -> float | None:
-        """Seconds until the earliest timer of any partition is due, or a begun transaction
-        is to be refreshed (None: neither)."""
+        """Seconds until the earliest timer of any partition is due, a begun transaction is to
+        be refreshed, or one in flight would be stuck (None: none of them)."""
         due = [at for w in self._writers.values() if (at := w.timers.next_at()) is not None]
         refresh = [w.begun_at + self._refresh_after_s - ticks for w in self._writers.values()]
+        refresh += [
+            w.committing_at + self._stuck_after_s - ticks
+            for w in self._writers.values()
+            if w.committing is not None
+        ]
         if due:
             refresh.append((min(due) - self._clock()).total_seconds())
         return max(0.0, min(refresh)) if refresh else None
@@ -324,18 +349,20 @@ class Writers:
 
     async def _release(self, partitions: list[int]) -> None:
         """Let the transaction in flight end (commit or abort), then give the partition up;
-        its undecided commands are the next owner's, from the committed offset."""
+        its undecided commands are the next owner's, from the committed offset. Neither is
+        waited for longer than the transaction timeout (`transactions.within`)."""
         for p in partitions:
             writer = self._writers.pop(p, None)
             if writer is not None:
                 self._intake.close(writer)
+                bound_s = self._stuck_after_s
                 if writer.committing is not None:
-                    await asyncio.gather(writer.committing, return_exceptions=True)
+                    await transactions.within(f"p{p}'s transaction", bound_s, writer.committing)
                 if writer.begun is not None:  # empty: the next owner's fencing aborts it
                     writer.begun.cancel()
-                    await asyncio.gather(writer.begun, return_exceptions=True)
-                for producer in writer.producers:
-                    await producer.stop()
+                    await transactions.within(f"p{p}'s next transaction", bound_s, writer.begun)
+                stops = [asyncio.create_task(producer.stop()) for producer in writer.producers]
+                await transactions.within(f"p{p}'s producers", bound_s, *stops)
             if self._snapshots is not None:
                 self._snapshots.forget(p)
 

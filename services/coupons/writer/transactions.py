@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.producer.producer import TransactionContext
 
@@ -46,6 +47,8 @@ from services.coupons.bus import kafka, local_sockets
 from services.coupons.writer import kafka_private
 from services.coupons.writer.batch import Batch, PartitionState, Received
 from services.coupons.writer.timers import Timers
+
+log = structlog.get_logger(__name__)
 
 CHECKPOINT = "consumed"
 """Event header: the next command offset after the event's batch."""
@@ -71,6 +74,7 @@ class Writer:
     waiting: list[Received] = field(default_factory=list)  # fetched or handed, undecided
     decided: Batch = field(default_factory=Batch)  # the next transaction's
     committing: asyncio.Task[None] | None = None  # the batch whose transaction is in flight
+    committing_at: float = 0.0  # the event loop's time when it was started
     transactions: int = 0  # begun so far
     bound_at: float = 0.0  # when the writer last tried to open its inbox
     begun: asyncio.Task[TransactionContext] | None = None  # the next transaction, begun early
@@ -174,6 +178,20 @@ async def commit(
         writer.state.memo.place(envelope, position)
         placed.append((envelope, metadata.offset))
     return placed
+
+
+async def within(what: str, bound_s: float, *tasks: asyncio.Future[Any]) -> None:
+    """Wait for `tasks` to end, at most `bound_s`; cancel those that have not (a stuck
+    producer is left to the next owner's fencing). Their failures are not this wait's: a
+    failed transaction is answered by no reply."""
+    done, late = await asyncio.wait(tasks, timeout=bound_s)
+    for task in done:
+        if not task.cancelled():
+            task.exception()  # retrieved: each failure is reported where it happened
+    for task in late:
+        task.cancel()
+    if late:
+        log.warning("decider.abandoned", what=what, after_s=bound_s)
 
 
 def checkpoint_of(headers: Any) -> int:
