@@ -5,6 +5,12 @@ runtime whose gateway accepts every redemption at once. It measures what this pr
 on a call, so it holds on a busy, shared machine where `bench/checkout.py`'s throughput does
 not: to compare two versions of the code, run it on each, alternately
 (`PYTHONPATH=<tree> python bench/lane.py`).
+
+`--evict KB` copies a buffer of that size between calls, so each call starts with the CPU's
+caches holding someone else's memory, as a served request does (uvicorn, the kernel's network
+stack and the other processes run between two calls of the app); the copy's own CPU, timed
+alone, is subtracted. Served, the same code costs about twice its in-loop figure
+(docs/performance/checkout.md, "Where the served engine's extra CPU goes").
 """
 
 import argparse
@@ -13,6 +19,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -79,8 +86,28 @@ class Gateway:
         return Reply(command_id=envelope.id, outcome="accepted", decided_at=NOW, redeemed=redeemed)
 
 
-async def measure(redeem: bool, batches: int) -> list[float]:
-    """Microseconds of CPU per call, one figure per batch of CALLS calls."""
+def evict_caches(other: bytearray) -> None:
+    """Replace the CPU caches' contents with `other` (a copy of it: memory the app never uses)."""
+    bytes(other)
+
+
+def evicting(kb: int) -> Callable[[], None]:
+    """A function that evicts the caches with `kb` KiB of other memory (0: does nothing)."""
+    other = bytearray(kb * 1024)
+    return (lambda: evict_caches(other)) if kb else (lambda: None)
+
+
+def eviction_cost(evict: Callable[[], None]) -> float:
+    """Microseconds of CPU of one `evict()`, to subtract from a call's."""
+    started = time.process_time()
+    for _ in range(CALLS):
+        evict()
+    return (time.process_time() - started) / CALLS * 1e6
+
+
+async def measure(redeem: bool, batches: int, evict_kb: int = 0) -> list[float]:
+    """Microseconds of CPU per call, one figure per batch of CALLS calls; with `evict_kb`,
+    of a call that starts with cold caches."""
     os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")  # never reached
     os.environ.setdefault("DATABASE_URL", "postgresql://127.0.0.1:9/none")
     settings = Settings()
@@ -128,12 +155,15 @@ async def measure(redeem: bool, batches: int) -> list[float]:
         if message["type"] == "http.response.start":
             assert message["status"] == expected, message
 
+    evict = evicting(evict_kb)
+
     async def calls() -> float:
         app.state.key_cache.put("bench", ApiKey(id="k1", name="bench", scope="checkout"))
         started = time.process_time()
         for _ in range(CALLS):
+            evict()
             await asgi(dict(scope), receive, send)
-        return (time.process_time() - started) / CALLS * 1e6
+        return (time.process_time() - started) / CALLS * 1e6 - eviction_cost(evict)
 
     await calls()  # warm-up
     return [await calls() for _ in range(batches)]
@@ -142,13 +172,16 @@ async def measure(redeem: bool, batches: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=10)
+    parser.add_argument(
+        "--evict", type=int, default=0, metavar="KB", help="other memory copied between calls"
+    )
     args = parser.parse_args()
     # as `bench/checkout.py` serves (COUPONS_LOG_LEVEL=WARNING): structlog's default set-up,
     # which this used to keep, renders every request's log line for the console, a third of
     # a validation's CPU in a profile that the service never spends
     logs.configure("WARNING", "json")
     for redeem in (False, True):
-        found = asyncio.run(measure(redeem, args.batches))
+        found = asyncio.run(measure(redeem, args.batches, args.evict))
         what = "redemption" if redeem else "validation"
         print(f"{what:<10}  median {statistics.median(found):6.1f}  min {min(found):6.1f} µs CPU")
 

@@ -30,6 +30,7 @@ from typing import Any
 from bench import lane
 from services.coupons import logs
 
+EVICTION = "the bench's cache eviction (--evict)"
 PHASES: list[tuple[str, str, str]] = [
     # (module, function's attribute path, label); a sample counts for the innermost one
     ("services.coupons.app", "Correlated.__call__", "correlation id, request log"),
@@ -69,6 +70,7 @@ PHASES: list[tuple[str, str, str]] = [
     ("services.coupons.service.checkout", "_result", "answer built"),
     ("pydantic.main", "BaseModel.__init__", "answer built"),
     ("pydantic.main", "BaseModel.model_dump_json", "answer serialised"),
+    ("bench.lane", "evict_caches", EVICTION),
 ]
 """`BaseModel.__init__` is the answer's models here (and the event's, before: a validation
 built a `CodeRedeemed`, counted under "decide: command, dispatch, event" as its caller)."""
@@ -144,9 +146,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=20.0, help="of sampled validations")
     parser.add_argument("--interval-ms", type=float, default=0.5)
+    parser.add_argument("--evict", type=int, default=0, metavar="KB", help="as bench/lane.py's")
     args = parser.parse_args()
     logs.configure("WARNING", "json")  # as bench/lane.py and bench/checkout.py serve
-    cpu = statistics.median(asyncio.run(lane.measure(False, 5)))  # µs, without the sampler
+    # µs, without the sampler
+    cpu = statistics.median(asyncio.run(lane.measure(False, 5, args.evict)))
     codes = _codes()
     sys.setswitchinterval(args.interval_ms / 1000 / 2)  # so the sampler gets its turns
     sampler = Sampler(lambda frame: innermost_phase(frame, codes), args.interval_ms / 1000)
@@ -154,10 +158,11 @@ def main() -> None:
     # cache's 10 s, as bench/lane.py's
     sampler.start()
     try:
-        asyncio.run(lane.measure(False, batches))
+        asyncio.run(lane.measure(False, batches, args.evict))
     finally:
         sampler.stop()
     samples = sampler.cpu_ns
+    samples.pop(EVICTION, None)  # lane.measure's figure leaves it out too
     total = sum(samples.values())
     print(f"{'phase':<40} {'share':>6} {'µs':>6}")
     for label, count in samples.most_common():

@@ -20,6 +20,7 @@ from services.coupons import logs
 from services.coupons.api.checkout_lane import _body, _headers
 from services.coupons.app import create_app
 from services.coupons.domain import campaign as aggregate
+from services.coupons.service.checkout_models import ValidationResult
 from services.coupons.settings import Settings
 from services.coupons.store.api_keys import ApiKey
 
@@ -159,6 +160,27 @@ async def test_an_unknown_code_is_answered_invalid_and_counted_as_a_guess() -> N
     assert answer["valid"] is False and answer["campaign_id"] is None
     assert answer["refusal"] == {"code": "unknown_code", "message": "no such code", "field": None}
     assert app.state.runtime.throttle.failed_guesses == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _validation(),
+        _validation("no"),  # refused: with a refusal
+        json.dumps({"codes": ["lane", "no"], "customer": {"contact_id": "c_1"}, "cart": CART}),
+    ],
+    ids=["valid", "refused", "two codes"],
+)
+async def test_a_validation_answers_exactly_the_documented_model(body: bytes | str) -> None:
+    """The use case answers plain data (not the model, for speed): it must have the fields
+    `/openapi.json` documents, each of its type, and no other."""
+    asgi, _ = _app()
+    raw = body.encode() if isinstance(body, str) else body
+    status, _, answer = await _call(asgi, "/v1/validations", raw, AUTH)
+    assert status == 200
+    documented = ValidationResult.model_validate(answer, strict=True)
+    assert documented.model_dump(mode="json") == answer
+    assert len(answer["codes"]) == len(json.loads(raw).get("codes", [None]))
 
 
 @pytest.mark.parametrize(

@@ -62,7 +62,7 @@ def shopper_address(headers: Mapping[str, str]) -> str | None:
     responses=ERRORS,
     openapi_extra=SHOPPER_ADDRESS_DOC,
 )
-async def validate(body: ValidationRequest, request: Request) -> ValidationResult:
+async def validate(body: ValidationRequest, request: Request) -> dict[str, Any]:
     """Would these codes apply to this cart for this customer, and for how much? Changes
     nothing. A code that does not apply answers `valid: false` with the refusal's reason."""
     return await checkout.validate(call_of(request), body, shopper_address(request.headers))

@@ -14,9 +14,11 @@ declares them (in `checkout.py`), which is what documents them in `/openapi.json
 
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
@@ -34,7 +36,9 @@ JSON = ((b"content-type", b"application/json"),)
 READ = frozenset({b"authorization", b"idempotency-key", b"x-shopper-address"})
 """The only headers the two operations read."""
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
-_Answer = tuple[int, BaseModel, list[tuple[bytes, bytes]]]  # status, body, more headers
+_Answer = tuple[int, BaseModel | dict[str, Any], list[tuple[bytes, bytes]]]
+"""The status, the body (a model, or a model's plain data: `service.checkout.validate`) and
+any more headers."""
 _Operation = Callable[[Call, dict[str, str], bytes], Awaitable[_Answer]]
 
 
@@ -67,7 +71,7 @@ class CheckoutLane:
                 raise
             refusal = down
         else:  # the two messages, without building a Starlette response
-            content = body.__pydantic_serializer__.to_json(body)
+            content = to_json(body)
             length = str(len(content)).encode()
             await send(
                 {
