@@ -123,7 +123,9 @@ def serving(
             wait_ready(process, base_url, log, within_s=READY_WITHIN_S)
             for n, overrides in enumerate(siblings, start=2):
                 sibling_port, sibling_log = _free_port(), log.with_stem(f"{log.stem}-{n}")
-                sibling = serve({**first, **overrides, "COUPONS_PORT": str(sibling_port)}, sibling_log)
+                sibling = serve(
+                    {**first, **overrides, "COUPONS_PORT": str(sibling_port)}, sibling_log
+                )
                 started.append(sibling)
                 wait_ready(sibling, f"http://127.0.0.1:{sibling_port}", sibling_log, READY_WITHIN_S)
             key = create_key(database, "admin", "bench")
