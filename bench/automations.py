@@ -30,7 +30,6 @@ COUPONS_AUTOMATION_CONTACT_CAP=0) runs against a local Kafka and PostgreSQL of i
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import statistics
@@ -43,11 +42,15 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from loads import process_ticks, stack_processes
 from service import Served, serving
 
 from contracts.topics import Topics, declare
 from services.coupons.bus import kafka as bus
+from services.devstack.stack import default_state_dir
 
+NAME = "automations-bench"
+"""Its state directory's name, under the local state directory."""
 PARTITIONS = 6
 CHUNK = 20_000
 QUIET_S = 30.0
@@ -166,23 +169,10 @@ async def trigger_latency(
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user and system) used so far by the process `pid` and its children: on a
+def cpu_seconds(processes: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user and system, with children) used so far by each named process: on a
     shared machine, a steadier measure of the path's cost than its latency."""
-    total = 0
-    for each in [pid, *_children(pid)]:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return found
+    return {name: process_ticks(pid) / os.sysconf("SC_CLK_TCK") for name, pid in processes.items()}
 
 
 STAGES = {
@@ -302,6 +292,9 @@ async def run(args: argparse.Namespace, served: Served) -> None:
     out = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=1)
     heard = Heard(topics, kafka)
     listening = asyncio.create_task(heard.listen())
+    processes = {
+        "service" if n == 1 else f"service-{n}": pid for n, pid in enumerate(served.pids, start=1)
+    } | stack_processes(default_state_dir() / NAME)
     try:
         await out.start()
         await define(client, args.automations)
@@ -309,10 +302,14 @@ async def run(args: argparse.Namespace, served: Served) -> None:
         p99s, lost = [], 0
         stage_p99s: dict[str, list[float]] = {}
         for n in range(args.runs if args.seconds > 0 else 0):
-            cpu_before = sum(cpu_seconds(pid) for pid in served.pids)
+            cpu_before = cpu_seconds(processes)
             found = await trigger_latency(args, out, topics, heard, db, n)
-            cpu_after = sum(cpu_seconds(pid) for pid in served.pids)
-            cpu_ms = (cpu_after - cpu_before) * 1000 / max(found["events"], 1)
+            cpu_after = cpu_seconds(processes)
+            per_event = {
+                name: (cpu_after[name] - cpu_before[name]) * 1000 / max(found["events"], 1)
+                for name in processes
+            }
+            cpu_ms = sum(v for name, v in per_event.items() if name.startswith("service"))
             p99s.append(pct(found["consumed"], 0.99))
             lost += found["lost"]
             print(
@@ -321,6 +318,10 @@ async def run(args: argparse.Namespace, served: Served) -> None:
                 f" (consumed); {figures(found['stamped'])} (Kafka timestamp);"
                 f" {found['sent']:,} sent of {found['events']:,}, {found['lost']} lost;"
                 f" the service's CPU: {cpu_ms:.2f} ms per event",
+                flush=True,
+            )
+            print(
+                "  CPU per event, ms: " + ", ".join(f"{k} {v:.2f}" for k, v in per_event.items()),
                 flush=True,
             )
             for stage, label in STAGES.items():
@@ -379,7 +380,7 @@ def main() -> None:
     args = parser.parse_args()
     components = "decider,projector" if args.split else "decider,projector,contacts"
     with serving(
-        "automations-bench",
+        NAME,
         kafka_port=int(os.environ.get("COUPONS_KAFKA_PORT", "30592")),
         pg_port=int(os.environ.get("COUPONS_PG_PORT", "30932")),
         env={
