@@ -2,10 +2,11 @@
 static segment. Prints figures; medians of --runs.
 
     python bench/automations.py [--rate E] [--seconds S] [--automations A]
-                                [--broadcast N] [--runs R] [--workers W]
+                                [--broadcast N] [--runs R] [--workers W] [--split]
 
 A `coupons serve` process (components decider, projector, contacts; global cap off:
-COUPONS_AUTOMATION_CONTACT_CAP=0) runs against a local Kafka and PostgreSQL of its own
+COUPONS_AUTOMATION_CONTACT_CAP=0; with --split two: decider and projector in one, contacts
+in the other) runs against a local Kafka and PostgreSQL of its own
 (`bench/service.py`; ports 30592/30932 or COUPONS_KAFKA_PORT and COUPONS_PG_PORT, state
 <state dir>/automations-bench, or KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL).
 1. Trigger latency: A active automations, each on its own shared-code campaign, with an
@@ -22,7 +23,8 @@ COUPONS_AUTOMATION_CONTACT_CAP=0) runs against a local Kafka and PostgreSQL of i
    decided (the record's `occurred_at`: the claim's transaction and verdicts, the gateway,
    the decider's queue) -> consumed (the decider's transaction, the bench's consumer); and,
    beside them, decided -> outcome recorded (`decided_at`: the batch's last reply, then the
-   sender's write of its outcomes).
+   sender's write of its outcomes). The CPU per event of the service, PostgreSQL and Kafka
+   (user and system, from the first event to the last record).
 2. Broadcast: a static segment of N contact ids uploaded as CSV in chunks of 20,000 ids
    (under the 512 KiB body limit), then `POST /v1/broadcasts`; seconds from the request
    until `status == done` with every run `sent`.

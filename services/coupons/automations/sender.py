@@ -98,7 +98,7 @@ class Sender:
                     claimed, to_send = await self.claim_due(limit)
                     for each in to_send:
                         tasks.create_task(self._deliver(each, in_flight, outcomes))
-                    sent = len(to_send)
+                        sent += 1  # each task frees its own place when answered
                 finally:
                     in_flight.done(limit - sent)
                 return claimed == limit
