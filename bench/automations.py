@@ -2,10 +2,11 @@
 static segment. Prints figures; medians of --runs.
 
     python bench/automations.py [--rate E] [--seconds S] [--automations A]
-                                [--broadcast N] [--runs R] [--workers W]
+                                [--broadcast N] [--runs R] [--workers W] [--split]
 
 A `coupons serve` process (components decider, projector, contacts; global cap off:
-COUPONS_AUTOMATION_CONTACT_CAP=0) runs against a local Kafka and PostgreSQL of its own
+COUPONS_AUTOMATION_CONTACT_CAP=0; with --split two: decider and projector in one, contacts
+in the other) runs against a local Kafka and PostgreSQL of its own
 (`bench/service.py`; ports 30592/30932 or COUPONS_KAFKA_PORT and COUPONS_PG_PORT, state
 <state dir>/automations-bench, or KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL).
 1. Trigger latency: A active automations, each on its own shared-code campaign, with an
@@ -22,7 +23,8 @@ COUPONS_AUTOMATION_CONTACT_CAP=0) runs against a local Kafka and PostgreSQL of i
    decided (the record's `occurred_at`: the claim's transaction and verdicts, the gateway,
    the decider's queue) -> consumed (the decider's transaction, the bench's consumer); and,
    beside them, decided -> outcome recorded (`decided_at`: the batch's last reply, then the
-   sender's write of its outcomes).
+   sender's write of its outcomes). The CPU per event of the service, PostgreSQL and Kafka
+   (user and system, from the first event to the last record).
 2. Broadcast: a static segment of N contact ids uploaded as CSV in chunks of 20,000 ids
    (under the 512 KiB body limit), then `POST /v1/broadcasts`; seconds from the request
    until `status == done` with every run `sent`.
@@ -30,7 +32,6 @@ COUPONS_AUTOMATION_CONTACT_CAP=0) runs against a local Kafka and PostgreSQL of i
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import statistics
@@ -43,11 +44,15 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from loads import process_ticks, stack_processes
 from service import Served, serving
 
 from contracts.topics import Topics, declare
 from services.coupons.bus import kafka as bus
+from services.devstack.stack import default_state_dir
 
+NAME = "automations-bench"
+"""Its state directory's name, under the local state directory."""
 PARTITIONS = 6
 CHUNK = 20_000
 QUIET_S = 30.0
@@ -166,23 +171,10 @@ async def trigger_latency(
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user and system) used so far by the process `pid` and its children: on a
+def cpu_seconds(processes: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user and system, with children) used so far by each named process: on a
     shared machine, a steadier measure of the path's cost than its latency."""
-    total = 0
-    for each in [pid, *_children(pid)]:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return found
+    return {name: process_ticks(pid) / os.sysconf("SC_CLK_TCK") for name, pid in processes.items()}
 
 
 STAGES = {
@@ -302,6 +294,9 @@ async def run(args: argparse.Namespace, served: Served) -> None:
     out = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=1)
     heard = Heard(topics, kafka)
     listening = asyncio.create_task(heard.listen())
+    processes = {
+        "service" if n == 1 else f"service-{n}": pid for n, pid in enumerate(served.pids, start=1)
+    } | stack_processes(default_state_dir() / NAME)
     try:
         await out.start()
         await define(client, args.automations)
@@ -309,9 +304,14 @@ async def run(args: argparse.Namespace, served: Served) -> None:
         p99s, lost = [], 0
         stage_p99s: dict[str, list[float]] = {}
         for n in range(args.runs if args.seconds > 0 else 0):
-            cpu_before = cpu_seconds(served.pid)
+            cpu_before = cpu_seconds(processes)
             found = await trigger_latency(args, out, topics, heard, db, n)
-            cpu_ms = (cpu_seconds(served.pid) - cpu_before) * 1000 / max(found["events"], 1)
+            cpu_after = cpu_seconds(processes)
+            per_event = {
+                name: (cpu_after[name] - cpu_before[name]) * 1000 / max(found["events"], 1)
+                for name in processes
+            }
+            cpu_ms = sum(v for name, v in per_event.items() if name.startswith("service"))
             p99s.append(pct(found["consumed"], 0.99))
             lost += found["lost"]
             print(
@@ -320,6 +320,10 @@ async def run(args: argparse.Namespace, served: Served) -> None:
                 f" (consumed); {figures(found['stamped'])} (Kafka timestamp);"
                 f" {found['sent']:,} sent of {found['events']:,}, {found['lost']} lost;"
                 f" the service's CPU: {cpu_ms:.2f} ms per event",
+                flush=True,
+            )
+            print(
+                "  CPU per event, ms: " + ", ".join(f"{k} {v:.2f}" for k, v in per_event.items()),
                 flush=True,
             )
             for stage, label in STAGES.items():
@@ -370,18 +374,25 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="COUPONS_WORKERS: processes of the service"
     )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="two processes: the decider and projector in one, the contacts side in another",
+    )
     args = parser.parse_args()
+    components = "decider,projector" if args.split else "decider,projector,contacts"
     with serving(
-        "automations-bench",
+        NAME,
         kafka_port=int(os.environ.get("COUPONS_KAFKA_PORT", "30592")),
         pg_port=int(os.environ.get("COUPONS_PG_PORT", "30932")),
         env={
             "COUPONS_PARTITIONS": str(PARTITIONS),
-            "COUPONS_COMPONENTS": "decider,projector,contacts",
+            "COUPONS_COMPONENTS": components,
             "COUPONS_AUTOMATION_CONTACT_CAP": "0",
             "COUPONS_WORKERS": str(args.workers),
         },
         log=Path(args.log) if args.log else None,
+        siblings=[{"COUPONS_COMPONENTS": "contacts"}] if args.split else [],
     ) as served:
         asyncio.run(run(args, served))
 

@@ -108,11 +108,11 @@ class StoredOffsets:
         for tp in revoked:
             self._next.pop(tp.partition, None)
 
-    async def advance(self, conn: Connection, partition: int, expected: int, to: int) -> None:
-        """Move the stored offset from `expected` to `to` inside the caller's transaction, or
-        raise LostOwnership when it is not at `expected` any more. Call `advanced` once the
-        transaction committed."""
-        await advance_all(conn, self._topic, {self._name: {partition: (expected, to)}})
+    async def advance(self, conn: Connection, moves: dict[int, tuple[int, int]]) -> None:
+        """Move each partition's stored offset, `{partition: (expected, to)}`, in one statement
+        inside the caller's transaction, or raise LostOwnership when one is not at `expected`
+        any more. Call `advanced` once the transaction committed."""
+        await advance_all(conn, self._topic, {self._name: moves})
 
     def advanced(self, partition: int, to: int) -> None:
         self._next[partition] = to

@@ -48,6 +48,8 @@ STATE_VERSION = fingerprint(
 )
 """The shape of a partition's state (campaigns and memo): a snapshot written by code whose
 state types differ from these is not trusted (`writer.snapshots`)."""
+_ISSUED = Envelope[CouponIssued]
+"""Parametrised once: pydantic computes a cache key at every `Envelope[...]`, per issue here."""
 
 
 class CampaignAggregate:
@@ -84,7 +86,7 @@ class CampaignAggregate:
         event = envelope.data
         if not isinstance(event, CodeDistributed):
             return []
-        public = Envelope[CouponIssued](
+        public = _ISSUED(
             key=event.contact_id,
             occurred_at=envelope.occurred_at,
             causation_id=envelope.id,

@@ -7,13 +7,14 @@ import random
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.envelope import Envelope
 from contracts.events import CampaignDefined, Event
 from contracts.money import AmountOff
 from contracts.topics import declare
 from projections.db import Connection
+from projections.offsets import LostOwnership, StoredOffsets, stored_offsets
 from projections.runner import Projection, ProjectionRunner, each
 from services.coupons.bus import kafka
 from services.coupons.bus.topics import ensure_topics
@@ -235,4 +236,25 @@ async def test_each_projection_applies_from_its_own_stored_offset(settings: Sett
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await pool.close()
+
+
+async def test_stored_offsets_of_several_partitions_move_together_or_not_at_all(
+    settings: Settings,
+) -> None:
+    """A consumer's poll moves every partition it read in one compare-and-set: when any one
+    of them moved under it (a zombie's commit), none moves and the poll does not commit."""
+    pool = await prepare(settings)
+    offsets = StoredOffsets(pool, "several", "some-topic")
+    await offsets.load({TopicPartition("some-topic", p) for p in (0, 1, 2)})
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await offsets.advance(conn, {0: (0, 5), 1: (0, 7), 2: (0, 1)})
+        async with pool.acquire() as conn:
+            assert await stored_offsets(conn, "several", "some-topic") == {0: 5, 1: 7, 2: 1}
+            with pytest.raises(LostOwnership):
+                async with conn.transaction():
+                    await offsets.advance(conn, {0: (5, 9), 1: (6, 8)})  # 1 is at 7, not 6
+            assert await stored_offsets(conn, "several", "some-topic") == {0: 5, 1: 7, 2: 1}
+    finally:
         await pool.close()

@@ -27,6 +27,21 @@ async def test_a_claim_waits_for_room_and_each_answer_frees_one_place() -> None:
     assert in_flight.count == 3
 
 
+async def test_two_claimers_reserve_their_limits_and_give_back_what_they_did_not_send() -> None:
+    in_flight = InFlight(1000)
+    first = await in_flight.room()
+    in_flight.take(first)  # the first claimer holds its whole limit while it claims
+    second = asyncio.create_task(in_flight.room())
+    await asyncio.sleep(0)
+    assert not second.done()  # the second sees no room, not the room before the first took it
+    in_flight.done(first - 300)  # the first claimed 300 runs to send
+    assert await asyncio.wait_for(second, 1) == 700
+    in_flight.take(700)
+    assert in_flight.count == 1000
+    with pytest.raises(ValueError, match="only 1000"):
+        in_flight.done(1001)
+
+
 def test_nothing_in_flight_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one"):
         InFlight(0)

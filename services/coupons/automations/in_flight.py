@@ -27,12 +27,16 @@ class InFlight:
         return self.limit - self.count
 
     def take(self, n: int) -> None:
-        """`n` runs sent (never more than `room()` said)."""
+        """`n` places taken (never more than `room()` said): a claimer takes its limit before
+        it claims, so a claimer beside it sees only the room left, and gives back what it
+        did not send (`done(n)`)."""
         if self.count + n > self.limit:
             raise ValueError(f"{n} more runs exceed the room of {self.limit - self.count}")
         self.count += n
 
-    def done(self) -> None:
-        """A run was answered, or given up on for now."""
-        self.count -= 1
+    def done(self, n: int = 1) -> None:
+        """A run was answered, or given up on for now (or `n` places taken and not used)."""
+        if n > self.count:
+            raise ValueError(f"{n} places freed, but only {self.count} are taken")
+        self.count -= n
         self._freed.set()

@@ -82,6 +82,11 @@ class Seen:
         counts = await SendCounts.load(conn, ids, now - timedelta(seconds=cap.window_s))
         return cls(profiles, members, counts, cap, now)
 
+    def email(self, contact_id: str) -> str | None:
+        """The contact's address, if its profile has one (the coupon's email goes there)."""
+        profile = self.profiles.get(contact_id)
+        return None if profile is None else profile.email
+
     def judge(self, source: Source, campaign: Campaign | None, contact_id: str) -> Verdict:
         profile = self.profiles.get(contact_id) or from_json(contact_id, None)
         return verdict(

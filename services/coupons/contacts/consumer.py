@@ -78,8 +78,7 @@ class OffsetConsumer(Generic[T]):
     ) -> None:
         items = await self._decode(producer, records)
         async with self._pool.acquire() as conn, conn.transaction():
-            for partition, (expected, to) in moves.items():
-                await self._offsets.advance(conn, partition, expected, to)
+            await self._offsets.advance(conn, moves)
             written = await self._apply(conn, items)
         for partition, (_, to) in moves.items():
             self._offsets.advanced(partition, to)

@@ -119,7 +119,7 @@ class StripeConsumer:
         expected, next_offset = self._offsets.next_offset(tp.partition), records[-1].offset + 1
         assert expected is not None
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._offsets.advance(conn, tp.partition, expected, next_offset)
+            await self._offsets.advance(conn, {tp.partition: (expected, next_offset)})
             for record in records:
                 await self._one(conn, producer, record)
         self._offsets.advanced(tp.partition, next_offset)
