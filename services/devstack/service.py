@@ -34,7 +34,8 @@ def wait_ready(
     within_s: float = READY_WITHIN_S,
 ) -> None:
     """Return once `/readyz` answers 200; fail with the log's tail if the process ends or is
-    not ready within `within_s`."""
+    not ready within `within_s` (then it is killed: a caller failing here never stops it, and
+    a process left behind spins on its stack's broker for as long as the machine runs)."""
     deadline = time.monotonic() + within_s
     while True:
         if process.poll() is not None:
@@ -45,6 +46,8 @@ def wait_ready(
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
             raise TimeoutError(f"not ready in {within_s:g} s: {log.read_text()[-3000:]}")
         time.sleep(0.3)
 
