@@ -161,11 +161,12 @@ def _array(typecode: str, data: bytes) -> array:  # type: ignore[type-arg]
 class Ledger:
     """A persistent map from redemption id to `Redemption` (module doc)."""
 
-    __slots__ = ("_cold", "_firsts", "_hot")
+    __slots__ = ("_cold", "_cold_count", "_firsts", "_hot")
 
     def __init__(self, cold: tuple[Segment, ...] = (), hot: Map[str, Redemption] | None = None):
         self._cold = cold
         self._firsts = [segment.hashes[0] for segment in cold]
+        self._cold_count = sum(len(segment.hashes) for segment in cold)
         self._hot: Map[str, Redemption] = Map() if hot is None else hot
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -200,7 +201,23 @@ class Ledger:
         return found
 
     def set(self, redemption_id: str, redemption: Redemption) -> "Ledger":
-        return Ledger(self._cold, self._hot.set(redemption_id, redemption))
+        changed = Ledger.__new__(Ledger)  # the cold tier's index shared, not built again
+        changed._cold, changed._firsts, changed._cold_count = (
+            self._cold,
+            self._firsts,
+            self._cold_count,
+        )
+        changed._hot = self._hot.set(redemption_id, redemption)
+        return changed
+
+    def compactable(self) -> bool:
+        """Whether its hot map has grown enough to be turned into segments (`tiers.due`)."""
+        return tiers.due(len(self._hot), self._cold_count, SEGMENT_ENTRIES)
+
+    def compacting(self) -> Iterator["Ledger | None"]:
+        """The same ledger all in cold segments, as a restart reads it back, yielded last;
+        None after each step of merging the tiers (the caller may let others run)."""
+        return tiers.compacting(self.segments(), Ledger)
 
     def __bool__(self) -> bool:
         return bool(self._cold) or bool(self._hot)

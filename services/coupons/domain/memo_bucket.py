@@ -201,6 +201,17 @@ class Bucket:
         shadowed = self._shadowed - (self._cold_get(slot) is not None)
         return Bucket(self._cold, self._hot.delete(slot), shadowed, self._firsts)
 
+    def compactable(self, settled: bool) -> bool:
+        """Whether its hot map is to be turned into segments (`tiers.due`); a `settled` bucket
+        (an older one: a fold in time order adds little to it) as soon as it holds a segment."""
+        hot, least = len(self._hot), SEGMENT_ENTRIES
+        return hot >= least if settled else tiers.due(hot, sum(map(len, self._cold)), least)
+
+    def compacting(self) -> Iterator["Bucket | None"]:
+        """The same bucket all in cold segments, as a restart reads it back, yielded last;
+        None after each step of merging the tiers."""
+        return tiers.compacting(self.segments(), Bucket)
+
     def _sorted(self) -> Iterator[tuple[bytes, Decided] | None]:
         """Every decision by slot, the hot copy of one in both tiers; None after each slice of
         the hot map sorted before the first decision (a step: the caller may let others run)."""
