@@ -111,3 +111,15 @@ def test_a_ledger_is_compacted_once_its_hot_map_holds_half_its_cold_entries(
     book = compacted(book.set("r14", Redemption("c", "CODE", 14)))
     assert repr(book) == "Ledger(cold=15, hot=0)"
     assert [book[f"r{n}"].discount for n in range(15)] == list(range(15))
+
+
+def test_merging_a_ledger_lets_others_run_every_merge_step_entries() -> None:
+    """A segment is not merged in one step: a long fold's loop turns every MERGE_STEP."""
+    from services.coupons.domain import tiers
+
+    book = Ledger()
+    for n in range(5 * tiers.MERGE_STEP):
+        book = book.set(f"r{n}", Redemption("c", "CODE", n))
+    steps = list(book.compacting())
+    assert steps.count(None) >= 5 and isinstance(steps[-1], Ledger)
+    assert dict(steps[-1].items()) == dict(book.items())

@@ -224,8 +224,9 @@ class Ledger:
 
     def _sorted(self) -> Iterator[tuple[int, str, Redemption] | None]:
         """Every redemption by (hash, id), the hot copy of one that is in both tiers. The hot
-        map is sorted a slice at a time, None yielded after each (a step: the caller may let
-        others run), so no single step holds the caller for long."""
+        map is sorted a slice at a time, None yielded after each and after every
+        `tiers.MERGE_STEP` entries merged (a step: the caller may let others run), so no
+        single step holds the caller for long."""
         hot = iter(self._hot.items())
         runs: list[Iterator[tuple[int, int, str, Redemption]]] = []
         while piece := list(itertools.islice(hot, SEGMENT_ENTRIES)):
@@ -234,7 +235,9 @@ class Ledger:
         for segment in self._cold:
             runs.append((h, 1, k, r) for h, k, r in segment.items())
         current, seen = -1, tuple[str, ...]()  # the ids of the hash being merged
-        for hashed, _, redemption_id, redemption in heapq.merge(*runs):
+        for n, (hashed, _, redemption_id, redemption) in enumerate(heapq.merge(*runs), 1):
+            if n % tiers.MERGE_STEP == 0:
+                yield None
             if hashed != current:
                 current, seen = hashed, (redemption_id,)
             elif redemption_id not in seen:

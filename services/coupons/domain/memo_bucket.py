@@ -217,7 +217,8 @@ class Bucket:
 
     def _sorted(self) -> Iterator[tuple[bytes, Decided] | None]:
         """Every decision by slot, the hot copy of one in both tiers; None after each slice of
-        the hot map sorted before the first decision (a step: the caller may let others run)."""
+        the hot map sorted and after every `tiers.MERGE_STEP` entries merged (a step: the
+        caller may let others run)."""
         hot = iter(self._hot.items())
         runs: list[Iterator[tuple[bytes, int, Decided]]] = []
         while piece := list(itertools.islice(hot, SEGMENT_ENTRIES)):
@@ -225,7 +226,9 @@ class Bucket:
             yield None
         runs.extend(((s, 1, d) for s, d in segment.items()) for segment in self._cold)
         previous = b""
-        for slot, _, decided in heapq.merge(*runs):
+        for n, (slot, _, decided) in enumerate(heapq.merge(*runs), 1):
+            if n % tiers.MERGE_STEP == 0:
+                yield None
             if slot != previous:
                 previous = slot
                 yield slot, decided

@@ -29,6 +29,11 @@ def pieces(
         yield piece
 
 
+MERGE_STEP = 1_000
+"""Entries merged between two steps (a None) of a store's `_sorted`: a segment merged at once
+(20,000 entries, up to half a second of CPU) held a first start's loop for seconds on a loaded
+machine, longer than a consumer group's session."""
+
 COMPACT_RATIO = 0.5
 """A long fold (`long_folds`) turns a store's hot map into cold segments once it holds this
 fraction of the cold entries (and a segment's worth at least): each entry is then merged again
