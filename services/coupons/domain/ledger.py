@@ -11,7 +11,8 @@ unpickling one object each took (docs/performance/resilience.md).
 A lookup tries the hot map, then the cold segment whose hash range holds the id (two
 bisections in C, the id's bytes compared to rule out a hash collision). A redemption that
 changes (reversed, refunded) goes into the hot map, which shadows the cold copy. A snapshot
-(`segments`) merges both tiers into fresh segments, lazily, a segment at a time.
+(`segments`) merges both tiers into fresh segments, lazily, a segment at a time; a long fold
+does the same in memory (`compacting`) whenever its hot map has grown (`tiers.due`).
 """
 
 import bisect
