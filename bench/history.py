@@ -33,7 +33,10 @@ another checkout to measure that one). `--restore N`: such a state through its s
 codec, encoded and read back, CPU seconds. It provisions its own Kafka and PostgreSQL
 on `COUPONS_KAFKA_PORT` / `COUPONS_PG_PORT` (19392 / 15632 by default; the service on
 `COUPONS_BENCH_PORT`, 18380, and the one after it) in `COUPONS_STATE_DIR`
-(a temporary directory by default). Too long for `make bench` (minutes per million events);
+(a temporary directory by default), the services' log in `COUPONS_BENCH_LOG` if set.
+`--seed-only` seeds the logs and prints their topic prefixes; `--seeded PREFIX --events N`
+then measures that log (the broker's state kept in `COUPONS_STATE_DIR`): a long seeding
+need not wait for the code it measures. Too long for `make bench` (minutes per million events);
 figures in docs/performance/resilience.md.
 """
 
@@ -117,11 +120,12 @@ def ready(port: int = PORT) -> bool:
         return False
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """The process's resident memory now (`VmRSS`), or at its highest (`VmHWM`), MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
 
 
 class Service:
@@ -192,9 +196,9 @@ def runs(before: Path | None) -> Iterator[tuple[str, Path]]:
 
 def first_start(
     label: str, tree: Path, env: dict[str, str], prefix: str, count: int, log: Path
-) -> tuple[dict[str, str], str]:
+) -> tuple[dict[str, str], str, str]:
     """Start the service on `prefix`'s log with a database of its own, until its snapshots are
-    written; its environment (for the restarts) and its row."""
+    written; its environment (for the restarts), its row and its highest RSS meanwhile."""
     database_url = asyncio.run(fresh_database(env["DATABASE_URL"]))
     env = {**env, "DATABASE_URL": database_url, "COUPONS_TOPIC_PREFIX": prefix}
     service = Service(tree, env, log)
@@ -204,9 +208,12 @@ def first_start(
         if count // PARTITIONS >= SNAPSHOT_EVERY:
             while asyncio.run(snapshotted(database_url, prefix)) < PARTITIONS:
                 time.sleep(1)  # the snapshots written after loading, then a restart
+        peak = (
+            f"# {label}, first start's highest RSS {rss_mib(service.process.pid, 'VmHWM'):.0f} MiB"
+        )
     finally:
         service.stop()
-    return env, row
+    return env, row, peak
 
 
 def restarted(label: str, tree: Path, env: dict[str, str], log: Path) -> list[str]:
@@ -241,8 +248,9 @@ def measure(
     rebalance of each code in turn (alternated: the machine's load changes by the minute)."""
     envs = {}
     for label, tree in trees:
-        envs[label], row = first_start(label, tree, env, prefix, count, log)
+        envs[label], row, peak = first_start(label, tree, env, prefix, count, log)
         yield row
+        yield peak
     for _ in range(rounds):
         for label, tree in trees:
             yield f"# load average {os.getloadavg()[0]:.1f}"
@@ -265,6 +273,14 @@ def main() -> None:
         "--rounds", type=int, default=1, help="restarts and rebalances of each code, alternated"
     )
     parser.add_argument(
+        "--seed-only", action="store_true", help="seed the logs, print their prefixes, stop"
+    )
+    parser.add_argument(
+        "--seeded",
+        metavar="PREFIX",
+        help="measure the log seeded before under this prefix (one --events: its count)",
+    )
+    parser.add_argument(
         "--in-process", type=int, metavar="N", help="only: a decider's bytes per redemption"
     )
     parser.add_argument(
@@ -282,7 +298,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="coupons-history-", dir="/var/tmp") as scratch:
         os.chmod(scratch, 0o755)  # the postgres user must reach its data directory
         state = Path(os.environ.get("COUPONS_STATE_DIR") or f"{scratch}/state")
-        log = Path(scratch) / "service.log"
+        log = Path(os.environ.get("COUPONS_BENCH_LOG") or f"{scratch}/service.log")
         clean = {k: v for k, v in os.environ.items()
                  if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}  # fmt: skip
         with provisioned(state, kafka_port=kafka_port, pg_port=pg_port, env=clean) as ends:
@@ -300,11 +316,18 @@ def main() -> None:
             print(f"load average before: {os.getloadavg()}")
             print("events\trun\tready s\tRSS MiB")
             empty: dict[str, float] = {}
-            for count in [PARTITIONS, *args.events]:
-                prefix = f"h{uuid.uuid4().hex[:6]}."
-                took = asyncio.run(seed(ends.kafka_bootstrap_servers, prefix, count, args.days))
-                over = f"over {args.days:g} days" if args.days else "all within the window"
-                print(f"# seeded {count:,} events ({over}) in {took:.0f} s", flush=True)
+            counts = args.events if args.seed_only else [PARTITIONS, *args.events]
+            for count in counts:
+                if args.seeded and count != PARTITIONS:
+                    prefix = args.seeded
+                else:
+                    prefix = f"h{uuid.uuid4().hex[:6]}."
+                    took = asyncio.run(seed(ends.kafka_bootstrap_servers, prefix, count, args.days))
+                    over = f"over {args.days:g} days" if args.days else "all within the window"
+                    print(f"# seeded {count:,} events ({over}) in {took:.0f} s as {prefix}",
+                          flush=True)  # fmt: skip
+                if args.seed_only:
+                    continue
                 trees = list(runs(args.before))
                 for row in measure(trees, env, prefix, count, log, args.rounds):
                     if row.startswith("#"):

@@ -97,10 +97,12 @@ def defined(campaign_id: str, at: datetime) -> bytes:
 
 def folded_state(count: int) -> tuple[Any, list[Any]]:
     """A decider's partition state (campaign and memo) with `count` redemptions of 100,000
-    contacts folded in process (decoded from the same JSON the log holds), and some of the
-    events folded (every 97th)."""
+    contacts folded in process (decoded from the same JSON the log holds), compacted every
+    `long_folds.COMPACT_EVERY` as a fold from the log is, and some of the events folded
+    (every 97th)."""
     from contracts.codec import EVENTS
     from contracts.replies import EventPosition
+    from services.coupons import long_folds
     from services.coupons.decider import CampaignAggregate
     from services.coupons.writer.batch import PartitionState
 
@@ -117,6 +119,9 @@ def folded_state(count: int) -> tuple[Any, list[Any]]:
         state.apply(event, EventPosition(partition=0, offset=n + 1))
         if n % 97 == 0:
             kept.append(event)
+        if n % long_folds.COMPACT_EVERY == long_folds.COMPACT_EVERY - 1:
+            for _ in long_folds.compaction(state.states, state.memo):
+                pass
     return state, kept
 
 
@@ -126,12 +131,14 @@ def fold_memory(count: int) -> None:
     import tracemalloc
 
     tracemalloc.start()
+    started = time.process_time()
     state, kept = folded_state(count)
+    cpu = time.process_time() - started
     del kept  # not part of the state
-    grown = tracemalloc.get_traced_memory()[0]
+    grown, peak = tracemalloc.get_traced_memory()
     print(f"{count:,} redemptions of {CONTACTS:,} contacts folded: {grown / count:,.0f} bytes"
-          f" each ({grown / 2**20:,.0f} MiB), memo ({len(state.memo):,} keys) and campaign"
-          " state")  # fmt: skip
+          f" each ({grown / 2**20:,.0f} MiB; at the most {peak / count:,.0f}), memo"
+          f" ({len(state.memo):,} keys) and campaign; {cpu:.1f} s CPU (traced)")  # fmt: skip
 
 
 def restore_cost(count: int) -> None:

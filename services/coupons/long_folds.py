@@ -20,15 +20,30 @@ into the permanent generation, in constant time, never scanned again; a fold fre
 built every `FREEZE_EVERY` events. The cost: a reference cycle that is garbage at the moment
 of a freeze is never collected; the freezes happen only while a state is folded from the log,
 not while it is live, so that is bounded by the folds' own few cycles, not by running time.
+
+**Compact as it goes.** What a fold builds is hot: persistent maps, about five times the bytes
+of the same entries read back from a snapshot as flat segments. A first start (no sound
+snapshot) of five million redemptions held 4.2 GiB where a restart holds about a fifth. So
+every `COMPACT_EVERY` events a fold turns each ledger and memo bucket whose hot map has grown
+(`tiers.due`) into segments (`Compactor`), a step at a time between turns of the loop: the
+state is then what a restart would read back, less the hot part still growing.
 """
 
 import asyncio
+import dataclasses
 import gc
+from collections.abc import Iterator
+from typing import Any
+
+from services.coupons.domain.idempotency import Memo
+from services.coupons.domain.ledger import Ledger
 
 SLICE = 500
 """Events folded between two turns of the loop."""
 FREEZE_EVERY = 20_000
 """Events folded between two freezes: about a young collection's worth of survivors."""
+COMPACT_EVERY = 50_000
+"""Events folded by one fold between two looks for a ledger or memo bucket to compact."""
 
 
 class _Freezer:
@@ -50,3 +65,41 @@ async def sliced(events: int) -> None:
     due, then lets the loop run."""
     _FREEZER.folded(events)
     await asyncio.sleep(0)
+
+
+def compaction(states: dict[str, Any], memo: Memo | None = None) -> Iterator[None]:
+    """Compact each state's ledgers (fields of a dataclass state) and the memo's buckets that
+    are due, a step at a time (None after each); each state is replaced in `states` by one
+    with the compacted ledger, equal to it. Nothing else may change them meanwhile."""
+    for key in list(states):
+        state = states[key]
+        if not dataclasses.is_dataclass(state) or isinstance(state, type):
+            continue
+        for field in dataclasses.fields(state):
+            ledger = getattr(state, field.name)
+            if not (isinstance(ledger, Ledger) and ledger.compactable()):
+                continue
+            for step in ledger.compacting():
+                if step is None:
+                    yield None
+                else:
+                    state = dataclasses.replace(state, **{field.name: step})
+            states[key] = state
+    if memo is not None:
+        yield from memo.compaction()
+
+
+class Compactor:
+    """One fold's compactions: every `COMPACT_EVERY` events it folded, those due."""
+
+    def __init__(self) -> None:
+        self.since = 0
+
+    async def folded(self, events: int, states: dict[str, Any], memo: Memo | None = None) -> None:
+        """Call after `events` more were folded into `states` (and `memo`)."""
+        self.since += events
+        if self.since < COMPACT_EVERY:
+            return
+        self.since = 0
+        for _ in compaction(states, memo):
+            await asyncio.sleep(0)

@@ -32,6 +32,7 @@ operations = st.lists(
         st.tuples(st.just("set"), st.sampled_from(SLOTS), decisions),
         st.tuples(st.just("delete"), st.sampled_from(SLOTS), st.none()),
         st.tuples(st.just("snapshot"), st.none(), st.none()),
+        st.tuples(st.just("compact"), st.booleans(), st.none()),
     ),
     max_size=60,
 )
@@ -59,6 +60,12 @@ def test_a_bucket_answers_as_a_dict_across_snapshots(
                     model[slot] = committed[slot]
                 else:
                     model.pop(slot, None)
+            elif op == "compact":  # a long fold's: then all of it is cold, as after a snapshot
+                if bucket.compactable(settled=bool(slot)):
+                    *_, last = bucket.compacting()
+                    assert isinstance(last, Bucket) and last.has_cold
+                    bucket = last
+                    committed = dict(model)
             else:
                 bucket, committed = through_a_snapshot(bucket), dict(model)
             assert all(bucket.get(s) == model.get(s) for s in SLOTS)
@@ -122,7 +129,7 @@ class _Message:
 T0 = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 steps_of_a_memo = st.lists(
     st.tuples(
-        st.sampled_from(["begin", "place", "replay", "expire", "snapshot"]),
+        st.sampled_from(["begin", "place", "replay", "expire", "snapshot", "compact"]),
         st.sampled_from([f"k{n}" for n in range(6)]),
         st.sampled_from(["a" * 64, "b" * 64]),
         st.sampled_from([0, 100, 200, 400, 800, 3000, 4000, 7000]),
@@ -134,11 +141,12 @@ steps_of_a_memo = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(steps_of_a_memo)
-def test_a_memo_through_snapshots_answers_as_one_never_snapshotted(
+def test_a_memo_through_snapshots_and_compactions_answers_as_one_never_snapshotted(
     steps: list[tuple[str, str, str, int, int]],
 ) -> None:
     """The same decisions, positions and expiries on two memos, one of them written to a
-    snapshot and restored from it now and then: every key answers the same."""
+    snapshot and restored from it, or compacted as a long fold does, now and then: every key
+    answers the same."""
     from services.coupons.domain.idempotency import Memo
 
     def through_the_codec(memo: Memo) -> Memo:
@@ -165,6 +173,8 @@ def test_a_memo_through_snapshots_answers_as_one_never_snapshotted(
                     each.expire(message.occurred_at)
             if op == "snapshot":
                 memo = through_the_codec(memo)
+            elif op == "compact":  # a long fold's, between two slices
+                assert all(step is None for step in memo.compaction())
             for n in range(6):
                 probe = _Message(f"k{n}", "", message.occurred_at)
                 assert memo.get(probe) == never.get(probe)  # type: ignore[arg-type]

