@@ -348,23 +348,27 @@ class Writers:
         )
 
     async def _release(self, partitions: list[int]) -> None:
+        """Give the partitions up side by side (`_release_one`): one whose producers are stuck
+        then holds a rebalance for its own bounds, not for theirs times the partitions."""
+        await asyncio.gather(*(self._release_one(p) for p in partitions))
+
+    async def _release_one(self, p: int) -> None:
         """Let the transaction in flight end (commit or abort), then give the partition up;
         its undecided commands are the next owner's, from the committed offset. Neither is
         waited for longer than the transaction timeout (`transactions.within`)."""
-        for p in partitions:
-            writer = self._writers.pop(p, None)
-            if writer is not None:
-                self._intake.close(writer)
-                bound_s = self._stuck_after_s
-                if writer.committing is not None:
-                    await transactions.within(f"p{p}'s transaction", bound_s, writer.committing)
-                if writer.begun is not None:  # empty: the next owner's fencing aborts it
-                    writer.begun.cancel()
-                    await transactions.within(f"p{p}'s next transaction", bound_s, writer.begun)
-                stops = [asyncio.create_task(producer.stop()) for producer in writer.producers]
-                await transactions.within(f"p{p}'s producers", bound_s, *stops)
-            if self._snapshots is not None:
-                self._snapshots.forget(p)
+        writer = self._writers.pop(p, None)
+        if writer is not None:
+            self._intake.close(writer)
+            bound_s = self._stuck_after_s
+            if writer.committing is not None:
+                await transactions.within(f"p{p}'s transaction", bound_s, writer.committing)
+            if writer.begun is not None:  # empty: the next owner's fencing aborts it
+                writer.begun.cancel()
+                await transactions.within(f"p{p}'s next transaction", bound_s, writer.begun)
+            stops = [asyncio.create_task(producer.stop()) for producer in writer.producers]
+            await transactions.within(f"p{p}'s producers", bound_s, *stops)
+        if self._snapshots is not None:
+            self._snapshots.forget(p)
 
     async def _load(self, partition: int) -> tuple[PartitionState, int]:
         state, folded, end = await fold.partition(
