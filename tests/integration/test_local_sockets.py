@@ -50,6 +50,25 @@ async def deciding(
         await asyncio.gather(running, return_exceptions=True)
 
 
+@contextlib.asynccontextmanager
+async def a_zombie_on_p0(
+    settings: Settings,
+) -> AsyncIterator[tuple[Topics, dict[str, int], local_sockets.Inbox, list[bytes]]]:
+    """One partition's topics (every command is p0's), and a process that holds p0's decider
+    socket name but never decides (a previous owner of the partition, going away): it
+    swallows what is handed to it, into the list yielded."""
+    declared = declare(settings.topic_prefix, 1)
+    layout = await ensure_topics(settings.kafka_bootstrap_servers, declared, 1)
+    address = local_sockets.owner(settings.kafka_bootstrap_servers, declared.commands.name, 0)
+    swallowed: list[bytes] = []
+    zombie = local_sockets.Inbox(address, swallowed.append)
+    assert zombie.open()
+    try:
+        yield declared, layout, zombie, swallowed
+    finally:
+        zombie.close()
+
+
 @pytest.fixture
 async def topics(settings: Settings) -> AsyncIterator[tuple[Topics, dict[str, int]]]:
     """The test's topics, with a decider over them."""
@@ -142,28 +161,22 @@ async def test_a_command_lost_in_a_handover_is_appended_to_the_topic_and_decided
     no reply came, and the decider, which owns the partition, decides it. Once the name is
     free, the decider takes it, and commands go through the socket again."""
     monkeypatch.setattr(gateway_module, "HANDOVER_PATIENCE_S", 0.5)
-    declared = declare(settings.topic_prefix, 1)  # one partition: every command is p0's
-    layout = await ensure_topics(settings.kafka_bootstrap_servers, declared, 1)
-    address = local_sockets.owner(settings.kafka_bootstrap_servers, declared.commands.name, 0)
-    swallowed: list[bytes] = []
-    zombie = local_sockets.Inbox(address, swallowed.append)
-    assert zombie.open()
-    try:
-        async with deciding(settings, declared, layout, listening=False):
-            gateway = CommandGateway(settings.kafka_bootstrap_servers, declared, layout, 20)
-            await gateway.start()
-            try:
-                lost = await gateway.decide(define("lost"))
-                assert len(swallowed) == 1
-                assert await records_on(settings, declared.commands.name, 1) == 1
-                zombie.close()
-                await asyncio.sleep(2 * decider_module.REBIND_S)
-                handed = await gateway.decide(define("handed"))
-            finally:
-                await gateway.stop()
-            assert await records_on(settings, declared.commands.name, 1) == 1, "not appended"
-    finally:
-        zombie.close()
+    async with (
+        a_zombie_on_p0(settings) as (declared, layout, zombie, swallowed),
+        deciding(settings, declared, layout, listening=False),
+    ):
+        gateway = CommandGateway(settings.kafka_bootstrap_servers, declared, layout, 20)
+        await gateway.start()
+        try:
+            lost = await gateway.decide(define("lost"))
+            assert len(swallowed) == 1
+            assert await records_on(settings, declared.commands.name, 1) == 1
+            zombie.close()
+            await asyncio.sleep(2 * decider_module.REBIND_S)
+            handed = await gateway.decide(define("handed"))
+        finally:
+            await gateway.stop()
+        assert await records_on(settings, declared.commands.name, 1) == 1, "not appended"
     assert (lost.outcome, handed.outcome) == ("accepted", "accepted")
     assert len(swallowed) == 1
 
@@ -176,13 +189,7 @@ async def test_a_handover_whose_caller_resends_is_never_appended_as_well(
     gateway's timeout, well past the hand-over's patience, then reported pending, and never
     appended to the topic too (which decided it twice under load)."""
     monkeypatch.setattr(gateway_module, "HANDOVER_PATIENCE_S", 0.2)
-    declared = declare(settings.topic_prefix, 1)
-    layout = await ensure_topics(settings.kafka_bootstrap_servers, declared, 1)
-    address = local_sockets.owner(settings.kafka_bootstrap_servers, declared.commands.name, 0)
-    swallowed: list[bytes] = []
-    zombie = local_sockets.Inbox(address, swallowed.append)
-    assert zombie.open()
-    try:
+    async with a_zombie_on_p0(settings) as (declared, layout, _, swallowed):
         gateway = CommandGateway(settings.kafka_bootstrap_servers, declared, layout, 1.5)
         await gateway.start()
         try:
@@ -190,7 +197,5 @@ async def test_a_handover_whose_caller_resends_is_never_appended_as_well(
                 await gateway.decide(define("resent-by-its-caller"), caller_resends=True)
         finally:
             await gateway.stop()
-    finally:
-        zombie.close()
     assert len(swallowed) == 1
     assert await records_on(settings, declared.commands.name, 1) == 0, "not appended"
