@@ -4,7 +4,6 @@ same calls against the real service are in tests/integration/test_checkout.py.""
 
 import json
 import logging
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -77,9 +76,9 @@ class _Throttle:
 
 def _app(level: str = "WARNING") -> tuple[Any, Any]:
     logs.configure(level, "json")
-    os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")  # never reached
-    os.environ.setdefault("DATABASE_URL", "postgresql://127.0.0.1:9/none")
-    settings = Settings()
+    settings = Settings(  # never reached; given here, not in os.environ, which later tests read
+        KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9", DATABASE_URL="postgresql://127.0.0.1:9/none"
+    )
     asgi = create_app(settings)
     app: Any = asgi
     while not hasattr(app, "openapi"):  # the FastAPI app inside the ASGI wrappers
