@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import structlog
@@ -159,6 +162,17 @@ class LocalKafka:
         if self._archive_tmp is not None:
             jars.keep_class_archive(self._archive_tmp, clean_exit=proc.returncode in (0, 143))
             self._archive_tmp = None
+
+    @contextlib.contextmanager
+    def hung(self) -> Iterator[None]:
+        """The broker frozen (SIGSTOP) with its connections open, as a stalled host is:
+        clients wait for answers that do not come, and nothing refuses them. Thawed on exit."""
+        assert self._proc is not None, "only a broker this object started"
+        self._proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self._proc.send_signal(signal.SIGCONT)
 
     def _java(self, jar_dir: Path) -> list[str]:
         java_home = os.environ.get("JAVA_HOME")

@@ -7,6 +7,7 @@ is counted once. The stack is the test's own, since it is stopped (longer outage
 
 import asyncio
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -202,3 +203,24 @@ def test_a_process_started_during_an_outage_comes_up_with_its_dependency(
     finally:
         process.terminate()
         assert process.wait(timeout=30) in (0, -15), "no graceful shutdown in 30 s"
+
+
+def test_ctrl_c_exits_within_seconds_while_the_broker_does_not_answer(
+    stack: tuple[LocalKafka, LocalPostgres], tmp_path: Path
+) -> None:
+    """Every component's stop gives up on its Kafka clients after 5 s, all of them at once:
+    one after another, Ctrl-C took 35 s with the broker frozen (seven components at 5 s)."""
+    broker, database = stack
+    log = tmp_path / "service.log"
+    process, _, _ = serve(broker, database, log)
+    try:
+        with broker.hung():
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pytest.fail("still running 15 s after Ctrl-C:\n" + log.read_text()[-3000:])
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

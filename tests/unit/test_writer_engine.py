@@ -25,7 +25,8 @@ from contracts.topics import declare
 from services.coupons.bus import kafka, local_sockets
 from services.coupons.bus.same_process import SameProcess
 from services.coupons.decider import CampaignAggregate
-from services.coupons.writer.engine import TransactionStuck, Writers
+from services.coupons.writer.engine import Writers
+from services.coupons.writer.transactions import TransactionStuck
 from tests.unit.campaign_commands import CAMPAIGN, define, redeem
 from tests.unit.memory_kafka import MemoryKafka
 

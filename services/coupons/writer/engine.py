@@ -20,13 +20,13 @@ After a commit, the committed events and the states they changed are handed to t
 view (`fold_here`) before the replies (`replies`), so a command answered here need not wait
 for the view to fetch its events.
 
-No transaction is waited for longer than the transaction timeout (as Kafka's Java client
-bounds a commit by `max.block.ms`, KAFKA-7763): the broker has aborted it by then, or its
-commit is under way at the broker and completes without the client. After an unclean restart
-of the broker, aiokafka's producer once never finished one (`make chaos`): its partition's
-commands waited forever, and so did the rebalance giving the partition up. Now the writers
-crash (`TransactionStuck`) and their restart fences the stuck producers; giving a partition up
-waits no longer either (`transactions.within`).
+No transaction is waited for longer than `transactions.STUCK_AFTER_S` (as Kafka's Java
+client bounds a commit by `max.block.ms`, KAFKA-7763). After an unclean restart of the
+broker, aiokafka's producer once never finished one (`make chaos`): its partition's commands
+waited forever, and so did the rebalance giving the partition up. Now the writers crash
+(`TransactionStuck`) and their restart fences the stuck producers, which settles the
+transaction at the broker (aborted, or its commit completed) before the partition is folded
+again; giving a partition up waits no longer either (`transactions.within`).
 """
 
 import asyncio
@@ -79,10 +79,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class TransactionStuck(Exception):
-    """A partition's transaction was still in flight after the transaction timeout."""
-
-
 class Writers:
     def __init__(
         self,
@@ -127,7 +123,7 @@ class Writers:
         self._intake = Intake(self._writers, self._step, same_process)
         # a begun transaction unused this long is refreshed, well before the broker's timeout
         self._refresh_after_s = self._clients.transaction_timeout_s / 3
-        self._stuck_after_s = self._clients.transaction_timeout_s
+        self._stuck_after_s = min(transactions.STUCK_AFTER_S, self._clients.transaction_timeout_s)
         self._acquisitions = Acquisitions(self._acquire)
 
     @property
@@ -213,7 +209,7 @@ class Writers:
             finished, writer.committing = writer.committing, None
             finished.result()
         elif writer.committing is not None and now - writer.committing_at > self._stuck_after_s:
-            raise TransactionStuck(
+            raise transactions.TransactionStuck(
                 f"partition {writer.partition}'s transaction has not ended in "
                 f"{now - writer.committing_at:.0f} s"
             )
@@ -355,7 +351,7 @@ class Writers:
     async def _release_one(self, p: int) -> None:
         """Let the transaction in flight end (commit or abort), then give the partition up;
         its undecided commands are the next owner's, from the committed offset. Neither is
-        waited for longer than the transaction timeout (`transactions.within`)."""
+        waited for longer than `transactions.STUCK_AFTER_S` (`transactions.within`)."""
         writer = self._writers.pop(p, None)
         if writer is not None:
             self._intake.close(writer)
