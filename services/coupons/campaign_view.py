@@ -147,7 +147,7 @@ class CampaignView:
             tps = [TopicPartition(self._topic, p) for p in range(self._partitions)]
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
-            folding, folded, compactor = _Folded(), 0, long_folds.Compactor()
+            folding, folded, long_fold = _Folded(), 0, long_folds.LongFold()
             for tp in tps:
                 await self._start(consumer, folding, tp, ends[tp])
             # the first pass only reads the positions: a log with nothing to fold (a snapshot
@@ -160,9 +160,8 @@ class CampaignView:
                         if record.offset >= taken:
                             self._fold(folding, record.value)
                             folded += 1
-                        if folding is not self._live and n % long_folds.SLICE == 0:
-                            await long_folds.sliced(long_folds.SLICE)  # catching up
-                            await compactor.folded(long_folds.SLICE, folding.campaigns)
+                        if folding is not self._live and n % long_folds.SLICE == 0:  # catching up
+                            await long_fold.folded(long_folds.SLICE, folding.campaigns)
                     folding.last[tp.partition] = max(
                         records[-1].offset, folding.last.get(tp.partition, -1)
                     )

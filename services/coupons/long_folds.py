@@ -25,7 +25,7 @@ not while it is live, so that is bounded by the folds' own few cycles, not by ru
 of the same entries read back from a snapshot as flat segments. A first start (no sound
 snapshot) of five million redemptions held 4.2 GiB where a restart holds about a fifth. So
 every `COMPACT_EVERY` events a fold turns each ledger and memo bucket whose hot map has grown
-(`tiers.due`) into segments (`Compactor`), a step at a time between turns of the loop: the
+(`tiers.due`) into segments (`LongFold`), a step at a time between turns of the loop: the
 state is then what a restart would read back, less the hot part still growing.
 """
 
@@ -89,14 +89,16 @@ def compaction(states: dict[str, Any], memo: Memo | None = None) -> Iterator[Non
         yield from memo.compaction()
 
 
-class Compactor:
-    """One fold's compactions: every `COMPACT_EVERY` events it folded, those due."""
+class LongFold:
+    """What a long fold does between slices: every `SLICE` events (or fewer), `sliced`; every
+    `COMPACT_EVERY` events, the compactions due."""
 
     def __init__(self) -> None:
         self.since = 0
 
     async def folded(self, events: int, states: dict[str, Any], memo: Memo | None = None) -> None:
         """Call after `events` more were folded into `states` (and `memo`)."""
+        await sliced(events)
         self.since += events
         if self.since < COMPACT_EVERY:
             return

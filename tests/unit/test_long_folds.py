@@ -54,10 +54,10 @@ async def test_a_fold_compacts_its_ledgers_and_memo_every_compact_every_events(
     for n in range(10):
         memo.begin(Message(n), "a" * 64, [], at)  # type: ignore[arg-type]
     before = [memo.get(Message(n)) for n in range(10)]  # type: ignore[arg-type]
-    compactor = long_folds.Compactor()
-    await compactor.folded(long_folds.COMPACT_EVERY - 1, states, memo)
+    long_fold = long_folds.LongFold()
+    await long_fold.folded(long_folds.COMPACT_EVERY - 1, states, memo)
     assert repr(states["c1"].ledger) == "Ledger(cold=0, hot=10)"  # type: ignore[attr-defined]
-    await compactor.folded(1, states, memo)
+    await long_fold.folded(1, states, memo)
     compact = states["c1"]
     assert isinstance(compact, Campaign) and repr(compact.ledger) == "Ledger(cold=10, hot=0)"
     assert compact == campaign and states["other"] == "not a dataclass"

@@ -45,7 +45,7 @@ async def partition(
             state.states, state.consumed = snapshot.states, snapshot.consumed
             state.memo.restore(snapshot.memo)
             consumer.seek(tp, snapshot.next_offset)
-        compactor = long_folds.Compactor()
+        long_fold = long_folds.LongFold()
         while await consumer.position(tp) < end:
             fetched = await consumer.getmany(tp, timeout_ms=500, max_records=long_folds.SLICE)
             records = fetched.get(tp, [])
@@ -54,8 +54,7 @@ async def partition(
                 _fold(aggregate, state, tp.partition, record)
             folded += len(records)
             state.memo.expire(clock())  # a long fold keeps only a window's keys
-            await long_folds.sliced(len(records))
-            await compactor.folded(len(records), state.states, state.memo)
+            await long_fold.folded(len(records), state.states, state.memo)
         state.memo.expire(clock())
     finally:
         await consumer.stop()
