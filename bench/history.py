@@ -36,8 +36,11 @@ on `COUPONS_KAFKA_PORT` / `COUPONS_PG_PORT` (19392 / 15632 by default; the servi
 (a temporary directory by default), the services' log in `COUPONS_BENCH_LOG` if set.
 `--seed-only` seeds the logs and prints their topic prefixes; `--seeded PREFIX --events N`
 then measures that log (the broker's state kept in `COUPONS_STATE_DIR`): a long seeding
-need not wait for the code it measures. Too long for `make bench` (minutes per million events);
-figures in docs/performance/resilience.md.
+need not wait for the code it measures. A first start prints its database's name; with
+`--snapshotted NAME` as well, only the restarts and rebalances are measured again, on the
+snapshots that first start wrote (`--rounds` of them): a long first start need not be
+repeated to measure its restart on a quieter machine. Too long for `make bench` (minutes per
+million events); figures in docs/performance/resilience.md.
 """
 
 import argparse
@@ -201,6 +204,7 @@ def first_start(
     """Start the service on `prefix`'s log with a database of its own, until its snapshots are
     written; its environment (for the restarts), its row and its highest RSS meanwhile."""
     database_url = asyncio.run(fresh_database(env["DATABASE_URL"]))
+    print(f"# {label}, first start's database: {database_url.rsplit('/', 1)[1]}", flush=True)
     env = {**env, "DATABASE_URL": database_url, "COUPONS_TOPIC_PREFIX": prefix}
     service = Service(tree, env, log)
     try:
@@ -244,11 +248,17 @@ def measure(
     count: int,
     log: Path,
     rounds: int,
+    snapshotted: str | None = None,
 ) -> Iterator[str]:
-    """Each code's first start on `prefix`'s log, then `rounds` rounds of a restart and a
-    rebalance of each code in turn (alternated: the machine's load changes by the minute)."""
+    """Each code's first start on `prefix`'s log (none with `snapshotted`, the database of
+    one run before), then `rounds` rounds of a restart and a rebalance of each code in turn
+    (alternated: the machine's load changes by the minute)."""
     envs = {}
     for label, tree in trees:
+        if snapshotted is not None:
+            database_url = env["DATABASE_URL"].rsplit("/", 1)[0] + "/" + snapshotted
+            envs[label] = {**env, "DATABASE_URL": database_url, "COUPONS_TOPIC_PREFIX": prefix}
+            continue
         envs[label], row, peak = first_start(label, tree, env, prefix, count, log)
         yield row
         yield peak
@@ -280,6 +290,11 @@ def main() -> None:
         "--seeded",
         metavar="PREFIX",
         help="measure the log seeded before under this prefix (one --events: its count)",
+    )
+    parser.add_argument(
+        "--snapshotted",
+        metavar="DATABASE",
+        help="with --seeded: restarts only, on the snapshots of this first start's database",
     )
     parser.add_argument(
         "--in-process", type=int, metavar="N", help="only: a decider's bytes per redemption"
@@ -317,7 +332,9 @@ def main() -> None:
             print(f"load average before: {os.getloadavg()}")
             print("events\trun\tready s\tRSS MiB")
             empty: dict[str, float] = {}
-            counts = args.events if args.seed_only else [PARTITIONS, *args.events]
+            counts = (
+                args.events if args.seed_only or args.snapshotted else [PARTITIONS, *args.events]
+            )
             for count in counts:
                 if args.seeded and count != PARTITIONS:
                     prefix = args.seeded
@@ -330,7 +347,8 @@ def main() -> None:
                 if args.seed_only:
                     continue
                 trees = list(runs(args.before))
-                for row in measure(trees, env, prefix, count, log, args.rounds):
+                rows = measure(trees, env, prefix, count, log, args.rounds, args.snapshotted)
+                for row in rows:
                     if row.startswith("#"):
                         print(row, flush=True)
                         continue
