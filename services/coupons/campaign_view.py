@@ -148,8 +148,9 @@ class CampaignView:
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
             folding, folded, long_fold = _Folded(), 0, long_folds.LongFold()
-            for tp in tps:
-                await self._start(consumer, folding, tp, ends[tp])
+            # side by side, as the decider's partitions are: one after another, the reads of
+            # twenty million redemptions' snapshots took 6.5 s, after the decider's were done
+            await asyncio.gather(*(self._start(consumer, folding, tp, ends[tp]) for tp in tps))
             # the first pass only reads the positions: a log with nothing to fold (a snapshot
             # at its end, or an empty one) is caught up at once, not after a poll's wait
             batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}

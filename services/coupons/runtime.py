@@ -44,7 +44,7 @@ from services.coupons.stripe.sink import WebhookSink
 from services.coupons.supervise import MAX_BACKOFF_S, STOP_TIMEOUT_S, Supervised
 from services.coupons.throttle import Throttle
 from services.coupons.writer.engine import Writers
-from services.coupons.writer.snapshots import Snapshots
+from services.coupons.writer.snapshots import SharedStates, Snapshots
 
 log = structlog.get_logger(__name__)
 
@@ -201,10 +201,9 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         )
         await stripe_sink.start()
         stack.push_async_callback(_within, stripe_sink.stop, "stripe_sink")
-        snapshots = PostgresSnapshots(pool)
-        view = CampaignView(
-            bootstrap, topics, partitions, Snapshots(snapshots, topics.events.name, STATE_VERSION)
-        )
+        snapshots, shared = PostgresSnapshots(pool), SharedStates()
+        view_snapshots = Snapshots(snapshots, topics.events.name, STATE_VERSION, shared=shared)
+        view = CampaignView(bootstrap, topics, partitions, view_snapshots)
         throttle = Throttle(settings.guessing_limits, pool, settings.database_url)
         components = [
             Supervised("campaign-view", view.run),
@@ -218,7 +217,9 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
                 partitions,
                 gateway.answer,
                 view.take_committed,
-                Snapshots(snapshots, topics.events.name, STATE_VERSION, settings.snapshot_every),
+                Snapshots(
+                    snapshots, topics.events.name, STATE_VERSION, settings.snapshot_every, shared
+                ),
                 settings.idempotency_window_s,
                 same_process,
             )

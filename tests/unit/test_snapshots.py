@@ -2,6 +2,7 @@
 exactly what was committed, never the batch decided since; it reads back to the same state; a
 corrupt, outdated or too-far one is skipped for the one before it. And the memo's window."""
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -22,7 +23,7 @@ from services.coupons.writer.batch import (
     PartitionState,
 )
 from services.coupons.writer.snapshot_codec import Chunk, CorruptSnapshot, Kind
-from services.coupons.writer.snapshots import Header, Snapshots, StoreUnavailable
+from services.coupons.writer.snapshots import Header, SharedStates, Snapshots, StoreUnavailable
 from tests.unit.test_writer_batch import (
     AGGREGATE,
     CAMPAIGN,
@@ -234,3 +235,41 @@ async def test_an_unreachable_store_means_folding_the_log_not_waiting() -> None:
         loaded = await Snapshots(Down(), TOPICS.events.name, VERSION).load(PARTITION, end=10)
     assert loaded is None
     assert [e["event"] for e in logs] == ["snapshot.store_unavailable"]
+
+
+async def test_the_decider_and_the_view_of_one_process_read_a_snapshots_states_once() -> None:
+    """Both start a partition from its last snapshot: one read, the same states, a dict each
+    (a writer replaces its states in its own dict as it decides)."""
+    store, state = MemoryStore(), PartitionState(AGGREGATE)
+    writer = Snapshots(store, TOPICS.events.name, VERSION, every=1)
+    writer.track(PARTITION, {}, 0, 0, Memo(), 0)
+    committed = decide(state, [define(), redeem(1)])
+    offsets = list(range(len(appended(committed))))
+    writer.committed(PARTITION, committed.states, 1, offsets, state.memo, [])
+    writing = writer._tracked[PARTITION].writing
+    assert writing is not None
+    await writing
+    reads = []
+    chunks = store.chunks
+
+    def counted(header: Header, kind: Kind) -> AsyncIterator[tuple[bytes, bytes]]:
+        reads.append(kind)
+        return chunks(header, kind)
+
+    store.chunks = counted  # type: ignore[method-assign]
+    shared = SharedStates()
+    decider = Snapshots(store, TOPICS.events.name, VERSION, shared=shared)
+    view = Snapshots(store, TOPICS.events.name, VERSION, shared=shared)
+    end = len(offsets)
+    mine, its = await asyncio.gather(
+        decider.load(PARTITION, end), view.load(PARTITION, end, memo=False)
+    )
+    assert mine is not None and its is not None
+    assert reads == ["state", "memo"]  # the states once, the memo for the decider alone
+    assert mine.states == its.states == state.states and mine.states is not its.states
+    assert mine.states[CAMPAIGN] is its.states[CAMPAIGN]
+    mine.states.clear()
+    assert its.states == state.states
+    again = await Snapshots(store, TOPICS.events.name, VERSION).load(PARTITION, end, memo=False)
+    assert again is not None and again.states == state.states
+    assert reads == ["state", "memo", "state"]  # not shared: read again
