@@ -182,7 +182,8 @@ class Writers:
             await consumer.stop()
             await self._release(list(self._writers))
             stop = asyncio.create_task(producer.stop())
-            await transactions.within("the replies' producer", self._stuck_after_s, stop)
+            until = asyncio.get_running_loop().time() + self._stuck_after_s
+            await transactions.within("the replies' producer", until, stop)
             outbox.close()
             if self._snapshots is not None:
                 await self._snapshots.close()
@@ -350,19 +351,21 @@ class Writers:
 
     async def _release_one(self, p: int) -> None:
         """Let the transaction in flight end (commit or abort), then give the partition up;
-        its undecided commands are the next owner's, from the committed offset. Neither is
-        waited for longer than `transactions.STUCK_AFTER_S` (`transactions.within`)."""
+        its undecided commands are the next owner's, from the committed offset. All of it is
+        waited for at most `transactions.STUCK_AFTER_S` (`transactions.within`): a bound for
+        each wait let a stuck transaction, then its producers' stop, hold a rebalance for
+        twice the bound (`make chaos`)."""
         writer = self._writers.pop(p, None)
         if writer is not None:
             self._intake.close(writer)
-            bound_s = self._stuck_after_s
+            until = asyncio.get_running_loop().time() + self._stuck_after_s
             if writer.committing is not None:
-                await transactions.within(f"p{p}'s transaction", bound_s, writer.committing)
+                await transactions.within(f"p{p}'s transaction", until, writer.committing)
             if writer.begun is not None:  # empty: the next owner's fencing aborts it
                 writer.begun.cancel()
-                await transactions.within(f"p{p}'s next transaction", bound_s, writer.begun)
+                await transactions.within(f"p{p}'s next transaction", until, writer.begun)
             stops = [asyncio.create_task(producer.stop()) for producer in writer.producers]
-            await transactions.within(f"p{p}'s producers", bound_s, *stops)
+            await transactions.within(f"p{p}'s producers", until, *stops)
         if self._snapshots is not None:
             self._snapshots.forget(p)
 

@@ -180,23 +180,24 @@ async def commit(
     return placed
 
 
-STUCK_AFTER_S = 20.0
+STUCK_AFTER_S = 10.0
 """How long a transaction may be in flight before it counts as stuck (the transaction
-timeout, if shorter). A commit takes milliseconds, tens at a load of 15 on this machine; one
-caught by a broker restart ends within seconds of the broker's return (a 10 s outage and the
-broker's start). Not the transaction timeout (60 s): fencing settles the transaction at any
-time, and waiting for the broker's own abort made a stuck partition a minute without
-checkout."""
+timeout, if shorter). A commit takes milliseconds, tens at a load of 15 on this machine.
+Not the transaction timeout (60 s): fencing settles the transaction at any time, and waiting
+for the broker's own abort made a stuck partition a minute without checkout. A transaction
+caught by a broker outage counts as stuck too: the writers restart, as they do when the
+broker is away, and resume once it is back."""
 
 
 class TransactionStuck(Exception):
     """A partition's transaction was still in flight after `STUCK_AFTER_S`."""
 
 
-async def within(what: str, bound_s: float, *tasks: asyncio.Future[Any]) -> None:
-    """Wait for `tasks` to end, at most `bound_s`; cancel those that have not (a stuck
-    producer is left to the next owner's fencing). Their failures are not this wait's: a
-    failed transaction is answered by no reply."""
+async def within(what: str, until: float, *tasks: asyncio.Future[Any]) -> None:
+    """Wait for `tasks` to end, until the loop's time `until` at most; cancel those that
+    have not (a stuck producer is left to the next owner's fencing). Their failures are not
+    this wait's: a failed transaction is answered by no reply."""
+    bound_s = max(0.0, until - asyncio.get_running_loop().time())
     done, late = await asyncio.wait(tasks, timeout=bound_s)
     for task in done:
         if not task.cancelled():
