@@ -10,7 +10,6 @@ import pytest
 
 from services.coupons.automations.in_flight import InFlight
 from services.coupons.automations.outcomes import Outcomes
-from services.coupons.automations.sender import in_slices
 
 
 async def test_a_claim_waits_for_room_and_each_answer_frees_one_place() -> None:
@@ -79,28 +78,3 @@ async def test_outcomes_answered_during_a_write_go_together_in_the_next() -> Non
     finally:
         writing.cancel()
         await asyncio.gather(writing, return_exceptions=True)
-
-
-async def test_a_claims_sends_start_in_slices_and_the_loop_turns_between_them() -> None:
-    """Each send is decided at once, in memory, when it starts: a claim of 1,000 started in
-    one turn of the event loop held every other task of the process for all of them. Between
-    slices the loop turns: a task beside the sender steps, as a statement's answer would."""
-    turns = 0
-
-    async def beside() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    stepping = asyncio.create_task(beside())
-    await asyncio.sleep(0)
-    started_at: list[int] = []
-    try:
-        await in_slices(range(120), lambda _: started_at.append(turns), size=50)
-    finally:
-        stepping.cancel()
-        await asyncio.gather(stepping, return_exceptions=True)
-    assert len(started_at) == 120
-    slices = [started_at.count(turn) for turn in sorted(set(started_at))]
-    assert slices == [50, 50, 20]

@@ -13,10 +13,10 @@ contact, so the caps hold when many triggers for one contact arrive at once."""
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import structlog
@@ -36,7 +36,6 @@ from services.coupons.domain.campaign_state import Campaign
 from services.coupons.store.woken import run_woken
 
 log = structlog.get_logger(__name__)
-T = TypeVar("T")
 
 BATCH = 1000
 """Runs claimed at most at once."""
@@ -50,11 +49,6 @@ CLAIMERS = 2
 """Claims under way at once. A claim of 1,000 is mostly waits on PostgreSQL and the event loop
 (1.2-3.5 s each on a loaded machine, 80-100 ms of it CPU): one claimer at a time held the
 sender near 400 runs a second (docs/performance/automations.md)."""
-SLICE = 50
-"""Sends started in one turn of the event loop, at most. Each is decided at once, in memory,
-by a decider of this process (`CommandGateway.decide`): a claim of 1,000 started in one turn
-held the loop for all of their decisions, and every other task of the process (the contacts
-processor's statements, the deciders' commits) waited that long for its next step."""
 ACTOR = "automation"
 _NOT_ACTIVE = {Reason.ENDED, Reason.NOT_STARTED, Reason.EXPIRED, Reason.PAUSED}
 _COMMAND = Envelope[DistributeCode]
@@ -102,13 +96,9 @@ class Sender:
                 sent = 0
                 try:
                     claimed, to_send = await self.claim_due(limit)
-
-                    def start(each: _ToSend) -> None:
-                        nonlocal sent
+                    for each in to_send:
                         tasks.create_task(self._deliver(each, in_flight, outcomes))
                         sent += 1  # each task frees its own place when answered
-
-                    await in_slices(to_send, start)
                 finally:
                     in_flight.done(limit - sent)
                 return claimed == limit
@@ -237,15 +227,6 @@ class Sender:
         except DecisionPending:
             return None
         return _outcome(run["id"], reply)
-
-
-async def in_slices(items: Iterable[T], start: Callable[[T], None], size: int = SLICE) -> None:
-    """`start` each of `items`, yielding to the event loop after every `size` of them: the
-    ones started meanwhile run, and the loop polls its sockets, before the next slice."""
-    for n, item in enumerate(items, start=1):
-        start(item)
-        if n % size == 0:
-            await asyncio.sleep(0)
 
 
 def _outcome(run_id: str, reply: Reply) -> Outcome:
