@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -171,6 +172,29 @@ async def trigger_latency(
         "stamped": stamped,
         "stages": await stages(db, f"t{run}-", acked, heard),
     }
+
+
+async def loop_lag(client: httpx.AsyncClient) -> dict[str, int]:
+    """The service's event loop lag histogram so far (`/metrics`): cumulative count per
+    upper bound."""
+    text = (await client.get("/metrics")).text
+    found = re.findall(r'^coupons_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\d+)$', text, re.M)
+    return {bound: int(n) for bound, n in found}
+
+
+def lag_figures(before: dict[str, int], after: dict[str, int]) -> str:
+    """p50 and p99 of the loop's lag between two histograms, as the bucket bounds they fall
+    under."""
+    counts = {bound: after[bound] - before.get(bound, 0) for bound in after}
+    total = counts.get("+Inf", 0)
+    if not total:
+        return "no samples"
+
+    def under(q: float) -> str:
+        bound = next(b for b, n in counts.items() if n >= q * total)
+        return "over 5 s" if bound == "+Inf" else f"<= {float(bound) * 1000:.0f} ms"
+
+    return f"p50 {under(0.5)}, p99 {under(0.99)} ({total} samples)"
 
 
 def cpu_seconds(processes: dict[str, int]) -> dict[str, float]:
@@ -323,9 +347,11 @@ async def run(args: argparse.Namespace, served: Served) -> None:
             ends = [
                 await end_offsets(kafka, t.name, PARTITIONS) for t in (topics.events, topics.issued)
             ]
+            lag_before = await loop_lag(client)
             cpu_before = cpu_seconds(processes)
             found = await trigger_latency(args, out, topics, heard, db, n)
             cpu_after = cpu_seconds(processes)
+            lag_after = await loop_lag(client)
             txns = [
                 await markers(kafka, e, await end_offsets(kafka, next(iter(e)).topic, PARTITIONS))
                 for e in ends
@@ -347,6 +373,10 @@ async def run(args: argparse.Namespace, served: Served) -> None:
             )
             print(
                 "  CPU per event, ms: " + ", ".join(f"{k} {v:.2f}" for k, v in per_event.items()),
+                flush=True,
+            )
+            print(
+                f"  the service's event loop, late by: {lag_figures(lag_before, lag_after)}",
                 flush=True,
             )
             print(
