@@ -2,7 +2,8 @@
 static segment. Prints figures; medians of --runs.
 
     python bench/automations.py [--rate E] [--seconds S] [--automations A]
-                                [--broadcast N] [--runs R] [--workers W] [--split]
+                                [--broadcast N] [--runs R] [--warmup W] [--workers W]
+                                [--split]
 
 A `coupons serve` process (components decider, projector, contacts; global cap off:
 COUPONS_AUTOMATION_CONTACT_CAP=0; with --split two: decider and projector in one, contacts
@@ -34,6 +35,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from loads import process_ticks, stack_processes
+from markers import end_offsets, markers
 from service import Served, serving
 
 from contracts.topics import Topics, declare
@@ -169,6 +172,29 @@ async def trigger_latency(
         "stamped": stamped,
         "stages": await stages(db, f"t{run}-", acked, heard),
     }
+
+
+async def loop_lag(client: httpx.AsyncClient) -> dict[str, int]:
+    """The service's event loop lag histogram so far (`/metrics`): cumulative count per
+    upper bound."""
+    text = (await client.get("/metrics")).text
+    found = re.findall(r'^coupons_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\d+)$', text, re.M)
+    return {bound: int(n) for bound, n in found}
+
+
+def lag_figures(before: dict[str, int], after: dict[str, int]) -> str:
+    """p50 and p99 of the loop's lag between two histograms, as the bucket bounds they fall
+    under."""
+    counts = {bound: after[bound] - before.get(bound, 0) for bound in after}
+    total = counts.get("+Inf", 0)
+    if not total:
+        return "no samples"
+
+    def under(q: float) -> str:
+        bound = next(b for b, n in counts.items() if n >= q * total)
+        return "over 5 s" if bound == "+Inf" else f"<= {float(bound) * 1000:.0f} ms"
+
+    return f"p50 {under(0.5)}, p99 {under(0.99)} ({total} samples)"
 
 
 def cpu_seconds(processes: dict[str, int]) -> dict[str, float]:
@@ -301,12 +327,35 @@ async def run(args: argparse.Namespace, served: Served) -> None:
         await out.start()
         await define(client, args.automations)
         await asyncio.sleep(2)  # the consumer has its partitions; the service its automations
+        if args.warmup > 0:  # the broker's JIT compiles its hot paths in its first minute
+            warm = await trigger_latency(
+                argparse.Namespace(**{**vars(args), "seconds": args.warmup}),
+                out,
+                topics,
+                heard,
+                db,
+                -1,
+            )
+            print(
+                f"warm-up, not counted: {args.warmup:.0f} s at {warm['rate']:,.0f} events/s,"
+                f" p99 {pct(warm['consumed'], 0.99):.0f} ms",
+                flush=True,
+            )
         p99s, lost = [], 0
         stage_p99s: dict[str, list[float]] = {}
         for n in range(args.runs if args.seconds > 0 else 0):
+            ends = [
+                await end_offsets(kafka, t.name, PARTITIONS) for t in (topics.events, topics.issued)
+            ]
+            lag_before = await loop_lag(client)
             cpu_before = cpu_seconds(processes)
             found = await trigger_latency(args, out, topics, heard, db, n)
             cpu_after = cpu_seconds(processes)
+            lag_after = await loop_lag(client)
+            txns = [
+                await markers(kafka, e, await end_offsets(kafka, next(iter(e)).topic, PARTITIONS))
+                for e in ends
+            ]
             per_event = {
                 name: (cpu_after[name] - cpu_before[name]) * 1000 / max(found["events"], 1)
                 for name in processes
@@ -324,6 +373,16 @@ async def run(args: argparse.Namespace, served: Served) -> None:
             )
             print(
                 "  CPU per event, ms: " + ", ".join(f"{k} {v:.2f}" for k, v in per_event.items()),
+                flush=True,
+            )
+            print(
+                f"  the service's event loop, late by: {lag_figures(lag_before, lag_after)}",
+                flush=True,
+            )
+            print(
+                f"  the writers' transactions (markers on the events topic): {txns[0]:,},"
+                f" {found['events'] / max(txns[0], 1):.1f} events each; markers on"
+                f" coupon.issued.v1: {txns[1]:,}, {txns[1] / max(txns[0], 1):.2f} a transaction",
                 flush=True,
             )
             for stage, label in STAGES.items():
@@ -370,6 +429,12 @@ def main() -> None:
     parser.add_argument("--automations", type=int, default=20)
     parser.add_argument("--broadcast", type=int, default=100_000, help="0: no broadcast")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=0,
+        help="seconds of events at --rate before the runs, not counted (a fresh broker's JIT)",
+    )
     parser.add_argument("--log", help="write the service's log lines to this file")
     parser.add_argument(
         "--workers", type=int, default=1, help="COUPONS_WORKERS: processes of the service"

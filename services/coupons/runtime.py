@@ -20,6 +20,7 @@ from projections.db import DATABASE_UNAVAILABLE
 from projections.offsets import stored_offsets
 from projections.runner import Projection, ProjectionRunner
 from projections.watermarks import Watermarks
+from services.coupons import loop_lag
 from services.coupons.automations import reaction as automations
 from services.coupons.automations.broadcasts import BroadcastRunner
 from services.coupons.automations.sender import Sender
@@ -208,6 +209,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         components = [
             Supervised("campaign-view", view.run),
             Supervised("checkout-throttle", throttle.run),
+            Supervised("loop-lag", loop_lag.watch),
         ]
         decider = None
         if "decider" in settings.components:

@@ -175,6 +175,8 @@ async def test_lag_and_dead_letters_show_in_metrics_and_status(
         assert re.search(
             rf'coupons_projection_dead_letters_total{{projection="{name}",reason="\w+"}} 1', metrics
         )
+    assert re.search(r"^coupons_event_loop_lag_seconds_count [1-9]", metrics, re.M), "watched"
+    assert 'coupons_event_loop_lag_seconds_bucket{le="+Inf"}' in metrics
     status = client.get("/v1/projections").json()["data"]
     assert {p["name"]: p["lag"] for p in status} == dict.fromkeys(
         ("campaigns", "usage", "contacts", "ledger"), 0

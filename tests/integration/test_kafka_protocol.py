@@ -129,3 +129,29 @@ async def test_a_new_writer_fences_the_zombie_with_the_same_transactional_id(
         await successor.stop()
         await zombie.stop()
     assert await read_all(bootstrap, sink, 1) == [b"from-the-successor"]
+
+
+async def test_a_batching_reader_takes_several_transactions_in_one_fetch(
+    endpoints: Endpoints,
+) -> None:
+    """`kafka.reader(batch_wait_ms=...)`: the broker holds its fetch for the wait (far fewer
+    bytes than `BATCH_MIN_BYTES` are there), so transactions committed meanwhile come in one
+    poll instead of one poll each."""
+    bootstrap = endpoints.kafka_bootstrap_servers
+    topic = await new_topic(bootstrap)
+    consumer = kafka.reader(bootstrap, batch_wait_ms=5_000)
+    await consumer.start()
+    producer = kafka.producer(bootstrap, transactional_id=f"batching-{uuid.uuid4().hex[:8]}")
+    await producer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        await consumer.seek_to_beginning(TopicPartition(topic, 0))
+        fetching = asyncio.create_task(consumer.getmany(timeout_ms=20_000))
+        for n in range(3):  # three transactions, committed one after another
+            async with producer.transaction():
+                await producer.send(topic, f"t{n}".encode(), key=b"k")
+        first = [r.value for records in (await fetching).values() for r in records]
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    assert first == [b"t0", b"t1", b"t2"]

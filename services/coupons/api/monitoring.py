@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 
 from projections import metrics
-from services.coupons import parked
+from services.coupons import loop_lag, parked
 from services.coupons.api.auth import require
 from services.coupons.api.commands import runtime_of
 from services.coupons.runtime import PROJECTIONS
@@ -57,7 +57,7 @@ async def projections(request: Request) -> dict[str, Any]:
 @router.get("/metrics", response_class=PlainTextResponse)
 async def prometheus(request: Request) -> str:
     """Prometheus text format: lag per projection, events applied and dead letters by
-    projection and reason (counters of this replica)."""
+    projection and reason (counters of this replica), and its event loop's lag."""
     status = await _status(request)
     lines = [
         "# HELP coupons_projection_lag_events Events appended to the topic, not yet applied.",
@@ -85,5 +85,6 @@ async def prometheus(request: Request) -> str:
             f'coupons_parked_total{{consumer="{consumer}",reason="{reason}"}} {n}'
             for (consumer, reason), n in sorted(parked.PARKED.items())
         ),
+        *loop_lag.LAG.lines("coupons_event_loop_lag_seconds"),
     ]
     return "\n".join(lines) + "\n"

@@ -52,12 +52,23 @@ def producer(
     )
 
 
+BATCH_MIN_BYTES = 1024 * 1024
+"""A batching reader's fetch is answered once this much is there, or its wait is over."""
+
+
 def reader(
-    bootstrap: str, *, group_id: str | None = None, committed_only: bool = True
+    bootstrap: str,
+    *,
+    group_id: str | None = None,
+    committed_only: bool = True,
+    batch_wait_ms: int = 0,
 ) -> AIOKafkaConsumer:
     """A consumer that never commits by itself and sees only committed transactions; with
     `committed_only=False` its end offsets are the high watermarks, past transactions still
-    in flight or whose commit markers are still being written."""
+    in flight or whose commit markers are still being written. With `batch_wait_ms`, the
+    broker holds each fetch that long (unless `BATCH_MIN_BYTES` are there): a reader off the
+    latency path then takes several transactions' records a poll instead of waking at every
+    commit."""
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group_id,
@@ -65,6 +76,8 @@ def reader(
         auto_offset_reset="earliest",
         isolation_level="read_committed" if committed_only else "read_uncommitted",
         max_poll_records=1000,
+        fetch_max_wait_ms=batch_wait_ms or 500,  # aiokafka's default
+        fetch_min_bytes=BATCH_MIN_BYTES if batch_wait_ms else 1,
         # a member that vanished (a crash, a broker restart that lost its leave) is taken out
         # of its group after 6 s, the broker's minimum, not 10: partitions move on sooner
         session_timeout_ms=6_000,

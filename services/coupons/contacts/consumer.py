@@ -37,15 +37,23 @@ class OffsetConsumer(Generic[T]):
         decode: Callable[[AIOKafkaProducer, Records], Awaitable[list[T]]],
         apply: Callable[[Connection, list[T]], Awaitable[int]],
         max_records: int = 1000,
+        batch_wait_ms: int = 0,
     ) -> None:
-        """`max_records`: at most this many records a poll, applied in one transaction."""
+        """`max_records`: at most this many records a poll, applied in one transaction;
+        `batch_wait_ms`: how long the broker may hold a fetch to gather more
+        (`bus.kafka.reader`)."""
         self._name, self._topic, self._bootstrap, self._pool = name, topic, bootstrap, pool
         self._max_records = max_records
+        self._batch_wait_ms = batch_wait_ms
         self._decode, self._apply = decode, apply
         self._offsets = StoredOffsets(pool, name, topic)
 
     async def run(self) -> None:
-        consumer = kafka.reader(self._bootstrap, group_id=f"{self._topic}.{self._name}")
+        consumer = kafka.reader(
+            self._bootstrap,
+            group_id=f"{self._topic}.{self._name}",
+            batch_wait_ms=self._batch_wait_ms,
+        )
         producer = kafka.producer(self._bootstrap)
         await producer.start()
         await consumer.start()

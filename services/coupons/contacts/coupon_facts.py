@@ -34,6 +34,10 @@ log = structlog.get_logger(__name__)
 
 NAME = "contact_coupon_facts"
 MAX_CAMPAIGNS = 1000
+BATCH_WAIT_MS = 100
+"""How long a fetch may wait for more of our events: a distribution reaches the profile up
+to this much later, and the poll (a transaction of some ten statements) is not run for
+every transaction the deciders commit (docs/performance/automations.md)."""
 CouponEvent = CodeDistributed | CodeRedeemed | RedemptionReversed | RedemptionRefunded
 
 
@@ -62,7 +66,9 @@ def coupon_facts(
     async def applied(conn: Connection, fed: list[Fed]) -> int:
         return await apply(conn, fed, react)
 
-    return OffsetConsumer(NAME, topics.events.name, bootstrap, pool, decode, applied)
+    return OffsetConsumer(
+        NAME, topics.events.name, bootstrap, pool, decode, applied, batch_wait_ms=BATCH_WAIT_MS
+    )
 
 
 def fold_coupon(facts: CouponFacts, event: CouponEvent, at: int) -> CouponFacts:
