@@ -63,7 +63,8 @@ async def test_the_partition_found_early_is_the_one_aiokafkas_send_picks() -> No
         assert kafka_private.partition_of(producer, "issued", b"contact-1") is None
         leader = 0
         producer._metadata._partitions["issued"] = {
-            p: PartitionMetadata("issued", p, leader, [leader], [leader], None) for p in range(6)
+            p: PartitionMetadata("issued", p, leader, [leader], [leader], None)
+            for p in range(6)
         }
         for n in range(50):
             key = f"contact-{n}"
