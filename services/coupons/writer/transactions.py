@@ -79,7 +79,6 @@ class Writer:
     bound_at: float = 0.0  # when the writer last tried to open its inbox
     begun: asyncio.Task[TransactionContext] | None = None  # the next transaction, begun early
     begun_at: float = 0.0  # the event loop's time when it was begun
-    added: set[TopicPartition] = field(default_factory=set)  # to `begun` by `add_early`
     timers: Timers = field(default_factory=Timers)
 
     def next_turn(self) -> AIOKafkaProducer:
@@ -110,7 +109,6 @@ def begin_next(writer: Writer, events: TopicPartition, now: float) -> None:
     writer.begun = asyncio.create_task(begin(writer.next_turn(), events))
     writer.begun.add_done_callback(lambda _: add_early(writer))
     writer.begun_at = now
-    writer.added = set()
 
 
 def add_early(writer: Writer, first: int = 0) -> None:
@@ -120,8 +118,7 @@ def add_early(writer: Writer, first: int = 0) -> None:
     each commit a round trip (AddPartitionsToTxn) before their Produce, and a second Produce
     request; added here, the add overlaps the transaction in flight and the batch's records
     go in one Produce. The same partitions are in the transaction either way. Each send keeps
-    the partition found, so the producer's partitioner (murmur2, pure Python) runs once; each
-    partition is added once (`writer.added`): every add wakes the producer's sender task."""
+    the partition found, so the producer's partitioner (murmur2, pure Python) runs once."""
     begun = writer.begun
     if begun is None or not begun.done() or begun.cancelled() or begun.exception() is not None:
         return
@@ -137,10 +134,7 @@ def add_early(writer: Writer, first: int = 0) -> None:
             if partition is None:
                 continue  # added with its record, as before
             sends[n] = Send(send.topic, send.value, send.key, send.headers, partition, send.event)
-        tp = TopicPartition(send.topic, partition)
-        if tp not in writer.added:
-            writer.added.add(tp)
-            kafka_private.add_partition_early(producer, tp)
+        kafka_private.add_partition_early(producer, TopicPartition(send.topic, partition))
 
 
 def refresh(writer: Writer, events: TopicPartition, now: float) -> None:
@@ -153,7 +147,6 @@ def refresh(writer: Writer, events: TopicPartition, now: float) -> None:
     writer.begun = asyncio.create_task(_aborted_then(stale, writer.next_turn(), events))
     writer.begun.add_done_callback(lambda _: add_early(writer))
     writer.begun_at = now
-    writer.added = set()
 
 
 async def _aborted_then(
