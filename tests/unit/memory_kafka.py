@@ -15,8 +15,6 @@ from typing import Any, cast
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from services.coupons.bus.kafka import partition_for
-
 Headers = list[tuple[str, bytes]]
 
 
@@ -37,9 +35,6 @@ class Ended:
     records: int
     added_early: bool  # its partition added before its first send (begun ahead)
     open_s: float
-    late: frozenset[TopicPartition] = frozenset()
-    """Partitions it sent to that were not added before: each an AddPartitionsToTxn before
-    the Produce of its records, on a broker."""
 
 
 class TransactionTimedOut(Exception):
@@ -197,8 +192,6 @@ class _Transaction:
         self.producer.pending = []
         self.producer.offsets = []
         self.producer._txn_manager.added_early = False
-        self.producer._txn_manager.added = set()
-        self.producer.late = set()
         self.started = asyncio.get_running_loop().time()
         return self
 
@@ -213,8 +206,7 @@ class _Transaction:
         open_s = asyncio.get_running_loop().time() - self.started
         early = self.producer._txn_manager.added_early
         committed = failed is None and open_s <= kafka.transaction_timeout_s
-        late = frozenset(self.producer.late)
-        kafka.transactions.append(Ended(committed, len(pending), early, open_s, late))
+        kafka.transactions.append(Ended(committed, len(pending), early, open_s))
         kafka.last_ended = self.producer
         timed_out = failed is None and open_s > kafka.transaction_timeout_s
         if failed is not None or timed_out:  # aborted: nothing of it is ever seen
@@ -230,27 +222,12 @@ class _Transaction:
 
 class _TransactionManager:
     """`kafka_private.add_partition_early` reaches aiokafka's transaction manager: here a
-    partition needs no adding, it is only noted (`added`: since the last one ended)."""
+    partition needs no adding, it is only noted."""
 
     added_early = False
 
-    def __init__(self) -> None:
-        self.added: set[TopicPartition] = set()
-
     def maybe_add_partition_to_txn(self, tp: TopicPartition) -> None:
         self.added_early = True
-        self.added.add(tp)
-
-
-class _Metadata:
-    """`kafka_private.partition_of` reads aiokafka's cached metadata: every topic has the
-    fake's partitions."""
-
-    def __init__(self, partitions: int) -> None:
-        self._partitions = partitions
-
-    def partitions_for_topic(self, topic: str) -> set[int]:
-        return set(range(self._partitions))
 
 
 class _Producer:
@@ -260,8 +237,6 @@ class _Producer:
         self.pending = None  # type: ignore[assignment]
         self.offsets: list[tuple[tuple[str, TopicPartition], int]] = []
         self._txn_manager = _TransactionManager()
-        self._metadata = _Metadata(kafka.partitions)
-        self.late: set[TopicPartition] = set()
         self.stuck = False
 
     async def start(self) -> None: ...
@@ -273,11 +248,6 @@ class _Producer:
     def transaction(self) -> _Transaction:
         return _Transaction(self)
 
-    def _partition(self, topic: str, partition: int | None, key: bytes | None, *_: Any) -> int:
-        """aiokafka's default partitioner for a keyed record (`kafka_private.partition_of`)."""
-        assert partition is None and key is not None
-        return partition_for(key.decode(), self.kafka.partitions)
-
     async def send(
         self,
         topic: str,
@@ -288,8 +258,6 @@ class _Producer:
     ) -> asyncio.Future[Any]:
         acked: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         where = 0 if partition is None else partition
-        if self.pending is not None and TopicPartition(topic, where) not in self._txn_manager.added:
-            self.late.add(TopicPartition(topic, where))  # aiokafka adds it first, then sends
         if self.pending is None:
             acked.set_result(self.kafka.append(topic, where, value, key, headers or []))
         else:

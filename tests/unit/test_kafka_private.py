@@ -7,9 +7,7 @@ import inspect
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.producer import sender
 from aiokafka.producer.transaction_manager import TransactionManager
-from aiokafka.structs import PartitionMetadata
 
-from services.coupons.bus import kafka
 from services.coupons.writer import kafka_private
 
 
@@ -43,33 +41,3 @@ def test_adding_a_partition_early_goes_through_the_transaction_manager() -> None
     kafka_private.add_partition_early(producer, TopicPartition("events", 2))
     assert added == [TopicPartition("events", 2)]
     assert "_txn_manager" in inspect.getsource(AIOKafkaProducer.__init__)
-
-
-async def test_the_partition_found_early_is_the_one_aiokafkas_send_picks() -> None:
-    """`partition_of` asks the producer's own partitioner over its cached metadata, as `send`
-    does (`AIOKafkaProducer._partition`): a partition added to a transaction early is the one
-    its record goes to. Unknown topic or no key: None (added with the record, as before)."""
-    assert list(inspect.signature(AIOKafkaProducer._partition).parameters) == [
-        "self",
-        "topic",
-        "partition",
-        "key",
-        "value",
-        "serialized_key",
-        "serialized_value",
-    ]
-    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")  # never started
-    try:
-        assert kafka_private.partition_of(producer, "issued", b"contact-1") is None
-        leader = 0
-        producer._metadata._partitions["issued"] = {
-            p: PartitionMetadata("issued", p, leader, [leader], [leader], None)
-            for p in range(6)
-        }
-        for n in range(50):
-            key = f"contact-{n}"
-            found = kafka_private.partition_of(producer, "issued", key.encode())
-            assert found == kafka.partition_for(key, 6)
-        assert kafka_private.partition_of(producer, "issued", None) is None
-    finally:
-        await producer.stop()

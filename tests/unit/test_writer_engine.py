@@ -6,7 +6,6 @@ on; a writer started again folds its state from the event log and resumes after 
 checkpoint. No broker: the real one is the integration tests' (test_decider_crash.py)."""
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,7 @@ import pytest
 
 from contracts.checkout import Cart, Customer
 from contracts.codec import EVENTS, REPLIES
-from contracts.commands import Command, DistributeCode, ReserveCode
+from contracts.commands import Command, ReserveCode
 from contracts.envelope import Envelope
 from contracts.events import CodeRedeemed, ReservationReleased
 from contracts.reasons import Reason
@@ -216,33 +215,6 @@ async def test_the_next_transaction_is_begun_on_a_producer_whose_markers_are_wri
             await answer(memory, running, send(memory, redeem(n), f"redeem-{n}"))
     assert len([t for t in memory.transactions if t.committed and t.records]) == 6
     assert memory.begun_after_own_end == 0
-
-
-async def test_a_batchs_announcement_partitions_are_added_to_its_transaction_before_it_sends() -> (
-    None
-):
-    """A distribution is announced on `coupons.issued.v1`, keyed by contact: each batch's
-    announcements reach several partitions. They are added to the transaction begun ahead as
-    the commands are decided, so the commit sends every record at once, with no
-    AddPartitionsToTxn first; each announcement is on its contact's partition."""
-    memory, clock = MemoryKafka(PARTITIONS), Clock()
-    contacts = [f"contact-{n}" for n in range(6)]
-    assert {kafka.partition_for(c, PARTITIONS) for c in contacts} == set(range(PARTITIONS))
-    async with writers(memory, clock) as running:
-        await answer(memory, running, send(memory, define(), "define"))
-        sent = [
-            send(memory, DistributeCode(campaign_id=CAMPAIGN, distribution_id=c, contact_id=c), c)
-            for c in contacts
-        ]
-        assert [(await answer(memory, running, s)).outcome for s in sent] == ["accepted"] * 6
-    announced = [t for t in memory.transactions if t.committed and t.records > 1]
-    assert announced, "the distributions were committed with their announcements"
-    assert all(not t.late for t in announced), [t.late for t in announced]
-    issued = {
-        json.loads(r.value)["data"]["contact_id"]: r.partition
-        for r in memory.records(TOPICS.issued.name)
-    }
-    assert issued == {c: kafka.partition_for(c, PARTITIONS) for c in contacts}
 
 
 async def test_a_command_handed_over_in_the_same_process_is_decided_and_answered_in_memory() -> (

@@ -243,9 +243,7 @@ class Writers:
         refresh the timers of what they changed."""
         room = MAX_BATCH - len(writer.decided.records)
         records, writer.waiting = writer.waiting[:room], writer.waiting[room:]
-        sent = len(writer.decided.sends)
         keys = self._decisions.decide(writer.decided, writer.state, writer.partition, records)
-        transactions.add_early(writer, sent)
         for key in keys:
             self._refresh_timers(writer, key)
 

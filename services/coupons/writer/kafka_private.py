@@ -28,15 +28,5 @@ def add_partition_early(producer: AIOKafkaProducer, tp: TopicPartition) -> None:
     producer._txn_manager.maybe_add_partition_to_txn(tp)
 
 
-def partition_of(producer: AIOKafkaProducer, topic: str, key: bytes | None) -> int | None:
-    """The partition `producer.send(topic, key=key)` picks, by the producer's own partitioner
-    over its cached metadata (`AIOKafkaProducer._partition`); None without a key (a random
-    partition) or before the producer has the topic's metadata."""
-    if key is None or not producer._metadata.partitions_for_topic(topic):
-        return None
-    partition: int = producer._partition(topic, None, key, None, key, None)
-    return partition
-
-
 def version() -> str:
     return str(aiokafka.__version__)

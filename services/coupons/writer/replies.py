@@ -29,18 +29,17 @@ def reply_to(outcome: Outcome, memo: Memo) -> Reply:
     decided = memo.get(command)
     if decided is None:
         raise RuntimeError(f"command {command.id} was neither decided nor refused")
-    answered: dict[str, Any] = {}  # built once: a `model_copy(update=...)` cost as much again
-    if isinstance(outcome, Decided) and decided.outcome == "accepted":
-        answered = {"decided_at": outcome.decided_at, **outcome.answered}
-    return Reply(
+    reply = Reply(
         command_id=command.id,
         outcome=decided.outcome,
         duplicate=not isinstance(outcome, Decided),
         reason=decided.reason,
         detail=decided.detail,
         events=decided.events,
-        **answered,
     )
+    if isinstance(outcome, Decided) and reply.outcome == "accepted":
+        reply = reply.model_copy(update={"decided_at": outcome.decided_at, **outcome.answered})
+    return reply
 
 
 def _key_reused(command: Envelope[Any], memo: Memo) -> Reply:

@@ -45,7 +45,7 @@ from contracts.envelope import Envelope
 from contracts.replies import EventPosition
 from services.coupons.bus import kafka, local_sockets
 from services.coupons.writer import kafka_private
-from services.coupons.writer.batch import Batch, PartitionState, Received, Send
+from services.coupons.writer.batch import Batch, PartitionState, Received
 from services.coupons.writer.timers import Timers
 
 log = structlog.get_logger(__name__)
@@ -104,37 +104,9 @@ def needs_transaction(batch: Batch) -> bool:
 
 
 def begin_next(writer: Writer, events: TopicPartition, now: float) -> None:
-    """Begin the next transaction on the producer whose turn is next, its partition added,
-    and the partitions of what is decided for it so far (`add_early`) once it is begun."""
+    """Begin the next transaction on the producer whose turn is next, its partition added."""
     writer.begun = asyncio.create_task(begin(writer.next_turn(), events))
-    writer.begun.add_done_callback(lambda _: add_early(writer))
     writer.begun_at = now
-
-
-def add_early(writer: Writer, first: int = 0) -> None:
-    """Add the partitions of the next transaction's sends from `first` on (those just
-    decided) to it now, if it is begun: the announcements' `coupons.issued.v1` partitions
-    (a batch's keyed by contact). Added only with their records, as aiokafka does, they cost
-    each commit a round trip (AddPartitionsToTxn) before their Produce, and a second Produce
-    request; added here, the add overlaps the transaction in flight and the batch's records
-    go in one Produce. The same partitions are in the transaction either way. Each send keeps
-    the partition found, so the producer's partitioner (murmur2, pure Python) runs once."""
-    begun = writer.begun
-    if begun is None or not begun.done() or begun.cancelled() or begun.exception() is not None:
-        return
-    producer = writer.next_turn()  # `begun`'s: see `begin_next` and `refresh`
-    sends = writer.decided.sends
-    for n in range(first, len(sends)):
-        send = sends[n]
-        if send.event is not None:
-            continue  # the event partition, added by `begin`
-        partition = send.partition
-        if partition is None:
-            partition = kafka_private.partition_of(producer, send.topic, send.key)
-            if partition is None:
-                continue  # added with its record, as before
-            sends[n] = Send(send.topic, send.value, send.key, send.headers, partition, send.event)
-        kafka_private.add_partition_early(producer, TopicPartition(send.topic, partition))
 
 
 def refresh(writer: Writer, events: TopicPartition, now: float) -> None:
@@ -145,7 +117,6 @@ def refresh(writer: Writer, events: TopicPartition, now: float) -> None:
     stale = writer.begun
     writer.take_turn()  # the stale transaction's producer: its turn is spent on the abort
     writer.begun = asyncio.create_task(_aborted_then(stale, writer.next_turn(), events))
-    writer.begun.add_done_callback(lambda _: add_early(writer))
     writer.begun_at = now
 
 
