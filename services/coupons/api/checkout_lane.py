@@ -18,8 +18,7 @@ untouched.
 
 import re
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 from pydantic import BaseModel, ValidationError
@@ -53,7 +52,7 @@ READ = frozenset(
 )
 """The only headers the lane reads."""
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
-_Answer = tuple[int, BaseModel | dict[str, Any], list[tuple[bytes, bytes]]]
+_Answer = tuple[int, BaseModel | Mapping[str, object], list[tuple[bytes, bytes]]]
 """The status, the body (a model, or a model's plain data: `service.checkout.validate`) and
 any more headers."""
 _Operation = Callable[[Call, dict[str, str], bytes], Awaitable[_Answer]]
