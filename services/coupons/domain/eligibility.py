@@ -86,6 +86,7 @@ def assess(offer: Offer | None, usage: Usage, attempt: Attempt) -> Refusal | int
     if offer is None:
         return NO_SUCH_CODE
     rules, cart, customer = offer.eligibility, attempt.cart, attempt.customer
+    others = attempt.other_codes_stackable  # none: nothing to stack with (the usual order)
     refused = (
         check_bound_contact(rules, offer.bound_contact_id, customer)
         or check_status(offer.status)
@@ -100,7 +101,7 @@ def assess(offer: Offer | None, usage: Usage, attempt: Attempt) -> Refusal | int
         or check_first_purchase(rules, customer)
         or check_email_domain(rules, customer)
         or check_segments(rules, attempt.segments)
-        or check_stacking((rules.stackable, *attempt.other_codes_stackable))
+        or (check_stacking((rules.stackable, *others)) if others else None)
         or check_products(rules, cart)
         or check_minimum(rules, cart)
     )

@@ -15,6 +15,7 @@ from services.coupons.domain import pricing
 from services.coupons.domain.campaign_state import Campaign
 
 SPENT_TOO_MUCH = "the campaign's discount given would pass 10^18 minor units"
+_NO_SEGMENTS: frozenset[str] = frozenset()
 
 
 def rejected(command: Command, reason: Reason, detail: str) -> CommandRejected:
@@ -54,7 +55,7 @@ def assess(
         now=now,
         other_codes_stackable=other_codes_stackable,
         already_off=already_off,
-        segments=frozenset(segments),
+        segments=frozenset(segments) if segments else _NO_SEGMENTS,
     )
     offer, usage = campaign.terms(code)
     discount = checks.assess(offer, usage, attempt)
