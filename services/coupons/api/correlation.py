@@ -24,15 +24,11 @@ _made = itertools.count()
 
 
 def correlation_id(sent: str | None) -> str:
-    """The caller's id if it is a good one, else a new one."""
+    """The caller's id if it is a good one, else a new one: unique, not secret, a random
+    prefix per process and a counter (a tenth of the CPU of `uuid4`, a system call for 16
+    random bytes per request)."""
     if sent is not None and _CORRELATION_ID.match(sent):
         return sent
-    return _new_correlation_id()
-
-
-def _new_correlation_id() -> str:
-    """Unique, not secret: a random prefix per process and a counter, a tenth of the CPU of
-    `uuid4` (a system call for 16 random bytes per request)."""
     return f"{_PROCESS}{next(_made):016x}"
 
 

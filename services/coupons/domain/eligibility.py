@@ -20,7 +20,7 @@ So a customer is never told to change their cart for a code that is used up or n
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from contracts.checkout import Cart, Customer
 from contracts.money import Discount
@@ -65,10 +65,10 @@ class Offer:
     bound_contact_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(NamedTuple):
     """One redemption attempt. `other_codes_stackable` holds the `stackable` flag of every
-    other code in the cart; `already_off` is what the codes before this one took off."""
+    other code in the cart; `already_off` is what the codes before this one took off.
+    A named tuple, made on every validation (see `refusals.Priced`)."""
 
     cart: Cart
     customer: Customer

@@ -2,8 +2,8 @@
 of `domain.eligibility`, in their documented order, against the campaign's state), or else
 its price (`assess`, which the decider and a validation share)."""
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from contracts import bounds
 from contracts.checkout import Cart, Customer
@@ -24,9 +24,11 @@ def rejected(command: Command, reason: Reason, detail: str) -> CommandRejected:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Priced:
-    """A use of a code that no rule refuses: its discount and the total after it."""
+class Priced(NamedTuple):
+    """A use of a code that no rule refuses: its discount and the total after it. A named
+    tuple, immutable too, made for about half the CPU of a frozen dataclass (which sets each
+    field through `object.__setattr__`): one is made on every validation
+    (docs/performance/checkout.md, "One layer for the checkout lane")."""
 
     discount: int
     total: int

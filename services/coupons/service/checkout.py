@@ -54,17 +54,31 @@ async def validate(call: Call, body: ValidationRequest, address: str | None) -> 
     results: list[CodeAnswer] = []
     refused: list[ErrorBody] = []
     for i, (code, state) in enumerate(zip(codes, states, strict=True)):
-        outcome = _assess(
-            state, code, body, _others_stackable(states, i), already_off, now, segments
-        )
-        campaign_id = None if state is None else state.id
+        # what the decider would answer now (its `refusals.assess`, which a redemption is
+        # decided on), without a command, an event or anything appended
+        outcome: refusals.Priced | Refusal = NO_SUCH_CODE
+        campaign_id = None
+        if state is not None:
+            others = _others_stackable(states, i)
+            outcome = refusals.assess(
+                state, code, body.customer, body.cart, now, others, already_off, segments
+            )
+            campaign_id = state.id
         if isinstance(outcome, refusals.Priced):
             already_off += outcome.discount
-            results.append(_valid(code, campaign_id, outcome.discount))
+            discount, refusal = outcome.discount, None
         else:
-            refusal = ErrorBody(code=outcome.reason.value, message=outcome.detail)
+            discount, refusal = 0, ErrorBody(code=outcome.reason.value, message=outcome.detail)
             refused.append(refusal)
-            results.append(_invalid(code, campaign_id, refusal))
+        results.append(
+            {
+                "code": code,
+                "campaign_id": campaign_id,
+                "valid": refusal is None,
+                "discount": discount,
+                "refusal": refusal,
+            }
+        )
     if refused:  # counted as guesses if they are (`domain.guessing.GUESSES`)
         await guessed(call, shopper, sum(r.code in GUESSES for r in refused))
         already_off = 0
@@ -190,46 +204,8 @@ def _redeemed(event: CodeRedeemed, at: datetime) -> dict[str, Any]:
     }
 
 
-def _valid(code: str, campaign_id: str | None, discount: int) -> CodeAnswer:
-    return {
-        "code": code,
-        "campaign_id": campaign_id,
-        "valid": True,
-        "discount": discount,
-        "refusal": None,
-    }
-
-
-def _invalid(code: str, campaign_id: str | None, refusal: ErrorBody) -> CodeAnswer:
-    return {
-        "code": code,
-        "campaign_id": campaign_id,
-        "valid": False,
-        "discount": 0,
-        "refusal": refusal,
-    }
-
-
 def _others_stackable(states: list[aggregate.Campaign | None], i: int) -> tuple[bool, ...]:
     """The `stackable` flags of every code but the i-th (an unknown code does not count)."""
     if len(states) == 1:  # the usual order: one code
         return ()
     return tuple(s.eligibility.stackable for j, s in enumerate(states) if j != i and s)
-
-
-def _assess(
-    state: aggregate.Campaign | None,
-    code: str,
-    body: ValidationRequest,
-    others: tuple[bool, ...],
-    already_off: int,
-    now: datetime,
-    segments: tuple[str, ...] = (),
-) -> refusals.Priced | Refusal:
-    """What the decider would answer now (its `refusals.assess`, which a redemption is
-    decided on), without a command, an event or anything appended."""
-    if state is None:
-        return NO_SUCH_CODE
-    return refusals.assess(
-        state, code, body.customer, body.cart, now, others, already_off, segments
-    )
