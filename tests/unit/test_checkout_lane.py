@@ -301,3 +301,25 @@ async def test_the_callers_correlation_id_is_echoed_and_on_every_log_line(
         ("trace-me-8", 401),
     ]
     assert "correlation_id" not in structlog.contextvars.get_contextvars()
+
+
+async def test_every_other_path_keeps_its_correlation_id_and_body_limit() -> None:
+    """Behind the lane, FastAPI's paths get both from `Correlated` and `BodyLimit`."""
+    asgi, app = _app()
+    limit = app.state.runtime.settings.max_body_bytes
+    traced = {"X-Correlation-Id": "trace-other", "Content-Length": str(limit + 1)}
+    status, headers, answer = await _call(asgi, "/v1/campaigns", b"{}", traced)
+    assert (status, answer["error"]["code"]) == (413, "request_too_large")
+    assert headers[b"x-correlation-id"] == b"trace-other"
+    scope = {"type": "http", "method": "GET", "path": "/healthz", "raw_path": b"/healthz"}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await asgi({**scope, "query_string": b"", "headers": []}, receive, send)
+    assert sent[0]["status"] == 200
+    assert dict(sent[0]["headers"])[b"x-correlation-id"]
