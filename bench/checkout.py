@@ -56,12 +56,20 @@ class Phase:
     def throughput(self) -> float:
         return self.requests / self.seconds
 
+    @property
+    def cpu_us(self) -> float:
+        """The server's CPU per answered request, in µs: it holds on a busy machine, where
+        throughput follows the other processes' load."""
+        cpu_s = self.cpu[self.target] / 100 * (os.cpu_count() or 1) * self.seconds
+        return cpu_s / max(self.requests, 1) * 1e6
+
     def line(self) -> str:
-        cpu = " ".join(f"{k} {v:.0f}%" for k, v in self.cpu.items())
+        cpu = " ".join(f"{k} {v:.1f}%" for k, v in self.cpu.items())
         latency = "  ".join(f"p{p} {ms:6.1f}" for p, ms in self.latency_ms.items())
         return (
             f"{self.target:<6} {self.load:<24} {self.throughput:6.0f} req/s  {latency} ms"
-            f"  unexpected: {self.unexpected}  effects: {self.effects}  cpu: {cpu}"
+            f"  {self.cpu_us:5.0f} µs CPU/req  unexpected: {self.unexpected}"
+            f"  effects: {self.effects}  cpu: {cpu}"
         )
 
 
@@ -122,14 +130,15 @@ def summary(args: argparse.Namespace, results: list[Phase]) -> None:
     for load in loads(args):
         medians = {}
         for name in args.targets:
-            mine = [r for r in results if r.load == load.label and r.target == name]
-            throughput = statistics.median(r.throughput for r in mine)
-            p50 = statistics.median(r.latency_ms[50] for r in mine)
-            p99 = statistics.median(r.latency_ms[99] for r in mine)
-            medians[name] = (throughput, p50, p99)
+            runs = [r for r in results if r.load == load.label and r.target == name]
+            throughput = statistics.median(r.throughput for r in runs)
+            p50 = statistics.median(r.latency_ms[50] for r in runs)
+            p99 = statistics.median(r.latency_ms[99] for r in runs)
+            cpu_us = statistics.median(r.cpu_us for r in runs)
+            medians[name] = (throughput, p50, p99, cpu_us)
             print(
                 f"  {name:<6} {load.label:<24} {throughput:6.0f} req/s"
-                f"  p50 {p50:6.1f}  p99 {p99:6.1f} ms"
+                f"  p50 {p50:6.1f}  p99 {p99:6.1f} ms  {cpu_us:5.0f} µs CPU/req"
             )
         if "engine" in medians:
             mine = medians["engine"]
@@ -137,7 +146,9 @@ def summary(args: argparse.Namespace, results: list[Phase]) -> None:
                 theirs = medians[other]
                 ratios = "  ".join(
                     f"{what} {m / t:.2f}x" if t else f"{what} -"
-                    for what, m, t in zip(("req/s", "p50", "p99"), mine, theirs, strict=True)
+                    for what, m, t in zip(
+                        ("req/s", "p50", "p99", "µs CPU/req"), mine, theirs, strict=True
+                    )
                 )
                 print(f"         engine / {other:<6} {ratios}")
 

@@ -34,8 +34,13 @@ EVICTION = "the bench's cache eviction (--evict)"
 PHASES: list[tuple[str, str, str]] = [
     # (module, function's attribute path, label); a sample counts for the innermost one
     ("services.coupons.app", "Correlated.__call__", "correlation id, request log"),
+    ("services.coupons.api.correlation", "Correlated.__call__", "correlation id, request log"),
+    ("services.coupons.api.correlation", "correlation_id", "correlation id, request log"),
+    ("structlog.contextvars", "bind_contextvars", "correlation id, request log"),
+    ("structlog.contextvars", "reset_contextvars", "correlation id, request log"),
     ("services.coupons.api.body_limit", "BodyLimit.__call__", "body limit"),
     ("services.coupons.api.checkout_lane", "CheckoutLane.__call__", "lane: route, answer sent"),
+    ("services.coupons.api.checkout_lane", "CheckoutLane._answer", "lane: route, answer sent"),
     ("services.coupons.api.checkout_lane", "_validate", "lane: handler"),
     ("services.coupons.api.auth", "authorised", "auth (key cache)"),
     ("services.coupons.api.auth", "key_of", "auth (key cache)"),

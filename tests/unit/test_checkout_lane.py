@@ -211,7 +211,7 @@ async def test_bad_input_is_a_422_naming_the_field() -> None:
     assert (status, answer["error"]["field"]) == (422, "header.idempotency-key")
 
 
-def test_the_lane_reads_only_its_three_headers_each_by_its_first_occurrence() -> None:
+def test_the_lane_reads_only_its_five_headers_each_by_its_first_occurrence() -> None:
     scope = {
         "headers": [
             (b"authorization", b"Bearer one"),
@@ -219,12 +219,17 @@ def test_the_lane_reads_only_its_three_headers_each_by_its_first_occurrence() ->
             (b"x-shopper-address", b"203.0.113.7"),
             (b"cookie", b"session=abc"),
             (b"idempotency-key", b"k-1"),
+            (b"x-correlation-id", b"trace-1"),
+            (b"content-length", b"42"),
+            (b"x-correlation-id", b"trace-2"),
         ]
     }
     assert _headers(scope) == {
         "authorization": "Bearer one",
         "x-shopper-address": "203.0.113.7",
         "idempotency-key": "k-1",
+        "x-correlation-id": "trace-1",
+        "content-length": "42",
     }
 
 
@@ -236,7 +241,7 @@ async def test_a_client_gone_before_its_body_is_read_is_not_answered() -> None:
         return messages.pop(0)
 
     with pytest.raises(ClientDisconnect):
-        await _body(receive)
+        await _body(receive, 1000)
 
 
 async def test_the_request_line_is_logged_at_info_only(capsys: pytest.CaptureFixture[str]) -> None:
@@ -248,3 +253,73 @@ async def test_the_request_line_is_logged_at_info_only(capsys: pytest.CaptureFix
         assert bool(requests) is logged, level
         if logged:
             assert requests[0]["status"] == 200 and requests[0]["path"] == "/v1/validations"
+
+
+@pytest.mark.parametrize("chunks", [1, 4], ids=["announced", "chunked"])
+async def test_a_body_over_the_limit_is_refused_on_the_lane(chunks: int) -> None:
+    """The lane's paths get the body limit of every other path: a `Content-Length` over it is
+    refused before anything is read or authorised, a body of unknown length once it passes."""
+    asgi, app = _app()
+    limit = app.state.runtime.settings.max_body_bytes
+    big = json.dumps({"code": "lane", "customer": {"contact_id": "c_1"}, "cart": CART})
+    big = big[:-1] + ', "padding": "' + "x" * limit + '"}'
+    headers = {"Authorization": "Bearer unknown"}  # refused for its size first: no 401
+    if chunks == 1:
+        headers["Content-Length"] = str(len(big))
+    status, sent, answer = await _call(asgi, "/v1/validations", big.encode(), headers, chunks)
+    assert (status, answer["error"]["code"], answer["error"]["field"]) == (
+        413,
+        "request_too_large",
+        "body",
+    )
+    assert sent[b"x-correlation-id"]
+    just_under = _validation()
+    status, _, _ = await _call(asgi, "/v1/validations", just_under, {**AUTH}, chunks=2)
+    assert status == 200
+
+
+async def test_the_callers_correlation_id_is_echoed_and_on_every_log_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Kept when it is printable ASCII, replaced when not; on the answer, a refusal and the
+    request line; bound only for the request."""
+    asgi, _ = _app("INFO")
+    traced = {**AUTH, "X-Correlation-Id": "trace-me-7"}
+    status, headers, _ = await _call(asgi, "/v1/validations", _validation(), traced)
+    assert (status, headers[b"x-correlation-id"]) == (200, b"trace-me-7")
+    refused = {"X-Correlation-Id": "trace-me-8"}
+    status, headers, _ = await _call(asgi, "/v1/validations", _validation(), refused)
+    assert (status, headers[b"x-correlation-id"]) == (401, b"trace-me-8")
+    _, headers, _ = await _call(
+        asgi, "/v1/validations", _validation(), {**AUTH, "X-Correlation-Id": "a b"}
+    )
+    assert headers[b"x-correlation-id"] not in (b"a b", b"")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    requests = [line for line in lines if line.get("event") == "http.request"]
+    assert [(r["correlation_id"], r["status"]) for r in requests[:2]] == [
+        ("trace-me-7", 200),
+        ("trace-me-8", 401),
+    ]
+    assert "correlation_id" not in structlog.contextvars.get_contextvars()
+
+
+async def test_every_other_path_keeps_its_correlation_id_and_body_limit() -> None:
+    """Behind the lane, FastAPI's paths get both from `Correlated` and `BodyLimit`."""
+    asgi, app = _app()
+    limit = app.state.runtime.settings.max_body_bytes
+    traced = {"X-Correlation-Id": "trace-other", "Content-Length": str(limit + 1)}
+    status, headers, answer = await _call(asgi, "/v1/campaigns", b"{}", traced)
+    assert (status, answer["error"]["code"]) == (413, "request_too_large")
+    assert headers[b"x-correlation-id"] == b"trace-other"
+    scope = {"type": "http", "method": "GET", "path": "/healthz", "raw_path": b"/healthz"}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await asgi({**scope, "query_string": b"", "headers": []}, receive, send)
+    assert sent[0]["status"] == 200
+    assert dict(sent[0]["headers"])[b"x-correlation-id"]

@@ -59,6 +59,12 @@ def test_normalise_is_idempotent(text: str) -> None:
     assert normalise(normalise(text)) == normalise(text)
 
 
+@given(st.text() | st.text("aZ9-_ \t\u00e9\u0660\u2028\u3000"))
+def test_normalise_takes_out_every_separator_and_only_them(text: str) -> None:
+    """Its shortcut for a code without separators agrees with the rule it skips."""
+    assert normalise(text) == re.sub(r"[\s_-]+", "", text).upper()
+
+
 def test_default_pattern_has_60_bits() -> None:
     pattern = CodePattern()
     assert entropy_bits(pattern) == 60.0

@@ -3,11 +3,12 @@
 A `Content-Length` over the limit is refused at once, with nothing read. A body of unknown
 length (chunked) is read up to the limit and refused past it, so no request can make the
 process hold more than the limit; under it, it is handed on unchanged. Plain ASGI, in front of
-everything, so the checkout lane and FastAPI are both covered."""
+FastAPI; the checkout lane, in front of both, applies the same rule on its own two paths with
+`announced` and `too_large` (`checkout_lane._body`)."""
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.coupons.api.errors import error_response
+from services.coupons.api.errors import ApiError, refusal_response
 
 
 class BodyLimit:
@@ -44,18 +45,29 @@ class BodyLimit:
         await self.app(scope, _replay(messages, receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = f"the request body is over {self.max_bytes} bytes"
-        refusal = error_response(413, "request_too_large", message, "body")
-        await refusal(scope, receive, send)
+        await refusal_response(too_large(self.max_bytes))(scope, receive, send)
+
+
+def too_large(max_bytes: int) -> ApiError:
+    return ApiError(
+        413, "request_too_large", f"the request body is over {max_bytes} bytes", field="body"
+    )
+
+
+def announced(content_length: bytes | str | None) -> int | None:
+    """The length a `Content-Length` value announces (None: none, or not a number)."""
+    if content_length is None:
+        return None
+    try:
+        return int(content_length)
+    except ValueError:
+        return None
 
 
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+            return announced(value)
     return None
 
 

@@ -21,6 +21,7 @@ from services.coupons.service.checkout_models import (
     RedemptionRequest,
     RedemptionResult,
     ReversalRequest,
+    ValidationAnswer,
     ValidationRequest,
     ValidationResult,
 )
@@ -62,7 +63,7 @@ def shopper_address(headers: Mapping[str, str]) -> str | None:
     responses=ERRORS,
     openapi_extra=SHOPPER_ADDRESS_DOC,
 )
-async def validate(body: ValidationRequest, request: Request) -> dict[str, Any]:
+async def validate(body: ValidationRequest, request: Request) -> ValidationAnswer:
     """Would these codes apply to this cart for this customer, and for how much? Changes
     nothing. A code that does not apply answers `valid: false` with the refusal's reason."""
     return await checkout.validate(call_of(request), body, shopper_address(request.headers))

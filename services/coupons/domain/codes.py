@@ -47,6 +47,8 @@ class PatternTooWeak(ValueError):
 
 def normalise(code: str) -> str:
     """The form codes are stored and looked up in. Idempotent."""
+    if code.isalnum():  # no separator to take out (the usual code): no regex
+        return code.upper()
     return _SEPARATORS.sub("", code).upper()
 
 

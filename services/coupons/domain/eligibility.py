@@ -20,7 +20,7 @@ So a customer is never told to change their cart for a code that is used up or n
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from contracts.checkout import Cart, Customer
 from contracts.money import Discount
@@ -65,10 +65,10 @@ class Offer:
     bound_contact_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(NamedTuple):
     """One redemption attempt. `other_codes_stackable` holds the `stackable` flag of every
-    other code in the cart; `already_off` is what the codes before this one took off."""
+    other code in the cart; `already_off` is what the codes before this one took off.
+    A named tuple, made on every validation (see `refusals.Priced`)."""
 
     cart: Cart
     customer: Customer
@@ -86,6 +86,7 @@ def assess(offer: Offer | None, usage: Usage, attempt: Attempt) -> Refusal | int
     if offer is None:
         return NO_SUCH_CODE
     rules, cart, customer = offer.eligibility, attempt.cart, attempt.customer
+    others = attempt.other_codes_stackable  # none: nothing to stack with (the usual order)
     refused = (
         check_bound_contact(rules, offer.bound_contact_id, customer)
         or check_status(offer.status)
@@ -100,7 +101,7 @@ def assess(offer: Offer | None, usage: Usage, attempt: Attempt) -> Refusal | int
         or check_first_purchase(rules, customer)
         or check_email_domain(rules, customer)
         or check_segments(rules, attempt.segments)
-        or check_stacking((rules.stackable, *attempt.other_codes_stackable))
+        or (check_stacking((rules.stackable, *others)) if others else None)
         or check_products(rules, cart)
         or check_minimum(rules, cart)
     )

@@ -1,16 +1,16 @@
 """Who calls a use case, on which runtime, and the one rule for idempotency keys."""
 
-from dataclasses import dataclass
+from typing import NamedTuple
 from uuid import uuid4
 
 from services.coupons.runtime import Runtime
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(NamedTuple):
     """One call of a use case: the runtime it runs on, the actor (an API key's id and name,
     recorded in the audit trail and counted by the guessing throttle) and the correlation id
-    that every command it sends carries."""
+    that every command it sends carries. A named tuple, made on every request (see
+    `domain.refusals.Priced`)."""
 
     runtime: Runtime
     actor: str | None

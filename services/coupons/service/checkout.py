@@ -25,8 +25,10 @@ from services.coupons.service.checkout_lookups import (
     throttled,
 )
 from services.coupons.service.checkout_models import (
+    CodeAnswer,
     RedemptionRequest,
     RedemptionResult,
+    ValidationAnswer,
     ValidationRequest,
 )
 from services.coupons.service.commands import caught_up, decide
@@ -35,29 +37,50 @@ from services.coupons.service.refusals import ErrorBody, Refused
 REDEMPTION_NAMESPACE = uuid5(NAMESPACE_URL, "growthos-coupons/redemption")
 
 
-async def validate(call: Call, body: ValidationRequest, address: str | None) -> dict[str, Any]:
+async def validate(call: Call, body: ValidationRequest, address: str | None) -> ValidationAnswer:
     """Would these codes apply to this cart for this customer, and for how much? Changes
     nothing. A code that does not apply answers `valid: false` with the refusal's reason.
     `address` is the network of the shopper's own address, if the merchant sent it.
 
-    The answer is a `ValidationResult` as plain data, not the model: building the two models
-    (validating what this function has just computed) cost 5 of a validation's 35 µs of CPU
-    (`bench/lane.py`), the dictionaries a tenth of that (docs/performance/checkout.md). The
-    lane serialises either alike; `test_a_validation_answers_exactly_the_documented_model`
-    (tests/unit/test_checkout_lane.py) holds the data to the model's fields and types."""
+    The answer is a `ValidationResult` as plain data (`ValidationAnswer`), not the model:
+    building the two models (validating what this function has just computed) cost 5 of a
+    validation's 35 µs of CPU (`bench/lane.py`), the dictionaries a tenth of that
+    (docs/performance/checkout.md). The lane serialises either alike."""
     shopper = throttled(call, body.customer, address)
     codes = body.normalised_codes()
     states = [await campaign_of(call.runtime, code) for code in codes]
     segments = await segments_of(call.runtime, body.customer, states)
-    now, already_off, results = datetime.now(UTC), 0, []
+    now, already_off = datetime.now(UTC), 0
+    results: list[CodeAnswer] = []
+    refused: list[ErrorBody] = []
     for i, (code, state) in enumerate(zip(codes, states, strict=True)):
-        others = _others_stackable(states, i)
-        outcome = _assess(state, code, body, others, already_off, now, segments)
-        results.append(_result(code, state, outcome))
-        already_off += results[-1]["discount"]
-    refused = [r["refusal"] for r in results if r["refusal"] is not None]
-    await guessed(call, shopper, sum(r.code in GUESSES for r in refused))
-    if refused:
+        # what the decider would answer now (its `refusals.assess`, which a redemption is
+        # decided on), without a command, an event or anything appended
+        outcome: refusals.Priced | Refusal = NO_SUCH_CODE
+        campaign_id = None
+        if state is not None:
+            others = _others_stackable(states, i)
+            outcome = refusals.assess(
+                state, code, body.customer, body.cart, now, others, already_off, segments
+            )
+            campaign_id = state.id
+        if isinstance(outcome, refusals.Priced):
+            already_off += outcome.discount
+            discount, refusal = outcome.discount, None
+        else:
+            discount, refusal = 0, ErrorBody(code=outcome.reason.value, message=outcome.detail)
+            refused.append(refusal)
+        results.append(
+            {
+                "code": code,
+                "campaign_id": campaign_id,
+                "valid": refusal is None,
+                "discount": discount,
+                "refusal": refusal,
+            }
+        )
+    if refused:  # counted as guesses if they are (`domain.guessing.GUESSES`)
+        await guessed(call, shopper, sum(r.code in GUESSES for r in refused))
         already_off = 0
     return {
         "valid": not refused,
@@ -181,43 +204,8 @@ def _redeemed(event: CodeRedeemed, at: datetime) -> dict[str, Any]:
     }
 
 
-def _result(
-    code: str, state: aggregate.Campaign | None, outcome: refusals.Priced | Refusal
-) -> dict[str, Any]:
-    """One code's `CodeResult`, as plain data (see `validate`)."""
-    campaign_id = state.id if state else None
-    if isinstance(outcome, refusals.Priced):
-        discount, refusal = outcome.discount, None
-    else:
-        discount, refusal = 0, ErrorBody(code=outcome.reason.value, message=outcome.detail)
-    valid = refusal is None
-    return {
-        "code": code,
-        "campaign_id": campaign_id,
-        "valid": valid,
-        "discount": discount,
-        "refusal": refusal,
-    }
-
-
 def _others_stackable(states: list[aggregate.Campaign | None], i: int) -> tuple[bool, ...]:
     """The `stackable` flags of every code but the i-th (an unknown code does not count)."""
+    if len(states) == 1:  # the usual order: one code
+        return ()
     return tuple(s.eligibility.stackable for j, s in enumerate(states) if j != i and s)
-
-
-def _assess(
-    state: aggregate.Campaign | None,
-    code: str,
-    body: ValidationRequest,
-    others: tuple[bool, ...],
-    already_off: int,
-    now: datetime,
-    segments: tuple[str, ...] = (),
-) -> refusals.Priced | Refusal:
-    """What the decider would answer now (its `refusals.assess`, which a redemption is
-    decided on), without a command, an event or anything appended."""
-    if state is None:
-        return NO_SUCH_CODE
-    return refusals.assess(
-        state, code, body.customer, body.cart, now, others, already_off, segments
-    )

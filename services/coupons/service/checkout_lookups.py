@@ -2,7 +2,7 @@
 the customer is in, and whether the shopper is blocked for guessing codes."""
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from contracts.checkout import Customer
 from services.coupons.contacts.lookup import member_segments
@@ -16,11 +16,11 @@ from services.coupons.store import code_claims
 _CODE = re.compile(r"[A-Z0-9]{3,64}")
 
 
-@dataclass(frozen=True, slots=True)
-class Shopper:
+class Shopper(NamedTuple):
     """Whom a checkout call's guesses count against (domain.guessing.subjects_of): the API
     key, the contact, and the network of the shopper's own address if the merchant sent it
-    (`domain.guessing.shopper_network`)."""
+    (`domain.guessing.shopper_network`). A named tuple, made on every checkout call (see
+    `domain.refusals.Priced`)."""
 
     key: str
     contact_id: str

@@ -1,6 +1,6 @@
 """What checkout sends and gets back: validations, redemptions, reservations."""
 
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -26,7 +26,7 @@ class ValidationRequest(BaseModel):
         if (self.code is None) == (self.codes is None):
             raise Refused("invalid_request", "send either code or codes", field="code")
         found = [normalise(c) for c in (self.codes or [self.code or ""])]
-        if len(set(found)) != len(found):
+        if len(found) > 1 and len(set(found)) != len(found):
             raise Refused("invalid_request", "a code appears twice", field="codes")
         return found
 
@@ -57,6 +57,30 @@ class ValidationResult(BaseModel):
     total: int
     refusal: ErrorBody | None
     codes: list[CodeResult]
+
+
+class CodeAnswer(TypedDict):
+    """A `CodeResult` as plain data: what `service.checkout.validate` answers, serialised
+    without building the model (tests/unit/test_checkout_models.py holds the two alike)."""
+
+    code: str
+    campaign_id: str | None
+    valid: bool
+    discount: int
+    refusal: ErrorBody | None
+
+
+class ValidationAnswer(TypedDict):
+    """A `ValidationResult` as plain data (see `CodeAnswer`)."""
+
+    valid: bool
+    code: str
+    campaign_id: str | None
+    amount: int
+    discount: int
+    total: int
+    refusal: ErrorBody | None
+    codes: list[CodeAnswer]
 
 
 class Redemption(BaseModel):
