@@ -180,23 +180,24 @@ class Snapshots:
         states = await self._shared.read(header, functools.partial(self._states, header))
         buckets = snapshot_codec.MemoDecoder()
         if memo:
-            read = 0
-            async for body, checksum in self._store.chunks(header, "memo"):
-                buckets.feed(body, checksum)
-                read += 1
-            if read != header.memo_chunks:
-                raise CorruptSnapshot(f"{read} memo chunks of {header.memo_chunks}")
+            await self._feed(header, "memo", header.memo_chunks, buckets.feed)
         return Loaded(states, buckets.finish(), header.consumed, header.next_offset)
 
     async def _states(self, header: Header) -> dict[str, Any]:
         states = snapshot_codec.StatesDecoder()
-        read = 0
-        async for body, checksum in self._store.chunks(header, "state"):
-            states.feed(body, checksum)
-            read += 1
-        if read != header.state_chunks:
-            raise CorruptSnapshot(f"{read} state chunks of {header.state_chunks}")
+        await self._feed(header, "state", header.state_chunks, states.feed)
         return states.finish()
+
+    async def _feed(
+        self, header: Header, kind: Kind, count: int, feed: Callable[[bytes, bytes], None]
+    ) -> None:
+        """Feed `header`'s chunks of `kind` (body, checksum), which must be `count`."""
+        read = 0
+        async for body, checksum in self._store.chunks(header, kind):
+            feed(body, checksum)
+            read += 1
+        if read != count:
+            raise CorruptSnapshot(f"{read} {kind} chunks of {count}")
 
     def track(
         self, partition: int, states: dict[str, Any], consumed: int, at: int, memo: Any, folded: int
