@@ -166,17 +166,20 @@ class CampaignView:
                     folding.last[tp.partition] = max(
                         records[-1].offset, folding.last.get(tp.partition, -1)
                     )
+                moved = False
                 for tp in tps:
-                    folding.next[tp.partition] = max(
-                        await consumer.position(tp), folding.next.get(tp.partition, 0)
-                    )
+                    was = folding.next.get(tp.partition, 0)
+                    folding.next[tp.partition] = at = max(await consumer.position(tp), was)
+                    moved |= at != was
                 if folding is not self._live and all(
                     folding.next[tp.partition] >= ends[tp] for tp in tps
                 ):
                     self._live, self.caught_up = folding, True
                     self._became_live.set()
                     log.info("view.caught_up", campaigns=len(folding.campaigns), folded=folded)
-                if batches and folding is self._live:
+                # a position moves past a transaction's marker with no event (an idle writer's
+                # aborted transaction every 20 s): a `reach` of the log's end waits for that too
+                if moved and folding is self._live:
                     async with self._advanced:
                         self._advanced.notify_all()
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)

@@ -3,9 +3,12 @@ is ready only once its view has the whole history, and answers from it at once."
 
 import asyncio
 import time
+import uuid
 
 import pytest
 
+from contracts.topics import declare
+from services.coupons.bus import kafka
 from services.coupons.settings import Settings
 from tests.integration.conftest import ServiceFactory
 from tests.integration.helpers import campaign, checkout, replies_on_the_topic
@@ -102,3 +105,33 @@ def test_the_deciding_process_folds_its_transactions_once(start_service: Service
     assert last.status_code == 201, last.text
     refusal = validate("after")["refusal"]
     assert isinstance(refusal, dict) and refusal["code"] == "exhausted"
+
+
+def test_a_read_that_misses_is_not_held_by_a_transaction_aborted_at_the_logs_end(
+    start_service: ServiceFactory, settings: Settings
+) -> None:
+    """A miss waits for the view to reach the log's end (`caught_up`). An aborted transaction
+    (an idle writer aborts its begun one every 20 s) moves that end with no event to fold:
+    the view's position moved past it, but waiters were woken only by events, so a read
+    right after one waited out its whole timeout and answered `503 projection_lagging`
+    (found by the schemathesis test). It answers at once: no such redemption."""
+    client, _ = start_service(COUPONS_COMPONENTS="decider,projector")
+    campaign(client, "ABORTEDEND")
+
+    async def abort_one() -> None:
+        producer = kafka.producer(
+            settings.kafka_bootstrap_servers, transactional_id=f"aborts-{uuid.uuid4().hex}"
+        )
+        await producer.start()
+        try:
+            await producer.begin_transaction()
+            topic = declare(settings.topic_prefix, settings.partitions).events.name
+            await producer.send_and_wait(topic, b"never committed", partition=0)
+            await producer.abort_transaction()
+        finally:
+            await producer.stop()
+
+    asyncio.run(abort_one())
+    missed = client.get(f"/v1/redemptions/{uuid.uuid4()}")
+    assert missed.status_code == 404, missed.text
+    assert missed.json()["error"]["code"] == "redemption_not_found"
