@@ -183,13 +183,20 @@ async def snapshotted(database_url: str, prefix: str) -> int:
 
 
 async def fresh_database(admin_url: str) -> str:
+    """A new database's name, on the server of `admin_url`."""
     name = f"history_{uuid.uuid4().hex[:8]}"
     conn = await asyncpg.connect(admin_url)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return admin_url.rsplit("/", 1)[0] + "/" + name
+    return name
+
+
+def on_database(env: dict[str, str], name: str, prefix: str) -> dict[str, str]:
+    """`env` for the service on database `name` (of the same server) and `prefix`'s log."""
+    database_url = env["DATABASE_URL"].rsplit("/", 1)[0] + "/" + name
+    return {**env, "DATABASE_URL": database_url, "COUPONS_TOPIC_PREFIX": prefix}
 
 
 def runs(before: Path | None) -> Iterator[tuple[str, Path]]:
@@ -203,15 +210,15 @@ def first_start(
 ) -> tuple[dict[str, str], str, str]:
     """Start the service on `prefix`'s log with a database of its own, until its snapshots are
     written; its environment (for the restarts), its row and its highest RSS meanwhile."""
-    database_url = asyncio.run(fresh_database(env["DATABASE_URL"]))
-    print(f"# {label}, first start's database: {database_url.rsplit('/', 1)[1]}", flush=True)
-    env = {**env, "DATABASE_URL": database_url, "COUPONS_TOPIC_PREFIX": prefix}
+    name = asyncio.run(fresh_database(env["DATABASE_URL"]))
+    print(f"# {label}, first start's database: {name}", flush=True)
+    env = on_database(env, name, prefix)
     service = Service(tree, env, log)
     try:
         seconds = service.until_ready()
         row = f"{label}, first\t{seconds:.1f}\t{rss_mib(service.process.pid):.0f}"
         if count // PARTITIONS >= SNAPSHOT_EVERY:
-            while asyncio.run(snapshotted(database_url, prefix)) < PARTITIONS:
+            while asyncio.run(snapshotted(env["DATABASE_URL"], prefix)) < PARTITIONS:
                 time.sleep(1)  # the snapshots written after loading, then a restart
         peak = (
             f"# {label}, first start's highest RSS {rss_mib(service.process.pid, 'VmHWM'):.0f} MiB"
@@ -256,8 +263,7 @@ def measure(
     envs = {}
     for label, tree in trees:
         if snapshotted is not None:
-            database_url = env["DATABASE_URL"].rsplit("/", 1)[0] + "/" + snapshotted
-            envs[label] = {**env, "DATABASE_URL": database_url, "COUPONS_TOPIC_PREFIX": prefix}
+            envs[label] = on_database(env, snapshotted, prefix)
             continue
         envs[label], row, peak = first_start(label, tree, env, prefix, count, log)
         yield row
