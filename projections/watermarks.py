@@ -31,6 +31,9 @@ class Watermarks:
         self._topic = topic
         self._next: dict[str, dict[int, int]] = defaultdict(dict)
         self._changed = asyncio.Condition()
+        self.awaited = asyncio.Event()
+        """Set while a read waits here: the projection runner polls at once instead of
+        lingering (`ProjectionRunner`)."""
         self._conn: asyncpg.Connection | None = None
 
     async def start(self) -> None:
@@ -74,6 +77,7 @@ class Watermarks:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while not self.reached(name, partition, offset):
+            self.awaited.set()
             left = deadline - loop.time()
             if left <= 0:
                 raise ProjectionNotCaughtUp(f"{name} has not reached {partition}:{offset}")

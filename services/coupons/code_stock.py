@@ -27,6 +27,11 @@ log = structlog.get_logger(__name__)
 NAME = "code-stock"
 ACTOR = "code-stock"
 TOP_UP_NAMESPACE = uuid5(NAMESPACE_URL, "growthos-coupons/code-top-up")
+BATCH_WAIT_MS = 500
+"""How long a fetch may wait for more events: each poll is a PostgreSQL transaction (its
+stored offsets) though few events are `CodesLow`; without the wait there was one per
+transaction the deciders commit (docs/performance/checkout.md). A top-up starts up to this
+much later."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,15 @@ def code_stock(bootstrap: str, topics: Topics, pool: asyncpg.Pool) -> OffsetCons
                 found.append(TopUp(str(envelope.id), event.campaign_id, event.top_up))
         return found
 
-    return OffsetConsumer(NAME, topics.events.name, bootstrap, pool, decode, start_batches)
+    return OffsetConsumer(
+        NAME,
+        topics.events.name,
+        bootstrap,
+        pool,
+        decode,
+        start_batches,
+        batch_wait_ms=BATCH_WAIT_MS,
+    )
 
 
 async def start_batches(conn: Connection, top_ups: list[TopUp]) -> int:

@@ -227,7 +227,9 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             )
             components.append(Supervised("decider", decider.run))
         if "projector" in settings.components:
-            runner = ProjectionRunner(PROJECTIONS, bootstrap, topics, pool)
+            runner = ProjectionRunner(
+                PROJECTIONS, bootstrap, topics, pool, awaited=watermarks.awaited
+            )
             components.append(Supervised("projector", runner.run))
         if "batches" in settings.components:
             batches = CodeBatchRunner(pool, gateway, watermarks, settings.command_timeout_s)
