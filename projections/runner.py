@@ -45,10 +45,14 @@ log = structlog.get_logger(__name__)
 PROGRESS_CHANNEL = "projection_progress"
 RECHECK_S = 5.0
 LINGER_S = 0.025
-"""After a poll that applied events, how long the runner lets more gather before its next
-poll, unless a read waits for a projection (`Watermarks.awaited`). A poll costs a
-transaction of some fifteen statements whatever it holds: at 200 redemptions a second, one
-poll per redemption was a quarter of the service's CPU (docs/performance/checkout.md)."""
+"""After a small poll (fewer than `SMALL_POLL` records), how long the runner lets more events
+gather before its next poll, unless a read waits for a projection (`Watermarks.awaited`). A
+poll costs a transaction of some fifteen statements whatever it holds: at 200 redemptions a
+second, one poll per redemption was a quarter of the service's CPU
+(docs/performance/checkout.md)."""
+SMALL_POLL = 100
+"""A poll of fewer records is a trickle, worth waiting for more; a larger one (a backlog, a
+burst: a fetch brings a thousand or more) is followed at once."""
 
 
 Apply = Callable[[Connection, Sequence[Envelope[Event]]], Awaitable[None]]
@@ -117,7 +121,7 @@ class ProjectionRunner:
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)
                 raise_rebalance_error(self)
                 await self._advance(consumer, producer, batches)
-                if any(batches.values()):
+                if 0 < sum(len(records) for records in batches.values()) < SMALL_POLL:
                     await self._linger()
                 if time.monotonic() >= recheck_at:
                     recheck_at = time.monotonic() + RECHECK_S

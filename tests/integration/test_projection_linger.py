@@ -104,3 +104,32 @@ async def test_a_read_waiting_for_a_projection_cuts_the_linger_short(
             await task
         await watermarks.stop()
         await pool.close()
+
+
+async def test_a_backlog_is_read_without_lingering(settings: Settings) -> None:
+    """10,000 events already in the log, the runner lingering 2 s after a small poll: the
+    backlog's polls (a fetch brings some 1,250 of them, taken 1,000 then the rest) go on at
+    once; with a wait after each it would take over 20 s."""
+    pool = await prepared(settings)
+    topics = declare(settings.topic_prefix, settings.partitions)
+    producer = kafka.producer(settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(topics.events.name, event(i).to_bytes(), key=b"k")
+            for i in range(10_000)
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    runner = ProjectionRunner([POLLS], settings.kafka_bootstrap_servers, topics, pool, linger_s=2)
+    started = asyncio.get_running_loop().time()
+    task = asyncio.create_task(runner.run())
+    try:
+        await wait_for_rows(pool, 10_000, timeout_s=14)
+        assert asyncio.get_running_loop().time() - started < 14
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await pool.close()
