@@ -11,7 +11,6 @@ from pydantic import AwareDatetime, BaseModel
 from contracts.commands import Status
 from contracts.money import Discount
 from contracts.rules import Duration, Eligibility, Limits, Validity
-from projections import campaigns
 from services.coupons.api.auth import require
 from services.coupons.api.commands import call_of, runtime_of
 from services.coupons.api.errors import ApiError, ErrorResponse
@@ -107,8 +106,7 @@ async def list_campaigns(
 ) -> dict[str, Any]:
     """Newest first. Pass `next_cursor` back as `cursor` for the next page."""
     after = _decode_cursor(cursor) if cursor else None
-    async with runtime_of(request).pool.acquire() as conn:
-        rows = await campaigns.page(conn, limit, after)
+    rows = await campaigns_service.page(runtime_of(request), limit, after)
     next_cursor = _encode_cursor(rows[-1]) if len(rows) == limit else None
     return {"data": rows, "next_cursor": next_cursor}
 

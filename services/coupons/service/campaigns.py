@@ -141,13 +141,25 @@ async def distribute(
 
 
 async def campaign(runtime: Runtime, campaign_id: str) -> dict[str, Any]:
-    """The campaign from its read model, with its usage from this process's campaign view:
-    a redemption is answered before it is projected, and the view already has it."""
+    """The campaign from its read model, with its usage from this process's campaign view."""
     async with runtime.pool.acquire() as conn:
         row = await campaigns.get(conn, campaign_id)
     if row is None:
         raise Refused(Reason.CAMPAIGN_NOT_FOUND.value, f"no campaign {campaign_id}")
-    folded = runtime.view.campaign(campaign_id)
+    return _with_usage(runtime, row)
+
+
+async def page(runtime: Runtime, limit: int, after: tuple[Any, str] | None) -> list[dict[str, Any]]:
+    """A page of campaigns, newest first, each with its usage from the campaign view."""
+    async with runtime.pool.acquire() as conn:
+        rows = await campaigns.page(conn, limit, after)
+    return [_with_usage(runtime, row) for row in rows]
+
+
+def _with_usage(runtime: Runtime, row: dict[str, Any]) -> dict[str, Any]:
+    """The read model's row with the usage this process's campaign view has folded: a
+    redemption is answered before it is projected, and the view already has it."""
+    folded = runtime.view.campaign(row["id"])
     if folded is not None:
         row["usage"] = {
             "distributed": folded.distributed,
