@@ -93,7 +93,7 @@ class ProjectionRunner:
     ) -> None:
         """`awaited`: set while a read waits for a projection (`Watermarks.awaited`): the
         runner then polls at once instead of lingering for `linger_s`."""
-        self._awaited = awaited
+        self._awaited = awaited or asyncio.Event()
         self._linger_s = linger_s
         self._projections = {p.name: p for p in projections}
         self._group_id = group_id or f"{topics.events.name}.projector"
@@ -134,9 +134,6 @@ class ProjectionRunner:
     async def _linger(self) -> None:
         """Let the events of the next transactions gather for `linger_s`, unless a read is
         waiting for a projection."""
-        if self._awaited is None:
-            await asyncio.sleep(self._linger_s)
-            return
         if not self._awaited.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._awaited.wait(), self._linger_s)

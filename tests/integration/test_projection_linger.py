@@ -2,7 +2,6 @@
 transaction for several), and a read waiting for a projection is not held by that wait."""
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 
 import asyncpg
@@ -16,7 +15,7 @@ from projections.runner import Projection, ProjectionRunner
 from projections.watermarks import Watermarks
 from services.coupons.bus import kafka
 from services.coupons.settings import Settings
-from tests.integration.test_projection_restart import event, prepare, wait_for_rows
+from tests.integration.test_projection_restart import event, prepare, stop, wait_for_rows
 
 pytestmark = pytest.mark.integration
 
@@ -61,9 +60,7 @@ async def test_a_steady_stream_is_applied_in_few_polls(settings: Settings) -> No
         assert len(polls) <= 12, [r["events"] for r in polls]
     finally:
         await producer.stop()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
         await pool.close()
 
 
@@ -99,9 +96,7 @@ async def test_a_read_waiting_for_a_projection_cuts_the_linger_short(
         assert await pool.fetchval("SELECT count(*) FROM applied") == 2
     finally:
         await producer.stop()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
         await watermarks.stop()
         await pool.close()
 
@@ -129,7 +124,5 @@ async def test_a_backlog_is_read_without_lingering(settings: Settings) -> None:
         await wait_for_rows(pool, 10_000, timeout_s=14)
         assert asyncio.get_running_loop().time() - started < 14
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
         await pool.close()

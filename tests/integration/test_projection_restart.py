@@ -70,6 +70,13 @@ async def publish(settings: Settings, events: list[Envelope[Event]], pace_s: flo
         await producer.stop()
 
 
+async def stop(task: asyncio.Task[None]) -> None:
+    """Cancel a runner's task and wait for it to end."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def wait_for_rows(
     pool: asyncpg.Pool, expected: int, timeout_s: float = 60, table: str = "applied"
 ) -> None:
@@ -92,17 +99,13 @@ async def test_restarts_mid_stream_lose_nothing_and_apply_nothing_twice(settings
             runner = ProjectionRunner([COUNTING], settings.kafka_bootstrap_servers, topics, pool)
             task = asyncio.create_task(runner.run())
             await asyncio.sleep(rng.uniform(0.3, 1.2))
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop(task)
         await producing
         runner = ProjectionRunner([COUNTING], settings.kafka_bootstrap_servers, topics, pool)
         task = asyncio.create_task(runner.run())
         await wait_for_rows(pool, COUNT)
         await asyncio.sleep(0.5)  # a double application would show up now
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
         rows = await pool.fetch("SELECT event_id, times FROM applied")
         assert {r["event_id"] for r in rows} == {e.id for e in events}
         assert {r["times"] for r in rows} == {1}
@@ -174,9 +177,7 @@ async def test_an_unreadable_event_is_dead_lettered_and_the_projection_moves_on(
         assert headers["source_topic"] == topics.events.name.encode()
         assert headers["source_offset"] == b"0"
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
         await dead.stop()
         await pool.close()
 
@@ -233,9 +234,7 @@ async def test_each_projection_applies_from_its_own_stored_offset(settings: Sett
         rows = await pool.fetch("SELECT times FROM applied")
         assert len(rows) == 100 and {r["times"] for r in rows} == {1}
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
         await pool.close()
 
 
