@@ -13,7 +13,7 @@ from contracts.events import CodeRedeemed, RedemptionRefunded, RedemptionReverse
 from services.coupons.settings import Settings
 from services.coupons.stripe.translate import redemption_id
 from tests import stripe_payloads as sp
-from tests.integration.helpers import SECRET, define, deliver, handled, logged, read
+from tests.integration.helpers import SECRET, define, deliver, eventually, handled, logged, read
 
 pytestmark = pytest.mark.integration
 
@@ -109,7 +109,11 @@ async def test_five_deliveries_in_any_order_make_one_redemption_refunds_and_one_
     mine = [e for e in await logged(settings) if getattr(e, "redemption_id", None) == rid]
     assert len([e for e in mine if isinstance(e, RedemptionReversed)]) == 1
     assert len([e for e in mine if isinstance(e, RedemptionRefunded)]) == 2
-    reply = read(bridge, f"/v1/redemptions/{rid}")
+    # the webhook's effects reach the read models asynchronously (docs/analytics.md: freshness)
+    reply = eventually(
+        lambda: read(bridge, f"/v1/redemptions/{rid}"),
+        lambda r: r.status_code == 200 and r.json()["reversed_at"] is not None,
+    )
     assert reply.status_code == 200 and reply.json()["reversed_at"] is not None
     usage = read(bridge, f"/v1/campaigns/{campaign}").json()["usage"]
     assert usage["redemptions"] == 0
