@@ -18,7 +18,7 @@ from projections.ledger import Grouping
 from services.coupons.api.auth import require
 from services.coupons.api.commands import runtime_of
 from services.coupons.api.errors import ApiError, ErrorResponse
-from services.coupons.api.params import CampaignPath, ContactPath
+from services.coupons.api.params import CampaignPath, ContactPath, Cursor
 
 router = APIRouter(prefix="/v1", tags=["analytics"], dependencies=[Depends(require("analyst"))])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -131,7 +131,7 @@ async def contact_coupons(
     contact_id: ContactPath,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=MAX_CONTACT_ROWS)] = 100,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Every coupon distributed to the contact and every redemption, reversal and refund they
     made, oldest first; pass `next_cursor` back as `cursor` for the next page."""

@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -14,7 +15,7 @@ from contracts.rules import Duration, Eligibility, Limits, Validity
 from services.coupons.api.auth import require
 from services.coupons.api.commands import call_of, runtime_of
 from services.coupons.api.errors import ApiError, ErrorResponse
-from services.coupons.api.params import CampaignPath, KeyOrFresh
+from services.coupons.api.params import ID_PATTERN, CampaignPath, Cursor, KeyOrFresh
 from services.coupons.service import campaigns as campaigns_service
 from services.coupons.service.campaign_models import (
     CampaignRequest,
@@ -102,7 +103,7 @@ async def get_campaign(campaign_id: CampaignPath, request: Request) -> dict[str,
 async def list_campaigns(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Newest first. Pass `next_cursor` back as `cursor` for the next page."""
     after = _decode_cursor(cursor) if cursor else None
@@ -119,6 +120,8 @@ def _encode_cursor(row: dict[str, Any]) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         at, _, campaign_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        if len(campaign_id) > 64 or not re.match(ID_PATTERN, campaign_id):  # no NUL in SQL
+            raise ValueError(campaign_id)
         return datetime.fromisoformat(at), campaign_id
     except (ValueError, binascii.Error, UnicodeDecodeError) as error:
         raise ApiError(

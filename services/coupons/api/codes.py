@@ -13,7 +13,7 @@ from projections import campaigns
 from services.coupons.api.auth import require
 from services.coupons.api.commands import call_of, runtime_of
 from services.coupons.api.errors import ApiError, ErrorResponse
-from services.coupons.api.params import CampaignPath, JobPath, KeyOrFresh
+from services.coupons.api.params import CampaignPath, Cursor, JobPath, KeyOrFresh
 from services.coupons.service import jobs
 from services.coupons.service.jobs import BatchRequest
 from services.coupons.store import code_batches
@@ -93,7 +93,7 @@ async def list_codes(
     campaign_id: CampaignPath,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     """The campaign's unique codes in code order; pass `next_cursor` back as `cursor`."""
     async with runtime_of(request).pool.acquire() as conn:
