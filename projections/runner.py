@@ -44,12 +44,13 @@ log = structlog.get_logger(__name__)
 
 PROGRESS_CHANNEL = "projection_progress"
 RECHECK_S = 5.0
-LINGER_S = 0.025
+LINGER_S = 0.1
 """After a small poll (fewer than `SMALL_POLL` records), how long the runner lets more events
 gather before its next poll, unless a read waits for a projection (`Watermarks.awaited`). A
 poll costs a transaction of some fifteen statements whatever it holds: at 200 redemptions a
-second, one poll per redemption was a quarter of the service's CPU
-(docs/performance/checkout.md)."""
+second, one poll per redemption was a quarter of the service's CPU; 100 ms rather than 25
+took a quarter off a redemption's CPU at 50/s, an eighth at 200/s
+(docs/performance/checkout.md, "A 100 ms linger")."""
 SMALL_POLL = 100
 """A poll of fewer records is a trickle, worth waiting for more; a larger one (a backlog, a
 burst: a fetch brings a thousand or more) is followed at once."""
