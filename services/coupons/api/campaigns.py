@@ -2,20 +2,20 @@
 
 import base64
 import binascii
-import re
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, TypeAdapter
 
+from contracts.base import CampaignId
 from contracts.commands import Status
 from contracts.money import Discount
 from contracts.rules import Duration, Eligibility, Limits, Validity
 from services.coupons.api.auth import require
 from services.coupons.api.commands import call_of, runtime_of
 from services.coupons.api.errors import ApiError, ErrorResponse
-from services.coupons.api.params import ID_PATTERN, CampaignPath, Cursor, KeyOrFresh
+from services.coupons.api.params import CampaignPath, Cursor, KeyOrFresh
 from services.coupons.service import campaigns as campaigns_service
 from services.coupons.service.campaign_models import (
     CampaignRequest,
@@ -117,12 +117,14 @@ def _encode_cursor(row: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
+_CAMPAIGN_ID = TypeAdapter(CampaignId)
+
+
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         at, _, campaign_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        if len(campaign_id) > 64 or not re.match(ID_PATTERN, campaign_id):  # no NUL in SQL
-            raise ValueError(campaign_id)
-        return datetime.fromisoformat(at), campaign_id
+        # what a campaign id can be (no NUL for SQL): its ValidationError is a ValueError
+        return datetime.fromisoformat(at), _CAMPAIGN_ID.validate_python(campaign_id)
     except (ValueError, binascii.Error, UnicodeDecodeError) as error:
         raise ApiError(
             422, "invalid_cursor", "cursor is not one this API returned", field="cursor"

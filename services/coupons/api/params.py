@@ -9,11 +9,11 @@ from fastapi import Depends, Header, Path, Query, Response
 from services.coupons.service.calls import key_or_fresh
 
 _PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
-ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 """A campaign's or a segment's id (1 to 64 of these)."""
 
-CampaignPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
-SegmentPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+CampaignPath = Annotated[str, Path(min_length=1, max_length=64, pattern=_ID_PATTERN)]
+SegmentPath = Annotated[str, Path(min_length=1, max_length=64, pattern=_ID_PATTERN)]
 RedemptionPath = Annotated[str, Path(min_length=1, max_length=64, pattern=_PRINTABLE)]
 ContactPath = Annotated[str, Path(min_length=1, max_length=128, pattern=_PRINTABLE)]
 JobPath = Annotated[str, Path(min_length=1, max_length=64, pattern=_PRINTABLE)]
