@@ -11,10 +11,10 @@ from services.coupons.contacts.reactions import Change
 
 
 async def react(conn: Connection, changes: Sequence[Change], now: int) -> Mapping[str, int]:
-    automations = await store.active(conn)
+    automations, conversion_types = await store.active(conn)
     events = [e for c in changes for e in c.events]
     if events:
-        await store.record_conversions(conn, events, await store.conversion_types(conn))
+        await store.record_conversions(conn, events, conversion_types)
     if not automations:
         return {}
     indexed = Triggers.of(automations)

@@ -1,5 +1,5 @@
 """What the send step knows of a batch's contacts when it judges their runs: profiles,
-segment memberships and the coupons already sent, loaded in three queries; and the verdict
+segment memberships and the coupons already sent, loaded in one query; and the verdict
 for one run. Shared by the sender and the dry run."""
 
 from collections import Counter
@@ -12,6 +12,23 @@ from services.coupons.contacts.profile import Profile, evaluation_data
 from services.coupons.contacts.store import from_json
 from services.coupons.domain.campaign_state import Campaign
 
+_LOAD = """
+SELECT 'profile' AS kind, contact_id, profile::text AS text,
+       NULL::bigint AS n, NULL::timestamptz AS last, NULL::bigint AS recent
+FROM contact_profiles WHERE contact_id = ANY($1::text[])
+UNION ALL
+SELECT 'member', contact_id, segment_id, NULL, NULL, NULL
+FROM segment_members WHERE contact_id = ANY($1::text[])
+UNION ALL
+SELECT 'sent', contact_id, source_id, count(*), max(claimed_at),
+       count(*) FILTER (WHERE claimed_at >= $2)
+FROM automation_runs
+WHERE contact_id = ANY($1::text[]) AND status IN ('sending', 'sent')
+GROUP BY source_id, contact_id"""
+"""What `Seen.load` reads, a row each: a profile (its JSON), a membership (the segment id),
+or the coupons sent from one source (the source id, how many, the last one's time, how many
+since the global cap's window began)."""
+
 
 class SendCounts:
     """The coupons sent (or being sent) to some contacts: per source and contact, how many
@@ -22,21 +39,13 @@ class SendCounts:
         self._by_source: dict[tuple[str, str], tuple[int, datetime | None]] = {}
         self._recent: Counter[str] = Counter()
 
-    @classmethod
-    async def load(cls, conn: Connection, contacts: list[str], since: datetime) -> "SendCounts":
-        counts = cls(since)
-        for r in await conn.fetch(
-            """SELECT source_id, contact_id, count(*) AS n, max(claimed_at) AS last,
-                      count(*) FILTER (WHERE claimed_at >= $2) AS recent
-               FROM automation_runs
-               WHERE contact_id = ANY($1::text[]) AND status IN ('sending', 'sent')
-               GROUP BY source_id, contact_id""",
-            contacts,
-            since,
-        ):
-            counts._by_source[(r["source_id"], r["contact_id"])] = (r["n"], r["last"])
-            counts._recent[r["contact_id"]] += r["recent"]
-        return counts
+    def count(
+        self, source_id: str, contact_id: str, n: int, last: datetime | None, recent: int
+    ) -> None:
+        """As stored: `n` sent from `source_id`, the last at `last`, `recent` since the
+        window began."""
+        self._by_source[(source_id, contact_id)] = (n, last)
+        self._recent[contact_id] += recent
 
     def of(self, source_id: str, contact_id: str) -> Sent:
         n, last = self._by_source.get((source_id, contact_id), (0, None))
@@ -63,23 +72,20 @@ class Seen:
 
     @classmethod
     async def load(cls, conn: Connection, contacts: list[str], now: datetime, cap: Cap) -> "Seen":
-        ids = sorted(set(contacts))
-        profiles = {
-            r["contact_id"]: from_json(r["contact_id"], r["profile"])
-            for r in await conn.fetch(
-                """SELECT contact_id, profile::text FROM contact_profiles
-                   WHERE contact_id = ANY($1::text[])""",
-                ids,
-            )
-        }
+        """Profiles, memberships and the coupons sent of `contacts`, in one round trip (the
+        sender's claim waits on each: 3-4 ms under load)."""
+        since = now - timedelta(seconds=cap.window_s)
+        profiles: dict[str, Profile] = {}
         members: dict[str, set[str]] = {}
-        for m in await conn.fetch(
-            """SELECT contact_id, segment_id FROM segment_members
-               WHERE contact_id = ANY($1::text[])""",
-            ids,
-        ):
-            members.setdefault(m["contact_id"], set()).add(m["segment_id"])
-        counts = await SendCounts.load(conn, ids, now - timedelta(seconds=cap.window_s))
+        counts = SendCounts(since)
+        for r in await conn.fetch(_LOAD, sorted(set(contacts)), since):
+            contact = r["contact_id"]
+            if r["kind"] == "profile":
+                profiles[contact] = from_json(contact, r["text"])
+            elif r["kind"] == "member":
+                members.setdefault(contact, set()).add(r["text"])
+            else:
+                counts.count(r["text"], contact, r["n"], r["last"], r["recent"])
         return cls(profiles, members, counts, cap, now)
 
     def email(self, contact_id: str) -> str | None:

@@ -38,14 +38,15 @@ async def sources_for(conn: Connection, runs: Sequence[Any], now: datetime) -> S
     ids = {r["source_id"] for r in runs}
     sources: dict[str, Source] = {}
     routes: dict[str, Route] = {}
-    for a in (await store.automations(conn, ids)).values():
+    automations, broadcasts = await store.sources(conn, ids)
+    for a in automations.values():
         d = a.definition
         sources[a.id] = Source(
             "automation", a.id, a.version, a.live_at(now), a.condition, d.limits,
             d.holdout_percent,
         )  # fmt: skip
         routes[a.id] = Route(d.channel, d.source_ref)
-    for broadcast_id, b in (await store.broadcasts(conn, ids)).items():
+    for broadcast_id, b in broadcasts.items():
         d = b["definition"]
         live = b["status"] in ("scheduled", "running")
         sources[broadcast_id] = Source(

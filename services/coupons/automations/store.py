@@ -41,43 +41,44 @@ def automation_of(row: Any) -> Automation:
     return found
 
 
-async def active(conn: Connection) -> list[Automation]:
+async def active(conn: Connection) -> tuple[list[Automation], set[str]]:
+    """The active automations, and the contact event types some automation or broadcast
+    counts as a conversion: one round trip (the contacts' transaction waits on each)."""
     rows = await conn.fetch(
-        "SELECT id, version, status, definition::text FROM automations WHERE status = 'active'"
+        """WITH types AS (
+               SELECT array(SELECT definition->'conversion'->>'event_type' FROM automations
+                            UNION SELECT definition->'conversion'->>'event_type' FROM broadcasts)
+                      AS types)
+           SELECT types, a.id, a.version, a.status, a.definition::text AS definition
+           FROM types LEFT JOIN automations a ON a.status = 'active'"""
     )
-    return [automation_of(r) for r in rows]
+    types = {t for t in rows[0]["types"] if t}
+    return [automation_of(r) for r in rows if r["id"] is not None], types
 
 
-async def automations(conn: Connection, ids: Iterable[str]) -> dict[str, Automation]:
+async def sources(
+    conn: Connection, ids: Iterable[str]
+) -> tuple[dict[str, Automation], dict[str, dict[str, Any]]]:
+    """The automations and the broadcasts among `ids`, in one round trip (the sender's claim
+    waits on each): automations by id, and broadcasts by id as their status and definition."""
     rows = await conn.fetch(
-        """SELECT id, version, status, definition::text FROM automations
+        """SELECT 'automation' AS kind, id, version, status, definition::text AS definition
+           FROM automations WHERE id = ANY($1::text[])
+           UNION ALL
+           SELECT 'broadcast', id, 1, status, definition::text FROM broadcasts
            WHERE id = ANY($1::text[])""",
         list(set(ids)),
     )
-    return {r["id"]: automation_of(r) for r in rows}
-
-
-async def broadcasts(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    rows = await conn.fetch(
-        "SELECT id, status, definition::text FROM broadcasts WHERE id = ANY($1::text[])",
-        list(set(ids)),
-    )
-    return {
+    automations = {r["id"]: automation_of(r) for r in rows if r["kind"] == "automation"}
+    broadcasts = {
         r["id"]: {
             "status": r["status"],
             "definition": BroadcastRequest.model_validate_json(r["definition"]),
         }
         for r in rows
+        if r["kind"] == "broadcast"
     }
-
-
-async def conversion_types(conn: Connection) -> set[str]:
-    """The contact event types some automation or broadcast counts as a conversion."""
-    rows = await conn.fetch(
-        """SELECT definition->'conversion'->>'event_type' AS t FROM automations
-           UNION SELECT definition->'conversion'->>'event_type' FROM broadcasts"""
-    )
-    return {r["t"] for r in rows if r["t"]}
+    return automations, broadcasts
 
 
 async def record_fired(conn: Connection, fired: Sequence[Fired], now: int) -> int:
