@@ -2,14 +2,20 @@
 static segment. Prints figures; medians of --runs.
 
     python bench/automations.py [--rate E] [--seconds S] [--automations A]
-                                [--broadcast N] [--runs R] [--warmup W] [--workers W]
-                                [--split]
+                                [--broadcast N] [--runs R] [--warmup W] [--no-analyze]
+                                [--workers W] [--apart COMPONENT]
 
 A `coupons serve` process (components decider, projector, contacts; global cap off:
-COUPONS_AUTOMATION_CONTACT_CAP=0; with --split two: decider and projector in one, contacts
-in the other) runs against a local Kafka and PostgreSQL of its own
+COUPONS_AUTOMATION_CONTACT_CAP=0; with --apart C two: C in a process of its own, the rest in
+the other) runs against a local Kafka and PostgreSQL of its own
 (`bench/service.py`; ports 30592/30932 or COUPONS_KAFKA_PORT and COUPONS_PG_PORT, state
 <state dir>/automations-bench, or KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL).
+0. Warm-up (--warmup, 30 s by default): events at the same rate, not counted; the fresh
+   broker's JIT compiles its hot paths meanwhile. Then `ANALYZE` (--no-analyze: not): the
+   database was created seconds before and grew from nothing, so PostgreSQL's statistics and
+   the plans cached from them are those of near-empty tables (sequential scans of
+   `automation_runs` on every claim) until autovacuum's first visit, within a minute in any
+   running deployment (docs/performance/automations.md, session 19).
 1. Trigger latency: A active automations, each on its own shared-code campaign, with an
    event trigger on its own event type (every other one with a simple condition that holds).
    E contact events a second for S seconds are produced straight to
@@ -57,6 +63,7 @@ from services.devstack.stack import default_state_dir
 NAME = "automations-bench"
 """Its state directory's name, under the local state directory."""
 PARTITIONS = 6
+COMPONENTS = ("decider", "projector", "contacts")
 CHUNK = 20_000
 QUIET_S = 30.0
 """After the last event, how long with no new `coupon.issued.v1` record before the rest
@@ -309,6 +316,16 @@ async def define(client: httpx.AsyncClient, count: int) -> None:
             raise RuntimeError(f"automation refused: {made.text}")
 
 
+async def analyze(database_url: str) -> None:
+    """`ANALYZE` the service's database: the statistics a running deployment's autovacuum keeps,
+    which a database created a minute ago lacks (see --help)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
 async def run(args: argparse.Namespace, served: Served) -> None:
     kafka, db = served.kafka, served.database_url
     topics = declare(served.prefix, PARTITIONS)
@@ -341,6 +358,8 @@ async def run(args: argparse.Namespace, served: Served) -> None:
                 f" p99 {pct(warm['consumed'], 0.99):.0f} ms",
                 flush=True,
             )
+        if args.analyze:
+            await analyze(db)
         p99s, lost = [], 0
         stage_p99s: dict[str, list[float]] = {}
         for n in range(args.runs if args.seconds > 0 else 0):
@@ -432,20 +451,26 @@ def main() -> None:
     parser.add_argument(
         "--warmup",
         type=float,
-        default=0,
+        default=30,
         help="seconds of events at --rate before the runs, not counted (a fresh broker's JIT)",
+    )
+    parser.add_argument(
+        "--analyze",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ANALYZE the database after the warm-up, as autovacuum would have by then",
     )
     parser.add_argument("--log", help="write the service's log lines to this file")
     parser.add_argument(
         "--workers", type=int, default=1, help="COUPONS_WORKERS: processes of the service"
     )
     parser.add_argument(
-        "--split",
-        action="store_true",
-        help="two processes: the decider and projector in one, the contacts side in another",
+        "--apart",
+        choices=COMPONENTS,
+        help="two processes: this component in one, the others in the other",
     )
     args = parser.parse_args()
-    components = "decider,projector" if args.split else "decider,projector,contacts"
+    components = ",".join(c for c in COMPONENTS if c != args.apart)
     with serving(
         NAME,
         kafka_port=int(os.environ.get("COUPONS_KAFKA_PORT", "30592")),
@@ -457,7 +482,7 @@ def main() -> None:
             "COUPONS_WORKERS": str(args.workers),
         },
         log=Path(args.log) if args.log else None,
-        siblings=[{"COUPONS_COMPONENTS": "contacts"}] if args.split else [],
+        siblings=[{"COUPONS_COMPONENTS": args.apart}] if args.apart else [],
     ) as served:
         asyncio.run(run(args, served))
 
