@@ -13,9 +13,9 @@ the other) runs against a local Kafka and PostgreSQL of its own
 0. Warm-up (--warmup, 30 s by default): events at the same rate, not counted; the fresh
    broker's JIT compiles its hot paths meanwhile. Then `ANALYZE` (--no-analyze: not): the
    database was created seconds before and grew from nothing, so PostgreSQL's statistics and
-   the plans cached from them are those of near-empty tables (sequential scans of
-   `automation_runs` on every claim) until autovacuum's first visit, within a minute in any
-   running deployment (docs/performance/automations.md, session 19).
+   the plans cached from them are those of near-empty tables (the sender's statements
+   scanning the whole of `automation_runs`) until autovacuum's first visit, within a minute
+   in any running deployment (docs/performance/automations.md, session 19).
 1. Trigger latency: A active automations, each on its own shared-code campaign, with an
    event trigger on its own event type (every other one with a simple condition that holds).
    E contact events a second for S seconds are produced straight to
