@@ -54,6 +54,8 @@ def _id(max_length: int) -> StringConstraints:
 
 Note = Annotated[str, _text(500)]
 """Free text (a reason, a detail): no NUL or control characters but tab and line breaks."""
+Why = Annotated[Note, StringConstraints(strip_whitespace=True, min_length=1)]
+"""A reason that must be given: a `Note` with something in it besides white space."""
 Label = Annotated[str, _text(200)]
 """A short free text (a source reference)."""
 Id64 = Annotated[str, _id(64)]

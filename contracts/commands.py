@@ -19,6 +19,7 @@ from contracts.bounds import (
     Label,
     Note,
     PositiveAmount,
+    Why,
 )
 from contracts.checkout import Cart, Customer
 from contracts.money import Discount
@@ -96,7 +97,7 @@ class UpdateCampaign(TermsChange):
     never change: customers were promised them. `reason` is the why of the audit trail."""
 
     type: Literal["coupon.update_campaign.v1"] = "coupon.update_campaign.v1"
-    reason: Annotated[Note, StringConstraints(strip_whitespace=True, min_length=1)]
+    reason: Why
 
 
 class RedeemCode(Frozen):

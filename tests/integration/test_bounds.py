@@ -111,6 +111,9 @@ def test_the_requests_that_broke_the_service_are_refused_at_the_edge(service: Se
         f"/v1/campaigns/{campaign_id}", json={"limits": {"budget": 10**30}, "reason": "test"}
     )
     assert_refused(patched, 422, "invalid_request", "limits.budget")
+    # a reason of white space only (found by the fuzzer: the command refused it, a 500)
+    blank = client.patch(f"/v1/campaigns/{campaign_id}", json={"name": "n", "reason": "\r\n"})
+    assert_refused(blank, 422, "invalid_request", "reason")
     # control characters in ids; too many line items
     assert_refused(
         client.post("/v1/campaigns", json={**CAMPAIGN, "id": "a\x00b"}),

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from contracts.base import CampaignId
-from contracts.bounds import EmailText, Id128, Label, Note
+from contracts.bounds import EmailText, Id128, Label, Note, Why
 from contracts.commands import CampaignName, Channel
 from contracts.money import Discount
 from contracts.rules import Duration, Eligibility, Limits, Validity
@@ -36,7 +36,7 @@ class CampaignUpdate(BaseModel):
     validity: Validity | None = None
     limits: Limits | None = None
     eligibility: Eligibility | None = None
-    reason: Annotated[Note, Field(min_length=1, description="why, for the audit")]
+    reason: Annotated[Why, Field(description="why, for the audit")]
 
 
 class StatusChange(BaseModel):
